@@ -1,0 +1,64 @@
+# greta: build the library, the CLI and the tests.
+#   make            build/greta (CPU backends; CUDA is a separate target)
+#   make test       build and run the whole suite (unit tests + CLI tests)
+#   make test-san   the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fetch-model  download the default model into models/
+#   make SAN=1      sanitizer build into build-san/
+
+CC      ?= gcc
+SAN     ?= 0
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+OPT     ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDSAN   := -fsanitize=address,undefined
+else
+BUILD   ?= build
+OPT     ?= -O2 -g
+LDSAN   :=
+endif
+
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -Iinclude -Isrc -pthread $(EXTRA_CFLAGS)
+LDLIBS  := -lpcre2-8 -ljansson -lm -pthread
+
+LIB_SRC  := $(sort $(wildcard src/*.c))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test test-unit test-cli test-san fetch-model clean
+all: $(BUILD)/greta
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libgreta.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/greta: $(CLI_OBJ) $(BUILD)/libgreta.a
+	$(CC) $(LDSAN) -o $@ $(CLI_OBJ) $(BUILD)/libgreta.a $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta.a
+	$(CC) $(LDSAN) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta.a $(LDLIBS)
+
+tests-build: $(BUILD)/greta $(TEST_BIN)
+
+test: tests-build
+	BUILD=$(BUILD) bash tests/run_tests.sh
+
+test-san:
+	$(MAKE) SAN=1 test
+
+fetch-model:
+	bash scripts/fetch-model
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d)

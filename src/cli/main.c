@@ -1,0 +1,43 @@
+/* main.c: the greta command; dispatches to one subcommand per file. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Subcommands (each defined in its own cli_<name>.c). */
+
+static const cli_command commands[] = {
+    {NULL, NULL, NULL},
+};
+
+void cli_error(const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    fputs("greta: error: ", stderr);
+    vfprintf(stderr, fmt, args);
+    fputc('\n', stderr);
+    va_end(args);
+}
+
+static void print_usage(FILE *out) {
+    fprintf(out, "usage: greta COMMAND [ARGS...]\n\ncommands:\n");
+    for (const cli_command *c = commands; c->name; c++) fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out, "\n'greta COMMAND --help' describes each command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    for (const cli_command *c = commands; c->name; c++) {
+        if (strcmp(argv[1], c->name) == 0) return c->run(argc - 1, argv + 1);
+    }
+    cli_error("unknown command '%s' (try 'greta --help')", argv[1]);
+    return 2;
+}
