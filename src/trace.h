@@ -54,4 +54,14 @@ typedef struct {
 
 typedef struct trace trace;
 
+/* True if the tracer records (layer, point) for this row; false for NULL.
+ * The engine calls it before gathering values, so tracing off costs nothing. */
+bool trace_wants(const trace *tracer, int layer, trace_point point, const trace_row *row);
+
+/* Records one row of n values (float32 backends / the FP64 backend). */
+void trace_record_f32(trace *tracer, int layer, trace_point point, const trace_row *row,
+                      const float *values, int64_t n);
+void trace_record_f64(trace *tracer, int layer, trace_point point, const trace_row *row,
+                      const double *values, int64_t n);
+
 #endif
