@@ -1,0 +1,334 @@
+/* greta.h: the public C API of greta, an inference engine for Llama-family
+ * models stored as GGUF files. This is the only header the CLI, the server
+ * and embedding programs use; everything under src/ is internal.
+ *
+ * Conventions (in the spirit of sqlite3.h / llama.h):
+ *   - Opaque handles: greta_model (weights, vocabulary; read-only once
+ *     loaded, may be shared by several sessions) and greta_session (KV
+ *     cache, position, logits, sampler state, worker threads).
+ *   - Every fallible call returns a greta_status. On failure the handle's
+ *     error string (greta_model_error / greta_session_error) holds one line
+ *     saying what went wrong, e.g. "tensor 'blk.3.attn_q.weight' has shape
+ *     [576, 512], expected [576, 576]". Calls that create a handle write
+ *     their message into a caller buffer instead (no handle exists yet).
+ *   - The library never exits, aborts or prints on bad input.
+ *   - Memory returned through a `**out` argument is malloc'ed; release it
+ *     with greta_free(). Pointers returned directly (logits, strings of the
+ *     model info) belong to the handle and stay valid as documented.
+ *
+ * Typical use:
+ *   greta_model *m; greta_session *s; char err[256];
+ *   greta_model_load("model.gguf", NULL, &m, err, sizeof err);
+ *   greta_session_new(m, NULL, &s, err, sizeof err);
+ *   greta_tokenize(m, text, len, true, false, &ids, &n);
+ *   greta_eval(s, ids, n);                      // prefill
+ *   greta_sample(s, &sampling, &tok);           // next token
+ *   greta_eval(s, &tok, 1);                     // decode: same call
+ *   greta_session_free(s); greta_model_free(m);
+ *
+ * Thread safety: one session is used by one thread at a time. A model may
+ * be used by several sessions on different threads; only its error string
+ * is shared (the message of a failing greta_tokenize / greta_chat_apply may
+ * then be overwritten by another thread's). */
+#ifndef GRETA_H
+#define GRETA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GRETA_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Status codes                                                         */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+    GRETA_OK = 0,
+    GRETA_ERR_INVALID_ARGUMENT = 1, /* NULL handle, bad parameter, token id out of range */
+    GRETA_ERR_IO = 2,               /* file cannot be opened or read */
+    GRETA_ERR_FORMAT = 3,           /* corrupt or inconsistent GGUF, missing/misshaped tensor */
+    GRETA_ERR_UNSUPPORTED = 4,      /* architecture, tensor type or backend greta lacks */
+    GRETA_ERR_NO_MEMORY = 5,        /* allocation failed */
+    GRETA_ERR_CONTEXT_FULL = 6,     /* tokens do not fit the session's context */
+    GRETA_ERR_TOKENIZER = 7,        /* tokenizer missing or cannot encode/decode */
+    GRETA_ERR_TEMPLATE = 8,         /* no chat template, or the template failed */
+    GRETA_ERR_CANCELLED = 9,        /* the load progress callback asked to stop */
+    GRETA_ERR_STATE = 10,           /* call not valid now (e.g. logits before any eval) */
+    GRETA_ERR_INTERNAL = 11,        /* thread creation failed, or a bug */
+} greta_status;
+
+/* "ok", "invalid argument", ... (never NULL). */
+const char *greta_status_string(greta_status status);
+
+/* Version string, GRETA_VERSION. */
+const char *greta_version(void);
+
+/* Frees memory the library returned through an out-pointer. NULL is fine. */
+void greta_free(void *ptr);
+
+/* ------------------------------------------------------------------ */
+/* Model                                                                */
+/* ------------------------------------------------------------------ */
+
+typedef struct greta_model greta_model;
+
+/* Load progress: called with progress in [0, 1] (0 at the start, 1 at the
+ * end, non-decreasing). Return false to cancel the load (GRETA_ERR_CANCELLED). */
+typedef bool (*greta_progress_fn)(float progress, void *user_data);
+
+typedef struct {
+    greta_progress_fn progress;  /* NULL = no callback */
+    void *progress_user_data;
+    bool vocab_only;             /* tokenizer + chat template only: no weights bound,
+                                    no session can be created (for tokenizer tools) */
+    bool prefault;               /* read every weight page once at load so the first
+                                    token does not pay the disk (default true) */
+} greta_model_params;
+
+greta_model_params greta_model_default_params(void);
+
+/* Opens path, reads the hyperparameters, binds and validates every tensor
+ * (present, exact shape, supported type, inside the file) and loads the
+ * tokenizer. params NULL = defaults. On failure returns the status, *out =
+ * NULL and one line in err (which may be NULL). */
+greta_status greta_model_load(const char *path, const greta_model_params *params,
+                              greta_model **out, char *err, size_t err_size);
+void greta_model_free(greta_model *model);
+
+/* Message of the last failing call on this model ("" if none). */
+const char *greta_model_error(const greta_model *model);
+
+/* What a front end needs to know about a loaded model. Strings belong to
+ * the model. */
+typedef struct {
+    const char *architecture;    /* general.architecture, e.g. "llama" */
+    const char *name;            /* general.name, or the file name without directory */
+    const char *file_type;       /* type of most weights, e.g. "Q4_1" */
+    int32_t vocab_size;          /* rows of token_embd (logits per row) */
+    int32_t context_length;      /* trained context length (llama.context_length) */
+    int32_t n_embd;              /* embedding length (dim) */
+    int32_t n_ff;                /* feed-forward length */
+    int32_t n_layer;             /* block count */
+    int32_t n_head;              /* query heads */
+    int32_t n_head_kv;           /* key/value heads (GQA when < n_head) */
+    int32_t head_dim;            /* n_embd / n_head */
+    int32_t rope_dim;            /* rotated dimensions per head */
+    double rope_freq_base;
+    const char *rope_scaling;    /* "none", "linear" or "llama3" */
+    double rope_scaling_factor;  /* 1 when none */
+    double rms_norm_eps;
+    bool tied_embeddings;        /* output projection is token_embd */
+    bool has_chat_template;      /* tokenizer.chat_template present */
+    bool vocab_only;             /* loaded with vocab_only */
+    int32_t bos_token;           /* -1 if none */
+    int32_t eos_token;           /* -1 if none */
+    uint64_t n_params;           /* elements of all bound weight tensors */
+    uint64_t weight_bytes;       /* bytes of all bound weight tensors, as stored */
+    uint64_t decode_bytes_per_token; /* weight bytes read per decoded token: every
+                                        weight once, token_embd one row (all of it
+                                        when tied, as it is the output matrix) */
+} greta_model_info;
+
+/* Fills *info (all zero/empty strings for a NULL model). */
+void greta_model_get_info(const greta_model *model, greta_model_info *info);
+
+/* The model's tokenizer.chat_template text, NULL if it has none. */
+const char *greta_model_chat_template(const greta_model *model);
+
+/* ------------------------------------------------------------------ */
+/* Vocabulary                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Encodes len bytes of text. add_special: prepend BOS / append EOS as the
+ * model's tokenizer metadata says. parse_special: texts of control tokens
+ * (e.g. "<|im_start|>") become their ids; otherwise they are plain text.
+ * *ids is malloc'ed (greta_free), *n_ids its length. */
+greta_status greta_tokenize(greta_model *model, const char *text, size_t len, bool add_special,
+                            bool parse_special, int32_t **ids, size_t *n_ids);
+
+/* Decodes ids to a malloc'ed NUL-terminated string (*out, *out_len bytes
+ * without the NUL); control tokens are rendered only when render_special. */
+greta_status greta_detokenize(greta_model *model, const int32_t *ids, size_t n, bool render_special,
+                              char **out, size_t *out_len);
+
+/* The bytes of one token in isolation (" the" for "Ġthe"). Returns the
+ * token's byte count (may exceed cap: only cap bytes written; no NUL), or
+ * -1 for an out-of-range id. */
+int greta_token_to_piece(const greta_model *model, int32_t id, bool render_special, char *buf,
+                         size_t cap);
+
+/* Streaming detokenizer for generated text: holds back incomplete UTF-8
+ * sequences, always emits valid UTF-8. */
+typedef struct greta_detok greta_detok;
+greta_detok *greta_detok_new(const greta_model *model, bool render_special); /* NULL on OOM */
+void greta_detok_free(greta_detok *detok);
+/* Appends token id; *out/*out_len: the text now printable (valid until the
+ * next call on detok). */
+greta_status greta_detok_push(greta_detok *detok, int32_t id, const char **out, size_t *out_len);
+/* Emits whatever is held back and resets for a new sequence. */
+greta_status greta_detok_flush(greta_detok *detok, const char **out, size_t *out_len);
+
+int32_t greta_token_bos(const greta_model *model); /* -1 if none */
+int32_t greta_token_eos(const greta_model *model); /* -1 if none */
+/* True if id ends generation (EOS, EOT, <|im_end|>, <|eot_id|>, ...). */
+bool greta_token_is_eog(const greta_model *model, int32_t id);
+/* Whether greta_tokenize(add_special = true) prepends BOS. */
+bool greta_model_adds_bos(const greta_model *model);
+
+/* ------------------------------------------------------------------ */
+/* Chat template                                                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    const char *role;    /* "system", "user", "assistant", ... */
+    const char *content; /* UTF-8 text */
+} greta_chat_message;
+
+/* Renders messages with a chat template, as transformers'
+ * apply_chat_template(tokenize=False) does. template_override NULL = the
+ * model's tokenizer.chat_template; otherwise a built-in name ("chatml",
+ * "llama2", "llama3", "llama3.1", "mistral", "gemma", "phi3", "zephyr")
+ * or, if it contains "{{" or "{%", the template text itself. The model's
+ * BOS/EOS token texts are passed as bos_token / eos_token. *out is a
+ * malloc'ed NUL-terminated string (greta_free). Tokenize the result with
+ * add_special = false, parse_special = true. */
+greta_status greta_chat_apply(greta_model *model, const greta_chat_message *messages, size_t n,
+                              bool add_generation_prompt, const char *template_override,
+                              char **out);
+
+/* ------------------------------------------------------------------ */
+/* Session: KV cache, evaluation, logits                                */
+/* ------------------------------------------------------------------ */
+
+typedef struct greta_session greta_session;
+
+typedef enum {
+    GRETA_BACKEND_CPU = 0,  /* float32, multi-threaded, the default */
+    GRETA_BACKEND_REF = 1,  /* float64 reference (the oracle), single-threaded */
+    GRETA_BACKEND_CUDA = 2, /* reserved: "not built with CUDA" in CPU builds */
+} greta_backend;
+
+/* "cpu", "ref", "cuda". */
+const char *greta_backend_name(greta_backend backend);
+/* Parses "cpu" / "ref" / "cuda"; GRETA_ERR_INVALID_ARGUMENT otherwise. */
+greta_status greta_backend_from_name(const char *name, greta_backend *out);
+
+typedef struct {
+    int32_t n_ctx;        /* positions in the KV cache; 0 = the model's trained
+                             context length (default 4096, capped at that length) */
+    int32_t n_threads;    /* worker threads for cpu; 0 = online CPUs (default 0) */
+    greta_backend backend;/* default GRETA_BACKEND_CPU */
+    uint64_t seed;        /* sampler RNG seed (default 0x67726574 "gret") */
+    bool logits_all;      /* keep the logits of every row of the last eval
+                             (greta_logits_all), not only the last (default false) */
+} greta_session_params;
+
+greta_session_params greta_session_default_params(void);
+
+/* Creates a session (allocates the KV cache, starts the thread pool).
+ * params NULL = defaults. On failure *out = NULL and a line in err. */
+greta_status greta_session_new(greta_model *model, const greta_session_params *params,
+                               greta_session **out, char *err, size_t err_size);
+void greta_session_free(greta_session *session);
+
+/* Message of the last failing call on this session ("" if none). */
+const char *greta_session_error(const greta_session *session);
+
+greta_backend greta_session_backend(const greta_session *session);
+int32_t greta_session_n_ctx(const greta_session *session);
+int32_t greta_session_n_threads(const greta_session *session);
+
+/* Evaluates n tokens appended at the current position: row i has token
+ * ids[i] at position greta_pos() + i and attends to everything before it.
+ * Prefill (n > 1) and decode (n == 1) are the same call and the same
+ * forward; on cpu the logits of a row are bitwise the same whichever way
+ * the tokens were batched. On success the position advances by n and the
+ * logits of the last row are available. Errors leave the session as it was:
+ * GRETA_ERR_CONTEXT_FULL if position + n > n_ctx, GRETA_ERR_INVALID_ARGUMENT
+ * for n == 0 or an id outside [0, vocab_size). */
+greta_status greta_eval(greta_session *session, const int32_t *ids, size_t n);
+
+/* Logits (vocab_size floats) of the last row of the last successful eval;
+ * NULL (and GRETA_ERR_STATE in the error string) before any eval or after a
+ * rewind. Valid until the next eval/rewind/free. */
+const float *greta_logits(greta_session *session);
+/* Same row in float64: exact on the ref backend, the float32 values
+ * promoted on cpu. */
+const double *greta_logits_f64(greta_session *session);
+
+/* All rows of the last eval, row-major [n_rows][vocab_size]; needs
+ * params.logits_all, else NULL. */
+const float *greta_logits_all(greta_session *session, size_t *n_rows);
+const double *greta_logits_all_f64(greta_session *session, size_t *n_rows);
+
+/* Current position = tokens in the KV cache. */
+int32_t greta_pos(const greta_session *session);
+
+/* The tokens in the KV cache (greta_pos() of them), e.g. to find the prefix
+ * a new prompt shares with the cache. Valid until the next eval/rewind. */
+const int32_t *greta_session_tokens(const greta_session *session);
+
+/* Forgets every position >= pos (0 <= pos <= greta_pos()); the next eval
+ * continues at pos. Logits are cleared (eval again to get some). */
+greta_status greta_rewind(greta_session *session, int32_t pos);
+
+/* ------------------------------------------------------------------ */
+/* Sampling                                                             */
+/* ------------------------------------------------------------------ */
+/* greta_sampler_* are implemented in src/sampler.c (front-end engineer);
+ * greta_sample / greta_session_reseed in the engine. */
+
+typedef struct {
+    bool greedy;            /* argmax, ignores everything else (lowest id on ties) */
+    float temperature;      /* <= 0 means greedy; default 0.8 */
+    int32_t top_k;          /* keep the k most likely; 0 = off; default 40 */
+    float top_p;            /* nucleus; 1 = off; default 0.95 */
+    float min_p;            /* drop below min_p * p(max); 0 = off; default 0.05 */
+    float repeat_penalty;   /* llama.cpp-style on the last repeat_last_n tokens; 1 = off */
+    int32_t repeat_last_n;  /* window of the penalty; default 64 */
+} greta_sampler_params;
+
+greta_sampler_params greta_sampler_default_params(void);
+
+/* A sampler: the seeded RNG state plus scratch space; the same seed and
+ * the same logits give the same tokens on every run and thread count. */
+typedef struct greta_sampler greta_sampler;
+greta_sampler *greta_sampler_new(uint64_t seed); /* NULL on OOM */
+void greta_sampler_free(greta_sampler *sampler);
+void greta_sampler_reseed(greta_sampler *sampler, uint64_t seed);
+/* Picks a token from logits[0..n_vocab) under params; history (n_history
+ * ids, oldest first) feeds the repetition penalty. */
+greta_status greta_sampler_sample(greta_sampler *sampler, const greta_sampler_params *params,
+                                  const float *logits, int32_t n_vocab, const int32_t *history,
+                                  size_t n_history, int32_t *out_token);
+
+/* Samples from the session's current logits with the session's own sampler
+ * (seeded with params.seed at creation), using the cached tokens as the
+ * repetition history. Does not evaluate the token. */
+greta_status greta_sample(greta_session *session, const greta_sampler_params *params,
+                          int32_t *out_token);
+/* Reseeds the session's sampler. */
+void greta_session_reseed(greta_session *session, uint64_t seed);
+
+/* ------------------------------------------------------------------ */
+/* Tracing (src/trace.h, design.md section 4)                           */
+/* ------------------------------------------------------------------ */
+
+struct trace; /* created and configured by the trace module */
+
+/* Attaches a tracer to the session (NULL detaches). The session does not
+ * own it: free it after the session or after detaching. The engine calls
+ * it at every trace point of every forward; tracing never changes a bit of
+ * what is computed. */
+greta_status greta_session_set_trace(greta_session *session, struct trace *tracer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
