@@ -167,7 +167,7 @@ int greta_token_to_piece(const greta_model *model, int32_t id, bool render_speci
 typedef struct greta_detok greta_detok;
 greta_detok *greta_detok_new(const greta_model *model, bool render_special); /* NULL on OOM */
 void greta_detok_free(greta_detok *detok);
-/* Appends token id; *out/*out_len: the text now printable (valid until the
+/* Appends token id; *out, *out_len: the text now printable (valid until the
  * next call on detok). */
 greta_status greta_detok_push(greta_detok *detok, int32_t id, const char **out, size_t *out_len);
 /* Emits whatever is held back and resets for a new sequence. */
