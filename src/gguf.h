@@ -33,6 +33,11 @@ typedef enum {
 
 #define GGUF_MAX_DIMS 4
 #define GGUF_DEFAULT_ALIGNMENT 32
+/* Reader limits (docs/gguf.md): keys up to 65535 bytes, tensor names up to
+ * 64 bytes (the GGUF spec's limit), arrays nested at most 8 deep. */
+#define GGUF_MAX_KEY_LEN 65535
+#define GGUF_MAX_NAME_LEN 64
+#define GGUF_MAX_ARRAY_DEPTH 8
 
 typedef struct {
     const char *ptr; /* into the mapping; not NUL-terminated */
@@ -66,6 +71,19 @@ uint64_t gguf_kv_count(const gguf_file *file);
 int64_t gguf_find_key(const gguf_file *file, const char *key); /* -1 if absent */
 gguf_str gguf_kv_key(const gguf_file *file, uint64_t kv);
 gguf_type gguf_kv_type(const gguf_file *file, uint64_t kv);
+/* "uint32", "string", ...; "unknown" for an invalid id. */
+const char *gguf_type_name(gguf_type type);
+/* Bytes of one value of a fixed-size type; 0 for string and array. */
+uint64_t gguf_type_size(gguf_type type);
+/* The raw stored bytes of entry kv's value (after its type field; for an
+ * array: element type, count, elements), *size set to their length. */
+const void *gguf_kv_value_bytes(const gguf_file *file, uint64_t kv, uint64_t *size);
+/* The scalar getters below by entry index instead of key. */
+bool gguf_kv_get_int(const gguf_file *file, uint64_t kv, int64_t *out);
+bool gguf_kv_get_uint(const gguf_file *file, uint64_t kv, uint64_t *out);
+bool gguf_kv_get_float(const gguf_file *file, uint64_t kv, double *out);
+bool gguf_kv_get_bool(const gguf_file *file, uint64_t kv, bool *out);
+bool gguf_kv_get_str(const gguf_file *file, uint64_t kv, gguf_str *out);
 
 /* Scalar getters by key. Each returns false (and leaves *out alone) when
  * the key is absent or its type does not fit: get_int accepts any integer
@@ -78,7 +96,9 @@ bool gguf_get_bool(const gguf_file *file, const char *key, bool *out);
 bool gguf_get_str(const gguf_file *file, const char *key, gguf_str *out);
 
 /* Arrays by key index. gguf_arr_type() is the element type (GGUF_ARRAY for
- * nested arrays), gguf_arr_count() the element count. */
+ * nested arrays), gguf_arr_count() the element count (0 for a non-array).
+ * Element getters return "" / 0 for an index out of range or a wrong type;
+ * elements of nested arrays are reachable only through gguf_kv_value_bytes. */
 gguf_type gguf_arr_type(const gguf_file *file, uint64_t kv);
 uint64_t gguf_arr_count(const gguf_file *file, uint64_t kv);
 /* Element i of an array of strings. */
@@ -86,6 +106,9 @@ gguf_str gguf_arr_str(const gguf_file *file, uint64_t kv, uint64_t i);
 /* Element i of a numeric or bool array, converted. */
 int64_t gguf_arr_int(const gguf_file *file, uint64_t kv, uint64_t i);
 double gguf_arr_float(const gguf_file *file, uint64_t kv, uint64_t i);
+/* The elements of a numeric or bool array as stored (little-endian, packed,
+ * possibly unaligned: read with memcpy); NULL for other entries. */
+const void *gguf_arr_data(const gguf_file *file, uint64_t kv);
 
 /* Tensors, in file order. */
 uint64_t gguf_tensor_count(const gguf_file *file);
@@ -115,6 +138,15 @@ void gguf_writer_set_str_n(gguf_writer *writer, const char *key, const char *val
 void gguf_writer_set_arr_str(gguf_writer *writer, const char *key, const gguf_str *values, uint64_t count);
 void gguf_writer_set_arr_i32(gguf_writer *writer, const char *key, const int32_t *values, uint64_t count);
 void gguf_writer_set_arr_f32(gguf_writer *writer, const char *key, const float *values, uint64_t count);
+/* The remaining scalar types, and a numeric/bool array of any element type
+ * (values: count packed elements of gguf_type_size(elem_type) bytes). */
+void gguf_writer_set_u8(gguf_writer *writer, const char *key, uint8_t value);
+void gguf_writer_set_i8(gguf_writer *writer, const char *key, int8_t value);
+void gguf_writer_set_u16(gguf_writer *writer, const char *key, uint16_t value);
+void gguf_writer_set_i16(gguf_writer *writer, const char *key, int16_t value);
+void gguf_writer_set_i64(gguf_writer *writer, const char *key, int64_t value);
+void gguf_writer_set_f64(gguf_writer *writer, const char *key, double value);
+void gguf_writer_set_arr(gguf_writer *writer, const char *key, gguf_type elem_type, const void *values, uint64_t count);
 /* Copies key and value of metadata entry kv of an open file (for quantize). */
 void gguf_writer_copy_kv(gguf_writer *writer, const gguf_file *file, uint64_t kv);
 
