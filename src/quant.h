@@ -62,6 +62,11 @@ size_t quant_row_bytes(uint32_t type, int64_t n);
 /* dst[0..n) = the n values stored at src. */
 void quant_dequantize(uint32_t type, const void *src, float *dst, int64_t n);
 
+/* dst[0..quant_block_size(type)) = the values of the one block at `block`,
+ * bit-exact with quant_dequantize(). For matmul kernels that decode a block
+ * once and use it against several vectors. */
+void quant_dequantize_block(uint32_t type, const void *block, float *dst);
+
 /* sum_i row[i] * x[i] for a stored row of n values, float32 accumulation in
  * a fixed order (see the header comment). */
 float quant_dot(uint32_t type, const void *row, const float *x, int64_t n);

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""A numpy port of llama.cpp's reference K-quant quantizers (no importance
+matrix): quantize_row_q4_K_ref, quantize_row_q5_K_ref, quantize_row_q6_K_ref
+and their helpers make_qkx2_quants / make_qx_quants (ggml/src/ggml-quants.c).
+
+The `gguf` Python package dequantizes K-quants but cannot quantize them, so
+this port supplies the reference round-trip RMSE that greta's quantizers are
+held to (tests/fixtures/quant/rmse_reference.txt). It follows the C code's
+float32 arithmetic step by step (sequential float32 sums via
+np.add.accumulate, round-half-even nearest_int) and emits real ggml blocks,
+which are then dequantized by gguf.quants.dequantize, so the block layout is
+checked by llama.cpp's own reader.
+
+Usage as a module: roundtrip("Q4_K", x) -> dequantized float32 array.
+"""
+import numpy as np
+from gguf import GGMLQuantizationType as T
+from gguf.quants import dequantize
+
+F = np.float32
+QK_K = 256
+
+
+def seqsum(a):
+    """Sequential float32 sum, as a C loop `s += a[i]` starting at 0."""
+    a = np.asarray(a, dtype=F)
+    return F(np.add.accumulate(a, dtype=F)[-1]) if a.size else F(0)
+
+
+def nearest_int(v):
+    return np.rint(np.asarray(v, dtype=F)).astype(np.int64)
+
+
+def f16(v):
+    return np.float16(F(v))
+
+
+def make_qkx2_quants(nmax, x, weights, rmin, rdelta, nstep):
+    """Returns (scale, the_min, L) as llama.cpp's make_qkx2_quants (use_mad=false)."""
+    x = x.astype(F)
+    w = weights.astype(F)
+    mn = F(min(F(0), x.min()))
+    mx = F(x.max())
+    # sum_w and sum_x start from element 0 in C: same as a sequential sum.
+    sum_w = seqsum(w)
+    sum_x = seqsum(w * x)
+    if mx == mn:
+        return F(0), F(-mn), np.zeros(x.size, dtype=np.int64)
+    iscale = F(F(nmax) / F(mx - mn))
+    scale = F(F(1) / iscale)
+    L = np.clip(nearest_int(iscale * (x - mn)), 0, nmax)
+    diff = F(scale) * L.astype(F) + mn - x
+    best_error = seqsum(w * (diff * diff))
+    for step in range(nstep + 1):
+        iscale = F(F(F(rmin) + F(F(rdelta) * F(step)) + F(nmax)) / F(mx - mn))
+        laux = np.clip(nearest_int(iscale * (x - mn)), 0, nmax)
+        lf = laux.astype(F)
+        sum_l = seqsum(w * lf)
+        sum_l2 = seqsum(w * lf * lf)
+        sum_xl = seqsum(w * lf * x)
+        D = F(F(sum_w * sum_l2) - F(sum_l * sum_l))
+        if D > 0:
+            this_scale = F(F(F(sum_w * sum_xl) - F(sum_x * sum_l)) / D)
+            this_min = F(F(F(sum_l2 * sum_x) - F(sum_l * sum_xl)) / D)
+            if this_min > 0:
+                this_min = F(0)
+                this_scale = F(sum_xl / sum_l2)
+            diff = this_scale * lf + this_min - x
+            cur_error = seqsum(w * (diff * diff))
+            if cur_error < best_error:
+                L = laux
+                best_error = cur_error
+                scale = this_scale
+                mn = this_min
+    return F(scale), F(-mn), L
+
+
+def make_qx_quants(nmax, x):
+    """make_qx_quants with rmse_type=1 and no weights (used by Q6_K)."""
+    x = x.astype(F)
+    ax = np.abs(x)
+    amax = ax.max()
+    if amax < F(1e-15):
+        return F(0), np.zeros(x.size, dtype=np.int64)
+    mx = x[int(np.argmax(ax))]  # first index of the largest magnitude
+    iscale = F(F(-nmax) / mx)
+    w = x * x
+    l = np.clip(nearest_int(iscale * x), -nmax, nmax - 1)
+    L = l + nmax
+    lf = l.astype(F)
+    sumlx = seqsum(w * x * lf)
+    suml2 = seqsum(w * lf * lf)
+    scale = F(sumlx / suml2) if suml2 else F(0)
+    best = F(scale * sumlx)
+    for step in range(-9, 10):
+        if step == 0:
+            continue
+        iscale = F(F(-F(F(nmax) + F(F(0.1) * F(step)))) / mx)
+        l = np.clip(nearest_int(iscale * x), -nmax, nmax - 1)
+        lf = l.astype(F)
+        sumlx = seqsum(w * x * lf)
+        suml2 = seqsum(w * lf * lf)
+        if suml2 > 0 and F(sumlx * sumlx) > F(best * suml2):
+            L = l + nmax
+            scale = F(sumlx / suml2)
+            best = F(scale * sumlx)
+    return scale, L
+
+
+def pack_k4_scales(ls, lm):
+    out = np.zeros(12, dtype=np.uint8)
+    for j in range(8):
+        if j < 4:
+            out[j] = ls[j]
+            out[j + 4] = lm[j]
+        else:
+            out[j + 4] = (ls[j] & 0xF) | ((lm[j] & 0xF) << 4)
+            out[j - 4] |= (ls[j] >> 4) << 6
+            out[j] |= (lm[j] >> 4) << 6
+    return out
+
+
+def k4_requantize(x, d16, dmin16, ls, lm, nmax):
+    L = np.zeros(QK_K, dtype=np.int64)
+    for j in range(8):
+        d = F(F(d16) * F(ls[j]))
+        if d == 0:
+            continue
+        dm = F(F(dmin16) * F(lm[j]))
+        seg = x[32 * j:32 * j + 32]
+        L[32 * j:32 * j + 32] = np.clip(nearest_int((seg + dm) / d), 0, nmax)
+    return L
+
+
+def quantize_k4_block(x, nmax, rmin, rdelta, nstep):
+    """Shared part of Q4_K (nmax 15) and Q5_K (nmax 31): scales, mins, L."""
+    scales = np.zeros(8, dtype=F)
+    mins = np.zeros(8, dtype=F)
+    for j in range(8):
+        seg = x[32 * j:32 * j + 32]
+        av_x = F(np.sqrt(F(seqsum(seg * seg) / F(32))))
+        weights = av_x + np.abs(seg)
+        scales[j], mins[j], _ = make_qkx2_quants(nmax, seg, weights, rmin, rdelta, nstep)
+    max_scale = F(max(F(0), scales.max()))
+    max_min = F(max(F(0), mins.max()))
+    inv_scale = F(F(63) / max_scale) if max_scale > 0 else F(0)
+    inv_min = F(F(63) / max_min) if max_min > 0 else F(0)
+    ls = np.minimum(63, nearest_int(inv_scale * scales) & 0xFF).astype(np.uint8)
+    lm = np.minimum(63, nearest_int(inv_min * mins) & 0xFF).astype(np.uint8)
+    d16 = f16(F(max_scale / F(63)))
+    dmin16 = f16(F(max_min / F(63)))
+    L = k4_requantize(x, d16, dmin16, ls, lm, nmax)
+    head = np.concatenate([np.array([d16, dmin16], dtype=np.float16).view(np.uint8), pack_k4_scales(ls, lm)])
+    return head, L
+
+
+def quantize_q4_k(x):
+    out = []
+    for b in range(x.size // QK_K):
+        head, L = quantize_k4_block(x[b * QK_K:(b + 1) * QK_K], 15, -1.0, 0.1, 20)
+        qs = np.zeros(128, dtype=np.uint8)
+        for c in range(4):
+            qs[32 * c:32 * c + 32] = L[64 * c:64 * c + 32] | (L[64 * c + 32:64 * c + 64] << 4)
+        out.append(np.concatenate([head, qs]))
+    return np.concatenate(out)
+
+
+def quantize_q5_k(x):
+    out = []
+    for b in range(x.size // QK_K):
+        head, L = quantize_k4_block(x[b * QK_K:(b + 1) * QK_K], 31, -0.5, 0.1, 15)
+        qh = np.zeros(32, dtype=np.uint8)
+        ql = np.zeros(128, dtype=np.uint8)
+        for c in range(4):
+            l1 = L[64 * c:64 * c + 32]
+            l2 = L[64 * c + 32:64 * c + 64]
+            qh |= ((l1 > 15).astype(np.uint8) << (2 * c)) | ((l2 > 15).astype(np.uint8) << (2 * c + 1))
+            ql[32 * c:32 * c + 32] = (l1 & 15) | ((l2 & 15) << 4)
+        out.append(np.concatenate([head, qh, ql]))
+    return np.concatenate(out)
+
+
+def quantize_q6_k(x):
+    out = []
+    for b in range(x.size // QK_K):
+        xb = x[b * QK_K:(b + 1) * QK_K].astype(F)
+        scales = np.zeros(16, dtype=F)
+        L = np.zeros(QK_K, dtype=np.int64)
+        max_scale = F(0)
+        max_abs = F(0)
+        for ib in range(16):
+            scales[ib], L[16 * ib:16 * ib + 16] = make_qx_quants(32, xb[16 * ib:16 * ib + 16])
+            if abs(scales[ib]) > max_abs:
+                max_abs = F(abs(scales[ib]))
+                max_scale = scales[ib]
+        if max_abs < F(1e-15):
+            out.append(np.zeros(210, dtype=np.uint8))
+            continue
+        iscale = F(F(-128) / max_scale)
+        d16 = f16(F(F(1) / iscale))
+        sc = np.minimum(127, nearest_int(iscale * scales)).astype(np.int8)
+        for j in range(16):
+            d = F(F(d16) * F(sc[j]))
+            if d == 0:
+                continue
+            L[16 * j:16 * j + 16] = np.clip(nearest_int(xb[16 * j:16 * j + 16] / d), -32, 31) + 32
+        ql = np.zeros(128, dtype=np.uint8)
+        qh = np.zeros(64, dtype=np.uint8)
+        for h in range(2):
+            Lh = L[128 * h:128 * h + 128]
+            q1, q2, q3, q4 = Lh[0:32], Lh[32:64], Lh[64:96], Lh[96:128]
+            ql[64 * h:64 * h + 32] = (q1 & 15) | ((q3 & 15) << 4)
+            ql[64 * h + 32:64 * h + 64] = (q2 & 15) | ((q4 & 15) << 4)
+            qh[32 * h:32 * h + 32] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6)
+        out.append(np.concatenate([ql, qh, sc.view(np.uint8), np.array([d16], dtype=np.float16).view(np.uint8)]))
+    return np.concatenate(out)
+
+
+QUANTIZERS = {"Q4_K": quantize_q4_k, "Q5_K": quantize_q5_k, "Q6_K": quantize_q6_k}
+
+
+def roundtrip(name, x):
+    blocks = QUANTIZERS[name](np.asarray(x, dtype=F).reshape(-1))
+    return dequantize(blocks.astype(np.uint8), T[name]).reshape(-1)
+
+
+if __name__ == "__main__":
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(4 * QK_K).astype(F)
+    for name in QUANTIZERS:
+        y = roundtrip(name, x)
+        print(name, float(np.sqrt(np.mean((x.astype(np.float64) - y) ** 2))))
