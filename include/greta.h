@@ -315,6 +315,22 @@ greta_status greta_sample(greta_session *session, const greta_sampler_params *pa
 /* Reseeds the session's sampler. */
 void greta_session_reseed(greta_session *session, uint64_t seed);
 
+/* Stop strings (src/sampler.c): feed the generated text as it is printed;
+ * text that may be the start of a stop string is held back, and a stop
+ * string itself (even split across tokens) is never emitted. */
+typedef struct greta_stop greta_stop;
+/* Copies the n_stops strings (empty ones are ignored). NULL on OOM. */
+greta_stop *greta_stop_new(const char *const *stops, size_t n_stops);
+void greta_stop_free(greta_stop *stop);
+/* Appends len bytes of text. *out, *out_len: the text now safe to print
+ * (valid until the next call). *stopped becomes true when a stop string is
+ * complete: *out then ends just before it and later pushes emit nothing. */
+greta_status greta_stop_push(greta_stop *stop, const char *text, size_t len, const char **out,
+                             size_t *out_len, bool *stopped);
+/* End of generation: emits what is held back (nothing after a stop) and
+ * resets for a new generation. */
+greta_status greta_stop_flush(greta_stop *stop, const char **out, size_t *out_len);
+
 /* ------------------------------------------------------------------ */
 /* Tracing (src/trace.h, design.md section 4)                           */
 /* ------------------------------------------------------------------ */
