@@ -63,6 +63,18 @@ static float float_of(uint32_t u) {
     return f;
 }
 
+/* Deterministic pseudo-random numbers (xorshift64*), independent of libc. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+static float rng_uniform(void) { return (float)((rng_next() >> 40) * 0x1p-24) * 2.0f - 1.0f; }
+
 /* ---- type table ---- */
 
 static void test_type_table(void) {
@@ -232,10 +244,111 @@ static void test_dequant_bad_arguments(void) {
     CHECK(isnan(out[0]) && isnan(out[3]), "dequantize of an unsupported type poisons dst with NaN");
 }
 
+
+/* ---- dot products ---- */
+
+/* The documented recipe of quant_dot (quant.h), written independently here
+ * and applied to the gguf package's dequantized values. */
+static float dot_recipe(const float *w, const float *x, int64_t n) {
+    float lane[32] = {0};
+    for (int64_t i = 0; i < n; i++) lane[i % 32] = fmaf(w[i], x[i], lane[i % 32]);
+    float v[8], h[4], g[2];
+    for (int l = 0; l < 8; l++) v[l] = (lane[l] + lane[l + 8]) + (lane[l + 16] + lane[l + 24]);
+    for (int l = 0; l < 4; l++) h[l] = v[l] + v[l + 4];
+    for (int l = 0; l < 2; l++) g[l] = h[l] + h[l + 2];
+    return g[0] + g[1];
+}
+
+static void test_dot_fixture(uint32_t type) {
+    char name[64];
+    snprintf(name, sizeof name, "dequant_%s.bin", quant_type_name(type));
+    size_t size = 0;
+    uint8_t *data = read_fixture(name, &size);
+    if (data == NULL || size < 16) {
+        free(data);
+        return;
+    }
+    const uint32_t n_blocks = get_u32(data + 8), block = get_u32(data + 12);
+    const size_t type_size = (size_t)quant_type_size(type);
+    const uint8_t *row = data + 16;
+    const int64_t n = (int64_t)n_blocks * block;
+    float *w = malloc((size_t)n * sizeof(float));
+    memcpy(w, row + n_blocks * type_size, (size_t)n * sizeof(float));
+    float *x_store = malloc((size_t)(n + 1) * sizeof(float));
+    float *x = x_store + 1; /* deliberately not 32-byte aligned */
+    for (int64_t i = 0; i < n; i++) x[i] = rng_uniform();
+
+    /* float64 reference and the rigorous error bound of the lane scheme:
+     * each lane is a chain of <= n/32 + 1 FMAs, then 5 additions. */
+    double ref = 0.0, magnitude = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        ref += (double)w[i] * (double)x[i];
+        magnitude += fabs((double)w[i] * (double)x[i]);
+    }
+    const double bound = (double)(n / 32 + 7) * 0x1p-24 * magnitude + 1e-35;
+    const float got = quant_dot(type, row, x, n);
+    CHECK(fabs((double)got - ref) <= bound, "%s dot, n=%lld: %.9g vs float64 %.17g (error %.3g <= bound %.3g, "
+          "%.2g of sum|w*x|)", quant_type_name(type), (long long)n, got, ref, fabs((double)got - ref), bound,
+          fabs((double)got - ref) / (magnitude > 0 ? magnitude : 1));
+    CHECK(bits_of(got) == bits_of(dot_recipe(w, x, n)), "%s dot bitwise equal to the documented lane recipe "
+          "on gguf-dequantized values", quant_type_name(type));
+
+    /* AVX2 and portable paths: bitwise equal on many lengths. */
+    CHECK(quant_dot_avx2_available(), "AVX2+FMA+F16C available on this CPU, so its path is tested");
+    int64_t lengths[64];
+    int n_lengths = 0;
+    if (block == 1) {
+        for (int64_t len = 1; len <= 100; len++) lengths[n_lengths++ % 64] = len * 5 % (n + 1);
+        lengths[0] = n;
+        n_lengths = 64;
+    } else {
+        lengths[n_lengths++] = n;
+        lengths[n_lengths++] = block;
+        for (int k = 0; k < 10; k++) lengths[n_lengths++] = (int64_t)(1 + rng_next() % n_blocks) * block;
+    }
+    int same = 0, recipe_same = 0;
+    for (int k = 0; k < n_lengths; k++) {
+        int64_t len = lengths[k];
+        float portable = quant_dot_portable(type, row, x, len);
+        float avx2 = quant_dot_avx2_available() ? quant_dot_avx2(type, row, x, len) : NAN;
+        float recipe = dot_recipe(w, x, len);
+        same += bits_of(portable) == bits_of(avx2) && bits_of(quant_dot(type, row, x, len)) == bits_of(avx2);
+        recipe_same += bits_of(portable) == bits_of(recipe);
+    }
+    CHECK(same == n_lengths, "%s: AVX2 and portable dot bitwise equal on %d row lengths (%d equal)",
+          quant_type_name(type), n_lengths, same);
+    CHECK(recipe_same == n_lengths, "%s: portable dot equals the recipe on %d row lengths (%d equal)",
+          quant_type_name(type), n_lengths, recipe_same);
+    free(x_store);
+    free(w);
+    free(data);
+}
+
+static void test_dot_edges(void) {
+    uint8_t zeros[64] = {0};
+    float x[64] = {0};
+    CHECK(quant_dot(QT_Q4_1, zeros, x, 0) == 0.0f, "dot of an empty row is 0");
+    CHECK(isnan(quant_dot(QT_Q4_1, zeros, x, 31)) && isnan(quant_dot_portable(QT_Q8_0, zeros, x, 16)),
+          "dot with n not a multiple of the block is NaN");
+    CHECK(isnan(quant_dot(20 /* IQ4_NL */, zeros, x, 32)), "dot of an unsupported type is NaN");
+    /* hand-computed: Q8_0 block d = 0.5, q = 1..32; x = 1 -> 0.5 * 528 */
+    uint8_t blk[34];
+    blk[0] = 0x00;
+    blk[1] = 0x38; /* f16 0.5 */
+    for (int i = 0; i < 32; i++) {
+        blk[2 + i] = (uint8_t)(i + 1);
+        x[i] = 1.0f;
+    }
+    CHECK(quant_dot(QT_Q8_0, blk, x, 32) == 264.0f, "Q8_0 hand-computed dot = 264 (got %.9g)",
+          quant_dot(QT_Q8_0, blk, x, 32));
+}
+
 int main(void) {
     test_type_table();
     test_half_conversions();
     for (size_t i = 0; i < N_SUPPORTED; i++) test_dequant_fixture(SUPPORTED[i]);
     test_dequant_bad_arguments();
+    for (size_t i = 0; i < N_SUPPORTED; i++) test_dot_fixture(SUPPORTED[i]);
+    test_dot_edges();
     return check_finish("test_quant");
 }
