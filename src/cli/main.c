@@ -6,8 +6,10 @@
 #include "cli.h"
 
 /* Subcommands (each defined in its own cli_<name>.c). */
+int cli_trace(int argc, char **argv);
 
 static const cli_command commands[] = {
+    {"trace", cli_trace, "compare two StageTraces (trace diff A.jsonl B.jsonl)"},
     {NULL, NULL, NULL},
 };
 
