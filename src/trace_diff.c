@@ -190,6 +190,8 @@ static int parse_record(json_t *obj, const trace_set *set, trace_record *rec, ch
             set_err(err, err_size, "\"sample\"[%" PRId64 "] is not a number", i);
             return -1;
         }
+        /* float32 values are printed with 9 digits: round back to the exact float */
+        if (!rec->is_f64) rec->values[i] = (double)(float)rec->values[i];
     }
     json_t *ids = json_object_get(obj, "top_k_ids");
     json_t *vals = json_object_get(obj, "top_k_values");
@@ -215,6 +217,7 @@ static int parse_record(json_t *obj, const trace_set *set, trace_record *rec, ch
                 return -1;
             }
             rec->top_ids[i] = (int32_t)json_integer_value(id);
+            if (!rec->is_f64) rec->top_values[i] = (double)(float)rec->top_values[i];
         }
     }
     return 0;
