@@ -172,8 +172,8 @@ static bool read_str(parser *p, gguf_str *out, const char *field) {
 /* Checks count * element_bytes fits in the rest of the file. */
 static bool check_count(parser *p, uint64_t count, uint64_t element_bytes, const char *items) {
     if (count <= bytes_left(p) / element_bytes) return true;
-    return fail(p, "%s of %s: count %llu cannot fit in the %llu bytes left in the file", items, p->what,
-                (unsigned long long)count, (unsigned long long)bytes_left(p));
+    return fail(p, "%s: %llu %s cannot fit in the %llu bytes left in the file", p->what, (unsigned long long)count,
+                items, (unsigned long long)bytes_left(p));
 }
 
 /* ---- metadata values ---- */
@@ -214,7 +214,7 @@ static bool parse_array(parser *p, int depth, gguf_kv *kv) {
         kv->arr_count = count;
     }
     if (elem_type == GGUF_STRING) {
-        if (!check_count(p, count, MIN_STRING_BYTES, "array of strings")) return false;
+        if (!check_count(p, count, MIN_STRING_BYTES, "array strings")) return false;
         if (kv && count > 0) {
             kv->arr_strs = calloc(count, sizeof *kv->arr_strs);
             if (!kv->arr_strs) return fail(p, "%s: out of memory for %llu strings", p->what, (unsigned long long)count);
@@ -227,13 +227,13 @@ static bool parse_array(parser *p, int depth, gguf_kv *kv) {
         return true;
     }
     if (elem_type == GGUF_ARRAY) {
-        if (!check_count(p, count, MIN_ARRAY_BYTES, "array of arrays")) return false;
+        if (!check_count(p, count, MIN_ARRAY_BYTES, "nested arrays")) return false;
         for (uint64_t i = 0; i < count; i++)
             if (!parse_array(p, depth + 1, NULL)) return false;
         return true;
     }
     uint64_t elem_size = gguf_type_size((gguf_type)elem_type);
-    if (!check_count(p, count, elem_size, "array")) return false;
+    if (!check_count(p, count, elem_size, "array elements")) return false;
     if (elem_type == GGUF_BOOL && !check_bools(p, p->base + p->pos, count)) return false;
     p->pos += count * elem_size;
     return true;
@@ -254,7 +254,7 @@ static int compare_kv_ptr(const void *a, const void *b) {
 
 static bool parse_kvs(parser *p, gguf_file *f) {
     char shown[96];
-    snprintf(p->what, sizeof p->what, "the header");
+    snprintf(p->what, sizeof p->what, "header");
     if (!check_count(p, f->n_kv, MIN_KV_BYTES, "metadata entries")) return false;
     if (f->n_kv > 0) {
         f->kvs = calloc(f->n_kv, sizeof *f->kvs);
@@ -413,7 +413,7 @@ static bool place_tensors(parser *p, gguf_file *f) {
 
 static bool parse_tensors(parser *p, gguf_file *f) {
     char shown[96];
-    snprintf(p->what, sizeof p->what, "the header");
+    snprintf(p->what, sizeof p->what, "header");
     if (!check_count(p, f->n_tensors, MIN_TENSOR_BYTES, "tensor infos")) return false;
     if (f->n_tensors > 0) {
         f->tensors = calloc(f->n_tensors, sizeof *f->tensors);
@@ -446,7 +446,7 @@ static bool parse_tensors(parser *p, gguf_file *f) {
 /* ---- open / close ---- */
 
 static bool parse_header(parser *p, gguf_file *f) {
-    snprintf(p->what, sizeof p->what, "the header");
+    snprintf(p->what, sizeof p->what, "header");
     if (p->size < 4) return fail(p, "file too small to be GGUF (%llu bytes)", (unsigned long long)p->size);
     if (memcmp(p->base, "GGUF", 4) != 0) {
         char shown[32];

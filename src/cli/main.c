@@ -7,9 +7,11 @@
 
 /* Subcommands (each defined in its own cli_<name>.c). */
 int cli_trace(int argc, char **argv);
+int cli_inspect(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"trace", cli_trace, "compare two StageTraces (trace diff A.jsonl B.jsonl)"},
+    {"inspect", cli_inspect, "show a GGUF file: metadata, tensors, hyperparameters (--dump a tensor)"},
     {NULL, NULL, NULL},
 };
 
