@@ -8,9 +8,11 @@
 /* Subcommands (each defined in its own cli_<name>.c). */
 int cli_trace(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"trace", cli_trace, "compare two StageTraces (trace diff A.jsonl B.jsonl)"},
+    {"tokenize", cli_tokenize, "text to token ids with a GGUF vocabulary (--ids, --pieces, --bench)"},
     {"inspect", cli_inspect, "show a GGUF file: metadata, tensors, hyperparameters (--dump a tensor)"},
     {NULL, NULL, NULL},
 };
