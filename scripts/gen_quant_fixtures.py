@@ -7,7 +7,10 @@ reader, `gguf.quants`), never from greta:
   dequant_<TYPE>.bin   random blocks of each of the 13 supported types and their
                        float32 dequantization by gguf.quants.dequantize.
   quant_<TYPE>.bin     float32 inputs and their quantization by
-                       gguf.quants.quantize (types the package can quantize).
+                       gguf.quants.quantize (F16 BF16 Q8_0 Q4_0 Q4_1), or for
+                       Q4_K Q5_K Q6_K (which the package cannot quantize) by
+                       the numpy port of llama.cpp's reference quantizers in
+                       scripts/kquant_reference.py.
   gaussian.bin         N(0,1) float32 data for the round-trip RMSE test.
   rmse_reference.txt   llama.cpp's reference-quantizer RMSE on gaussian.bin per
                        type (gguf package where it quantizes the type, else the
@@ -116,10 +119,15 @@ def quant_inputs(rng, block_size, n_blocks):
 def write_quant_fixture(out_dir, rng, name):
     qtype = T[name]
     block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
-    n_blocks = 64 if block_size == 32 else 1
-    n = n_blocks * 32 if block_size == 32 else 2048
-    x = quant_inputs(rng, 32, n // 32)
-    data = quantize(x, qtype)
+    n = 2048
+    if name in PACKAGE_QUANTIZED:
+        x = quant_inputs(rng, 32, n // 32)
+        data = quantize(x, qtype)
+    else:  # K-quants: the numpy port of llama.cpp's reference quantizer
+        x = quant_inputs(rng, 32, n // 32)
+        x[256:512] = rng.standard_normal(256).astype(np.float32) * np.float32(1e-3)  # a small superblock
+        x[512:768] = 0.0                                                  # a whole zero superblock
+        data = kquant_reference.QUANTIZERS[name](x)
     raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
     assert raw.size == n // block_size * type_size
     path = os.path.join(out_dir, f"quant_{name}.bin")
@@ -198,7 +206,7 @@ def main():
     rng = np.random.default_rng(20240611)
     for name in SUPPORTED:
         write_dequant_fixture(args.out, rng, name)
-    for name in PACKAGE_QUANTIZED:
+    for name in PACKAGE_QUANTIZED + ["Q4_K", "Q5_K", "Q6_K"]:
         write_quant_fixture(args.out, rng, name)
     write_gaussian_and_rmse(args.out, rng)
     if not args.skip_model:

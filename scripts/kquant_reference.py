@@ -120,8 +120,10 @@ def pack_k4_scales(ls, lm):
     return out
 
 
-def k4_requantize(x, d16, dmin16, ls, lm, nmax):
-    L = np.zeros(QK_K, dtype=np.int64)
+def k4_requantize(x, d16, dmin16, ls, lm, nmax, L):
+    """Final levels; a sub-block whose 6-bit scale is 0 keeps the levels
+    make_qkx2_quants chose (as the C code, which reuses its L array)."""
+    L = L.copy()
     for j in range(8):
         d = F(F(d16) * F(ls[j]))
         if d == 0:
@@ -136,11 +138,12 @@ def quantize_k4_block(x, nmax, rmin, rdelta, nstep):
     """Shared part of Q4_K (nmax 15) and Q5_K (nmax 31): scales, mins, L."""
     scales = np.zeros(8, dtype=F)
     mins = np.zeros(8, dtype=F)
+    L = np.zeros(QK_K, dtype=np.int64)
     for j in range(8):
         seg = x[32 * j:32 * j + 32]
         av_x = F(np.sqrt(F(seqsum(seg * seg) / F(32))))
         weights = av_x + np.abs(seg)
-        scales[j], mins[j], _ = make_qkx2_quants(nmax, seg, weights, rmin, rdelta, nstep)
+        scales[j], mins[j], L[32 * j:32 * j + 32] = make_qkx2_quants(nmax, seg, weights, rmin, rdelta, nstep)
     max_scale = F(max(F(0), scales.max()))
     max_min = F(max(F(0), mins.max()))
     inv_scale = F(F(63) / max_scale) if max_scale > 0 else F(0)
@@ -149,7 +152,7 @@ def quantize_k4_block(x, nmax, rmin, rdelta, nstep):
     lm = np.minimum(63, nearest_int(inv_min * mins) & 0xFF).astype(np.uint8)
     d16 = f16(F(max_scale / F(63)))
     dmin16 = f16(F(max_min / F(63)))
-    L = k4_requantize(x, d16, dmin16, ls, lm, nmax)
+    L = k4_requantize(x, d16, dmin16, ls, lm, nmax, L)
     head = np.concatenate([np.array([d16, dmin16], dtype=np.float16).view(np.uint8), pack_k4_scales(ls, lm)])
     return head, L
 

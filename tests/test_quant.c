@@ -51,6 +51,8 @@ static uint32_t get_u32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
+static uint16_t quant_read_u16_test(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
 static uint32_t bits_of(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -343,6 +345,138 @@ static void test_dot_edges(void) {
           quant_dot(QT_Q8_0, blk, x, 32));
 }
 
+/* ---- quantizers ---- */
+
+static const uint32_t QUANTIZABLE[] = {QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+#define N_QUANTIZABLE (sizeof(QUANTIZABLE) / sizeof(QUANTIZABLE[0]))
+
+static void test_quant_fixture(uint32_t type, const char *reference) {
+    char name[64];
+    snprintf(name, sizeof name, "quant_%s.bin", quant_type_name(type));
+    size_t size = 0;
+    uint8_t *data = read_fixture(name, &size);
+    if (data == NULL) return;
+    uint32_t n = size >= 16 ? get_u32(data + 8) : 0, n_bytes = size >= 16 ? get_u32(data + 12) : 0;
+    bool header_ok = size >= 16 && memcmp(data, "GQQ1", 4) == 0 && get_u32(data + 4) == type &&
+                     n_bytes == quant_row_bytes(type, n) && size == 16 + 4 * (size_t)n + n_bytes;
+    CHECK(header_ok, "%s: header and size consistent", name);
+    if (header_ok) {
+        float *x = malloc((size_t)n * sizeof(float));
+        memcpy(x, data + 16, (size_t)n * sizeof(float));
+        const uint8_t *expected = data + 16 + 4 * (size_t)n;
+        uint8_t *got = malloc(n_bytes);
+        size_t written = quant_quantize(type, x, got, n);
+        const size_t type_size = (size_t)quant_type_size(type);
+        int bad_blocks = 0, first_bad = -1;
+        for (size_t b = 0; b < n_bytes / type_size; b++) {
+            if (memcmp(got + b * type_size, expected + b * type_size, type_size) != 0) {
+                if (first_bad < 0) first_bad = (int)b;
+                bad_blocks++;
+            }
+        }
+        CHECK(written == n_bytes && bad_blocks == 0, "%s: quantization of %u values byte-exact with %s "
+              "(%d of %zu blocks differ, first %d)", quant_type_name(type), n, reference, bad_blocks,
+              n_bytes / type_size, first_bad);
+        free(got);
+        free(x);
+    }
+    free(data);
+}
+
+static double reference_rmse(const char *type_name) {
+    size_t size = 0;
+    uint8_t *text = read_fixture("rmse_reference.txt", &size);
+    double value = -1.0;
+    if (text == NULL) return value;
+    char *copy = malloc(size + 1);
+    memcpy(copy, text, size);
+    copy[size] = 0;
+    for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[32];
+        double v;
+        if (line[0] != '#' && sscanf(line, "%31s %lf", name, &v) == 2 && strcmp(name, type_name) == 0) value = v;
+    }
+    free(copy);
+    free(text);
+    return value;
+}
+
+static void test_roundtrip_rmse(void) {
+    size_t size = 0;
+    uint8_t *data = read_fixture("gaussian.bin", &size);
+    if (data == NULL) return;
+    const uint32_t n = size >= 8 ? get_u32(data + 4) : 0;
+    bool ok = size >= 8 && memcmp(data, "GQG1", 4) == 0 && size == 8 + 4 * (size_t)n && n % 256 == 0;
+    CHECK(ok, "gaussian.bin: header and size consistent");
+    if (!ok) {
+        free(data);
+        return;
+    }
+    float *x = malloc((size_t)n * sizeof(float));
+    float *y = malloc((size_t)n * sizeof(float));
+    memcpy(x, data + 8, (size_t)n * sizeof(float));
+    uint8_t *q = malloc((size_t)n * 4);
+    printf("# round-trip RMSE on %u N(0,1) values: greta vs llama.cpp reference (limit 1.10 x reference)\n", n);
+    for (size_t i = 0; i < N_QUANTIZABLE; i++) {
+        uint32_t type = QUANTIZABLE[i];
+        size_t written = quant_quantize(type, x, q, n);
+        quant_dequantize(type, q, y, n);
+        double sum = 0.0;
+        for (uint32_t k = 0; k < n; k++) sum += ((double)y[k] - x[k]) * ((double)y[k] - x[k]);
+        double rmse = sqrt(sum / n);
+        if (type == QT_F32) {
+            CHECK(written == (size_t)n * 4 && rmse == 0.0, "F32 round trip is exact");
+            continue;
+        }
+        double ref = reference_rmse(quant_type_name(type));
+        printf("# %-5s greta %.6e  reference %.6e  ratio %.4f\n", quant_type_name(type), rmse, ref, rmse / ref);
+        CHECK(written == quant_row_bytes(type, n) && ref > 0 && rmse <= 1.10 * ref,
+              "%s round-trip RMSE %.6e <= 1.10 x llama.cpp reference %.6e (ratio %.4f)", quant_type_name(type),
+              rmse, ref, rmse / ref);
+    }
+    /* the dot product on realistic (quantized Gaussian) rows, both paths */
+    for (size_t i = 0; i < N_QUANTIZABLE; i++) {
+        uint32_t type = QUANTIZABLE[i];
+        const int64_t len = 2304; /* 9 superblocks, 72 blocks of 32 */
+        quant_quantize(type, x, q, len);
+        quant_dequantize(type, q, y, len);
+        const float *v = x + 4096;
+        double ref = 0.0, magnitude = 0.0;
+        for (int64_t k = 0; k < len; k++) {
+            ref += (double)y[k] * v[k];
+            magnitude += fabs((double)y[k] * v[k]);
+        }
+        float got = quant_dot(type, q, v, len);
+        float portable = quant_dot_portable(type, q, v, len);
+        double bound = (double)(len / 32 + 7) * 0x1p-24 * magnitude;
+        CHECK(fabs(got - ref) <= bound && bits_of(got) == bits_of(portable),
+              "%s dot on quantized N(0,1) row of %lld: %.9g vs float64 %.12g (rel. to sum|w*x| %.2g, bound %.2g); "
+              "AVX2 == portable", quant_type_name(type), (long long)len, got, ref, fabs(got - ref) / magnitude,
+              bound / magnitude);
+    }
+    free(q);
+    free(y);
+    free(x);
+    free(data);
+}
+
+static void test_quantize_bad_arguments(void) {
+    float x[256];
+    uint8_t out[1024];
+    for (int i = 0; i < 256; i++) x[i] = (float)i;
+    CHECK(quant_quantize(QT_Q5_0, x, out, 32) == 0 && quant_quantize(QT_Q2_K, x, out, 256) == 0 &&
+              quant_quantize(16, x, out, 256) == 0,
+          "quantize to a type greta does not write returns 0");
+    CHECK(quant_quantize(QT_Q4_K, x, out, 128) == 0 && quant_quantize(QT_Q8_0, x, out, 48) == 0,
+          "quantize with n not a multiple of the block returns 0");
+    x[17] = NAN;
+    CHECK(quant_quantize(QT_Q8_0, x, out, 32) == 0 && quant_quantize(QT_Q6_K, x, out, 256) == 0,
+          "quantize of NaN into a block format returns 0");
+    x[17] = INFINITY;
+    CHECK(quant_quantize(QT_F16, x, out, 32) == 64 && quant_read_u16_test(out + 34) == 0x7c00,
+          "F16 keeps infinity");
+}
+
 int main(void) {
     test_type_table();
     test_half_conversions();
@@ -350,5 +484,13 @@ int main(void) {
     test_dequant_bad_arguments();
     for (size_t i = 0; i < N_SUPPORTED; i++) test_dot_fixture(SUPPORTED[i]);
     test_dot_edges();
+    for (size_t i = 1; i < N_QUANTIZABLE; i++) {
+        uint32_t type = QUANTIZABLE[i];
+        bool k_quant = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
+        test_quant_fixture(type, k_quant ? "the numpy port of llama.cpp's reference (scripts/kquant_reference.py)"
+                                         : "gguf.quants.quantize");
+    }
+    test_roundtrip_rmse();
+    test_quantize_bad_arguments();
     return check_finish("test_quant");
 }
