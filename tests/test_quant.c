@@ -477,6 +477,102 @@ static void test_quantize_bad_arguments(void) {
           "F16 keeps infinity");
 }
 
+/* ---- every tensor of the default model against the gguf package ---- */
+
+static uint64_t fnv1a64(uint64_t hash, const void *data, size_t size) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < size; i++) hash = (hash ^ p[i]) * 0x100000001b3ull;
+    return hash;
+}
+
+/* The hash of scripts/gen_quant_fixtures.py (model_tensor_hash): FNV-1a 64
+ * over the little-endian u64 FNV-1a 64 hashes of each row's float32 bytes. */
+static uint64_t tensor_hash(const gguf_tensor *t, float *row_values) {
+    const int64_t ne0 = t->ne[0];
+    const int64_t rows = gguf_tensor_nelements(t) / ne0;
+    const size_t row_bytes = quant_row_bytes(t->type, ne0);
+    uint64_t total = 0xcbf29ce484222325ull;
+    for (int64_t r = 0; r < rows; r++) {
+        quant_dequantize(t->type, (const uint8_t *)t->data + r * row_bytes, row_values, ne0);
+        uint64_t h = fnv1a64(0xcbf29ce484222325ull, row_values, (size_t)ne0 * sizeof(float));
+        uint8_t le[8];
+        for (int k = 0; k < 8; k++) le[k] = (uint8_t)(h >> (8 * k));
+        total = fnv1a64(total, le, 8);
+    }
+    return total;
+}
+
+static void test_model_tensors(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", check_repo_dir());
+    char err[256] = "";
+    gguf_file *file = gguf_open(path, err, sizeof err);
+    CHECK(file != NULL, "default model %s opens (%s); run `bash scripts/fetch-model` if it is missing", path,
+          file ? "ok" : err);
+    size_t size = 0;
+    uint8_t *text = read_fixture("model_hashes.txt", &size);
+    if (file == NULL || text == NULL) {
+        if (file) gguf_close(file);
+        free(text);
+        return;
+    }
+    char *copy = malloc(size + 1);
+    memcpy(copy, text, size);
+    copy[size] = 0;
+    float *row = malloc(65536 * sizeof(float));
+    int listed = 0, matched = 0;
+    double max_dot_error = 0.0;
+    int dot_mismatch = 0;
+    for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        char name[256], type_name[32], hash_hex[32];
+        long long n_elements, rows;
+        if (sscanf(line, "%255s %31s %lld %lld %31s", name, type_name, &n_elements, &rows, hash_hex) != 5) {
+            CHECK(false, "model_hashes.txt: malformed line '%s'", line);
+            continue;
+        }
+        listed++;
+        const gguf_tensor *t = gguf_find_tensor(file, name);
+        if (t == NULL || strcmp(quant_type_name(t->type), type_name) != 0 || gguf_tensor_nelements(t) != n_elements ||
+            t->ne[0] > 65536 || n_elements / t->ne[0] != rows) {
+            CHECK(false, "tensor %s present with type %s, %lld values in %lld rows", name, type_name, n_elements, rows);
+            continue;
+        }
+        uint64_t expected = strtoull(hash_hex, NULL, 16);
+        uint64_t got = tensor_hash(t, row);
+        if (got == expected) {
+            matched++;
+        } else {
+            CHECK(false, "tensor %s (%s): dequantization hash %016llx, gguf package %016llx", name, type_name,
+                  (unsigned long long)got, (unsigned long long)expected);
+        }
+        /* dot of the first row with a deterministic vector: float64 bound and path equality */
+        const int64_t ne0 = t->ne[0];
+        float *x = malloc((size_t)ne0 * sizeof(float));
+        for (int64_t i = 0; i < ne0; i++) x[i] = rng_uniform();
+        quant_dequantize(t->type, t->data, row, ne0);
+        double ref = 0.0, magnitude = 0.0;
+        for (int64_t i = 0; i < ne0; i++) {
+            ref += (double)row[i] * x[i];
+            magnitude += fabs((double)row[i] * x[i]);
+        }
+        float dot = quant_dot(t->type, t->data, x, ne0);
+        if (magnitude > 0) max_dot_error = fmax(max_dot_error, fabs(dot - ref) / ((double)(ne0 / 32 + 7) * 0x1p-24 * magnitude));
+        if (bits_of(dot) != bits_of(quant_dot_portable(t->type, t->data, x, ne0))) dot_mismatch++;
+        free(x);
+    }
+    CHECK(listed == 272 && (uint64_t)listed == gguf_tensor_count(file), "model_hashes.txt lists all %d tensors "
+          "of the model (%llu in the file)", listed, (unsigned long long)gguf_tensor_count(file));
+    CHECK(matched == listed, "every tensor of the default model dequantizes bit-exactly as gguf.quants "
+          "(%d of %d hashes match)", matched, listed);
+    CHECK(max_dot_error <= 1.0 && dot_mismatch == 0, "first-row dot of every tensor within the float32 error bound "
+          "(worst %.3g of the bound) and AVX2 == portable (%d differ)", max_dot_error, dot_mismatch);
+    free(row);
+    free(copy);
+    free(text);
+    gguf_close(file);
+}
+
 int main(void) {
     test_type_table();
     test_half_conversions();
@@ -492,5 +588,6 @@ int main(void) {
     }
     test_roundtrip_rmse();
     test_quantize_bad_arguments();
+    test_model_tensors();
     return check_finish("test_quant");
 }
