@@ -9,11 +9,15 @@
 int cli_trace(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
+int cli_synth(int argc, char **argv);
+int cli_quantize(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"trace", cli_trace, "compare two StageTraces (trace diff A.jsonl B.jsonl)"},
     {"tokenize", cli_tokenize, "text to token ids with a GGUF vocabulary (--ids, --pieces, --bench)"},
     {"inspect", cli_inspect, "show a GGUF file: metadata, tensors, hyperparameters (--dump a tensor)"},
+    {"synth", cli_synth, "write a Llama GGUF model with seeded random weights (--shape tiny|...)"},
+    {"quantize", cli_quantize, "convert a GGUF model's weights to another type (IN OUT TYPE)"},
     {NULL, NULL, NULL},
 };
 
