@@ -1,0 +1,255 @@
+/* backend_cpu_kernels.c: see backend_cpu_kernels.h for the reduction order. */
+#include "backend_cpu_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "quant.h"
+
+/* ---- portable ---- */
+
+static void decode_rows_portable(const model_weight *w, int64_t r0, int n_rows, float *dst, int64_t stride) {
+    for (int r = 0; r < n_rows; r++) {
+        float *d = dst + (int64_t)r * stride;
+        quant_dequantize(w->type, w->data + (size_t)(r0 + r) * w->row_bytes, d, w->n_in);
+        for (int64_t k = w->n_in; k < stride; k++) d[k] = 0.0f;
+    }
+}
+
+static float hsum8(const float *l) {
+    float s04 = l[0] + l[4], s15 = l[1] + l[5], s26 = l[2] + l[6], s37 = l[3] + l[7];
+    return (s04 + s26) + (s15 + s37);
+}
+
+static float dot8_portable(const float *a, const float *b, int64_t n8) {
+    float acc[8] = {0};
+    for (int64_t c = 0; c < n8; c += 8)
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(a[c + l], b[c + l], acc[l]);
+    return hsum8(acc);
+}
+
+static void tile_portable(const float *w, int64_t ws, int n_w, const float *x, int64_t xs, int n_x, float *y,
+                          int64_t ys, int64_t n) {
+    for (int t = 0; t < n_x; t++)
+        for (int r = 0; r < n_w; r++) y[t * ys + r] = dot8_portable(w + r * ws, x + t * xs, n);
+}
+
+static float dot_portable(const float *a, const float *b, int64_t n) {
+    int64_t n8 = n - n % 8;
+    float s = dot8_portable(a, b, n8);
+    for (int64_t k = n8; k < n; k++) s = fmaf(a[k], b[k], s);
+    return s;
+}
+
+static void axpy_portable(float *y, float a, const float *x, int64_t n) {
+    for (int64_t k = 0; k < n; k++) y[k] = fmaf(a, x[k], y[k]);
+}
+
+static const cpu_kernels kernels_portable = {
+    .name = "portable",
+    .decode_rows = decode_rows_portable,
+    .tile = tile_portable,
+    .dot = dot_portable,
+    .axpy = axpy_portable,
+};
+
+const cpu_kernels *cpu_kernels_portable(void) {
+    return &kernels_portable;
+}
+
+/* ---- AVX2 + FMA ---- */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+static inline AVX2 float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* Q4_0: d (f16) | qs[16]; value j = low nibble of qs[j], j + 16 the high one; y = d * (q - 8). */
+static AVX2 void decode_q4_0_row(const uint8_t *src, int64_t n_blocks, float *dst) {
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    const __m256 eight = _mm256_set1_ps(8.0f);
+    for (int64_t b = 0; b < n_blocks; b++, src += 18, dst += 32) {
+        __m256 d = _mm256_set1_ps(f16_at(src));
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + 2));
+        __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+        __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+        __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+        __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+        __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+        _mm256_storeu_ps(dst + 0, _mm256_mul_ps(d, _mm256_sub_ps(q0, eight)));
+        _mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_sub_ps(q1, eight)));
+        _mm256_storeu_ps(dst + 16, _mm256_mul_ps(d, _mm256_sub_ps(q2, eight)));
+        _mm256_storeu_ps(dst + 24, _mm256_mul_ps(d, _mm256_sub_ps(q3, eight)));
+    }
+}
+
+/* Q4_1: d (f16) | m (f16) | qs[16]; y = d * q + m (a product, then a sum). */
+static AVX2 void decode_q4_1_row(const uint8_t *src, int64_t n_blocks, float *dst) {
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    for (int64_t b = 0; b < n_blocks; b++, src += 20, dst += 32) {
+        __m256 d = _mm256_set1_ps(f16_at(src));
+        __m256 m = _mm256_set1_ps(f16_at(src + 2));
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + 4));
+        __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+        __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+        __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+        __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+        __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+        _mm256_storeu_ps(dst + 0, _mm256_add_ps(_mm256_mul_ps(d, q0), m));
+        _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_mul_ps(d, q1), m));
+        _mm256_storeu_ps(dst + 16, _mm256_add_ps(_mm256_mul_ps(d, q2), m));
+        _mm256_storeu_ps(dst + 24, _mm256_add_ps(_mm256_mul_ps(d, q3), m));
+    }
+}
+
+/* Q8_0: d (f16) | qs[32] int8; y = d * q. */
+static AVX2 void decode_q8_0_row(const uint8_t *src, int64_t n_blocks, float *dst) {
+    for (int64_t b = 0; b < n_blocks; b++, src += 34, dst += 32) {
+        __m256 d = _mm256_set1_ps(f16_at(src));
+        for (int c = 0; c < 4; c++) {
+            __m128i v = _mm_loadl_epi64((const __m128i *)(src + 2 + 8 * c));
+            __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+            _mm256_storeu_ps(dst + 8 * c, _mm256_mul_ps(d, q));
+        }
+    }
+}
+
+static AVX2 void decode_f16_row(const uint8_t *src, int64_t n, float *dst) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(dst + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * k))));
+    for (; k < n; k++) dst[k] = f16_at(src + 2 * k);
+}
+
+static AVX2 void decode_rows_avx2(const model_weight *w, int64_t r0, int n_rows, float *dst, int64_t stride) {
+    for (int r = 0; r < n_rows; r++) {
+        const uint8_t *src = w->data + (size_t)(r0 + r) * w->row_bytes;
+        float *d = dst + (int64_t)r * stride;
+        switch (w->type) {
+        case QT_Q4_0: decode_q4_0_row(src, w->n_in / 32, d); break;
+        case QT_Q4_1: decode_q4_1_row(src, w->n_in / 32, d); break;
+        case QT_Q8_0: decode_q8_0_row(src, w->n_in / 32, d); break;
+        case QT_F16: decode_f16_row(src, w->n_in, d); break;
+        case QT_F32: memcpy(d, src, (size_t)w->n_in * sizeof(float)); break;
+        default: quant_dequantize(w->type, src, d, w->n_in); break;
+        }
+        for (int64_t k = w->n_in; k < stride; k++) d[k] = 0.0f;
+    }
+}
+
+static inline AVX2 float hsum_avx2(__m256 acc) {
+    __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
+    __m128 s = _mm_add_ps(lo, hi);            /* l0+l4, l1+l5, l2+l6, l3+l7 */
+    __m128 t = _mm_movehl_ps(s, s);           /* l2+l6, l3+l7, .. */
+    __m128 u = _mm_add_ps(s, t);              /* (l0+l4)+(l2+l6), (l1+l5)+(l3+l7) */
+    __m128 v = _mm_shuffle_ps(u, u, 0x55);    /* (l1+l5)+(l3+l7) */
+    return _mm_cvtss_f32(_mm_add_ss(u, v));
+}
+
+/* An NW x NX tile: NW * NX accumulators, each the fixed dot-product order. */
+static inline __attribute__((always_inline)) AVX2 void tile_fixed(const float *w, int64_t ws, const float *x,
+                                                                   int64_t xs, float *y, int64_t ys, int64_t n,
+                                                                   const int NW, const int NX) {
+    __m256 acc[CPU_TILE_MAX_W][CPU_TILE_MAX_X];
+    for (int r = 0; r < NW; r++)
+        for (int t = 0; t < NX; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < n; c += 8) {
+        __m256 xv[CPU_TILE_MAX_X];
+        for (int t = 0; t < NX; t++) xv[t] = _mm256_loadu_ps(x + t * xs + c);
+        for (int r = 0; r < NW; r++) {
+            __m256 wv = _mm256_loadu_ps(w + r * ws + c);
+            for (int t = 0; t < NX; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    for (int r = 0; r < NW; r++)
+        for (int t = 0; t < NX; t++) y[t * ys + r] = hsum_avx2(acc[r][t]);
+}
+
+static AVX2 void tile_8x1(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 8, 1);
+}
+static AVX2 void tile_4x3(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 4, 3);
+}
+static AVX2 void tile_4x2(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 4, 2);
+}
+static AVX2 void tile_4x1(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 4, 1);
+}
+static AVX2 void tile_1x1(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 1, 1);
+}
+static AVX2 void tile_1x3(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 1, 3);
+}
+
+/* Covers an n_w x n_x block with the fixed tiles above. */
+static AVX2 void tile_avx2(const float *w, int64_t ws, int n_w, const float *x, int64_t xs, int n_x, float *y,
+                           int64_t ys, int64_t n) {
+    if (n_x == 1) {
+        int r = 0;
+        for (; r + 8 <= n_w; r += 8) tile_8x1(w + r * ws, ws, x, xs, y + r, ys, n);
+        for (; r + 4 <= n_w; r += 4) tile_4x1(w + r * ws, ws, x, xs, y + r, ys, n);
+        for (; r < n_w; r++) tile_1x1(w + r * ws, ws, x, xs, y + r, ys, n);
+        return;
+    }
+    int t = 0;
+    for (; t + 3 <= n_x; t += 3) {
+        int r = 0;
+        for (; r + 4 <= n_w; r += 4) tile_4x3(w + r * ws, ws, x + t * xs, xs, y + t * ys + r, ys, n);
+        for (; r < n_w; r++) tile_1x3(w + r * ws, ws, x + t * xs, xs, y + t * ys + r, ys, n);
+    }
+    if (n_x - t == 2) {
+        int r = 0;
+        for (; r + 4 <= n_w; r += 4) tile_4x2(w + r * ws, ws, x + t * xs, xs, y + t * ys + r, ys, n);
+        for (; r < n_w; r++) {
+            tile_1x1(w + r * ws, ws, x + t * xs, xs, y + t * ys + r, ys, n);
+            tile_1x1(w + r * ws, ws, x + (t + 1) * xs, xs, y + (t + 1) * ys + r, ys, n);
+        }
+    } else if (n_x - t == 1) {
+        tile_avx2(w, ws, n_w, x + t * xs, xs, 1, y + t * ys, ys, n);
+    }
+}
+
+static AVX2 float dot_avx2(const float *a, const float *b, int64_t n) {
+    int64_t n8 = n - n % 8;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0; c < n8; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c), acc);
+    float s = hsum_avx2(acc);
+    for (int64_t k = n8; k < n; k++) s = fmaf(a[k], b[k], s);
+    return s;
+}
+
+static AVX2 void axpy_avx2(float *y, float a, const float *x, int64_t n) {
+    __m256 av = _mm256_set1_ps(a);
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(y + k, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
+    for (; k < n; k++) y[k] = fmaf(a, x[k], y[k]);
+}
+
+static const cpu_kernels kernels_avx2 = {
+    .name = "avx2",
+    .decode_rows = decode_rows_avx2,
+    .tile = tile_avx2,
+    .dot = dot_avx2,
+    .axpy = axpy_avx2,
+};
+
+const cpu_kernels *cpu_kernels_best(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &kernels_avx2;
+    return &kernels_portable;
+}
+#else
+const cpu_kernels *cpu_kernels_best(void) {
+    return &kernels_portable;
+}
+#endif

@@ -1,0 +1,42 @@
+/* backend_cpu_kernels.h: the CPU backend's inner loops, in two builds:
+ * AVX2+FMA (chosen at run time when the CPU has both) and portable C.
+ *
+ * The fixed reduction order that makes results independent of batch size
+ * and thread count: a dot product of length n keeps ONE 8-lane float
+ * accumulator; for each chunk c of 8 values in order, acc = fma(w_c, x_c,
+ * acc) lane by lane; then the lanes are summed as
+ * ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)); then the n % 8 tail values
+ * are added in order with fmaf. A matrix product computes every output
+ * element exactly so, whatever tile it belongs to. Both builds use fused
+ * multiply-adds (fmaf in C), so they agree bit for bit. */
+#ifndef GRETA_BACKEND_CPU_KERNELS_H
+#define GRETA_BACKEND_CPU_KERNELS_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct {
+    const char *name; /* "avx2", "portable" */
+    /* dst[r][0..stride) = row r0 + r of w (r < n_rows), dequantized exactly
+     * (bit-exact with quant_dequantize), zero beyond n_in. */
+    void (*decode_rows)(const model_weight *w, int64_t r0, int n_rows, float *dst, int64_t stride);
+    /* y[t * ys + r] = dot(w + r * ws, x + t * xs, n) for r < n_w, t < n_x;
+     * n a multiple of 8 (inputs zero padded). */
+    void (*tile)(const float *w, int64_t ws, int n_w, const float *x, int64_t xs, int n_x, float *y, int64_t ys,
+                 int64_t n);
+    /* The dot product above for any n. */
+    float (*dot)(const float *a, const float *b, int64_t n);
+    /* y[k] = fmaf(a, x[k], y[k]). */
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
+} cpu_kernels;
+
+/* AVX2+FMA kernels when the running CPU supports them, else portable. */
+const cpu_kernels *cpu_kernels_best(void);
+const cpu_kernels *cpu_kernels_portable(void);
+
+/* Largest n_w and n_x one tile call handles. */
+#define CPU_TILE_MAX_W 8
+#define CPU_TILE_MAX_X 4
+
+#endif
