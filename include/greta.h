@@ -94,8 +94,11 @@ greta_model_params greta_model_default_params(void);
 
 /* Opens path, reads the hyperparameters, binds and validates every tensor
  * (present, exact shape, supported type, inside the file) and loads the
- * tokenizer. params NULL = defaults. On failure returns the status, *out =
- * NULL and one line in err (which may be NULL). */
+ * tokenizer (a file without tokenizer.* keys loads; greta_tokenize then
+ * fails with GRETA_ERR_TOKENIZER). params NULL = defaults. On failure
+ * returns the status, *out = NULL and one line in err (which may be NULL)
+ * saying what is wrong without repeating the path, for the front end to
+ * print as "greta: error: PATH: MESSAGE". */
 greta_status greta_model_load(const char *path, const greta_model_params *params,
                               greta_model **out, char *err, size_t err_size);
 void greta_model_free(greta_model *model);
@@ -220,7 +223,8 @@ greta_status greta_backend_from_name(const char *name, greta_backend *out);
 
 typedef struct {
     int32_t n_ctx;        /* positions in the KV cache; 0 = the model's trained
-                             context length (default 4096, capped at that length) */
+                             context length (default 0); more than that length is
+                             GRETA_ERR_INVALID_ARGUMENT */
     int32_t n_threads;    /* worker threads for cpu; 0 = online CPUs (default 0) */
     greta_backend backend;/* default GRETA_BACKEND_CPU */
     uint64_t seed;        /* sampler RNG seed (default 0x67726574 "gret") */
