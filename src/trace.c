@@ -660,6 +660,16 @@ const trace_set *trace_records(const trace *tracer) {
     return &tracer->set;
 }
 
+int trace_take_records(trace *tracer, trace_set *out) {
+    if (!tracer || !tracer->config.in_memory) return -1;
+    pthread_mutex_lock(&tracer->lock);
+    *out = tracer->set;
+    tracer->set.records = NULL;
+    tracer->set.count = tracer->set.capacity = 0;
+    pthread_mutex_unlock(&tracer->lock);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Recording one row                                                    */
 /* ------------------------------------------------------------------ */

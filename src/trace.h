@@ -188,6 +188,11 @@ int trace_set_add(trace_set *set, const trace_record *record);
  * Valid until trace_close. */
 const trace_set *trace_records(const trace *tracer);
 
+/* Moves the records of an in-memory tracer into *out (free with
+ * trace_set_free); the tracer keeps collecting into an empty set. Returns 0,
+ * or -1 for a file tracer. */
+int trace_take_records(trace *tracer, trace_set *out);
+
 /* FNV-1a 64 over the float32 little-endian bytes of values[0..n). */
 uint64_t trace_hash_f32(const float *values, int64_t n);
 
