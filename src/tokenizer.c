@@ -356,7 +356,13 @@ static int32_t special_at(const tokenizer *tok, const char *text, size_t len, si
     unsigned char b = (unsigned char)text[pos];
     for (uint32_t k = sx->start[b]; k < sx->start[b + 1]; k++) {
         int32_t id = sx->ids[k];
-        if (!parse_special && tok->type[id] != TOKEN_TYPE_USER_DEFINED) continue;
+        if (tok->type[id] == TOKEN_TYPE_USER_DEFINED) {
+            /* SentencePiece matches its user-defined pieces inside the text
+             * (spm_encode_fragment); byte-level BPE always splits them out. */
+            if (tok->kind == TOKENIZER_SPM) continue;
+        } else if (!parse_special) {
+            continue;
+        }
         size_t n = tok->length[id];
         if (n <= len - pos && memcmp(text + pos, tok_text(tok, id), n) == 0) return id;
     }

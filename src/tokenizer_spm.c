@@ -9,7 +9,8 @@
  * (a character outside the vocabulary) becomes its bytes as <0xNN> tokens
  * (byte fallback), or the unknown token when the vocabulary has no byte
  * tokens. Merges only form NORMAL / USER_DEFINED / UNDEFINED tokens, never
- * control, byte, unknown or unused ones. */
+ * control, byte, unknown or unused ones. USER_DEFINED tokens found in the
+ * (escaped) text start as one symbol each, as SentencePiece does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,20 @@ static size_t char_len(unsigned char c) {
     return 4;
 }
 
+/* Length of the longest USER_DEFINED token at buf[pos] (0 if none): such
+ * a token starts as one symbol, as SentencePiece's prefix matcher does. */
+static size_t user_defined_at(const tokenizer *tok, const char *buf, size_t len, size_t pos) {
+    const special_index *sx = &tok->specials;
+    unsigned char b = (unsigned char)buf[pos];
+    for (uint32_t k = sx->start[b]; k < sx->start[b + 1]; k++) {
+        int32_t id = sx->ids[k];
+        size_t n = tok->length[id];
+        if (tok->type[id] == TOKEN_TYPE_USER_DEFINED && n <= len - pos && memcmp(buf + pos, tok_text(tok, id), n) == 0)
+            return n;
+    }
+    return 0;
+}
+
 bool spm_encode_fragment(const tokenizer *tok, const char *text, size_t len, bool space_prefix, id_list *out,
                          char *err, size_t err_size) {
     static const char SPACE_MARK[] = "\xE2\x96\x81"; /* U+2581 */
@@ -155,7 +170,8 @@ bool spm_encode_fragment(const tokenizer *tok, const char *text, size_t len, boo
     if (!sym) goto oom;
     int32_t n_sym = 0;
     for (size_t i = 0; i < n_buf;) {
-        size_t n = char_len((unsigned char)buf[i]);
+        size_t n = user_defined_at(tok, buf, n_buf, i);
+        if (n == 0) n = char_len((unsigned char)buf[i]);
         if (n > n_buf - i) n = n_buf - i;
         sym[n_sym] = (spm_symbol){i, n, n_sym - 1, n_sym + 1};
         n_sym++;
