@@ -18,6 +18,11 @@ where a case is {"name", "text_hex" (the input bytes), "add_special",
                    license texts + the corpus; the vocabulary is in the fixture
                    (tokens, scores, types) so tests write a vocab-only GGUF from it.
                    Reference ids from sentencepiece itself.
+  pretokenizers.json  for every supported tokenizer.ggml.pre, the pieces HF's
+                   pre-tokenizer of that model family (as in its tokenizer.json:
+                   Split / Digits / Punctuation / ByteLevel steps) makes of each
+                   corpus text, in the byte-mapped alphabet. "default" is
+                   llama.cpp's fallback regex list run through HF Split steps.
   llama_bpe.json   a small byte-level BPE trained with `tokenizers` on the same
                    text, used with tokenizer.ggml.pre = llama-bpe; reference ids
                    from `tokenizers` with Llama 3's split regex (ignore_merges as
@@ -358,6 +363,70 @@ def gen_llama_bpe():
     })
 
 
+# ---- (d) every pre-tokenizer's split ----
+
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+               r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+DEEPSEEK_LETTERS = (
+    "\\s?[A-Za-z\u00b5\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u01ba\u01bc-\u01bf\u01c4-\u0293\u0295-\u02af"
+    "\u0370-\u0373\u0376\u0377\u037b-\u037d\u037f\u0386\u0388-\u038a\u038c\u038e-\u03a1\u03a3-\u03f5"
+    "\u03f7-\u0481\u048a-\u052f\u0531-\u0556\u10a0-\u10c5\u13a0-\u13f5\u13f8-\u13fd\u1c90-\u1cba"
+    "\u1cbd-\u1cbf\u1d00-\u1d2b\u1d6b-\u1d77\u1d79-\u1d9a\u1e00-\u1f15\u1f18-\u1f1d\u1f20-\u1f45"
+    "\u1f48-\u1f4d\u1f50-\u1f57\u1f59\u1f5b\u1f5d\u1f5f-\u1f7d\u1f80-\u1fb4\u1fb6-\u1fbc\u1fbe"
+    "\u1fc2-\u1fc4\u1fc6-\u1fcc\u1fd0-\u1fd3\u1fd6-\u1fdb\u1fe0-\u1fec\u1ff2-\u1ff4\u1ff6-\u1ffc"
+    "\u2102\u2107\u210a-\u2113\u2115\u2119-\u211d\u2124\u2126\u2128\u212a-\u212d\u212f-\u2134\u2139"
+    "\u213c-\u213f\u2145-\u2149\u214e\u2183\u2184\u2c00-\u2c7b\u2c7e-\u2ce4\u2ceb-\u2cee\u2cf2\u2cf3"
+    "\ua640-\ua66d\ua680-\ua69b\ua722-\ua76f\ua771-\ua787\ua78b-\ua78e\uab70-\uabbf\ufb00-\ufb06"
+    "\ufb13-\ufb17\uff21-\uff3a\uff41-\uff5a\U00010400-\U0001044f\U000104b0-\U000104d3"
+    "\U000104d8-\U000104fb\U00010c80-\U00010cb2\U00010cc0-\U00010cf2\U000118a0-\U000118df"
+    "\U0001e900-\U0001e943]+")
+DEEPSEEK_PUNCT = "\\s?[!-/:-~\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002]+"
+DEEPSEEK_CJK = "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"
+
+
+def hf_pretokenizers():
+    from tokenizers import Regex, pre_tokenizers as pt
+
+    def split(r):
+        return pt.Split(Regex(r), behavior="isolated")
+
+    def bl(use_regex):
+        return pt.ByteLevel(add_prefix_space=False, use_regex=use_regex)
+
+    digits_then_bl = lambda: pt.Sequence([pt.Digits(individual_digits=True), bl(True)])
+    return {
+        "default": pt.Sequence([split(r"[\p{P}\$\+<=>\^~\|]+"), split(GPT2_SPLIT), split(r"\p{N}+"),
+                                split("[0-9][0-9][0-9]"), bl(False)]),
+        "gpt-2": bl(True),
+        "mpt": bl(True),
+        "smollm": digits_then_bl(),
+        "starcoder": digits_then_bl(),
+        "refact": digits_then_bl(),
+        "llama-bpe": pt.Sequence([split(LLAMA3_SPLIT), bl(False)]),
+        "qwen2": pt.Sequence([split(QWEN2_SPLIT), bl(False)]),
+        "deepseek-llm": pt.Sequence([split(r"[\r\n]"), split(DEEPSEEK_LETTERS), split(DEEPSEEK_PUNCT),
+                                     split(r"\s+$"), split(DEEPSEEK_CJK), pt.Digits(individual_digits=False),
+                                     bl(False)]),
+        "deepseek-coder": pt.Sequence([split(r"[\r\n]"), split(r"\s?\p{L}+"), split(r"\s?\p{P}+"),
+                                       split(DEEPSEEK_CJK), pt.Digits(individual_digits=True), bl(False)]),
+        "falcon": pt.Sequence([pt.Punctuation(behavior="contiguous"), bl(True), pt.Digits(individual_digits=False),
+                               split("[0-9][0-9][0-9]")]),
+    }
+
+
+def gen_pretokenizers():
+    out = []
+    for pre, p in hf_pretokenizers().items():
+        cases = [{"name": n, "text_hex": b.hex(), "pieces": [x for x, _ in p.pre_tokenize_str(hf_text(b))]}
+                 for n, b in CORPUS]
+        out.append({"pre": pre, "cases": cases})
+    write("pretokenizers.json", {
+        "source": f"{SCRIPT}: HF tokenizers pre-tokenizer sequences per model family; pieces byte-mapped",
+        "cases": out,
+    })
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -367,6 +436,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         gen_spm(d)
     gen_llama_bpe()
+    gen_pretokenizers()
 
 
 if __name__ == "__main__":

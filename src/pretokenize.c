@@ -47,6 +47,8 @@ static const char RE_DEEPSEEK_PUNCT[] = "\\s?[!-/:-~\uff01-\uff0f\uff1a-\uff5e\u
 static const char RE_DEEPSEEK_CJK[] = "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+";
 /* HF Punctuation: ASCII punctuation or Unicode P*; "Contiguous" runs. */
 static const char RE_PUNCT_RUNS[] = "[\\p{P}$+<=>^`|~]+";
+/* llama.cpp's default list has the same class without the backtick. */
+static const char RE_PUNCT_RUNS_DEFAULT[] = "[\\p{P}$+<=>^|~]+";
 
 typedef struct {
     const char *names[8]; /* tokenizer.ggml.pre values, NULL-terminated */
@@ -59,7 +61,7 @@ typedef struct {
 static const pretok_spec SPECS[] = {
     /* llama.cpp's fallback for files without a pre key. */
     {{"default", NULL},
-     {RE_PUNCT_RUNS, RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]", BYTELEVEL, NULL},
+     {RE_PUNCT_RUNS_DEFAULT, RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]", BYTELEVEL, NULL},
      false},
     {{"gpt-2", "gpt2", "mpt", "olmo", "jais", NULL}, {RE_GPT2, BYTELEVEL, NULL}, false},
     /* HF: Digits(individual_digits=true), ByteLevel(use_regex=true). */

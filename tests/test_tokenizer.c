@@ -215,6 +215,62 @@ static void check_splits(const tokenizer *tok, const json_t *splits) {
     printf("llama-bpe splits: %zu/%zu exact\n", good, n);
 }
 
+/* Every supported pre-tokenizer against HF's pieces (already byte-mapped). */
+static void check_all_pretokenizers(void) {
+    json_t *fx = load_fixture("pretokenizers.json");
+    if (!fx) return;
+    uint32_t byte_to_cp[256];
+    for (int b = 0; b < 256; b++) {
+        unsigned char c = (unsigned char)b;
+        char mapped[4];
+        size_t n;
+        gpt2_map(&c, 1, mapped, &n);
+        int sub;
+        CHECK(utf8_valid_len((unsigned char *)mapped, n, &sub) == (int)n, "mapped byte %d is one character", b);
+        byte_to_cp[b] = n == 1 ? (unsigned char)mapped[0]
+                               : (((uint32_t)mapped[0] & 0x1F) << 6) | ((uint32_t)mapped[1] & 0x3F);
+    }
+    json_t *pres = json_object_get(fx, "cases");
+    for (size_t p = 0; p < json_array_size(pres); p++) {
+        json_t *entry = json_array_get(pres, p);
+        const char *name = json_string_value(json_object_get(entry, "pre"));
+        pretokenizer pre;
+        char err[512] = "";
+        bool ok = pretokenizer_init(&pre, name, err, sizeof err);
+        CHECK(ok, "pre-tokenizer %s loads: %s", name, err);
+        if (!ok) continue;
+        json_t *cases = json_object_get(entry, "cases");
+        size_t good = 0;
+        for (size_t c = 0; c < json_array_size(cases); c++) {
+            json_t *cs = json_array_get(cases, c);
+            size_t len, clean_len;
+            unsigned char *raw = hex_decode(json_string_value(json_object_get(cs, "text_hex")), &len);
+            char *clean;
+            utf8_sanitize((const char *)raw, len, &clean, &clean_len);
+            piece_list pieces;
+            bool pok = pretokenize(&pre, byte_to_cp, clean, clean_len, &pieces, err, sizeof err);
+            json_t *want = json_object_get(cs, "pieces");
+            bool same = pok && pieces.n == json_array_size(want);
+            size_t i = 0;
+            for (; same && i < pieces.n; i++) {
+                json_t *w = json_array_get(want, i);
+                same = json_string_length(w) == pieces.len[i] &&
+                       memcmp(json_string_value(w), pieces.text + pieces.start[i], pieces.len[i]) == 0;
+            }
+            good += same;
+            CHECK(same, "pre %s on %s: %zu pieces, want %zu, first difference near piece %zu (%s)", name,
+                  json_string_value(json_object_get(cs, "name")), pok ? pieces.n : 0, json_array_size(want),
+                  i ? i - 1 : 0, pok ? "pieces differ" : err);
+            if (pok) piece_list_free(&pieces);
+            free(clean);
+            free(raw);
+        }
+        printf("pre-tokenizer %s: %zu/%zu texts split exactly as HF\n", name, good, json_array_size(cases));
+        pretokenizer_free(&pre);
+    }
+    json_decref(fx);
+}
+
 /* Streams ids through a detok_stream; every chunk must be valid UTF-8.
  * Returns the concatenation (malloc'ed). */
 static char *stream_all(const tokenizer *tok, const int32_t *ids, size_t n, size_t *out_len, bool *chunks_valid) {
@@ -435,6 +491,7 @@ int main(void) {
     test_smollm();
     test_vocab_fixture("spm.json", "spm");
     test_vocab_fixture("llama_bpe.json", "llama_bpe");
+    check_all_pretokenizers();
     test_errors();
     return check_finish("test_tokenizer");
 }
