@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
 
 static void set_err(char *err, size_t err_size, const char *fmt, ...) {
     if (!err || err_size == 0) return;
@@ -57,7 +56,7 @@ static int32_t argmax(const float *v, int32_t n) {
     return best;
 }
 
-int audit_run_session(const model *m, const int32_t *ids, size_t n_ids, const audit_session_spec *spec,
+int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const audit_session_spec *spec,
                       float **logits, double **logits64, int32_t *decoded, char *err, size_t err_size) {
     if (logits) *logits = NULL;
     if (logits64) *logits64 = NULL;
@@ -65,26 +64,21 @@ int audit_run_session(const model *m, const int32_t *ids, size_t n_ids, const au
         set_err(err, err_size, "empty prompt");
         return -1;
     }
+    greta_model_info info;
+    greta_model_get_info(m, &info);
     size_t n_rows = n_ids + (size_t)spec->n_decode;
-    size_t n_vocab = (size_t)m->hp.n_vocab;
-    if (n_rows + 1 > (size_t)m->hp.n_ctx_train && n_rows + 1 > 4096) {
-        set_err(err, err_size, "prompt of %zu tokens too long for an audit", n_ids);
-        return -1;
-    }
-    engine_config config = {
-        .n_ctx = (int32_t)(n_rows + 1),
-        .n_threads = spec->backend == GRETA_BACKEND_REF ? 1 : (spec->n_threads > 0 ? spec->n_threads : 1),
-        .backend = spec->backend,
-        .logits_all = logits != NULL || logits64 != NULL,
-        .max_rows = 0,
-    };
-    greta_status status;
-    engine *e = engine_new(m, &config, &status, err, err_size);
-    if (!e) return -1;
-    e->tracer = spec->tracer;
+    size_t n_vocab = (size_t)info.vocab_size;
+    greta_session_params params = greta_session_default_params();
+    params.n_ctx = (int32_t)(n_rows + 1);
+    params.n_threads = spec->n_threads > 0 ? spec->n_threads : 1;
+    params.backend = spec->backend;
+    params.logits_all = logits != NULL || logits64 != NULL;
+    greta_session *s = NULL;
+    if (greta_session_new(m, &params, &s, err, err_size) != GRETA_OK) return -1;
+    greta_session_set_trace(s, spec->tracer);
     float *all32 = NULL;
     double *all64 = NULL;
-    if (config.logits_all) {
+    if (params.logits_all) {
         all32 = malloc(n_rows * n_vocab * sizeof *all32);
         all64 = malloc(n_rows * n_vocab * sizeof *all64);
         if (!all32 || !all64) {
@@ -100,38 +94,102 @@ int audit_run_session(const model *m, const int32_t *ids, size_t n_ids, const au
             set_err(err, err_size, "chunk sizes do not add up to the prompt length %zu", n_ids);
             goto fail;
         }
-        if (engine_eval(e, ids + done, size, err, err_size) != GRETA_OK) goto fail;
+        if (greta_eval(s, ids + done, size) != GRETA_OK) {
+            set_err(err, err_size, "%s", greta_session_error(s));
+            goto fail;
+        }
         if (all32) {
-            memcpy(all32 + done * n_vocab, e->logits_all, size * n_vocab * sizeof *all32);
-            memcpy(all64 + done * n_vocab, e->logits_all64, size * n_vocab * sizeof *all64);
+            size_t got = 0, got64 = 0;
+            const float *rows32 = greta_logits_all(s, &got);
+            const double *rows64 = greta_logits_all_f64(s, &got64);
+            if (!rows32 || !rows64 || got != size || got64 != size) {
+                set_err(err, err_size, "the session kept %zu rows of logits, expected %zu", got, size);
+                goto fail;
+            }
+            memcpy(all32 + done * n_vocab, rows32, size * n_vocab * sizeof *all32);
+            memcpy(all64 + done * n_vocab, rows64, size * n_vocab * sizeof *all64);
         }
         done += size;
     }
     for (int step = 0; step < spec->n_decode; step++) {
-        int32_t token = argmax(e->logits, m->hp.n_vocab);
+        const float *last = greta_logits(s);
+        if (!last) {
+            set_err(err, err_size, "%s", greta_session_error(s));
+            goto fail;
+        }
+        int32_t token = argmax(last, (int32_t)n_vocab);
         if (decoded) decoded[step] = token;
-        if (engine_eval(e, &token, 1, err, err_size) != GRETA_OK) goto fail;
+        if (greta_eval(s, &token, 1) != GRETA_OK) {
+            set_err(err, err_size, "%s", greta_session_error(s));
+            goto fail;
+        }
         if (all32) {
-            memcpy(all32 + (n_ids + (size_t)step) * n_vocab, e->logits, n_vocab * sizeof *all32);
-            memcpy(all64 + (n_ids + (size_t)step) * n_vocab, e->logits64, n_vocab * sizeof *all64);
+            memcpy(all32 + (n_ids + (size_t)step) * n_vocab, greta_logits(s), n_vocab * sizeof *all32);
+            memcpy(all64 + (n_ids + (size_t)step) * n_vocab, greta_logits_f64(s), n_vocab * sizeof *all64);
         }
     }
-    engine_free(e);
+    greta_session_free(s);
     if (logits) *logits = all32;
     else free(all32);
     if (logits64) *logits64 = all64;
     else free(all64);
     return 0;
 fail:
-    engine_free(e);
+    greta_session_free(s);
     free(all32);
     free(all64);
     return -1;
 }
 
+static int model_layers(greta_model *m) {
+    greta_model_info info;
+    greta_model_get_info(m, &info);
+    return info.n_layer;
+}
+
+static size_t model_vocab(greta_model *m) {
+    greta_model_info info;
+    greta_model_get_info(m, &info);
+    return (size_t)info.vocab_size;
+}
+
+int audit_prompt_ids(greta_model *m, const char *text, bool chat, const char *system, int32_t **ids,
+                     size_t *n_ids, char *err, size_t err_size) {
+    *ids = NULL;
+    *n_ids = 0;
+    greta_status st;
+    if (chat) {
+        greta_chat_message messages[2];
+        size_t n = 0;
+        if (system) messages[n++] = (greta_chat_message){"system", system};
+        messages[n++] = (greta_chat_message){"user", text};
+        char *rendered = NULL;
+        st = greta_chat_apply(m, messages, n, true, NULL, &rendered);
+        if (st != GRETA_OK) {
+            set_err(err, err_size, "chat template: %s", greta_model_error(m));
+            return -1;
+        }
+        st = greta_tokenize(m, rendered, strlen(rendered), false, true, ids, n_ids);
+        greta_free(rendered);
+    } else {
+        st = greta_tokenize(m, text, strlen(text), true, false, ids, n_ids);
+    }
+    if (st != GRETA_OK) {
+        set_err(err, err_size, "tokenize: %s", greta_model_error(m));
+        return -1;
+    }
+    if (*n_ids == 0) {
+        set_err(err, err_size, "the prompt has no tokens");
+        greta_free(*ids);
+        *ids = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 /* Runs a session with an in-memory tracer of every selected point (whole
  * rows, every phase) and moves the records into *set. */
-static int collect(const model *m, const char *model_path, const int32_t *ids, size_t n_ids,
+static int collect(greta_model *m, const char *model_path, const int32_t *ids, size_t n_ids,
                    greta_backend backend, int n_threads, const size_t *chunks, size_t n_chunks,
                    const audit_options *o, trace_set *set, char *err, size_t err_size) {
     trace_config config;
@@ -142,7 +200,7 @@ static int collect(const model *m, const char *model_path, const int32_t *ids, s
     if (trace_config_set(&config, "layers", o->layers, err, err_size) != 0 ||
         trace_config_set(&config, "points", o->points, err, err_size) != 0)
         return -1;
-    trace_model_info info = {m->hp.n_layer, backend_label(backend),
+    trace_model_info info = {model_layers(m), backend_label(backend),
                              backend == GRETA_BACKEND_REF ? "f64" : "f32", model_path, NULL};
     trace *tracer = trace_open(&config, &info, err, err_size);
     if (!tracer) return -1;
@@ -201,7 +259,7 @@ static int compare(const char *experiment, const trace_set *a, const trace_set *
     return 0;
 }
 
-static int audit_parity(const model *m, const char *path, const int32_t *ids, size_t n, const audit_options *o,
+static int audit_parity(greta_model *m, const char *path, const int32_t *ids, size_t n, const audit_options *o,
                         audit_result *r, char *err, size_t err_size) {
     if (n < 2) {
         set_err(err, err_size, "audit parity needs a prompt of at least 2 tokens (got %zu)", n);
@@ -241,7 +299,7 @@ done_ones:
     return status;
 }
 
-static int audit_determinism(const model *m, const char *path, const int32_t *ids, size_t n,
+static int audit_determinism(greta_model *m, const char *path, const int32_t *ids, size_t n,
                              const audit_options *o, audit_result *r, char *err, size_t err_size) {
     trace_diff_options tol;
     trace_diff_options_init(&tol);
@@ -271,7 +329,7 @@ static int audit_determinism(const model *m, const char *path, const int32_t *id
     return status;
 }
 
-static int audit_backends(const model *m, const char *path, const int32_t *ids, size_t n, const audit_options *o,
+static int audit_backends(greta_model *m, const char *path, const int32_t *ids, size_t n, const audit_options *o,
                           audit_result *r, char *err, size_t err_size) {
     trace_diff_options tol;
     trace_diff_options_init(&tol);
@@ -318,7 +376,7 @@ static int audit_backends(const model *m, const char *path, const int32_t *ids, 
     return status;
 }
 
-static int audit_neutrality(const model *m, const char *path, const int32_t *ids, size_t n,
+static int audit_neutrality(greta_model *m, const char *path, const int32_t *ids, size_t n,
                             const audit_options *o, audit_result *r, char *err, size_t err_size) {
     trace_config config;
     trace_config_init(&config);
@@ -328,11 +386,11 @@ static int audit_neutrality(const model *m, const char *path, const int32_t *ids
     if (trace_config_set(&config, "layers", o->layers, err, err_size) != 0 ||
         trace_config_set(&config, "points", o->points, err, err_size) != 0)
         return -1;
-    trace_model_info info = {m->hp.n_layer, backend_label(o->backend),
+    trace_model_info info = {model_layers(m), backend_label(o->backend),
                              o->backend == GRETA_BACKEND_REF ? "f64" : "f32", path, NULL};
     trace *tracer = trace_open(&config, &info, err, err_size);
     if (!tracer) return -1;
-    size_t rows = n + (size_t)o->n_decode, n_vocab = (size_t)m->hp.n_vocab;
+    size_t rows = n + (size_t)o->n_decode, n_vocab = model_vocab(m);
     float *on32 = NULL, *off32 = NULL;
     double *on64 = NULL, *off64 = NULL;
     int32_t *tok_on = calloc((size_t)o->n_decode + 1, sizeof *tok_on);
@@ -364,7 +422,7 @@ static int audit_neutrality(const model *m, const char *path, const int32_t *ids
             r->pass = false;
             snprintf(r->failed_experiment, sizeof r->failed_experiment, "%s", name);
             r->has_divergence = true;
-            r->first_layer = m->hp.n_layer;
+            r->first_layer = model_layers(m);
             r->first_point = TP_LOGITS;
             r->first_pos_id = (int64_t)bad_row;
             snprintf(r->verdict, sizeof r->verdict,
@@ -377,7 +435,7 @@ static int audit_neutrality(const model *m, const char *path, const int32_t *ids
     return status;
 }
 
-int audit_run(audit_kind kind, const model *m, const char *model_path, const int32_t *ids, size_t n_ids,
+int audit_run(audit_kind kind, greta_model *m, const char *model_path, const int32_t *ids, size_t n_ids,
               const audit_options *options, audit_result *result, char *err, size_t err_size) {
     memset(result, 0, sizeof *result);
     result->pass = true;

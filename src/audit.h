@@ -22,7 +22,6 @@
 #include <stdio.h>
 
 #include "greta.h"
-#include "model.h"
 #include "trace.h"
 #include "trace_diff.h"
 
@@ -63,7 +62,7 @@ typedef struct {
 /* Runs one audit of model m on the prompt ids[0..n_ids). Returns 0 when the
  * audit ran (result->pass says how it went), -1 with a message in err when
  * it could not run (bad options, too short a prompt, out of memory). */
-int audit_run(audit_kind kind, const model *m, const char *model_path, const int32_t *ids, size_t n_ids,
+int audit_run(audit_kind kind, greta_model *m, const char *model_path, const int32_t *ids, size_t n_ids,
               const audit_options *options, audit_result *result, char *err, size_t err_size);
 
 /* One session run: the prompt evaluated in chunks (sizes sum to n_ids),
@@ -80,7 +79,13 @@ typedef struct {
     trace *tracer;          /* NULL = tracing off */
 } audit_session_spec;
 
-int audit_run_session(const model *m, const int32_t *ids, size_t n_ids, const audit_session_spec *spec,
+int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const audit_session_spec *spec,
                       float **logits, double **logits64, int32_t *decoded, char *err, size_t err_size);
+
+/* The token ids of a prompt: plain text (with the model's BOS rule), or with
+ * chat, the model's chat template over [system,] user = text with the
+ * generation prompt. *ids is malloc'ed (greta_free). 0 or -1 with err. */
+int audit_prompt_ids(greta_model *m, const char *text, bool chat, const char *system, int32_t **ids,
+                     size_t *n_ids, char *err, size_t err_size);
 
 #endif

@@ -1,11 +1,14 @@
 /* cli_trace.c: `greta trace diff A.jsonl B.jsonl` (docs/trace.md). */
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "cli.h"
+#include "greta.h"
 #include "trace.h"
 #include "trace_diff.h"
 
@@ -13,7 +16,12 @@ int cli_trace(int argc, char **argv);
 
 static void trace_usage(FILE *out) {
     fprintf(out,
-            "usage: greta trace diff A.jsonl B.jsonl [--atol X] [--rtol Y] [--rel Z] [--json] [--html FILE]\n"
+            "usage: greta trace record -m MODEL (-p TEXT | --ids LIST) [--chat] [--system T] [--backend B]\n"
+            "                          [-t N] [-n DECODE] --trace FILE [trace flags]\n"
+            "       greta trace diff A.jsonl B.jsonl [--atol X] [--rtol Y] [--rel Z] [--json] [--html FILE]\n"
+            "\n"
+            "record: prefills the prompt, decodes DECODE greedy tokens (default 0) and writes the\n"
+            "StageTrace; trace flags (they win over the GRETA_TRACE_STAGE_* environment):\n%s"
             "\n"
             "Compares two StageTraces (B is the reference). Records pair by (layer, point, pos_id,\n"
             "token_id), never by order; unpaired records, duplicate keys and input mismatches (same\n"
@@ -27,7 +35,8 @@ static void trace_usage(FILE *out) {
             "  --json      print a JSON report instead of the table\n"
             "  --html FILE also write a self-contained HTML heatmap (layer x point relative error)\n"
             "\n"
-            "exit status: 0 within tolerance, 1 diverged, 2 unusable input or usage error\n");
+            "exit status: 0 within tolerance, 1 diverged, 2 unusable input or usage error\n",
+            trace_flags_help());
 }
 
 static int parse_tolerance(const char *flag, const char *text, double *out) {
@@ -132,12 +141,159 @@ static int trace_diff_command(int argc, char **argv) {
     return status;
 }
 
+static int parse_count(const char *flag, const char *text, int lo, int *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < lo || v > 1000000) {
+        cli_error("%s: bad value '%s' (expected an integer >= %d)", flag, text, lo);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_id_list(const char *text, int32_t **ids, size_t *n) {
+    size_t cap = 1;
+    for (const char *c = text; *c; c++) cap += *c == ',';
+    *ids = malloc(cap * sizeof **ids);
+    *n = 0;
+    if (!*ids) return -1;
+    for (const char *p = text; *p;) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno != 0 || end == p || v < 0 || v > INT32_MAX || (*end != ',' && *end != '\0')) {
+            cli_error("--ids: bad token id list '%s' (expected comma-separated ids >= 0)", text);
+            free(*ids);
+            *ids = NULL;
+            return -1;
+        }
+        (*ids)[(*n)++] = (int32_t)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (*n == 0) {
+        cli_error("--ids: empty list");
+        free(*ids);
+        *ids = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int trace_record_command(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL, *ids_text = NULL, *system = NULL;
+    bool chat = false;
+    int n_threads = 2, n_decode = 0;
+    greta_backend backend = GRETA_BACKEND_CPU;
+    char err[1024];
+    trace_config config;
+    trace_config_init(&config);
+    /* The environment first, flags over it. GRETA_TRACE_STAGE=1 without an
+     * output is fine here when --trace supplies one (checked below). */
+    int env_rc = trace_config_from_env(&config, err, sizeof err);
+    if (env_rc != 0 && !(config.enabled && !config.out_path[0])) {
+        cli_error("trace record: %s", err);
+        return 2;
+    }
+    for (int i = 1; i < argc;) {
+        const char *a = argv[i];
+        int r = trace_parse_flag(&config, argc, argv, &i, err, sizeof err);
+        if (r < 0) {
+            cli_error("trace record: %s", err);
+            return 2;
+        }
+        if (r == 1) continue;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            trace_usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--chat") == 0) {
+            chat = true;
+            i++;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            cli_error("trace record: %s: %s", a, a[0] == '-' ? "unknown option or missing value" : "unexpected argument");
+            return 2;
+        }
+        const char *v = argv[i + 1];
+        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) model_path = v;
+        else if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0) prompt = v;
+        else if (strcmp(a, "--ids") == 0) ids_text = v;
+        else if (strcmp(a, "--system") == 0) system = v;
+        else if (strcmp(a, "--backend") == 0) {
+            if (greta_backend_from_name(v, &backend) != GRETA_OK) {
+                cli_error("--backend: unknown backend '%s' (cpu, ref, cuda)", v);
+                return 2;
+            }
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
+            if (parse_count(a, v, 1, &n_threads) != 0) return 2;
+        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--decode") == 0) {
+            if (parse_count(a, v, 0, &n_decode) != 0) return 2;
+        } else {
+            cli_error("trace record: unknown option '%s' (try 'greta trace --help')", a);
+            return 2;
+        }
+        i += 2;
+    }
+    if (!model_path || (prompt == NULL) == (ids_text == NULL)) {
+        cli_error("trace record: need -m MODEL and exactly one of -p TEXT and --ids LIST");
+        return 2;
+    }
+    if (!config.out_path[0]) {
+        cli_error("trace record: no output (--trace FILE or GRETA_TRACE_STAGE_OUT)");
+        return 2;
+    }
+    config.enabled = true;
+    greta_model *m = NULL;
+    if (greta_model_load(model_path, NULL, &m, err, sizeof err) != GRETA_OK) {
+        cli_error("%s: %s", model_path, err);
+        return 2;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int status = 2;
+    trace *tracer = NULL;
+    if (ids_text ? parse_id_list(ids_text, &ids, &n_ids) != 0
+                 : audit_prompt_ids(m, prompt, chat, system, &ids, &n_ids, err, sizeof err) != 0) {
+        if (!ids_text) cli_error("trace record: %s", err);
+        goto done;
+    }
+    greta_model_info info;
+    greta_model_get_info(m, &info);
+    trace_model_info tinfo = {info.n_layer, greta_backend_name(backend),
+                              backend == GRETA_BACKEND_REF ? "f64" : "f32", model_path, NULL};
+    tracer = trace_open(&config, &tinfo, err, sizeof err);
+    if (!tracer) {
+        cli_error("trace record: %s", err);
+        goto done;
+    }
+    audit_session_spec spec = {backend, n_threads, NULL, 0, n_decode, tracer};
+    if (audit_run_session(m, ids, n_ids, &spec, NULL, NULL, NULL, err, sizeof err) != 0) {
+        cli_error("trace record: %s", err);
+        goto done;
+    }
+    status = 0;
+    fprintf(stderr, "greta: traced %zu prompt tokens + %d decode steps to %s\n", n_ids, n_decode, config.out_path);
+done:
+    if (tracer && trace_close(tracer, err, sizeof err) != 0) {
+        cli_error("trace record: %s", err);
+        status = 2;
+    }
+    if (ids_text) free(ids);
+    else greta_free(ids);
+    greta_model_free(m);
+    return status;
+}
+
 int cli_trace(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         trace_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "diff") == 0) return trace_diff_command(argc - 1, argv + 1);
-    cli_error("trace: unknown subcommand '%s' (expected diff)", argv[1]);
+    if (strcmp(argv[1], "record") == 0) return trace_record_command(argc - 1, argv + 1);
+    cli_error("trace: unknown subcommand '%s' (expected diff or record)", argv[1]);
     return 2;
 }

@@ -1,0 +1,210 @@
+/* cli_audit.c: `greta audit parity|backends|determinism|neutrality` (docs/trace.md). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "cli.h"
+#include "greta.h"
+
+int cli_audit(int argc, char **argv);
+
+static void audit_usage(FILE *out) {
+    fprintf(out,
+            "usage: greta audit KIND -m MODEL (-p TEXT | --ids 1,2,3) [options]\n"
+            "\n"
+            "kinds:\n"
+            "  parity       prompt prefilled whole vs prefilled without its last token + that token\n"
+            "               decoded at the same position; and token-by-token vs one prefill (exact)\n"
+            "  backends     every point on --a vs --b (default cpu vs ref, rel 1e-4), error growth per layer\n"
+            "  determinism  the same run twice, and -t N vs --threads-alt M threads (exact)\n"
+            "  neutrality   tracing on vs off: logits of every row bitwise equal\n"
+            "\n"
+            "options:\n"
+            "  -m, --model FILE     GGUF model\n"
+            "  -p, --prompt TEXT    prompt text (--chat: the user message of the chat template)\n"
+            "  --ids LIST           token ids instead of a prompt\n"
+            "  --chat, --system T   apply the model's chat template (with a system message)\n"
+            "  --backend B          backend of parity/determinism/neutrality (cpu, ref; default cpu)\n"
+            "  --a B, --b B         backends of 'backends' (B is the reference)\n"
+            "  -t, --threads N      threads (default 2); --threads-alt M (default 1)\n"
+            "  --decode N           neutrality: greedy decode steps (default 4)\n"
+            "  --atol X --rtol Y --rel Z   tolerance (default: exact; backends: --rel 1e-4)\n"
+            "  --layers L --points P       what is traced (default all)\n"
+            "  --table              print the layer x point table of every comparison\n"
+            "\n"
+            "exit status: 0 pass, 1 fail (the first divergence is named), 2 error\n");
+}
+
+static int parse_int_arg(const char *flag, const char *text, int lo, int *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < lo || v > INT_MAX) {
+        cli_error("%s: bad value '%s' (expected an integer >= %d)", flag, text, lo);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_double_arg(const char *flag, const char *text, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(v) || v < 0) {
+        cli_error("%s: bad value '%s' (expected a number >= 0)", flag, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses "1,2,3" into a malloc'ed array. */
+static int parse_ids(const char *text, int32_t **ids, size_t *n) {
+    size_t cap = 1;
+    for (const char *c = text; *c; c++) cap += *c == ',';
+    *ids = malloc(cap * sizeof **ids);
+    *n = 0;
+    if (!*ids) return -1;
+    const char *p = text;
+    while (*p) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno != 0 || end == p || v < 0 || v > INT32_MAX || (*end != ',' && *end != '\0')) {
+            cli_error("--ids: bad token id list '%s' (expected comma-separated ids >= 0)", text);
+            free(*ids);
+            *ids = NULL;
+            return -1;
+        }
+        (*ids)[(*n)++] = (int32_t)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (*n == 0) {
+        cli_error("--ids: empty list");
+        free(*ids);
+        *ids = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int backend_arg(const char *flag, const char *name, greta_backend *out) {
+    if (greta_backend_from_name(name, out) != GRETA_OK) {
+        cli_error("%s: unknown backend '%s' (cpu, ref, cuda)", flag, name);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_audit(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        audit_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    int kind = audit_kind_from_name(argv[1]);
+    if (kind < 0) {
+        cli_error("audit: unknown kind '%s' (parity, backends, determinism, neutrality)", argv[1]);
+        return 2;
+    }
+    audit_options o;
+    audit_options_init(&o);
+    o.report = stdout;
+    const char *model_path = NULL, *prompt = NULL, *ids_text = NULL, *system = NULL;
+    bool chat = false;
+    char err[1024];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            audit_usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--chat") == 0) {
+            chat = true;
+            continue;
+        }
+        if (strcmp(a, "--table") == 0) {
+            o.full_tables = true;
+            continue;
+        }
+        static const char *const with_value[] = {"-m", "--model", "-p", "--prompt", "--ids", "--system", "--backend",
+                                                 "--a", "--b", "-t", "--threads", "--threads-alt", "--decode",
+                                                 "--atol", "--rtol", "--rel", "--layers", "--points"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known = known || strcmp(a, with_value[k]) == 0;
+        if (!known) {
+            cli_error("audit: unknown option '%s' (try 'greta audit --help')", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            cli_error("%s: missing value", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        int rc = 0;
+        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) model_path = v;
+        else if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0) prompt = v;
+        else if (strcmp(a, "--ids") == 0) ids_text = v;
+        else if (strcmp(a, "--system") == 0) system = v;
+        else if (strcmp(a, "--backend") == 0) rc = backend_arg(a, v, &o.backend);
+        else if (strcmp(a, "--a") == 0) rc = backend_arg(a, v, &o.backend_a);
+        else if (strcmp(a, "--b") == 0) rc = backend_arg(a, v, &o.backend_b);
+        else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) rc = parse_int_arg(a, v, 1, &o.n_threads);
+        else if (strcmp(a, "--threads-alt") == 0) rc = parse_int_arg(a, v, 1, &o.n_threads_alt);
+        else if (strcmp(a, "--decode") == 0) rc = parse_int_arg(a, v, 0, &o.n_decode);
+        else if (strcmp(a, "--atol") == 0) rc = parse_double_arg(a, v, &o.tolerance.atol), o.tolerance_set = true;
+        else if (strcmp(a, "--rtol") == 0) rc = parse_double_arg(a, v, &o.tolerance.rtol), o.tolerance_set = true;
+        else if (strcmp(a, "--rel") == 0) rc = parse_double_arg(a, v, &o.tolerance.rel), o.tolerance_set = true;
+        else if (strcmp(a, "--layers") == 0 || strcmp(a, "--points") == 0) {
+            char *dst = strcmp(a, "--layers") == 0 ? o.layers : o.points;
+            if (strlen(v) >= TRACE_SPEC_MAX) {
+                cli_error("%s: list too long", a);
+                return 2;
+            }
+            strcpy(dst, v);
+        }
+        if (rc != 0) return 2;
+    }
+    if (!model_path) {
+        cli_error("audit: no model (-m MODEL)");
+        return 2;
+    }
+    if ((prompt == NULL) == (ids_text == NULL)) {
+        cli_error("audit: give exactly one of -p TEXT and --ids LIST");
+        return 2;
+    }
+    if (system && !chat) {
+        cli_error("audit: --system needs --chat");
+        return 2;
+    }
+    greta_model *m = NULL;
+    if (greta_model_load(model_path, NULL, &m, err, sizeof err) != GRETA_OK) {
+        cli_error("%s: %s", model_path, err);
+        return 2;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int status = 2;
+    if (ids_text ? parse_ids(ids_text, &ids, &n_ids) != 0
+                 : audit_prompt_ids(m, prompt, chat, system, &ids, &n_ids, err, sizeof err) != 0) {
+        if (!ids_text) cli_error("audit: %s", err);
+        goto done;
+    }
+    printf("audit %s: %s, %zu prompt tokens\n", argv[1], model_path, n_ids);
+    audit_result r;
+    if (audit_run((audit_kind)kind, m, model_path, ids, n_ids, &o, &r, err, sizeof err) != 0) {
+        cli_error("audit %s: %s", argv[1], err);
+        goto done;
+    }
+    printf("verdict: %s\n", r.verdict);
+    status = r.pass ? 0 : 1;
+done:
+    if (ids_text) free(ids);
+    else greta_free(ids);
+    greta_model_free(m);
+    return status;
+}
