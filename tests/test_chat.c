@@ -12,6 +12,7 @@
 
 #include "chat.h"
 #include "check.h"
+#include "gguf.h"
 
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -103,6 +104,35 @@ static void test_builtins(void) {
     }
     CHECK(chat_builtin_template("no-such-template") == NULL, "unknown builtin name gives NULL");
     CHECK(chat_builtin_name(chat_builtin_count()) == NULL, "builtin index out of range gives NULL");
+}
+
+/* The default model's own template (read by greta's GGUF reader) is the smollm2 builtin,
+ * and renders like the fixture that transformers produced from the gguf package's read. */
+static void test_default_model(void) {
+    char path[1024], err[256];
+    snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", check_repo_dir());
+    gguf_file *f = gguf_open(path, err, sizeof err);
+    CHECK(f != NULL, "default model opens (%s; run scripts/fetch-model)", f ? path : err);
+    if (!f) return;
+    gguf_str s;
+    bool found = gguf_get_str(f, "tokenizer.chat_template", &s);
+    CHECK(found, "default model has tokenizer.chat_template");
+    if (found) {
+        char *text = malloc(s.len + 1);
+        memcpy(text, s.ptr, s.len);
+        text[s.len] = 0;
+        const char *b = chat_builtin_template("smollm2");
+        CHECK(b && strcmp(text, b) == 0, "model's chat template equals the smollm2 builtin byte for byte");
+        chat_message m[] = {{"user", "Hi"}};
+        char *out = NULL;
+        bool ok = chat_render(text, m, 1, true, "<|im_start|>", "<|im_end|>", &out, err, sizeof err);
+        const char *want = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                           "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+        CHECK(ok && strcmp(out, want) == 0, "model's template renders a one-turn prompt (%s)", ok ? out : err);
+        free(out);
+        free(text);
+    }
+    gguf_close(f);
 }
 
 static void test_fixture_cases(const json_t *doc) {
@@ -245,6 +275,7 @@ int main(void) {
     json_t *doc = json_load_file(path, 0, &je);
     CHECK(doc != NULL, "fixture %s loads (%s)", path, doc ? "ok" : je.text);
     test_builtins();
+    test_default_model();
     if (doc) {
         test_fixture_cases(doc);
         test_units(doc, "units", false);
