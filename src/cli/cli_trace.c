@@ -17,10 +17,11 @@ int cli_trace(int argc, char **argv);
 static void trace_usage(FILE *out) {
     fprintf(out,
             "usage: greta trace record -m MODEL (-p TEXT | --ids LIST) [--chat] [--system T] [--backend B]\n"
-            "                          [-t N] [-n DECODE] --trace FILE [trace flags]\n"
+            "                          [-t N] [--split K] [-n DECODE] --trace FILE [trace flags]\n"
             "       greta trace diff A.jsonl B.jsonl [--atol X] [--rtol Y] [--rel Z] [--json] [--html FILE]\n"
             "\n"
-            "record: prefills the prompt, decodes DECODE greedy tokens (default 0) and writes the\n"
+            "record: prefills the prompt (--split K: its first K tokens, then the rest one token per\n"
+            "eval), decodes DECODE greedy tokens (default 0) and writes the\n"
             "StageTrace; trace flags (they win over the GRETA_TRACE_STAGE_* environment):\n%s"
             "\n"
             "Compares two StageTraces (B is the reference). Records pair by (layer, point, pos_id,\n"
@@ -184,7 +185,7 @@ static int parse_id_list(const char *text, int32_t **ids, size_t *n) {
 static int trace_record_command(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_text = NULL, *system = NULL;
     bool chat = false;
-    int n_threads = 2, n_decode = 0;
+    int n_threads = 2, n_decode = 0, split = 0;
     greta_backend backend = GRETA_BACKEND_CPU;
     char err[1024];
     trace_config config;
@@ -229,6 +230,8 @@ static int trace_record_command(int argc, char **argv) {
             }
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             if (parse_count(a, v, 1, &n_threads) != 0) return 2;
+        } else if (strcmp(a, "--split") == 0) {
+            if (parse_count(a, v, 1, &split) != 0) return 2;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--decode") == 0) {
             if (parse_count(a, v, 0, &n_decode) != 0) return 2;
         } else {
@@ -269,8 +272,25 @@ static int trace_record_command(int argc, char **argv) {
         cli_error("trace record: %s", err);
         goto done;
     }
-    audit_session_spec spec = {backend, n_threads, NULL, 0, n_decode, tracer};
-    if (audit_run_session(m, ids, n_ids, &spec, NULL, NULL, NULL, err, sizeof err) != 0) {
+    /* --split K: prefill the first K tokens, then feed the rest one at a time */
+    if (split > 0 && (size_t)split >= n_ids) {
+        cli_error("trace record: --split %d: the prompt has only %zu tokens", split, n_ids);
+        goto done;
+    }
+    size_t *chunks = NULL, n_chunks = 0;
+    if (split > 0) {
+        chunks = malloc((n_ids - (size_t)split + 1) * sizeof *chunks);
+        if (!chunks) {
+            cli_error("trace record: out of memory");
+            goto done;
+        }
+        chunks[n_chunks++] = (size_t)split;
+        for (size_t k = (size_t)split; k < n_ids; k++) chunks[n_chunks++] = 1;
+    }
+    audit_session_spec spec = {backend, n_threads, chunks, n_chunks, n_decode, tracer};
+    int run = audit_run_session(m, ids, n_ids, &spec, NULL, NULL, NULL, err, sizeof err);
+    free(chunks);
+    if (run != 0) {
         cli_error("trace record: %s", err);
         goto done;
     }
