@@ -7,13 +7,15 @@
 
 /* Subcommands (each defined in its own cli_<name>.c). */
 int cli_trace(int argc, char **argv);
+int cli_audit(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_synth(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
 
 static const cli_command commands[] = {
-    {"trace", cli_trace, "compare two StageTraces (trace diff A.jsonl B.jsonl)"},
+    {"trace", cli_trace, "record a StageTrace, or compare two (trace record / trace diff)"},
+    {"audit", cli_audit, "run paired experiments: parity, backends, determinism, neutrality"},
     {"tokenize", cli_tokenize, "text to token ids with a GGUF vocabulary (--ids, --pieces, --bench)"},
     {"inspect", cli_inspect, "show a GGUF file: metadata, tensors, hyperparameters (--dump a tensor)"},
     {"synth", cli_synth, "write a Llama GGUF model with seeded random weights (--shape tiny|...)"},
