@@ -38,6 +38,10 @@ def make_case(name, rng, n_embd, n_head, n_head_kv, n_ff, n_layer, n_vocab, rope
               linear_factor, rope_freqs, tokens):
     head_dim = n_embd // n_head
     kv_dim = n_head_kv * head_dim
+    # GGUF stores these keys as float32: use the values the file will hold.
+    eps = float(np.float32(eps))
+    base = float(np.float32(base))
+    linear_factor = float(np.float32(linear_factor))
 
     def mat(n_out, n_in):
         return f32(rng.normal(0.0, 1.0 / np.sqrt(n_in), size=(n_out, n_in)))
