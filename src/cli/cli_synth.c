@@ -27,7 +27,7 @@ static bool parse_i64(const char *flag, const char *text, int64_t *out) {
     errno = 0;
     long long v = strtoll(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0') {
-        cli_error("%s: '%s' is not an integer", flag, text);
+        cli_error("synth: %s: '%s' is not an integer", flag, text);
         return false;
     }
     *out = v;
@@ -39,7 +39,7 @@ static bool parse_f64(const char *flag, const char *text, double *out) {
     errno = 0;
     double v = strtod(text, &end);
     if (errno != 0 || end == text || *end != '\0') {
-        cli_error("%s: '%s' is not a number", flag, text);
+        cli_error("synth: %s: '%s' is not a number", flag, text);
         return false;
     }
     *out = v;
