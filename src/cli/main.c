@@ -12,6 +12,9 @@ int cli_inspect(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_synth(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
+int cli_run(int argc, char **argv);
+int cli_chat(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"trace", cli_trace, "record a StageTrace, or compare two (trace record / trace diff)"},
@@ -20,6 +23,9 @@ static const cli_command commands[] = {
     {"inspect", cli_inspect, "show a GGUF file: metadata, tensors, hyperparameters (--dump a tensor)"},
     {"synth", cli_synth, "write a Llama GGUF model with seeded random weights (--shape tiny|...)"},
     {"quantize", cli_quantize, "convert a GGUF model's weights to another type (IN OUT TYPE)"},
+    {"run", cli_run, "generate text from a prompt (-m MODEL -p TEXT [--chat] [-n N] ...)"},
+    {"chat", cli_chat, "interactive multi-turn chat with the model's template (-m MODEL)"},
+    {"bench", cli_bench, "prefill and decode speed, bytes per token, memory bandwidth"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,215 @@
+/* cli_chat.c: greta chat -m MODEL: interactive multi-turn chat.
+ *
+ * Each turn renders the whole conversation with the chat template,
+ * tokenizes it, keeps the longest prefix the KV cache already holds
+ * (greta_session_tokens) and evaluates only the rest. Ctrl-C stops the
+ * current answer (what was said so far stays in the conversation), not the
+ * program; /reset forgets the conversation, /quit or end of input quits. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cli_common.h"
+#include "greta.h"
+
+/* Set by the SIGINT handler, cleared before every answer. */
+static volatile sig_atomic_t chat_interrupted = 0;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    chat_interrupted = 1;
+}
+
+static void chat_usage(FILE *out) {
+    fprintf(out,
+            "usage: greta chat -m MODEL [options]\n"
+            "  Reads one user message per line from stdin; the answer streams to stdout.\n"
+            "  /reset forgets the conversation, /quit (or end of input) quits, Ctrl-C stops an answer.\n"
+            "  --system TEXT, --chat-template NAME|FILE, -n N (tokens per answer, default 1024),\n"
+            "  and the sampling, context, thread and backend flags of 'greta run' (docs/cli.md).\n");
+}
+
+typedef struct {
+    greta_chat_message *messages; /* role and content strings malloc'ed (content) */
+    size_t n, cap;
+} conversation;
+
+static bool conversation_add(conversation *c, const char *role, const char *content, size_t len) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 8;
+        greta_chat_message *grown = realloc(c->messages, cap * sizeof *grown);
+        if (!grown) return false;
+        c->messages = grown;
+        c->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return false;
+    memcpy(copy, content, len);
+    copy[len] = '\0';
+    c->messages[c->n].role = role;
+    c->messages[c->n].content = copy;
+    c->n++;
+    return true;
+}
+
+static void conversation_truncate(conversation *c, size_t n) {
+    while (c->n > n) free((char *)c->messages[--c->n].content);
+}
+
+/* Renders and tokenizes the conversation, then evaluates only what the
+ * cache does not hold. Returns 1 on success, 0 for a turn-level problem
+ * (printed; the turn is dropped), -1 for a fatal error. */
+static int chat_prefill(greta_model *model, greta_session *session, const cli_gen_options *o,
+                        const conversation *c, size_t *n_new, size_t *n_total) {
+    char *rendered = NULL;
+    if (greta_chat_apply(model, c->messages, c->n, true, o->chat_template, &rendered) != GRETA_OK) {
+        cli_error("chat template: %s", greta_model_error(model));
+        return -1;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    greta_status st = greta_tokenize(model, rendered, strlen(rendered), false, true, &ids, &n_ids);
+    greta_free(rendered);
+    if (st != GRETA_OK) {
+        cli_error("tokenize: %s", greta_model_error(model));
+        return -1;
+    }
+    int32_t n_ctx = greta_session_n_ctx(session);
+    if (n_ids >= (size_t)n_ctx) {
+        cli_error("chat: the conversation is %zu tokens, the context holds %d; /reset to start over", n_ids,
+                  n_ctx);
+        greta_free(ids);
+        return 0;
+    }
+    const int32_t *cached = greta_session_tokens(session);
+    size_t n_cached = (size_t)greta_pos(session), common = 0;
+    while (common < n_cached && common < n_ids && cached[common] == ids[common]) common++;
+    if (common == n_ids) common--; /* evaluate at least one token to get logits */
+    int rc = 1;
+    if (greta_rewind(session, (int32_t)common) != GRETA_OK ||
+        greta_eval(session, ids + common, n_ids - common) != GRETA_OK) {
+        cli_error("chat: %s", greta_session_error(session));
+        rc = -1;
+    }
+    *n_new = n_ids - common;
+    *n_total = n_ids;
+    greta_free(ids);
+    return rc;
+}
+
+/* Strips a trailing newline (and CR). */
+static size_t chomp(char *line, size_t len) {
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+    return len;
+}
+
+int cli_chat(int argc, char **argv) {
+    cli_gen_options o;
+    cli_gen_options_init(&o);
+    o.n_predict = 1024;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_parse_gen_flag(&o, argc, argv, &i);
+        if (r < 0 || r == 0 || (r > 0 && (o.prompt || o.prompt_file || o.dump_logits_dir || o.chat))) {
+            if (r == 0) cli_error("chat: unknown argument '%s' (try 'greta chat --help')", argv[i]);
+            else if (r > 0) cli_error("chat: %s is a 'greta run' flag", argv[i]);
+            cli_gen_options_free(&o);
+            return 2;
+        }
+    }
+    if (o.show_help) {
+        chat_usage(stdout);
+        cli_gen_options_free(&o);
+        return 0;
+    }
+    if (!o.model_path) {
+        cli_error("chat: no model (pass -m MODEL.gguf)");
+        cli_gen_options_free(&o);
+        return 2;
+    }
+    int rc = 1;
+    conversation conv = {0};
+    char *line = NULL;
+    size_t line_cap = 0;
+    greta_session *session = NULL;
+    greta_model *model = cli_load_model(o.model_path);
+    if (!model) goto done;
+    if (!greta_model_chat_template(model) && !o.chat_template) {
+        cli_error("chat: the model has no chat template (pass --chat-template NAME|FILE)");
+        goto done;
+    }
+    if (!(session = cli_new_session(model, &o, false))) goto done;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: Ctrl-C at the prompt interrupts getline */
+    size_t base = 0;
+    if (o.system && !conversation_add(&conv, "system", o.system, strlen(o.system))) goto oom;
+    base = conv.n;
+    bool interactive = isatty(STDIN_FILENO) == 1;
+    for (;;) {
+        if (interactive) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        chat_interrupted = 0;
+        errno = 0;
+        ssize_t got = getline(&line, &line_cap, stdin);
+        if (got < 0) {
+            if (errno == EINTR) {
+                clearerr(stdin);
+                fputc('\n', stdout);
+                continue;
+            }
+            break; /* end of input */
+        }
+        size_t len = chomp(line, (size_t)got);
+        if (len == 0) continue;
+        if (strcmp(line, "/quit") == 0 || strcmp(line, "/exit") == 0) break;
+        if (strcmp(line, "/reset") == 0) {
+            conversation_truncate(&conv, base);
+            greta_rewind(session, 0);
+            fprintf(stderr, "[conversation reset]\n");
+            continue;
+        }
+        if (!conversation_add(&conv, "user", line, len)) goto oom;
+        size_t n_new = 0, n_total = 0;
+        int pre = chat_prefill(model, session, &o, &conv, &n_new, &n_total);
+        if (pre < 0) goto done;
+        if (pre == 0) {
+            conversation_truncate(&conv, conv.n - 1);
+            continue;
+        }
+        cli_gen_result result;
+        int32_t room = greta_session_n_ctx(session) - greta_pos(session) + 1;
+        int32_t n_max = o.n_predict < room ? o.n_predict : room;
+        bool ok = cli_generate(model, session, &o, n_max, &chat_interrupted, NULL, &result);
+        fputc('\n', stdout);
+        fflush(stdout);
+        if (ok && !conversation_add(&conv, "assistant", result.text, result.text_len)) ok = false;
+        if (ok) {
+            fprintf(stderr, "[%zu prompt tokens, %zu evaluated (%zu reused from the cache); %d generated at %.1f tok/s%s]\n",
+                    n_total, n_new, n_total - n_new, result.n_generated,
+                    result.seconds > 0 ? result.n_generated / result.seconds : 0.0,
+                    result.interrupted ? "; interrupted" : result.context_full ? "; context full" : "");
+        }
+        free(result.text);
+        if (!ok) goto done;
+    }
+    rc = 0;
+    goto done;
+oom:
+    cli_error("chat: out of memory");
+done:
+    free(line);
+    conversation_truncate(&conv, 0);
+    free(conv.messages);
+    greta_session_free(session);
+    greta_model_free(model);
+    cli_gen_options_free(&o);
+    return rc;
+}

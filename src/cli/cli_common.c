@@ -1,0 +1,469 @@
+/* cli_common.c: flag parsing, model loading and small helpers shared by
+ * greta run, chat and bench (see cli_common.h). */
+#include "cli_common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void cli_gen_options_init(cli_gen_options *o) {
+    memset(o, 0, sizeof *o);
+    o->n_predict = 256;
+    o->sampling = greta_sampler_default_params();
+    o->seed = greta_session_default_params().seed;
+    o->backend = GRETA_BACKEND_CPU;
+}
+
+void cli_gen_options_free(cli_gen_options *o) {
+    free(o->stops);
+    free(o->chat_template_text);
+    o->stops = NULL;
+    o->chat_template_text = NULL;
+}
+
+const char *cli_flag_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        cli_error("%s: missing value", argv[*i]);
+        return NULL;
+    }
+    *i += 1;
+    return argv[*i];
+}
+
+bool cli_parse_int(const char *flag, const char *text, long lo, long hi, long *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end != '\0') {
+        cli_error("%s: expected an integer, got '%s'", flag, text);
+        return false;
+    }
+    if (v < lo || v > hi) {
+        cli_error("%s: %ld is out of range [%ld, %ld]", flag, v, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_u64(const char *flag, const char *text, uint64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    if (text[0] == '-') {
+        cli_error("%s: expected a non-negative integer, got '%s'", flag, text);
+        return false;
+    }
+    unsigned long long v = strtoull(text, &end, 0);
+    if (errno || end == text || *end != '\0') {
+        cli_error("%s: expected a non-negative integer, got '%s'", flag, text);
+        return false;
+    }
+    *out = (uint64_t)v;
+    return true;
+}
+
+bool cli_parse_float(const char *flag, const char *text, double lo, double hi, float *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end != '\0' || !isfinite(v)) {
+        cli_error("%s: expected a number, got '%s'", flag, text);
+        return false;
+    }
+    if (v < lo || v > hi) {
+        cli_error("%s: %g is out of range [%g, %g]", flag, v, lo, hi);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
+static bool is_flag(const char *arg, const char *a, const char *b) {
+    return strcmp(arg, a) == 0 || (b && strcmp(arg, b) == 0);
+}
+
+static bool add_stop(cli_gen_options *o, const char *stop) {
+    if (!stop[0]) {
+        cli_error("--stop: the stop string is empty");
+        return false;
+    }
+    const char **grown = realloc(o->stops, (o->n_stops + 1) * sizeof *grown);
+    if (!grown) {
+        cli_error("--stop: out of memory");
+        return false;
+    }
+    o->stops = grown;
+    o->stops[o->n_stops++] = stop;
+    return true;
+}
+
+int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
+    const char *arg = argv[*i];
+    const char *v = NULL;
+    long n = 0;
+    float f = 0.0f;
+    /* flags without a value */
+    if (is_flag(arg, "--greedy", NULL)) {
+        o->sampling.greedy = true;
+        return 1;
+    }
+    if (is_flag(arg, "--chat", NULL)) {
+        o->chat = true;
+        return 1;
+    }
+    if (is_flag(arg, "--parse-special", NULL)) {
+        o->parse_special = true;
+        return 1;
+    }
+    if (is_flag(arg, "--no-parse-special", NULL)) {
+        o->parse_special = false;
+        return 1;
+    }
+    if (is_flag(arg, "--special", NULL)) {
+        o->render_special = true;
+        return 1;
+    }
+    if (is_flag(arg, "--no-special", NULL)) {
+        o->render_special = false;
+        return 1;
+    }
+    if (is_flag(arg, "-h", "--help")) {
+        o->show_help = true;
+        return 1;
+    }
+    /* flags with a value */
+    static const char *const valued[] = {
+        "-m", "--model", "-p", "--prompt", "-f", "--prompt-file", "-n", "--max-tokens", "--temp",
+        "--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n",
+        "--seed", "--ctx", "-c", "-t", "--threads", "--backend", "--system", "--stop",
+        "--chat-template", "--dump-logits", NULL};
+    bool known = false;
+    for (const char *const *k = valued; *k && !known; k++) known = strcmp(arg, *k) == 0;
+    if (!known) return 0;
+    if (!(v = cli_flag_value(argc, argv, i))) return -1;
+    if (is_flag(arg, "-m", "--model")) {
+        o->model_path = v;
+    } else if (is_flag(arg, "-p", "--prompt")) {
+        o->prompt = v;
+    } else if (is_flag(arg, "-f", "--prompt-file")) {
+        o->prompt_file = v;
+    } else if (is_flag(arg, "-n", "--max-tokens")) {
+        if (!cli_parse_int(arg, v, 0, INT32_MAX, &n)) return -1;
+        o->n_predict = (int32_t)n;
+    } else if (is_flag(arg, "--temp", "--temperature")) {
+        if (!cli_parse_float(arg, v, 0.0, 100.0, &f)) return -1;
+        o->sampling.temperature = f;
+    } else if (is_flag(arg, "--top-k", NULL)) {
+        if (!cli_parse_int(arg, v, 0, INT32_MAX, &n)) return -1;
+        o->sampling.top_k = (int32_t)n;
+    } else if (is_flag(arg, "--top-p", NULL)) {
+        if (!cli_parse_float(arg, v, 1e-9, 1.0, &f)) return -1;
+        o->sampling.top_p = f;
+    } else if (is_flag(arg, "--min-p", NULL)) {
+        if (!cli_parse_float(arg, v, 0.0, 1.0, &f)) return -1;
+        o->sampling.min_p = f;
+    } else if (is_flag(arg, "--repeat-penalty", NULL)) {
+        if (!cli_parse_float(arg, v, 1e-6, 1e6, &f)) return -1;
+        o->sampling.repeat_penalty = f;
+    } else if (is_flag(arg, "--repeat-last-n", NULL)) {
+        if (!cli_parse_int(arg, v, -1, INT32_MAX, &n)) return -1;
+        o->sampling.repeat_last_n = (int32_t)n;
+    } else if (is_flag(arg, "--seed", NULL)) {
+        if (!cli_parse_u64(arg, v, &o->seed)) return -1;
+    } else if (is_flag(arg, "--ctx", "-c")) {
+        if (!cli_parse_int(arg, v, 1, INT32_MAX, &n)) return -1;
+        o->n_ctx = (int32_t)n;
+    } else if (is_flag(arg, "-t", "--threads")) {
+        if (!cli_parse_int(arg, v, 1, 1024, &n)) return -1;
+        o->n_threads = (int32_t)n;
+    } else if (is_flag(arg, "--backend", NULL)) {
+        if (greta_backend_from_name(v, &o->backend) != GRETA_OK) {
+            cli_error("--backend: unknown backend '%s' (expected cpu, ref or cuda)", v);
+            return -1;
+        }
+    } else if (is_flag(arg, "--system", NULL)) {
+        o->system = v;
+    } else if (is_flag(arg, "--stop", NULL)) {
+        if (!add_stop(o, v)) return -1;
+    } else if (is_flag(arg, "--chat-template", NULL)) {
+        o->chat_template = v;
+        if (access(v, R_OK) == 0) {
+            size_t len = 0;
+            free(o->chat_template_text);
+            o->chat_template_text = cli_read_file("--chat-template", v, &len);
+            if (!o->chat_template_text) return -1;
+            if (!strstr(o->chat_template_text, "{{") && !strstr(o->chat_template_text, "{%")) {
+                cli_error("--chat-template: %s: not a Jinja template (no '{{' or '{%%')", v);
+                return -1;
+            }
+            o->chat_template = o->chat_template_text;
+        }
+    } else if (is_flag(arg, "--dump-logits", NULL)) {
+        o->dump_logits_dir = v;
+    }
+    return 1;
+}
+
+/* ---- model loading with a progress bar ---- */
+
+typedef struct {
+    double start;
+    bool tty;
+    bool drawn;
+} load_progress;
+
+static bool draw_progress(float progress, void *user_data) {
+    load_progress *lp = user_data;
+    if (!lp->tty || cli_now() - lp->start < 1.0) return true;
+    int width = 40, filled = (int)(progress * (float)width + 0.5f);
+    if (filled > width) filled = width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : ' ';
+    bar[width] = '\0';
+    fprintf(stderr, "\rloading model [%s] %3d%%", bar, (int)(progress * 100.0f + 0.5f));
+    fflush(stderr);
+    lp->drawn = true;
+    return true;
+}
+
+greta_model *cli_load_model(const char *path) {
+    if (!path) {
+        cli_error("no model: pass -m MODEL.gguf");
+        return NULL;
+    }
+    load_progress lp = {cli_now(), isatty(STDERR_FILENO) == 1, false};
+    greta_model_params params = greta_model_default_params();
+    params.progress = draw_progress;
+    params.progress_user_data = &lp;
+    greta_model *model = NULL;
+    char err[512] = "";
+    greta_status st = greta_model_load(path, &params, &model, err, sizeof err);
+    if (lp.drawn) fprintf(stderr, "\r%60s\r", "");
+    if (st != GRETA_OK) {
+        cli_error("%s: %s", path, err[0] ? err : greta_status_string(st));
+        return NULL;
+    }
+    return model;
+}
+
+greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, bool logits_all) {
+    greta_session_params sp = greta_session_default_params();
+    if (o->n_ctx > 0) sp.n_ctx = o->n_ctx;
+    sp.n_threads = o->n_threads;
+    sp.backend = o->backend;
+    sp.seed = o->seed;
+    sp.logits_all = logits_all;
+    greta_session *session = NULL;
+    char err[512] = "";
+    greta_status st = greta_session_new(model, &sp, &session, err, sizeof err);
+    if (st != GRETA_OK) {
+        cli_error("session: %s", err[0] ? err : greta_status_string(st));
+        return NULL;
+    }
+    return session;
+}
+
+char *cli_read_file(const char *what, const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        cli_error("%s: %s: %s", what, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *grown = realloc(buf, cap * 2);
+            if (!grown) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    bool failed = !buf || ferror(f);
+    if (f != stdin) fclose(f);
+    if (failed) {
+        cli_error("%s: %s: %s", what, path, buf ? "read error" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_write_out(const char *text, size_t len) {
+    if (len) fwrite(text, 1, len, stdout);
+    fflush(stdout);
+}
+
+/* ---- generation ---- */
+
+static bool append_text(cli_gen_result *r, const char *text, size_t len, size_t *cap) {
+    if (r->text_len + len + 1 > *cap) {
+        size_t new_cap = *cap ? *cap : 256;
+        while (new_cap < r->text_len + len + 1) new_cap *= 2;
+        char *grown = realloc(r->text, new_cap);
+        if (!grown) return false;
+        r->text = grown;
+        *cap = new_cap;
+    }
+    memcpy(r->text + r->text_len, text, len);
+    r->text_len += len;
+    r->text[r->text_len] = '\0';
+    return true;
+}
+
+bool cli_dump_logits_open(const char *dir) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        cli_error("--dump-logits: %s: %s", dir, strerror(errno));
+        return false;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/index.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        cli_error("--dump-logits: %s: %s", path, strerror(errno));
+        return false;
+    }
+    fclose(f);
+    return true;
+}
+
+/* Writes DIR/step_NNNNN.bin (n_vocab little-endian float32) and appends a
+ * line to DIR/index.jsonl. */
+static bool dump_logits_step(const char *dir, int32_t step, int32_t pos, int32_t token,
+                             const float *logits, int32_t n_vocab) {
+    char path[4096], name[32];
+    snprintf(name, sizeof name, "step_%05d.bin", step);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    bool ok = f != NULL;
+    for (int32_t i = 0; ok && i < n_vocab; i++) {
+        uint32_t bits;
+        memcpy(&bits, &logits[i], 4);
+        unsigned char le[4] = {(unsigned char)bits, (unsigned char)(bits >> 8), (unsigned char)(bits >> 16),
+                               (unsigned char)(bits >> 24)};
+        ok = fwrite(le, 1, 4, f) == 4;
+    }
+    if (f && fclose(f) != 0) ok = false;
+    if (ok) {
+        snprintf(path, sizeof path, "%s/index.jsonl", dir);
+        f = fopen(path, "a");
+        ok = f && fprintf(f, "{\"step\":%d,\"pos\":%d,\"token_id\":%d,\"n_vocab\":%d,\"file\":\"%s\"}\n", step,
+                          pos, token, n_vocab, name) > 0;
+        if (f && fclose(f) != 0) ok = false;
+    }
+    if (!ok) cli_error("--dump-logits: %s: %s", path, strerror(errno));
+    return ok;
+}
+
+/* Pushes text through the stop matcher, prints and records what comes out. */
+static bool emit_text(greta_stop *stop, const char *text, size_t len, cli_gen_result *r, size_t *cap,
+                      bool *stopped) {
+    const char *out = NULL;
+    size_t out_len = 0;
+    if (greta_stop_push(stop, text, len, &out, &out_len, stopped) != GRETA_OK) return false;
+    cli_write_out(out, out_len);
+    return append_text(r, out, out_len, cap);
+}
+
+bool cli_generate(greta_model *model, greta_session *session, const cli_gen_options *o,
+                  int32_t n_max, volatile sig_atomic_t *interrupt, int32_t *dump_step,
+                  cli_gen_result *r) {
+    memset(r, 0, sizeof *r);
+    size_t cap = 0;
+    if (!append_text(r, "", 0, &cap)) {
+        cli_error("generation: out of memory");
+        return false;
+    }
+    greta_model_info info;
+    greta_model_get_info(model, &info);
+    greta_detok *detok = greta_detok_new(model, o->render_special);
+    greta_stop *stop = greta_stop_new(o->stops, o->n_stops);
+    bool ok = detok && stop, stopped = false;
+    if (!ok) cli_error("generation: out of memory");
+    double start = cli_now();
+    int32_t local_step = 0;
+    int32_t *step = dump_step ? dump_step : &local_step;
+    for (int32_t i = 0; ok && i < n_max; i++) {
+        if (interrupt && *interrupt) {
+            r->interrupted = true;
+            break;
+        }
+        int32_t tok = -1;
+        greta_status st = greta_sample(session, &o->sampling, &tok);
+        if (st != GRETA_OK) {
+            cli_error("sampling: %s", greta_session_error(session));
+            ok = false;
+            break;
+        }
+        if (o->dump_logits_dir) {
+            const float *logits = greta_logits(session);
+            ok = logits && dump_logits_step(o->dump_logits_dir, (*step)++, greta_pos(session) - 1, tok, logits,
+                                            info.vocab_size);
+            if (!ok) break;
+        }
+        if (greta_token_is_eog(model, tok)) {
+            r->hit_eog = true;
+            break;
+        }
+        r->n_generated++;
+        const char *piece = NULL;
+        size_t piece_len = 0;
+        if (greta_detok_push(detok, tok, &piece, &piece_len) != GRETA_OK ||
+            !emit_text(stop, piece, piece_len, r, &cap, &stopped)) {
+            cli_error("detokenizing token %d: failed", tok);
+            ok = false;
+            break;
+        }
+        if (stopped) {
+            r->hit_stop = true;
+            break;
+        }
+        if (i + 1 == n_max) break; /* the last token need not be evaluated */
+        if (greta_pos(session) >= greta_session_n_ctx(session)) {
+            r->context_full = true;
+            break;
+        }
+        if (greta_eval(session, &tok, 1) != GRETA_OK) {
+            cli_error("decode: %s", greta_session_error(session));
+            ok = false;
+            break;
+        }
+    }
+    if (ok && !stopped) {
+        const char *tail = NULL, *out = NULL;
+        size_t tail_len = 0, out_len = 0;
+        if (greta_detok_flush(detok, &tail, &tail_len) == GRETA_OK) {
+            emit_text(stop, tail, tail_len, r, &cap, &stopped);
+        }
+        if (!stopped && greta_stop_flush(stop, &out, &out_len) == GRETA_OK) {
+            cli_write_out(out, out_len);
+            append_text(r, out, out_len, &cap);
+        }
+    }
+    r->seconds = cli_now() - start;
+    greta_detok_free(detok);
+    greta_stop_free(stop);
+    return ok;
+}

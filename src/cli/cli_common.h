@@ -1,0 +1,102 @@
+/* cli_common.h: what greta run, chat and bench share: strict number
+ * parsing, the generation options and their flags, model loading with a
+ * progress bar, and a wall clock. Uses only include/greta.h. */
+#ifndef GRETA_CLI_COMMON_H
+#define GRETA_CLI_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "greta.h"
+
+/* Options of run and chat (bench uses the model/session subset). */
+typedef struct {
+    const char *model_path;
+    const char *prompt;           /* -p */
+    const char *prompt_file;      /* -f ("-" = stdin) */
+    int32_t n_predict;            /* -n: tokens to generate at most */
+    greta_sampler_params sampling;
+    uint64_t seed;
+    int32_t n_ctx;                /* 0 = session default */
+    int32_t n_threads;            /* 0 = all CPUs */
+    greta_backend backend;
+    bool chat;                    /* --chat: apply the chat template */
+    const char *system;           /* --system */
+    const char *chat_template;    /* --chat-template NAME|FILE (NULL = the model's) */
+    char *chat_template_text;     /* FILE contents, owned */
+    const char **stops;           /* --stop, repeatable */
+    size_t n_stops;
+    bool parse_special;           /* control-token texts in a plain prompt become ids */
+    bool render_special;          /* print control tokens of the output */
+    const char *dump_logits_dir;  /* --dump-logits DIR */
+    bool show_help;
+} cli_gen_options;
+
+/* Defaults: n_predict 256, default sampling, seed 0x67726574, cpu. */
+void cli_gen_options_init(cli_gen_options *o);
+void cli_gen_options_free(cli_gen_options *o);
+
+/* Tries to parse argv[*i] (and its value argv[*i + 1]) as a flag shared by
+ * run and chat. Returns 1 if consumed (advancing *i past the value), 0 if
+ * the flag is not a shared one, -1 after printing an error. */
+int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i);
+
+/* The value of the flag at argv[*i] (advancing *i), or NULL after an error
+ * "FLAG: missing value". */
+const char *cli_flag_value(int argc, char **argv, int *i);
+
+/* Strict numbers: the whole string, in [lo, hi]; else an error line naming
+ * flag and false. */
+bool cli_parse_int(const char *flag, const char *text, long lo, long hi, long *out);
+bool cli_parse_u64(const char *flag, const char *text, uint64_t *out);
+bool cli_parse_float(const char *flag, const char *text, double lo, double hi, float *out);
+
+/* Loads the model with a progress bar on stderr (only if stderr is a tty
+ * and the load takes longer than a second). Prints the error and returns
+ * NULL on failure. */
+greta_model *cli_load_model(const char *path);
+
+/* Creates the session of o (context, threads, backend, seed); prints the
+ * error and returns NULL on failure. */
+greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, bool logits_all);
+
+/* Reads a whole file ("-" = stdin) into a malloc'ed NUL-terminated buffer;
+ * prints "greta: error: WHAT: WHY" and returns NULL on failure. */
+char *cli_read_file(const char *what, const char *path, size_t *len);
+
+/* Monotonic seconds. */
+double cli_now(void);
+
+/* Writes len bytes to stdout and flushes. */
+void cli_write_out(const char *text, size_t len);
+
+#endif
+
+#include <signal.h>
+
+/* What one generation did. */
+typedef struct {
+    int32_t n_generated;   /* tokens sampled and accepted (not the EOG token) */
+    double seconds;        /* sampling + decoding time */
+    bool hit_eog;          /* stopped at an end-of-generation token */
+    bool hit_stop;         /* stopped at a --stop string */
+    bool interrupted;      /* *interrupt became non-zero */
+    bool context_full;     /* stopped because the context is full */
+    char *text;            /* everything printed (malloc'ed, NUL-terminated) */
+    size_t text_len;
+} cli_gen_result;
+
+/* Generates up to n_max tokens after the session's current logits,
+ * streaming the text to stdout (stop strings held back and removed,
+ * partial UTF-8 never printed). interrupt may be NULL. Dumps logits when
+ * o->dump_logits_dir is set (step numbers continue from *dump_step when
+ * given). Returns false after printing an error; r is filled either way
+ * (free r->text). */
+bool cli_generate(greta_model *model, greta_session *session, const cli_gen_options *o,
+                  int32_t n_max, volatile sig_atomic_t *interrupt, int32_t *dump_step,
+                  cli_gen_result *r);
+
+/* Creates DIR for --dump-logits (if missing) and truncates DIR/index.jsonl.
+ * Prints the error and returns false on failure. */
+bool cli_dump_logits_open(const char *dir);

@@ -1,0 +1,157 @@
+/* cli_run.c: greta run -m MODEL -p TEXT: generate text from a prompt,
+ * streamed to stdout; speeds to stderr. Flags: docs/cli.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_common.h"
+#include "greta.h"
+
+static void run_usage(FILE *out) {
+    fprintf(out,
+            "usage: greta run -m MODEL (-p TEXT | -f FILE) [options]\n"
+            "  -m, --model FILE          GGUF model\n"
+            "  -p, --prompt TEXT         prompt text\n"
+            "  -f, --prompt-file FILE    prompt from a file ('-' = stdin)\n"
+            "  -n, --max-tokens N        tokens to generate at most (default 256)\n"
+            "  --chat                    apply the model's chat template to the prompt\n"
+            "  --system TEXT             system message (with --chat)\n"
+            "  --chat-template NAME|FILE built-in template name or a Jinja file\n"
+            "  --greedy                  argmax decoding\n"
+            "  --temp, --temperature T   temperature (default 0.8; 0 = argmax)\n"
+            "  --top-k K                 (default 40; 0 = off)\n"
+            "  --top-p P                 (default 0.95; 1 = off)\n"
+            "  --min-p P                 (default 0.05; 0 = off)\n"
+            "  --repeat-penalty X        (default 1 = off)\n"
+            "  --repeat-last-n N         penalty window (default 64; -1 = all)\n"
+            "  --seed N                  sampler seed\n"
+            "  --stop STR                stop string (repeatable; not printed)\n"
+            "  -c, --ctx N               context length (default: the model's, at most 4096)\n"
+            "  -t, --threads N           CPU threads (default: all)\n"
+            "  --backend cpu|ref|cuda    (default cpu)\n"
+            "  --parse-special           control-token texts in the prompt become their ids\n"
+            "  --special                 print control tokens of the output\n"
+            "  --dump-logits DIR         write every step's logits row (docs/cli.md)\n");
+}
+
+/* The prompt's token ids (plain or chat-templated). */
+static bool build_prompt(greta_model *model, const cli_gen_options *o, const char *text, int32_t **ids,
+                         size_t *n_ids) {
+    if (!o->chat) {
+        if (greta_tokenize(model, text, strlen(text), true, o->parse_special, ids, n_ids) != GRETA_OK) {
+            cli_error("tokenize: %s", greta_model_error(model));
+            return false;
+        }
+        return true;
+    }
+    greta_chat_message messages[2];
+    size_t n = 0;
+    if (o->system) messages[n++] = (greta_chat_message){"system", o->system};
+    messages[n++] = (greta_chat_message){"user", text};
+    char *rendered = NULL;
+    if (greta_chat_apply(model, messages, n, true, o->chat_template, &rendered) != GRETA_OK) {
+        cli_error("chat template: %s", greta_model_error(model));
+        return false;
+    }
+    greta_status st = greta_tokenize(model, rendered, strlen(rendered), false, true, ids, n_ids);
+    greta_free(rendered);
+    if (st != GRETA_OK) {
+        cli_error("tokenize: %s", greta_model_error(model));
+        return false;
+    }
+    return true;
+}
+
+int cli_run(int argc, char **argv) {
+    cli_gen_options o;
+    cli_gen_options_init(&o);
+    for (int i = 1; i < argc; i++) {
+        int r = cli_parse_gen_flag(&o, argc, argv, &i);
+        if (r < 0) {
+            cli_gen_options_free(&o);
+            return 2;
+        }
+        if (r == 0) {
+            cli_error("run: unknown argument '%s' (try 'greta run --help')", argv[i]);
+            cli_gen_options_free(&o);
+            return 2;
+        }
+    }
+    if (o.show_help) {
+        run_usage(stdout);
+        cli_gen_options_free(&o);
+        return 0;
+    }
+    int rc = 1;
+    char *file_text = NULL;
+    greta_model *model = NULL;
+    greta_session *session = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    cli_gen_result result = {0};
+    if (!o.model_path) {
+        cli_error("run: no model (pass -m MODEL.gguf)");
+        rc = 2;
+        goto done;
+    }
+    if (!o.prompt == !o.prompt_file) {
+        cli_error("run: %s", o.prompt ? "pass -p or -f, not both" : "no prompt (pass -p TEXT or -f FILE)");
+        rc = 2;
+        goto done;
+    }
+    if (o.system && !o.chat) {
+        cli_error("run: --system needs --chat");
+        rc = 2;
+        goto done;
+    }
+    const char *text = o.prompt;
+    if (o.prompt_file) {
+        size_t len = 0;
+        if (!(file_text = cli_read_file("--prompt-file", o.prompt_file, &len))) goto done;
+        if (strlen(file_text) != len) {
+            cli_error("--prompt-file: %s: contains a NUL byte", o.prompt_file);
+            goto done;
+        }
+        text = file_text;
+    }
+    if (o.dump_logits_dir && !cli_dump_logits_open(o.dump_logits_dir)) goto done;
+    if (!(model = cli_load_model(o.model_path))) goto done;
+    if (!build_prompt(model, &o, text, &ids, &n_ids)) goto done;
+    if (n_ids == 0) {
+        cli_error("run: the prompt is empty (no tokens to evaluate)");
+        goto done;
+    }
+    if (!(session = cli_new_session(model, &o, false))) goto done;
+    int32_t n_ctx = greta_session_n_ctx(session);
+    if (n_ids > (size_t)n_ctx) {
+        cli_error("run: the prompt is %zu tokens, longer than the context of %d (--ctx)", n_ids, n_ctx);
+        goto done;
+    }
+    double t0 = cli_now();
+    if (greta_eval(session, ids, n_ids) != GRETA_OK) {
+        cli_error("prompt: %s", greta_session_error(session));
+        goto done;
+    }
+    double prompt_s = cli_now() - t0;
+    int32_t room = n_ctx - (int32_t)n_ids + 1; /* the last generated token is not evaluated */
+    int32_t n_max = o.n_predict < room ? o.n_predict : room;
+    if (!cli_generate(model, session, &o, n_max, NULL, NULL, &result)) goto done;
+    fputc('\n', stdout);
+    fflush(stdout);
+    const char *why = result.hit_eog ? "end of generation" : result.hit_stop ? "stop string"
+                      : result.context_full || n_max < o.n_predict ? "context full" : "token limit";
+    fprintf(stderr, "greta: prompt %zu tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s); %s; %s backend, %d threads\n",
+            n_ids, prompt_s, prompt_s > 0 ? (double)n_ids / prompt_s : 0.0, result.n_generated, result.seconds,
+            result.seconds > 0 ? (double)result.n_generated / result.seconds : 0.0, why,
+            greta_backend_name(greta_session_backend(session)), greta_session_n_threads(session));
+    rc = 0;
+done:
+    free(result.text);
+    greta_free(ids);
+    greta_session_free(session);
+    greta_model_free(model);
+    free(file_text);
+    cli_gen_options_free(&o);
+    return rc;
+}
