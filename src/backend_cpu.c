@@ -18,6 +18,7 @@
 #include "backend.h"
 #include "backend_cpu_kernels.h"
 #include "backend_cpu_pool.h"
+#include "faults.h"
 #include "quant.h"
 
 /* Weight rows per matmul unit and decoded together; activation rows per panel. */
@@ -158,11 +159,18 @@ static void cpu_begin(backend *be, const int32_t *tokens, const int32_t *pos, in
     int half = hp->rope_dim / 2;
     for (int i = 0; i < n; i++) {
         be->pos[i] = pos[i];
-        const uint8_t *emb = m->token_embd.data + (size_t)tokens[i] * m->token_embd.row_bytes;
+        size_t emb_row = (size_t)tokens[i];
+#ifdef GRETA_FAULTS
+        if (faults_active() == FAULT_EMBED_ROW) emb_row = (emb_row + 1) % (size_t)hp->n_vocab;
+#endif
+        const uint8_t *emb = m->token_embd.data + emb_row * m->token_embd.row_bytes;
         quant_dequantize(m->token_embd.type, emb, row_of(be, BUF_X, i), hp->n_embd);
         /* Angles in double, rounded once to float: theta_j = pos / factor *
          * base^(-2j / rope_dim) / rope_freqs[j]. */
         double p = (double)pos[i] / hp->rope_scale_factor;
+#ifdef GRETA_FAULTS
+        if (faults_active() == FAULT_ROPE_POS) p = (double)i / hp->rope_scale_factor;
+#endif
         for (int j = 0; j < half; j++) {
             double freq = pow(hp->rope_freq_base, -2.0 * j / hp->rope_dim);
             if (m->rope_freqs) freq /= (double)m->rope_freqs[j];
@@ -186,7 +194,11 @@ static void rmsnorm_row(backend *be, const void *p, int i) {
     const float *x = row_of(be, a->src, i);
     float *y = row_of(be, a->dst, i);
     float ss = be->k->dot(x, x, d);
-    float scale = 1.0f / sqrtf(ss / (float)d + (float)be->m->hp.rms_eps);
+    float eps = (float)be->m->hp.rms_eps;
+#ifdef GRETA_FAULTS
+    if (faults_active() == FAULT_RMS_EPS) eps *= 1000.0f;
+#endif
+    float scale = 1.0f / sqrtf(ss / (float)d + eps);
     for (int64_t k = 0; k < d; k++) y[k] = (x[k] * scale) * a->weight[k];
 }
 
@@ -240,6 +252,28 @@ static void matmul_worker(void *p, int thread) {
     }
 }
 
+#ifdef GRETA_FAULTS
+/* Planted fault k_transposed: each head of K in HF order (i, i + hd/2)
+ * instead of the GGUF pair order (2i, 2i+1), as if the converter's Q/K
+ * row permutation had been missed. */
+static void fault_permute_k(backend *be, int n_mats, const backend_buf *dst, int n) {
+    int hd = be->m->hp.head_dim;
+    float tmp[1024];
+    if (hd > 1024) return;
+    for (int k = 0; k < n_mats; k++) {
+        if (dst[k] != BUF_K) continue;
+        for (int i = 0; i < n; i++) {
+            float *row = row_of(be, BUF_K, i);
+            for (int64_t h = 0; h < be->width[BUF_K] / hd; h++) {
+                float *v = row + h * hd;
+                for (int j = 0; j < hd / 2; j++) tmp[2 * j] = v[j], tmp[2 * j + 1] = v[j + hd / 2];
+                memcpy(v, tmp, (size_t)hd * sizeof *v);
+            }
+        }
+    }
+}
+#endif
+
 static void cpu_matmul(backend *be, int n_mats, const model_weight *const *weights, const backend_buf *dst,
                        backend_buf src, int src_row0, int n) {
     matmul_job job = {
@@ -262,6 +296,9 @@ static void cpu_matmul(backend *be, int n_mats, const model_weight *const *weigh
         matmul_worker(&job, 0);
     else
         cpu_pool_run(be->pool, matmul_worker, &job);
+#ifdef GRETA_FAULTS
+    if (faults_active() == FAULT_K_TRANSPOSED) fault_permute_k(be, n_mats, dst, n);
+#endif
 }
 
 /* ---- RoPE (llama normal mode: adjacent pairs) ---- */
@@ -338,6 +375,9 @@ static void cpu_attention(backend *be, int layer, int n) {
     float *kc = be->k_cache + (size_t)layer * (size_t)be->config.n_ctx * kv_dim;
     float *vc = be->v_cache + (size_t)layer * (size_t)be->config.n_ctx * kv_dim;
     for (int i = 0; i < n; i++) {
+#ifdef GRETA_FAULTS
+        if (faults_active() == FAULT_STALE_KV && layer == 1 && n == 1) continue;
+#endif
         memcpy(kc + (size_t)be->pos[i] * kv_dim, row_of(be, BUF_K, i), kv_dim * sizeof(float));
         memcpy(vc + (size_t)be->pos[i] * kv_dim, row_of(be, BUF_V, i), kv_dim * sizeof(float));
     }

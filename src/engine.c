@@ -1,5 +1,6 @@
 /* engine.c: session state and the one forward (see engine.h). */
 #include "engine.h"
+#include "faults.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -192,6 +193,10 @@ static void forward_logits(engine *e, const trace_row *rows, int n) {
 /* One forward over rows whose cache positions are all before them. */
 static void forward(engine *e, const int32_t *tokens, const trace_row *rows, int n) {
     for (int i = 0; i < n; i++) e->chunk_pos[i] = (int32_t)rows[i].pos_id;
+#ifdef GRETA_FAULTS
+    if (faults_active() == FAULT_DECODE_POS && n == 1 && !rows[0].is_prefill && rows[0].pos_id + 1 < e->config.n_ctx)
+        e->chunk_pos[0] += 1;
+#endif
     e->ops->begin(e->be, tokens, e->chunk_pos, n);
     for (int il = 0; il < e->m->hp.n_layer; il++) forward_layer(e, il, rows, n);
     forward_logits(e, rows, n);
