@@ -115,6 +115,7 @@ CORPUS = [
     ("invalid_utf8_truncated", b"caf\xc3 na\xe2\x82 end\xf0\x9f\x98"),
     ("invalid_utf8_overlong", b"\xc0\xaf \xe0\x80\xaf \xed\xa0\x80 \xf4\x90\x80\x80 ok"),
     ("control_chars", b"a\x00b\x01c\x1fd\x7fe"),
+    ("bytes_outside_vocab", "a\x04b\x06c\x13\x14\x16\x1d d\U000923bd e\U000523bd".encode()),
     ("paragraph", PARAGRAPH.encode()),
     ("mixed_paragraph", MIXED.encode()),
     ("long_repeat", ("ab" * 300 + " " + "z" * 500).encode()),

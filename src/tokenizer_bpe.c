@@ -246,18 +246,15 @@ static bool bpe_piece(const tokenizer *tok, bpe_work *w, const char *text, size_
     for (size_t i = 0; i < len;) {
         size_t used;
         int32_t id = mapped_char_token(tok, (const unsigned char *)text + i, len - i, &used);
-        if (id < 0) {
-            if (tok->unk < 0) {
-                snprintf(err, err_size, "the vocabulary has no token for a byte and no unknown token");
-                return false;
-            }
-            id = tok->unk;
-        }
+        i += used;
+        /* A byte whose character is not in the vocabulary (SmolLM2 lacks
+         * 0x04, 0xF2, ...) is dropped, as HF's BPE without an unknown token
+         * does (and transformers' GGUF loader). */
+        if (id < 0) continue;
         w->id[n] = id;
         w->prev[n] = n - 1;
         w->next[n] = n + 1;
         n++;
-        i += used;
     }
     if (n == 0) return true;
     w->next[n - 1] = -1;

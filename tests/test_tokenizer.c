@@ -144,7 +144,10 @@ static void run_cases(const char *label, const tokenizer *tok, const json_t *cas
               label, name, add_special, parse_special, ok ? "ids differ from the reference" : err, n,
               json_array_size(want), diff, diff < n ? ids[diff] : -1,
               diff < json_array_size(want) ? (int)json_integer_value(json_array_get(want, diff)) : -1);
-        if (ok && !add_special && !parse_special && valid_utf8(text, len)) {
+        /* SmolLM2's vocabulary lacks some bytes (0x04, 0xF2, ...): like HF it
+         * drops them, so that text cannot round-trip there. */
+        bool representable = !(strcmp(label, "smollm2") == 0 && strcmp(name, "bytes_outside_vocab") == 0);
+        if (ok && !add_special && !parse_special && valid_utf8(text, len) && representable) {
             char *back = NULL;
             size_t back_len = 0;
             bool dok = tokenizer_decode(tok, ids, n, false, &back, &back_len, err, sizeof err);
@@ -351,6 +354,55 @@ static void check_stream_bytes(const tokenizer *tok, const int32_t byte_ids[256]
     detok_stream_free(st);
 }
 
+/* Random bytes (mostly invalid UTF-8, with special-token fragments mixed
+ * in): encode succeeds and agrees with encoding the repaired text, decode
+ * and the stream give valid output, nothing crashes (ASan run). */
+static void check_random_bytes(const tokenizer *tok, const char *label) {
+    static const char *const bits[] = {"<|im_start|>", "<s>", "</s>", "<0x41>", "\xE2\x96\x81", " ", "\n", "'s", "12"};
+    uint64_t state = 12345;
+    size_t ok_count = 0, same_count = 0, n_texts = 300;
+    for (size_t t = 0; t < n_texts; t++) {
+        char text[512];
+        size_t len = 0;
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t target = (state >> 33) % 400;
+        while (len < target) {
+            state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+            if (((state >> 40) & 7) == 0) {
+                const char *b = bits[(state >> 20) % 9];
+                size_t n = strlen(b);
+                if (len + n > sizeof text) break;
+                memcpy(text + len, b, n);
+                len += n;
+            } else {
+                text[len++] = (char)(state >> 56);
+            }
+        }
+        int32_t *ids = NULL, *ids2 = NULL;
+        size_t n = 0, n2 = 0;
+        char err[256], *clean, *back;
+        size_t clean_len, back_len;
+        bool parse = t & 1;
+        bool ok = tokenizer_encode(tok, text, len, true, parse, &ids, &n, err, sizeof err);
+        utf8_sanitize(text, len, &clean, &clean_len);
+        ok = ok && tokenizer_encode(tok, clean, clean_len, true, parse, &ids2, &n2, err, sizeof err);
+        same_count += ok && n == n2 && memcmp(ids, ids2, n * sizeof *ids) == 0;
+        /* decode returns bytes exactly (valid UTF-8 or not); the stream repairs. */
+        ok = ok && tokenizer_decode(tok, ids, n, true, &back, &back_len, err, sizeof err);
+        if (ok) free(back);
+        bool chunks_valid = false;
+        size_t stream_len;
+        if (ok) free(stream_all(tok, ids, n, &stream_len, &chunks_valid));
+        ok_count += ok && chunks_valid;
+        free(ids);
+        free(ids2);
+        free(clean);
+    }
+    CHECK(ok_count == n_texts, "%s: %zu/%zu random byte strings encode, decode, and stream as valid UTF-8", label, ok_count,
+          n_texts);
+    CHECK(same_count == n_texts, "%s: invalid bytes encode as their U+FFFD repair (%zu/%zu)", label, same_count, n_texts);
+}
+
 static void test_smollm(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", check_repo_dir());
@@ -384,6 +436,7 @@ static void test_smollm(void) {
     CHECK(tokenizer_token_bytes(tok, 49152, true, buf, sizeof buf) == -1, "out-of-range id gives -1");
     run_cases("smollm2", tok, json_object_get(fx, "cases"));
     check_stream(tok, "smollm2 stream");
+    check_random_bytes(tok, "smollm2");
     int32_t byte_ids[256];
     for (int b = 0; b < 256; b++) {
         char mapped[4];
@@ -410,6 +463,7 @@ static void test_vocab_fixture(const char *fixture, const char *label) {
     if (tok) {
         run_cases(label, tok, json_object_get(fx, "cases"));
         check_stream(tok, label);
+        check_random_bytes(tok, label);
         json_t *splits = json_object_get(fx, "splits");
         if (splits) check_splits(tok, splits);
         if (tokenizer_get_kind(tok) == TOKENIZER_SPM) {
