@@ -521,8 +521,11 @@ gguf_file *gguf_open(const char *path, char *err, size_t err_size) {
 
 void gguf_close(gguf_file *file) {
     if (!file) return;
-    for (uint64_t i = 0; i < file->n_kv; i++) free(file->kvs ? file->kvs[i].arr_strs : NULL);
-    for (uint64_t i = 0; i < file->n_tensors; i++) free(file->tensors ? file->tensors[i].name : NULL);
+    /* The arrays exist only once their counts passed validation. */
+    if (file->kvs)
+        for (uint64_t i = 0; i < file->n_kv; i++) free(file->kvs[i].arr_strs);
+    if (file->tensors)
+        for (uint64_t i = 0; i < file->n_tensors; i++) free(file->tensors[i].name);
     free(file->kvs);
     free(file->kv_by_key);
     free(file->tensors);
