@@ -79,14 +79,17 @@ int32_t tokenizer_find_token(const tokenizer *tok, const char *text, size_t len)
 
 /* Encodes len bytes of text (need not be NUL-terminated nor valid UTF-8).
  * add_special: prepend BOS / append EOS as tokenizer_adds_bos/eos say.
- * parse_special: control and user-defined token texts in the input become
+ * parse_special: control (and unknown-type) token texts in the input become
  * their single ids; otherwise they are tokenized as plain text.
- * Invalid UTF-8: each invalid byte is treated as U+FFFD by the pre-tokenizer
- * rules and encoded as its own raw byte (BPE: byte-level; SPM: <0xNN>), so
- * no input byte is lost or crashes the encoder (see docs/tokenizer.md).
- * On success *ids is malloc'ed (caller frees; may be non-NULL for 0 ids) and
- * *n_ids set. Returns false only on allocation failure or a
- * tokenizer that cannot represent a byte (reason in err). */
+ * User-defined tokens are always kept whole.
+ * Invalid UTF-8 is first repaired as Python's bytes.decode("utf-8",
+ * "replace") does (one U+FFFD per maximal invalid subpart): that is the
+ * text Hugging Face would see. A BPE byte the vocabulary cannot spell is
+ * dropped (as HF); see docs/tokenizer.md.
+ * On success *ids is malloc'ed (caller frees; may be NULL for 0 ids) and
+ * *n_ids set. Returns false on allocation failure or when an SPM vocabulary
+ * has neither byte tokens nor an unknown token for a character (reason in
+ * err). */
 bool tokenizer_encode(const tokenizer *tok, const char *text, size_t len, bool add_special,
                       bool parse_special, int32_t **ids, size_t *n_ids, char *err, size_t err_size);
 
