@@ -74,3 +74,10 @@ $(BUILD)/tests/test_faults: $(BUILD)/faults/tests/test_faults.o $(TEST_SUPPORT_O
 	$(CC) $(LDSAN) -o $@ $(BUILD)/faults/tests/test_faults.o $(TEST_SUPPORT_OBJ) $(FAULT_OBJ) $(LDLIBS)
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(FAULT_OBJ:.o=.d) $(BUILD)/faults/tests/test_faults.d
+
+# fuzz: libFuzzer harness for the GGUF reader (clang); fuzz/run.sh runs it, docs/fuzzing.md records runs.
+.PHONY: fuzz
+fuzz: build/fuzz/fuzz_gguf
+build/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c src/gguf.c src/gguf.h src/quant.c src/quant.h
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o $@ fuzz/fuzz_gguf.c src/gguf.c src/quant.c -lm
