@@ -8,7 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "check.h"
+#include "greta.h"
+#include "quantize_model.h"
+#include "synth.h"
 #include "trace.h"
 #include "trace_diff.h"
 
@@ -460,7 +464,76 @@ static void test_loader_errors(void) {
     }
 }
 
+/* Tracing on (file, every point, whole rows) vs off on a random model:
+ * the logits of every row bitwise equal; and the records the engine wrote
+ * carry the right hash and statistics for their own sample. */
+static void test_neutrality_engine(void) {
+    char model_path[1024], trace_path[1024], err[512];
+    snprintf(model_path, sizeof model_path, "%s/tiny.gguf", check_tmp_dir());
+    snprintf(trace_path, sizeof trace_path, "%s/neutral.jsonl", check_tmp_dir());
+    synth_options so;
+    memset(&so, 0, sizeof so);
+    synth_preset("tiny", &so.shape);
+    quantize_target_find("Q8_0", &so.target);
+    so.seed = 3;
+    so.n_threads = 1;
+    CHECK(synth_write(&so, model_path, err, sizeof err), "synth model: %s", err);
+    greta_model *m = NULL;
+    if (greta_model_load(model_path, NULL, &m, err, sizeof err) != GRETA_OK) {
+        CHECK(false, "load: %s", err);
+        return;
+    }
+    greta_model_info info;
+    greta_model_get_info(m, &info);
+    const int32_t ids[6] = {72, 101, 108, 108, 111, 33};
+    float *logits[2] = {NULL, NULL};
+    for (int traced = 0; traced < 2; traced++) {
+        trace *t = NULL;
+        if (traced) {
+            trace_config c;
+            trace_config_init(&c);
+            trace_config_set(&c, "out", trace_path, err, sizeof err);
+            trace_config_set(&c, "sample", "0", err, sizeof err);
+            trace_model_info ti = {info.n_layer, "cpu", "f32", model_path, NULL};
+            t = trace_open(&c, &ti, err, sizeof err);
+            CHECK(t != NULL, "open tracer: %s", err);
+        }
+        audit_session_spec spec = {GRETA_BACKEND_CPU, 2, NULL, 0, 3, t};
+        CHECK(audit_run_session(m, ids, 6, &spec, &logits[traced], NULL, NULL, err, sizeof err) == 0,
+              "session (traced %d): %s", traced, err);
+        if (t) CHECK(trace_close(t, err, sizeof err) == 0, "close: %s", err);
+    }
+    size_t bytes = (size_t)(6 + 3) * (size_t)info.vocab_size * sizeof(float);
+    CHECK(logits[0] && logits[1] && memcmp(logits[0], logits[1], bytes) == 0,
+          "logits of 6 prompt rows + 3 decode steps bitwise equal with tracing on and off");
+    trace_set set;
+    CHECK(trace_set_load_jsonl(trace_path, &set, err, sizeof err) == 0, "engine trace parses: %s", err);
+    size_t expect = (size_t)(6 + 3) * (size_t)(info.n_layer * 16 + 3);
+    CHECK(set.count == expect, "every point of every row traced (%zu of %zu)", set.count, expect);
+    int bad = 0;
+    for (size_t i = 0; i < set.count; i++) {
+        trace_record *r = &set.records[i];
+        float *f = malloc((size_t)r->n * sizeof *f);
+        double sum = 0;
+        for (int64_t k = 0; k < r->n; k++) f[k] = (float)r->values[k], sum += r->values[k];
+        if (r->n_values != r->n || hash_floats(f, (size_t)r->n) != r->hash || fabs(sum / (double)r->n - r->mean) > 1e-9 * (1 + fabs(r->mean)))
+            bad++;
+        if (r->point == TP_LOGITS) {
+            /* every row: the trace's logits are the session's logits */
+            const float *row = logits[0] + (size_t)r->pos_id * (size_t)info.vocab_size;
+            if (memcmp(row, f, (size_t)r->n * sizeof *f) != 0) bad++;
+        }
+        free(f);
+    }
+    CHECK(bad == 0, "engine records: hash and mean recomputed from the whole row, logits equal the session's (%d bad)", bad);
+    trace_set_free(&set);
+    free(logits[0]);
+    free(logits[1]);
+    greta_model_free(m);
+}
+
 int main(void) {
+    test_neutrality_engine();
     test_config();
     test_selection();
     test_jsonl_schema();
