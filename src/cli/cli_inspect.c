@@ -96,9 +96,15 @@ static void print_metadata(const gguf_file *f) {
     printf("\nmetadata: %" PRIu64 " keys\n", gguf_kv_count(f));
     for (uint64_t kv = 0; kv < gguf_kv_count(f); kv++) {
         gguf_str key = gguf_kv_key(f, kv);
-        printf("  ");
-        int len = key.len > 200 ? 200 : (int)key.len;
-        printf("%-44.*s %-8s ", len, key.ptr, gguf_type_name(gguf_kv_type(f, kv)));
+        char shown[256];
+        size_t used = 0;
+        for (uint64_t i = 0; i < key.len && used + 5 < sizeof shown; i++) {
+            unsigned char c = (unsigned char)key.ptr[i];
+            if (c >= 0x20 && c < 0x7f) shown[used++] = (char)c;
+            else used += (size_t)snprintf(shown + used, sizeof shown - used, "\\x%02x", c);
+        }
+        shown[used] = 0;
+        printf("  %-44s %-8s ", shown, gguf_type_name(gguf_kv_type(f, kv)));
         print_value(f, kv);
         putchar('\n');
     }

@@ -77,6 +77,19 @@ printf 'GGML\3\0\0\0' >"$TMP/magic.gguf"
 expect_error "bad magic" "not a GGUF file \(magic 'GGML'" "$GRETA" inspect "$TMP/magic.gguf"
 printf 'GGUF\1\0\0\0' >"$TMP/v1.gguf"
 expect_error "version 1" "GGUF version 1 is not supported" "$GRETA" inspect "$TMP/v1.gguf"
+# A tensor of a type greta does not read (written by the gguf package): the error names tensor and type.
+if python3 -c "
+import sys, numpy as np
+from gguf import GGUFWriter, GGMLQuantizationType
+w = GGUFWriter(sys.argv[1], arch='llama')
+w.add_tensor('blk.0.attn_q.weight', np.zeros((1, 66), dtype=np.uint8), raw_dtype=GGMLQuantizationType.IQ2_XXS)
+w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+" "$TMP/iq2.gguf" 2>"$TMP/err"; then
+    expect_error "unsupported tensor type" "^greta: error: $TMP/iq2.gguf: tensor 'blk.0.attn_q.weight' has unsupported type IQ2_XXS$" \
+        "$GRETA" inspect "$TMP/iq2.gguf"
+else
+    fail "the gguf package could not write an IQ2_XXS file: $(tail -1 "$TMP/err")"
+fi
 expect_error "missing FILE" "missing FILE" "$GRETA" inspect
 expect_error "unknown option" "unknown or incomplete option '--bogus'" "$GRETA" inspect "$TMP/v1.gguf" --bogus
 # Each error above is exactly one line on stderr, with nothing on stdout.
