@@ -233,6 +233,11 @@ static void matmul_unit(matmul_job *job, int thread, int mat, int64_t wblock, in
     float *wbuf = be->wbuf[thread];
     backend_buf dst = job->dst[mat];
     int64_t ys = be->stride[dst];
+    /* One activation row (a decode step): decode in registers, no buffer. */
+    if (t_count == 1 && be->k->dot_rows &&
+        be->k->dot_rows(w, r_begin, (int)(r_end - r_begin), job->x + (size_t)t_begin * job->xs,
+                        be->buf[dst] + (size_t)t_begin * ys + r_begin))
+        return;
     for (int64_t r = r_begin; r < r_end; r += DECODE_ROWS) {
         int rows = (int)(r_end - r < DECODE_ROWS ? r_end - r : DECODE_ROWS);
         be->k->decode_rows(w, r, rows, wbuf, n8);

@@ -49,6 +49,7 @@ static const cpu_kernels kernels_portable = {
     .name = "portable",
     .decode_rows = decode_rows_portable,
     .tile = tile_portable,
+    .dot_rows = NULL,
     .dot = dot_portable,
     .axpy = axpy_portable,
 };
@@ -234,10 +235,124 @@ static AVX2 void axpy_avx2(float *y, float a, const float *x, int64_t n) {
     for (; k < n; k++) y[k] = fmaf(a, x[k], y[k]);
 }
 
+
+/* ---- fused decode + dot for one activation row (decode steps) ----
+ * Each block is decoded into registers exactly as decode_*_row does (same
+ * operations, same rounding), then multiplied into the row's accumulator
+ * in chunk order: the bits of decode_rows + tile_fixed(., 1). Four weight
+ * rows are interleaved to hide the FMA latency. */
+
+#define FUSED_ROWS 4
+
+/* Q4_1 block -> 4 chunks of 8 exact values. */
+static inline __attribute__((always_inline)) AVX2 void q4_1_chunks(const uint8_t *b, __m256 w[4]) {
+    const __m256i mask = _mm256_set1_epi32(0x0f);
+    __m256 d = _mm256_set1_ps(f16_at(b));
+    __m256 m = _mm256_set1_ps(f16_at(b + 2));
+    __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 4)));  /* bytes 0..7 */
+    __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 12))); /* bytes 8..15 */
+    __m256 q0 = _mm256_cvtepi32_ps(_mm256_and_si256(v0, mask));
+    __m256 q1 = _mm256_cvtepi32_ps(_mm256_and_si256(v1, mask));
+    __m256 q2 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4));
+    __m256 q3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4));
+    w[0] = _mm256_add_ps(_mm256_mul_ps(d, q0), m);
+    w[1] = _mm256_add_ps(_mm256_mul_ps(d, q1), m);
+    w[2] = _mm256_add_ps(_mm256_mul_ps(d, q2), m);
+    w[3] = _mm256_add_ps(_mm256_mul_ps(d, q3), m);
+}
+
+static inline __attribute__((always_inline)) AVX2 void q4_0_chunks(const uint8_t *b, __m256 w[4]) {
+    const __m256i mask = _mm256_set1_epi32(0x0f);
+    const __m256 eight = _mm256_set1_ps(8.0f);
+    __m256 d = _mm256_set1_ps(f16_at(b));
+    __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2)));
+    __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 10)));
+    w[0] = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, mask)), eight));
+    w[1] = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, mask)), eight));
+    w[2] = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), eight));
+    w[3] = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), eight));
+}
+
+static inline __attribute__((always_inline)) AVX2 void q8_0_chunks(const uint8_t *b, __m256 w[4]) {
+    __m256 d = _mm256_set1_ps(f16_at(b));
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * c)))));
+}
+
+/* NR rows of a 32-value block type: type_size bytes per block. */
+static inline __attribute__((always_inline)) AVX2 void fused_block_rows(const model_weight *w, int64_t r0, const float *x,
+                                                                         float *y, const int NR, const uint32_t type) {
+    const int64_t n_blocks = w->n_in / 32;
+    const size_t bs = type == QT_Q4_1 ? 20 : type == QT_Q4_0 ? 18 : 34;
+    const uint8_t *rows[FUSED_ROWS];
+    __m256 acc[FUSED_ROWS];
+    for (int r = 0; r < NR; r++) {
+        rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
+        acc[r] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const float *xb = x + b * 32;
+        __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+        __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+        for (int r = 0; r < NR; r++) {
+            __m256 wc[4];
+            const uint8_t *blk = rows[r] + (size_t)b * bs;
+            if (type == QT_Q4_1) q4_1_chunks(blk, wc);
+            else if (type == QT_Q4_0) q4_0_chunks(blk, wc);
+            else q8_0_chunks(blk, wc);
+            acc[r] = _mm256_fmadd_ps(wc[0], x0, acc[r]);
+            acc[r] = _mm256_fmadd_ps(wc[1], x1, acc[r]);
+            acc[r] = _mm256_fmadd_ps(wc[2], x2, acc[r]);
+            acc[r] = _mm256_fmadd_ps(wc[3], x3, acc[r]);
+        }
+    }
+    for (int r = 0; r < NR; r++) y[r] = hsum_avx2(acc[r]);
+}
+
+static AVX2 void fused_q4_1_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 4, QT_Q4_1);
+}
+static AVX2 void fused_q4_1_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 1, QT_Q4_1);
+}
+static AVX2 void fused_q4_0_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 4, QT_Q4_0);
+}
+static AVX2 void fused_q4_0_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 1, QT_Q4_0);
+}
+static AVX2 void fused_q8_0_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 4, QT_Q8_0);
+}
+static AVX2 void fused_q8_0_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 1, QT_Q8_0);
+}
+
+static AVX2 bool dot_rows_avx2(const model_weight *w, int64_t r0, int n_rows, const float *x, float *y) {
+    typedef void (*fused_fn)(const model_weight *, int64_t, const float *, float *);
+    fused_fn four, one;
+    switch (w->type) {
+    case QT_Q4_1: four = fused_q4_1_4; one = fused_q4_1_1; break;
+    case QT_Q4_0: four = fused_q4_0_4; one = fused_q4_0_1; break;
+    case QT_Q8_0: four = fused_q8_0_4; one = fused_q8_0_1; break;
+    case QT_F32:
+        if (w->n_in % 8 != 0) return false;
+        tile_avx2((const float *)(const void *)(w->data + (size_t)r0 * w->row_bytes), w->n_in, n_rows, x, 0, 1, y, 0,
+                  w->n_in);
+        return true;
+    default: return false;
+    }
+    int r = 0;
+    for (; r + FUSED_ROWS <= n_rows; r += FUSED_ROWS) four(w, r0 + r, x, y + r);
+    for (; r < n_rows; r++) one(w, r0 + r, x, y + r);
+    return true;
+}
+
 static const cpu_kernels kernels_avx2 = {
     .name = "avx2",
     .decode_rows = decode_rows_avx2,
     .tile = tile_avx2,
+    .dot_rows = dot_rows_avx2,
     .dot = dot_avx2,
     .axpy = axpy_avx2,
 };

@@ -12,6 +12,7 @@
 #ifndef GRETA_BACKEND_CPU_KERNELS_H
 #define GRETA_BACKEND_CPU_KERNELS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "model.h"
@@ -25,6 +26,12 @@ typedef struct {
      * n a multiple of 8 (inputs zero padded). */
     void (*tile)(const float *w, int64_t ws, int n_w, const float *x, int64_t xs, int n_x, float *y, int64_t ys,
                  int64_t n);
+    /* y[r] = dot(row r0 + r of w, x) for r < n_rows, decoding each block in
+     * registers (no buffer): the same bits as decode_rows + tile with one
+     * activation row. x has round8(n_in) values, zero padded. Returns false
+     * (nothing written) for types without a fused kernel; NULL in builds
+     * without any. */
+    bool (*dot_rows)(const model_weight *w, int64_t r0, int n_rows, const float *x, float *y);
     /* The dot product above for any n. */
     float (*dot)(const float *a, const float *b, int64_t n);
     /* y[k] = fmaf(a, x[k], y[k]). */

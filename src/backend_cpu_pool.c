@@ -2,6 +2,7 @@
 #include "backend_cpu_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,8 +16,12 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Spin iterations before a worker goes to sleep (tens of microseconds). */
+/* Spin iterations before a worker goes to sleep (tens of microseconds),
+ * and how often a spinning thread yields its core: on a machine with more
+ * runnable threads than cores, pure spinning would keep the thread we wait
+ * for off the CPU. */
 #define SPIN_LIMIT 200000
+#define SPINS_PER_YIELD 1024
 
 typedef struct {
     cpu_pool *pool;
@@ -43,8 +48,11 @@ static void *worker_main(void *p) {
     unsigned seen = 0;
     for (;;) {
         unsigned gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        for (int spin = 0; gen == seen && spin < SPIN_LIMIT; spin++) {
-            CPU_RELAX();
+        for (int spin = 1; gen == seen && spin < SPIN_LIMIT; spin++) {
+            if (spin % SPINS_PER_YIELD == 0)
+                sched_yield();
+            else
+                CPU_RELAX();
             gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
         }
         if (gen == seen) {
@@ -129,5 +137,10 @@ void cpu_pool_run(cpu_pool *pool, cpu_pool_fn fn, void *ctx) {
     pthread_mutex_unlock(&pool->mutex);
     fn(ctx, 0);
     int others = pool->n_threads - 1;
-    while (atomic_load_explicit(&pool->finished, memory_order_acquire) < others) CPU_RELAX();
+    for (int spin = 1; atomic_load_explicit(&pool->finished, memory_order_acquire) < others; spin++) {
+        if (spin % SPINS_PER_YIELD == 0)
+            sched_yield();
+        else
+            CPU_RELAX();
+    }
 }

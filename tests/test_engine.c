@@ -628,6 +628,21 @@ static void test_kernels(void) {
         }
     }
     CHECK(all_same, "every tile shape 1..8 x 1..4 gives the portable dot's bits");
+    /* Fused decode + dot (decode steps) == decode + portable dot. */
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        size_t rb = quant_row_bytes(types[t], n_in);
+        uint8_t *q = malloc(rb * rows);
+        for (int r = 0; r < rows; r++) quant_quantize(types[t], src + r * n_in, q + r * rb, n_in);
+        model_weight w = {"w", types[t], n_in, rows, rb, q};
+        float y[8];
+        if (best->dot_rows && best->dot_rows(&w, 1, 7, x, y)) {
+            port->decode_rows(&w, 0, rows, a, n_in);
+            bool same = true;
+            for (int r = 0; r < 7; r++) same = same && y[r] == port->dot(a + (r + 1) * n_in, x, n_in);
+            CHECK(same, "%s fused dot_rows == decode + dot, bitwise", quant_type_name(types[t]));
+        }
+        free(q);
+    }
     for (int64_t n = 1; n < 40; n += 3) {
         float d1 = best->dot(x, x + n_in, n), d2 = port->dot(x, x + n_in, n);
         CHECK(d1 == d2, "dot n=%lld: best == portable", (long long)n);
