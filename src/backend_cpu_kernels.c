@@ -157,17 +157,24 @@ static inline __attribute__((always_inline)) AVX2 void tile_fixed(const float *w
                                                                    int64_t xs, float *y, int64_t ys, int64_t n,
                                                                    const int NW, const int NX) {
     __m256 acc[CPU_TILE_MAX_W][CPU_TILE_MAX_X];
+#pragma GCC unroll 8
     for (int r = 0; r < NW; r++)
+#pragma GCC unroll 4
         for (int t = 0; t < NX; t++) acc[r][t] = _mm256_setzero_ps();
     for (int64_t c = 0; c < n; c += 8) {
         __m256 xv[CPU_TILE_MAX_X];
+#pragma GCC unroll 4
         for (int t = 0; t < NX; t++) xv[t] = _mm256_loadu_ps(x + t * xs + c);
+#pragma GCC unroll 8
         for (int r = 0; r < NW; r++) {
             __m256 wv = _mm256_loadu_ps(w + r * ws + c);
+#pragma GCC unroll 4
             for (int t = 0; t < NX; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
         }
     }
+#pragma GCC unroll 8
     for (int r = 0; r < NW; r++)
+#pragma GCC unroll 4
         for (int t = 0; t < NX; t++) y[t * ys + r] = hsum_avx2(acc[r][t]);
 }
 
@@ -275,6 +282,7 @@ static inline __attribute__((always_inline)) AVX2 void q4_0_chunks(const uint8_t
 
 static inline __attribute__((always_inline)) AVX2 void q8_0_chunks(const uint8_t *b, __m256 w[4]) {
     __m256 d = _mm256_set1_ps(f16_at(b));
+#pragma GCC unroll 4
     for (int c = 0; c < 4; c++)
         w[c] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * c)))));
 }
@@ -286,6 +294,7 @@ static inline __attribute__((always_inline)) AVX2 void fused_block_rows(const mo
     const size_t bs = type == QT_Q4_1 ? 20 : type == QT_Q4_0 ? 18 : 34;
     const uint8_t *rows[FUSED_ROWS];
     __m256 acc[FUSED_ROWS];
+#pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
         acc[r] = _mm256_setzero_ps();
@@ -294,6 +303,7 @@ static inline __attribute__((always_inline)) AVX2 void fused_block_rows(const mo
         const float *xb = x + b * 32;
         __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
         __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+#pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             __m256 wc[4];
             const uint8_t *blk = rows[r] + (size_t)b * bs;
@@ -306,6 +316,7 @@ static inline __attribute__((always_inline)) AVX2 void fused_block_rows(const mo
             acc[r] = _mm256_fmadd_ps(wc[3], x3, acc[r]);
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < NR; r++) y[r] = hsum_avx2(acc[r]);
 }
 
