@@ -250,6 +250,7 @@ static AVX2 void axpy_avx2(float *y, float a, const float *x, int64_t n) {
  * rows are interleaved to hide the FMA latency. */
 
 #define FUSED_ROWS 4
+#define PREFETCH_GROUPS 2
 
 /* Q4_1 block -> 4 chunks of 8 exact values. */
 static inline __attribute__((always_inline)) AVX2 void q4_1_chunks(const uint8_t *b, __m256 w[4]) {
@@ -299,7 +300,14 @@ static inline __attribute__((always_inline)) AVX2 void fused_block_rows(const mo
         rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
         acc[r] = _mm256_setzero_ps();
     }
+    /* The NR rows are contiguous; prefetch the rows that follow them
+     * (PREFETCH_GROUPS groups ahead), a slice per block, so the next group
+     * streams in while this one computes. Prefetching past the end of the
+     * matrix is harmless (no fault). */
+    const char *ahead = (const char *)rows[0] + (size_t)NR * w->row_bytes * PREFETCH_GROUPS;
+    const size_t slice = (size_t)NR * bs;
     for (int64_t b = 0; b < n_blocks; b++) {
+        for (size_t off = 0; off < slice; off += 64) _mm_prefetch(ahead + (size_t)b * slice + off, _MM_HINT_T0);
         const float *xb = x + b * 32;
         __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
         __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
