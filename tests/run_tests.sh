@@ -42,6 +42,7 @@ for bin in "$BUILD"/tests/test_*; do
 done
 for script in tests/cli/*.sh; do
     [[ -f $script ]] || continue
+    [[ $(basename "$script") == lib.sh ]] && continue  # sourced helpers, not a test
     run_one "$(basename "$script" .sh)" bash "$script"
 done
 if [[ ${#broken[@]} -gt 0 ]]; then echo "broken: ${broken[*]}"; fi
