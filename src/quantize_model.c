@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -290,6 +291,19 @@ static void set_err(char *err, size_t err_size, const char *fmt, ...) {
     va_end(args);
 }
 
+/* Tells the kernel the mapped input pages [data, data + nbytes) already
+ * converted are not needed any more, so resident memory stays bounded on
+ * big models (the mapping is read-only: pages are re-read if touched again;
+ * only pages wholly inside the range are dropped). */
+static void release_input(const void *data, uint64_t nbytes) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || nbytes == 0) return;
+    uintptr_t start = (uintptr_t)data, end = start + (uintptr_t)nbytes;
+    uintptr_t first = (start + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t last = end / (uintptr_t)page * (uintptr_t)page;
+    if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
+}
+
 /* One input tensor and what becomes of it. */
 typedef struct {
     const gguf_tensor *in;
@@ -441,6 +455,7 @@ static bool write_converted(gguf_writer *writer, const tensor_plan *plan, int n_
         } else {
             ok = gguf_writer_append(writer, buffer, (uint64_t)rows * out_row_bytes, err, err_size);
         }
+        release_input(job.src, (uint64_t)rows * in_row_bytes);
     }
     free(buffer);
     return ok;
@@ -478,6 +493,7 @@ static bool write_output(const gguf_file *file, const char *out_path, const quan
         } else {
             ok = gguf_writer_append(writer, plan->in->data, plan->in->nbytes, reason, sizeof reason);
         }
+        release_input(plan->in->data, plan->in->nbytes);
         if (!ok) set_err(err, err_size, "%s: %s", out_path, reason);
         else if (log) {
             fprintf(log, "%-32s %-5s -> %-5s%s\n", plan->in->name, quant_type_name(plan->in->type),
