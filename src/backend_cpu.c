@@ -342,29 +342,13 @@ typedef struct {
 static void attention_unit(attention_job *job, int thread, int i, int h) {
     backend *be = job->be;
     const model_hparams *hp = &be->m->hp;
-    const cpu_kernels *k = be->k;
-    size_t kv_dim = (size_t)hp->kv_dim;
     int hd = hp->head_dim;
     size_t off = (size_t)(h / (hp->n_head / hp->n_head_kv)) * (size_t)hd;
     const float *q = row_of(be, BUF_Q, i) + (size_t)h * hd;
     float *out = row_of(be, BUF_ATT, i) + (size_t)h * hd;
-    float *scores = be->scores[thread];
     float scale = 1.0f / sqrtf((float)hd);
-    int32_t p = be->pos[i];
-    float max = -INFINITY;
-    for (int32_t t = 0; t <= p; t++) {
-        float s = k->dot(q, job->kc + (size_t)t * kv_dim + off, hd) * scale;
-        scores[t] = s;
-        if (s > max) max = s;
-    }
-    float sum = 0.0f;
-    for (int32_t t = 0; t <= p; t++) {
-        scores[t] = expf(scores[t] - max);
-        sum += scores[t];
-    }
-    float inv = 1.0f / sum;
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int32_t t = 0; t <= p; t++) k->axpy(out, scores[t] * inv, job->vc + (size_t)t * kv_dim + off, hd);
+    be->k->attend(q, job->kc + off, job->vc + off, (size_t)hp->kv_dim, hd, be->pos[i] + 1, scale, be->scores[thread],
+                  out);
 }
 
 static void attention_worker(void *p, int thread) {

@@ -45,6 +45,25 @@ static void axpy_portable(float *y, float a, const float *x, int64_t n) {
     for (int64_t k = 0; k < n; k++) y[k] = fmaf(a, x[k], y[k]);
 }
 
+
+static void attend_portable(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                            float scale, float *scores, float *out) {
+    float max = -INFINITY;
+    for (int t = 0; t < n_keys; t++) {
+        float s = dot_portable(q, k + (size_t)t * kv_stride, hd) * scale;
+        scores[t] = s;
+        if (s > max) max = s;
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_keys; t++) {
+        scores[t] = expf(scores[t] - max);
+        sum += scores[t];
+    }
+    float inv = 1.0f / sum;
+    for (int d = 0; d < hd; d++) out[d] = 0.0f;
+    for (int t = 0; t < n_keys; t++) axpy_portable(out, scores[t] * inv, v + (size_t)t * kv_stride, hd);
+}
+
 static const cpu_kernels kernels_portable = {
     .name = "portable",
     .decode_rows = decode_rows_portable,
@@ -52,6 +71,7 @@ static const cpu_kernels kernels_portable = {
     .dot_rows = NULL,
     .dot = dot_portable,
     .axpy = axpy_portable,
+    .attend = attend_portable,
 };
 
 const cpu_kernels *cpu_kernels_portable(void) {
@@ -367,6 +387,54 @@ static AVX2 bool dot_rows_avx2(const model_weight *w, int64_t r0, int n_rows, co
     return true;
 }
 
+
+/* Attention for one (row, head), head_dim a multiple of 8: the score dots
+ * and the output accumulators stay in registers, 64 output columns at a
+ * time; per element the operations are those of attend_portable. */
+static AVX2 void attend_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                             float scale, float *scores, float *out) {
+    if (hd % 8 != 0) {
+        attend_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
+        return;
+    }
+    float max = -INFINITY;
+    for (int t = 0; t < n_keys; t++) {
+        const float *kt = k + (size_t)t * kv_stride;
+        __m256 acc = _mm256_setzero_ps();
+        for (int c = 0; c < hd; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kt + c), acc);
+        float s = hsum_avx2(acc) * scale;
+        scores[t] = s;
+        if (s > max) max = s;
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_keys; t++) {
+        scores[t] = expf(scores[t] - max);
+        sum += scores[t];
+    }
+    float inv = 1.0f / sum;
+    for (int c0 = 0; c0 < hd; c0 += 64) {
+        int width = hd - c0 < 64 ? hd - c0 : 64;
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        if (width == 64) {
+            for (int t = 0; t < n_keys; t++) {
+                const float *vt = v + (size_t)t * kv_stride + c0;
+                __m256 p = _mm256_set1_ps(scores[t] * inv);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j), acc[j]);
+            }
+        } else {
+            for (int t = 0; t < n_keys; t++) {
+                const float *vt = v + (size_t)t * kv_stride + c0;
+                __m256 p = _mm256_set1_ps(scores[t] * inv);
+                for (int j = 0; j < width / 8; j++) acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j), acc[j]);
+            }
+        }
+        for (int j = 0; j < width / 8; j++) _mm256_storeu_ps(out + c0 + 8 * j, acc[j]);
+    }
+}
+
 static const cpu_kernels kernels_avx2 = {
     .name = "avx2",
     .decode_rows = decode_rows_avx2,
@@ -374,6 +442,7 @@ static const cpu_kernels kernels_avx2 = {
     .dot_rows = dot_rows_avx2,
     .dot = dot_avx2,
     .axpy = axpy_avx2,
+    .attend = attend_avx2,
 };
 
 const cpu_kernels *cpu_kernels_best(void) {

@@ -36,6 +36,12 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int64_t n);
     /* y[k] = fmaf(a, x[k], y[k]). */
     void (*axpy)(float *y, float a, const float *x, int64_t n);
+    /* One attention head of one row over keys/values t = 0..n_keys-1 (row t
+     * of k / v at t * kv_stride floats): s_t = dot(q, k_t, hd) * scale;
+     * e_t = expf(s_t - max s); out = sum_t fmaf(e_t * (1 / sum e), v_t, .)
+     * in t order (sum e in t order too). scores: n_keys floats of scratch. */
+    void (*attend)(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                   float scale, float *scores, float *out);
 } cpu_kernels;
 
 /* AVX2+FMA kernels when the running CPU supports them, else portable. */

@@ -647,6 +647,22 @@ static void test_kernels(void) {
         float d1 = best->dot(x, x + n_in, n), d2 = port->dot(x, x + n_in, n);
         CHECK(d1 == d2, "dot n=%lld: best == portable", (long long)n);
     }
+    /* Attention: several head sizes (register path, 64-column blocks, a
+     * narrow tail block, the non-multiple-of-8 fallback) and key counts. */
+    const int hds[] = {64, 128, 72, 12};
+    float *kv = malloc(50 * 160 * sizeof(float));
+    for (int i = 0; i < 50 * 160; i++) kv[i] = (float)tm_normal(&rng);
+    bool attend_same = true;
+    for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
+        for (int nk = 1; nk <= 50; nk += 7) {
+            float sc[64], o1[160], o2[160];
+            best->attend(x, kv, kv + 3, 160, hds[h], nk, 0.125f, sc, o1);
+            port->attend(x, kv, kv + 3, 160, hds[h], nk, 0.125f, sc, o2);
+            if (memcmp(o1, o2, (size_t)hds[h] * sizeof(float)) != 0) attend_same = false;
+        }
+    }
+    free(kv);
+    CHECK(attend_same, "attention kernel best == portable, bitwise (head dims 64, 128, 72, 12)");
     float y1[37], y2[37];
     for (int i = 0; i < 37; i++) y1[i] = y2[i] = (float)i;
     best->axpy(y1, 0.37f, x, 37);
