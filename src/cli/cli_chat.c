@@ -112,10 +112,11 @@ int cli_chat(int argc, char **argv) {
     cli_gen_options_init(&o);
     o.n_predict = 1024;
     for (int i = 1; i < argc; i++) {
+        int flag = i;
         int r = cli_parse_gen_flag(&o, argc, argv, &i);
-        if (r < 0 || r == 0 || (r > 0 && (o.prompt || o.prompt_file || o.dump_logits_dir || o.chat))) {
-            if (r == 0) cli_error("chat: unknown argument '%s' (try 'greta chat --help')", argv[i]);
-            else if (r > 0) cli_error("chat: %s is a 'greta run' flag", argv[i]);
+        if (r <= 0 || o.prompt || o.prompt_file || o.dump_logits_dir || o.chat) {
+            if (r == 0) cli_error("chat: unknown argument '%s' (try 'greta chat --help')", argv[flag]);
+            else if (r > 0) cli_error("chat: %s is a 'greta run' flag", argv[flag]);
             cli_gen_options_free(&o);
             return 2;
         }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# chat.sh: greta chat fed by a script on stdin, on the default model:
+# HF's greedy answer for the first turn, KV cache reuse between turns
+# (only the new turn's tokens evaluated), /reset, /quit, end of input,
+# Ctrl-C stopping an answer but not the program, and flag errors.
+source "$(dirname "$0")/lib.sh"
+MODEL=$GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf
+FIX=$GRETA_REPO/tests/fixtures/hf/hf_greedy.json
+
+expect_error "chat: unknown flag" "greta: error: chat: unknown argument '--bogus'" "$GRETA" chat -m x.gguf --bogus
+expect_error "chat: a run-only flag" "greta: error: chat: -p is a 'greta run' flag" "$GRETA" chat -m x.gguf -p hi
+expect_error "chat: no model" "greta: error: chat: no model" "$GRETA" chat
+expect_error "chat: bad number" "greta: error: --top-k: expected an integer, got 'many'" "$GRETA" chat -m x.gguf --top-k many
+
+if [[ ! -f $MODEL ]]; then
+    fail "MODEL MISSING: $MODEL (run 'make fetch-model'); the chat tests cannot run"
+    finish; exit
+fi
+
+SYSTEM=$(python3 -c '
+import json, sys
+p = [p for p in json.load(open(sys.argv[1]))["prompts"] if p["name"] == "chat_system"][0]
+print(p["messages"][0]["content"])' "$FIX")
+ANSWER=$(python3 -c '
+import json, sys
+p = [p for p in json.load(open(sys.argv[1]))["prompts"] if p["name"] == "chat_system"][0]
+sys.stdout.write(p["answer_text"])' "$FIX")
+
+printf '%s\n' "What is the capital of France?" "/reset" "What is the capital of France?" "And of Spain?" "/quit" \
+    "never read" >"$TMP/script.txt"
+expect_ok "chat session from a script" "$GRETA" chat -m "$MODEL" --system "$SYSTEM" --greedy -n 48 <"$TMP/script.txt"
+mapfile -t answers <"$TMP/out"
+[[ ${answers[0]} == "$ANSWER" ]] && pass "turn 1 = HF's greedy answer: '$ANSWER'" \
+    || fail "turn 1 '${answers[0]}', HF '$ANSWER'"
+[[ ${answers[1]} == "$ANSWER" ]] && pass "after /reset the same question gets the same answer" \
+    || fail "after /reset: '${answers[1]}'"
+[[ ${#answers[@]} -eq 3 && -n ${answers[2]} ]] && pass "three answers, /quit stops before the last line" \
+    || fail "${#answers[@]} answer lines: $(cat "$TMP/out")"
+mapfile -t stats < <(grep -E '^\[[0-9]+ prompt tokens' "$TMP/err")
+re='^\[([0-9]+) prompt tokens, ([0-9]+) evaluated \(([0-9]+) reused'
+if [[ ${#stats[@]} -eq 3 && ${stats[0]} =~ $re ]]; then
+    t1=${BASH_REMATCH[1]} e1=${BASH_REMATCH[2]}
+    [[ $t1 -eq $e1 ]] && pass "turn 1 evaluates all $t1 tokens" || fail "turn 1: ${stats[0]}"
+    [[ ${stats[1]} =~ $re && ${BASH_REMATCH[1]} -eq $t1 && ${BASH_REMATCH[2]} -eq $t1 ]] \
+        && pass "after /reset nothing is reused" || fail "after reset: ${stats[1]}"
+    if [[ ${stats[2]} =~ $re ]]; then
+        t3=${BASH_REMATCH[1]} e3=${BASH_REMATCH[2]} r3=${BASH_REMATCH[3]}
+        # turn 3 reuses at least the previous prompt (t1 tokens); only its own suffix is evaluated
+        [[ $r3 -ge $t1 && $e3 -lt 20 && $((r3 + e3)) -eq $t3 ]] \
+            && pass "turn 3 reuses $r3 cached tokens and evaluates only $e3 of $t3" || fail "turn 3: ${stats[2]}"
+    else
+        fail "turn 3 stats: ${stats[2]}"
+    fi
+else
+    fail "stats lines: $(cat "$TMP/err")"
+fi
+grep -q "conversation reset" "$TMP/err" && pass "/reset is acknowledged" || fail "/reset message"
+
+printf '%s\n' "Hello" >"$TMP/eof.txt"
+expect_ok "end of input quits with status 0" "$GRETA" chat -m "$MODEL" --greedy -n 8 <"$TMP/eof.txt"
+[[ $(wc -l <"$TMP/out") -eq 1 ]] && pass "one answer before end of input" || fail "eof output: $(cat "$TMP/out")"
+
+# Ctrl-C: a long answer is interrupted, the program goes on to the next line.
+mkfifo "$TMP/in"
+"$GRETA" chat -m "$MODEL" --greedy -n 100000 --ctx 4096 <"$TMP/in" >"$TMP/int.out" 2>"$TMP/int.err" &
+pid=$!
+exec 3>"$TMP/in"
+echo "Give me three tips for learning to cook." >&3
+for _ in $(seq 1 100); do [[ -s $TMP/int.out ]] && break; sleep 0.1; done
+sleep 0.5
+kill -INT "$pid"
+sleep 0.5
+echo "Hello" >&3
+echo "/quit" >&3
+exec 3>&-
+wait "$pid"
+rc=$?
+[[ $rc -eq 0 ]] && pass "Ctrl-C does not end the program (exit $rc)" || fail "after Ctrl-C exit $rc: $(tail -c 300 "$TMP/int.err")"
+grep -q "; interrupted\]" "$TMP/int.err" && pass "the answer was interrupted" || fail "no interruption: $(cat "$TMP/int.err")"
+[[ $(grep -c '^\[[0-9]* prompt tokens' "$TMP/int.err") -eq 2 ]] && pass "the next turn ran after Ctrl-C" \
+    || fail "turns after Ctrl-C: $(cat "$TMP/int.err")"
+finish

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# run.sh: greta run on the default model against the transformers greedy
+# fixture (tests/fixtures/hf/hf_greedy.json, scripts/gen_hf_fixtures.py),
+# seeds, stop strings, --dump-logits, and errors for bad flags.
+source "$(dirname "$0")/lib.sh"
+MODEL=$GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf
+FIX=$GRETA_REPO/tests/fixtures/hf/hf_greedy.json
+
+# fixture FIELD PROMPT_NAME [N]: a field of one fixture prompt (python3 stdlib only)
+fixture() {
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = [p for p in d["prompts"] if p["name"] == sys.argv[3]][0]
+v = p[sys.argv[2]]
+if isinstance(v, list):
+    v = " ".join(str(x) for x in v[: int(sys.argv[4])])
+sys.stdout.write(str(v))' "$FIX" "$@"
+}
+# out_is TEXT: stdout of the last command is exactly TEXT plus the final newline
+out_is() { printf '%s\n' "$1" | cmp -s - "$TMP/out"; }
+# out_is_fixture FIELD NAME: ... exactly the fixture's text plus the newline
+out_is_fixture() { { fixture "$1" "$2"; printf '\n'; } | cmp -s - "$TMP/out"; }
+
+# ---- errors (no model needed) ----
+expect_error "unknown flag" "greta: error: .*unknown argument '--frobnicate'" "$GRETA" run -m x.gguf -p hi --frobnicate
+expect_error "missing value" "greta: error: -n: missing value" "$GRETA" run -m x.gguf -p hi -n
+expect_error "bad integer" "greta: error: -n: expected an integer, got '12x'" "$GRETA" run -m x.gguf -p hi -n 12x
+expect_error "negative token count" "greta: error: -n: -5 is out of range" "$GRETA" run -m x.gguf -p hi -n -5
+expect_error "bad float" "greta: error: --temp: expected a number, got 'warm'" "$GRETA" run -m x.gguf -p hi --temp warm
+expect_error "top-p out of range" "greta: error: --top-p: 1.5 is out of range" "$GRETA" run -m x.gguf -p hi --top-p 1.5
+expect_error "bad backend" "greta: error: --backend: unknown backend 'gpu9'" "$GRETA" run -m x.gguf -p hi --backend gpu9
+expect_error "no prompt" "greta: error: run: no prompt" "$GRETA" run -m x.gguf
+expect_error "no model" "greta: error: run: no model" "$GRETA" run -p hi
+expect_error "both -p and -f" "greta: error: run: pass -p or -f, not both" "$GRETA" run -m x.gguf -p hi -f x.txt
+expect_error "--system without --chat" "greta: error: run: --system needs --chat" "$GRETA" run -m x.gguf -p hi --system s
+expect_error "empty stop string" "greta: error: --stop: the stop string is empty" "$GRETA" run -m x.gguf -p hi --stop ""
+expect_error "missing model file" "greta: error: $TMP/none.gguf: " "$GRETA" run -m "$TMP/none.gguf" -p hi
+expect_error "missing prompt file" "greta: error: --prompt-file: $TMP/none.txt: No such file" "$GRETA" run -m x.gguf -f "$TMP/none.txt"
+expect_ok "run --help" "$GRETA" run --help
+grep -q -- "--dump-logits" "$TMP/out" && pass "help lists --dump-logits" || fail "help lists --dump-logits"
+
+if [[ ! -f $MODEL ]]; then
+    fail "MODEL MISSING: $MODEL (run 'make fetch-model'); the model tests cannot run"
+    finish; exit
+fi
+
+# ---- greedy text = transformers' greedy text ----
+want=$(fixture generated_text_16 plain)
+expect_ok "greedy run" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 16 -t 2
+got=$(cat "$TMP/out")
+out_is_fixture generated_text_16 plain && pass "greedy -n 16 text equals HF's: '${got//$'\n'/\\n}'" \
+    || fail "greedy -n 16 text '${got//$'\n'/\\n}', HF '${want//$'\n'/\\n}'"
+grep -qE "prompt 5 tokens .* generated 16 tokens .* token limit" "$TMP/err" && pass "speed line on stderr" \
+    || fail "speed line on stderr: $(cat "$TMP/err")"
+
+# the same through the greta_infer spellings, with the logits dumped
+expect_ok "greta_infer aliases + --dump-logits" "$GRETA" run --model "$MODEL" --prompt "The capital of France is" \
+    --greedy --max-tokens 16 --dump-logits "$TMP/logits"
+ids=$(python3 -c '
+import json, sys
+print(" ".join(str(json.loads(l)["token_id"]) for l in open(sys.argv[1])))' "$TMP/logits/index.jsonl")
+[[ $ids == "$(fixture generated_ids plain 16)" ]] && pass "dumped token ids equal HF's greedy ids" \
+    || fail "dumped ids '$ids', HF '$(fixture generated_ids plain 16)'"
+python3 - "$TMP/logits" "$FIX" <<'EOF' && pass "dumped rows: 16 x 49152 float32, argmax = token_id, top-1 logit = HF's within 1e-4 of the norm" || fail "dumped logits rows"
+import json, struct, sys, os, math
+d = sys.argv[1]
+fix = [p for p in json.load(open(sys.argv[2]))["prompts"] if p["name"] == "plain"][0]
+lines = [json.loads(l) for l in open(os.path.join(d, "index.jsonl"))]
+assert len(lines) == 16, len(lines)
+for l in lines:
+    raw = open(os.path.join(d, l["file"]), "rb").read()
+    assert len(raw) == 4 * 49152 and l["n_vocab"] == 49152
+    row = struct.unpack("<49152f", raw)
+    best = max(range(len(row)), key=lambda i: (row[i], -i))
+    assert best == l["token_id"], (best, l)
+    ref = fix["positions"][l["pos"]]
+    assert abs(row[best] - ref["top_values"][0]) <= 1e-4 * ref["norm"], (row[best], ref["top_values"][0])
+EOF
+
+# ---- chat template + system prompt: HF's greedy answer, stopped at <|im_end|> ----
+sys_prompt=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = [p for p in d["prompts"] if p["name"] == "chat_system"][0]
+print(p["messages"][0]["content"])' "$FIX")
+expect_ok "chat run" "$GRETA" run -m "$MODEL" --chat --system "$sys_prompt" -p "What is the capital of France?" --greedy -n 64
+want=$(fixture answer_text chat_system)
+out_is_fixture answer_text chat_system && pass "--chat --system greedy answer equals HF's: '$want'" \
+    || fail "--chat answer '$(cat "$TMP/out")', HF '$want'"
+grep -q "end of generation" "$TMP/err" && pass "stopped at the end-of-generation token" || fail "EOG stop: $(cat "$TMP/err")"
+
+# ---- stop strings: never printed, even split over tokens ----
+expect_ok "stop string" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 16 --stop "answer is"
+out_is $' Paris.\n\nThe ' && pass "--stop 'answer is' ends before it" \
+    || fail "--stop output '$(cat "$TMP/out")'"
+grep -q "stop string" "$TMP/err" && pass "stderr says stop string" || fail "stop reason: $(cat "$TMP/err")"
+expect_ok "stop string inside a token" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 16 --stop "ari"
+out_is " P" && pass "--stop 'ari' cuts inside ' Paris'" || fail "--stop 'ari' output '$(cat "$TMP/out")'"
+
+# ---- seeds: same seed same text (any thread count), other seed other text ----
+run_seed() { "$GRETA" run -m "$MODEL" -p "Once upon a time" -n 24 --temp 1.0 --top-k 0 --top-p 1 --min-p 0 --seed "$1" -t "$2" 2>/dev/null; }
+a=$(run_seed 7 2); b=$(run_seed 7 1); c=$(run_seed 8 2)
+[[ -n $a && $a == "$b" ]] && pass "seed 7: same text with 2 and 1 threads" || fail "seed 7: '$a' vs '$b'"
+[[ $a != "$c" ]] && pass "seed 8 gives other text" || fail "seeds 7 and 8 gave the same text '$a'"
+
+# ---- prompt from a file, context limits ----
+printf 'The capital of France is' >"$TMP/prompt.txt"
+expect_ok "-f FILE" "$GRETA" run -m "$MODEL" -f "$TMP/prompt.txt" --greedy -n 4
+out_is $' Paris.\n\n' && pass "-f gives the same text" \
+    || fail "-f output '$(cat "$TMP/out")'"
+expect_error "prompt longer than the context" "greta: error: run: the prompt is 1[0-9]{3} tokens, longer than the context of 512" \
+    "$GRETA" run -m "$MODEL" -f "$GRETA_REPO/tests/fixtures/hf/long_prompt.txt" --ctx 512
+expect_ok "generation stops at a full context" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 50 --ctx 8
+grep -q "generated 4 tokens.*context full" "$TMP/err" && pass "5 prompt tokens + 4 generated fill --ctx 8" \
+    || fail "full context: $(cat "$TMP/err")"
+
+# ---- the ref backend agrees on the first greedy tokens ----
+expect_ok "ref backend" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 4 --backend ref
+out_is $' Paris.\n\n' && pass "ref greedy -n 4 = HF's first 4 tokens" || fail "ref output '$(cat "$TMP/out")'"
+finish
