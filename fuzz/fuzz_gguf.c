@@ -35,12 +35,34 @@ static uint64_t walk(const gguf_file *f) {
             sink += (uint64_t)gguf_arr_int(f, kv, e);
             sink += gguf_arr_float(f, kv, e) != 0.0;
         }
+        sink += gguf_arr_type(f, kv) + strlen(gguf_type_name(gguf_kv_type(f, kv)));
+        const uint8_t *elems = gguf_arr_data(f, kv);
+        uint64_t elem_size = gguf_type_size(gguf_arr_type(f, kv));
+        if (elems && n) sink += elems[0] + elems[n * elem_size - 1];
         char *copy = gguf_str_dup(key);
         if (copy) {
-            if (gguf_find_key(f, copy) != (int64_t)kv) abort(); /* keys are unique, lookup must find this one */
+            /* Keys are unique and free of NUL bytes: lookup must find this one. */
+            if (gguf_find_key(f, copy) != (int64_t)kv) abort();
+            sink += gguf_get_int(f, copy, &i) + gguf_get_uint(f, copy, &u) + gguf_get_float(f, copy, &d) +
+                    gguf_get_bool(f, copy, &b) + gguf_get_str(f, copy, &s);
             free(copy);
         }
     }
+    /* Properties of an accepted file: every tensor aligned, inside the data
+     * section, and no two overlapping. */
+    uint64_t data_size = gguf_file_size(f) - gguf_data_offset(f);
+    if (gguf_data_offset(f) > gguf_file_size(f) && gguf_tensor_count(f) > 0) abort();
+    for (uint64_t t = 0; t < gguf_tensor_count(f); t++) {
+        const gguf_tensor *a = gguf_get_tensor(f, t);
+        if (a->offset % gguf_alignment(f) != 0 || a->offset > data_size || a->nbytes > data_size - a->offset) abort();
+        if (a->n_dims < 1 || a->n_dims > GGUF_MAX_DIMS) abort();
+        for (uint64_t o = t + 1; o < gguf_tensor_count(f) && o < 1000; o++) {
+            const gguf_tensor *c = gguf_get_tensor(f, o);
+            if (a->nbytes && c->nbytes && a->offset < c->offset + c->nbytes && c->offset < a->offset + a->nbytes)
+                abort();
+        }
+    }
+    sink += gguf_version(f);
     for (uint64_t t = 0; t < gguf_tensor_count(f); t++) {
         const gguf_tensor *tensor = gguf_get_tensor(f, t);
         sink += (uint64_t)gguf_tensor_nelements(tensor);
