@@ -266,7 +266,7 @@ greta_status engine_eval(engine *e, const int32_t *tokens, size_t n, char *err, 
         done += (size_t)chunk;
     }
     free(rows);
-    memcpy(e->tokens + start, tokens, n * sizeof(int32_t));
+    memmove(e->tokens + start, tokens, n * sizeof(int32_t)); /* tokens may point into e->tokens */
     e->n_pos = start + (int32_t)n;
     e->has_logits = true;
     e->logits_all_rows = e->config.logits_all ? n : 0;
