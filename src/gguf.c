@@ -397,15 +397,21 @@ static bool place_tensors(parser *p, gguf_file *f) {
     if (!by_offset) return fail(p, "out of memory");
     for (uint64_t i = 0; i < f->n_tensors; i++) by_offset[i] = &f->tensors[i];
     qsort(by_offset, f->n_tensors, sizeof *by_offset, compare_tensor_offset);
+    /* In offset order, each non-empty tensor must start at or after the end
+     * of every non-empty tensor before it (empty tensors occupy nothing and
+     * must not hide an overlap between their neighbours). */
     bool ok = true;
-    for (uint64_t i = 1; i < f->n_tensors && ok; i++) {
-        const gguf_tensor *a = by_offset[i - 1], *b = by_offset[i];
-        if (a->nbytes > 0 && b->nbytes > 0 && a->offset + a->nbytes > b->offset) {
-            printable(a->name, strlen(a->name), shown, sizeof shown);
+    const gguf_tensor *furthest = NULL; /* the non-empty tensor reaching furthest so far */
+    for (uint64_t i = 0; i < f->n_tensors && ok; i++) {
+        const gguf_tensor *b = by_offset[i];
+        if (b->nbytes == 0) continue;
+        if (furthest && b->offset < furthest->offset + furthest->nbytes) {
+            printable(furthest->name, strlen(furthest->name), shown, sizeof shown);
             printable(b->name, strlen(b->name), other, sizeof other);
             ok = fail(p, "tensors '%s' and '%s' overlap in the data section (offsets %llu and %llu)", shown, other,
-                      (unsigned long long)a->offset, (unsigned long long)b->offset);
+                      (unsigned long long)furthest->offset, (unsigned long long)b->offset);
         }
+        if (!furthest || b->offset + b->nbytes > furthest->offset + furthest->nbytes) furthest = b;
     }
     free(by_offset);
     return ok;

@@ -66,7 +66,9 @@ typedef struct {
     uint32_t version;
     int nest_depth;             /* levels of the "nest" array (1 = a plain array of int32) */
     uint8_t bool_value;
-    bool dup_key, dup_tensor;
+    bool dup_key;
+    const char *extra_tensor;   /* a third F32 tensor [extra_ne0] at extra_offset, if set */
+    uint64_t extra_ne0, extra_offset;
     uint32_t alignment_type;    /* GGUF_UINT32, or something else */
     uint64_t alignment;
     const char *key2;           /* name of the string-array key */
@@ -92,7 +94,7 @@ static void build(const spec *s, buf *b) {
     mark(b, "version");
     u32(b, s->version);
     mark(b, "n_tensors");
-    u64(b, s->dup_tensor ? 3 : 2);
+    u64(b, s->extra_tensor ? 3 : 2);
     mark(b, "n_kv");
     u64(b, s->dup_key ? 6 : 5);
     /* kv: general.architecture = "llama" */
@@ -171,12 +173,12 @@ static void build(const spec *s, buf *b) {
     u32(b, QT_F32);
     mark(b, "t1.offset");
     u64(b, 96);
-    if (s->dup_tensor) {
-        str(b, "norm");
+    if (s->extra_tensor) {
+        str(b, s->extra_tensor);
         u32(b, 1);
-        u64(b, 8);
+        u64(b, s->extra_ne0);
         u32(b, QT_F32);
-        u64(b, 64);
+        u64(b, s->extra_offset);
     }
     mark(b, "header_end");
     while (b->len % 32) put(b, "", 1);
@@ -231,6 +233,22 @@ static void walk(const gguf_file *f) {
         sink += gguf_find_tensor(f, tensor->name) == tensor;
     }
     (void)sink;
+}
+
+/* The promises of an accepted file: tensors aligned, inside the data
+ * section, pairwise disjoint. */
+static bool layout_ok(const gguf_file *f) {
+    uint64_t data_size = gguf_file_size(f) - gguf_data_offset(f);
+    for (uint64_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *a = gguf_get_tensor(f, i);
+        if (a->offset % gguf_alignment(f) || a->offset > data_size || a->nbytes > data_size - a->offset) return false;
+        for (uint64_t j = i + 1; j < gguf_tensor_count(f); j++) {
+            const gguf_tensor *c = gguf_get_tensor(f, j);
+            if (a->nbytes && c->nbytes && a->offset < c->offset + c->nbytes && c->offset < a->offset + a->nbytes)
+                return false;
+        }
+    }
+    return true;
 }
 
 static bool one_line(const char *msg) { return msg[0] != 0 && strchr(msg, '\n') == NULL && strchr(msg, '\r') == NULL; }
@@ -488,9 +506,30 @@ static void test_structural_variants(void) {
     build(&s, &b);
     expect_reject_buf("duplicate key", &b, "metadata key 'test.flag' appears more than once");
     s = default_spec();
-    s.dup_tensor = true;
+    s.extra_tensor = "norm";
+    s.extra_ne0 = 8;
+    s.extra_offset = 64;
     build(&s, &b);
     expect_reject_buf("duplicate tensor name", &b, "tensor name 'norm' appears more than once");
+    /* An empty tensor sorted between two overlapping ones must not hide the
+     * overlap (the fuzzer found this; see tests/fixtures/gguf_crashes/). */
+    s = default_spec();
+    s.extra_tensor = "empty";
+    s.extra_ne0 = 0;
+    s.extra_offset = 32;
+    build(&s, &b);
+    patch64(&b, "t1.offset", 64);
+    expect_reject_buf("overlap with an empty tensor in between", &b,
+                      "tensors 'blk.0.attn_q.weight' and 'norm' overlap");
+    s.extra_offset = 96;
+    build(&s, &b);
+    {
+        char err[256];
+        gguf_file *f = open_bytes(b.data, b.len, err, sizeof err);
+        CHECK(f != NULL, "an empty tensor at the same offset as another is fine (%s)", f ? "ok" : err);
+        gguf_close(f);
+        free(b.data);
+    }
 
     s = default_spec();
     s.alignment_type = GGUF_UINT64;
@@ -584,11 +623,12 @@ static void test_crash_regressions(void) {
         snprintf(path, sizeof path, "%s/%s", dir_path, e->d_name);
         char err[256] = "";
         gguf_file *f = gguf_open(path, err, sizeof err);
+        bool ok = f ? layout_ok(f) : one_line(err);
         if (f) {
             walk(f);
             gguf_close(f);
         }
-        CHECK(f || one_line(err), "regression input %s handled (%s)", e->d_name, f ? "opened" : err);
+        CHECK(ok, "regression input %s handled (%s)", e->d_name, f ? "opened, layout checked" : err);
         n++;
     }
     closedir(dir);
