@@ -8,6 +8,7 @@
  * dequantized to little-endian float32, row-major in file order (ne[0]
  * fastest), so a weight can be looked at outside greta. */
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,13 @@
 
 static void print_usage(FILE *out) {
     fprintf(out,
-            "usage: greta inspect FILE [--dump NAME -o OUT]\n"
+            "usage: greta inspect FILE [--json] [--dump NAME -o OUT]\n"
             "\n"
             "Prints a GGUF file's version, metadata (long values summarized), tensor table\n"
             "(name, type, shape with ne[0] first, bytes, offset), totals and the derived\n"
             "llama hyperparameters.\n"
             "\n"
+            "  --json       print the same as one JSON object (arrays in full)\n"
             "  --dump NAME  write tensor NAME dequantized as little-endian float32,\n"
             "               row-major in file order (ne[0] fastest), to OUT\n"
             "  -o OUT       output path for --dump\n");
@@ -185,6 +187,133 @@ static void print_hparams(const gguf_file *f) {
                                                                             : "tied to token_embd.weight");
 }
 
+/* ---- --json ---- */
+
+/* A JSON string for s, or {"hex": "..."} when s is not valid UTF-8. */
+static json_t *json_bytes(gguf_str s) {
+    json_t *text = json_stringn(s.ptr, (size_t)s.len);
+    if (text) return text;
+    char *hex = malloc((size_t)s.len * 2 + 1);
+    if (!hex) return json_null();
+    for (uint64_t i = 0; i < s.len; i++) snprintf(hex + 2 * i, 3, "%02x", (unsigned char)s.ptr[i]);
+    hex[2 * s.len] = 0;
+    json_t *obj = json_pack("{s:s}", "hex", hex);
+    free(hex);
+    return obj;
+}
+
+/* Integers as JSON integers; uint64 values above INT64_MAX as decimal strings. */
+static json_t *json_u64(uint64_t v) {
+    if (v <= (uint64_t)INT64_MAX) return json_integer((json_int_t)v);
+    char text[32];
+    snprintf(text, sizeof text, "%" PRIu64, v);
+    return json_string(text);
+}
+
+static json_t *json_array_element(const gguf_file *f, uint64_t kv, gguf_type type, uint64_t i) {
+    switch (type) {
+    case GGUF_STRING: return json_bytes(gguf_arr_str(f, kv, i));
+    case GGUF_FLOAT32: case GGUF_FLOAT64: return json_real(gguf_arr_float(f, kv, i));
+    case GGUF_BOOL: return json_boolean(gguf_arr_int(f, kv, i));
+    case GGUF_UINT64: {
+        uint64_t v;
+        memcpy(&v, (const uint8_t *)gguf_arr_data(f, kv) + 8 * i, 8);
+        return json_u64(v);
+    }
+    default: return json_integer(gguf_arr_int(f, kv, i));
+    }
+}
+
+static json_t *json_value(const gguf_file *f, uint64_t kv) {
+    gguf_type type = gguf_kv_type(f, kv);
+    int64_t i;
+    uint64_t u;
+    double d;
+    bool b;
+    gguf_str s;
+    if (type == GGUF_ARRAY) {
+        gguf_type elem = gguf_arr_type(f, kv);
+        json_t *values = json_array();
+        if (elem != GGUF_ARRAY)
+            for (uint64_t k = 0; k < gguf_arr_count(f, kv); k++)
+                json_array_append_new(values, json_array_element(f, kv, elem, k));
+        return values; /* nested arrays: element_type "array" and count only */
+    }
+    if (type == GGUF_STRING && gguf_kv_get_str(f, kv, &s)) return json_bytes(s);
+    if (type == GGUF_BOOL && gguf_kv_get_bool(f, kv, &b)) return json_boolean(b);
+    if ((type == GGUF_FLOAT32 || type == GGUF_FLOAT64) && gguf_kv_get_float(f, kv, &d)) return json_real(d);
+    if (gguf_kv_get_int(f, kv, &i)) return json_integer(i);
+    if (gguf_kv_get_uint(f, kv, &u)) return json_u64(u);
+    return json_null();
+}
+
+static json_t *json_hparams(const gguf_file *f) {
+    model_hparams hp;
+    char err[256];
+    if (!model_read_hparams(f, &hp, err, sizeof err)) {
+        gguf_str reason = {err, strlen(err)};
+        return json_pack("{s:o}", "error", json_bytes(reason));
+    }
+    const gguf_tensor *embd = gguf_find_tensor(f, "token_embd.weight");
+    const char *scaling = gguf_find_tensor(f, "rope_freqs.weight") ? "llama3" : rope_scaling_name(hp.rope_scaling);
+    json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:s, s:f, s:f, s:i}", "embedding_length",
+                          hp.n_embd, "feed_forward_length", hp.n_ff, "block_count", hp.n_layer, "head_count",
+                          hp.n_head, "head_count_kv", hp.n_head_kv, "head_dim", hp.head_dim, "rope_dim",
+                          hp.rope_dim, "rope_freq_base", hp.rope_freq_base, "rope_scaling", scaling,
+                          "rope_scale_factor", hp.rope_scale_factor, "rms_eps", hp.rms_eps, "context_length",
+                          hp.n_ctx_train);
+    if (embd) {
+        json_object_set_new(o, "vocab_size", json_integer(embd->ne[1]));
+        json_object_set_new(o, "tied_output", json_boolean(gguf_find_tensor(f, "output.weight") == NULL));
+    }
+    return o;
+}
+
+static int print_json(const char *path, const gguf_file *f) {
+    json_t *root = json_object();
+    gguf_str path_str = {path, strlen(path)};
+    json_object_set_new(root, "file", json_bytes(path_str));
+    json_object_set_new(root, "version", json_integer(gguf_version(f)));
+    json_object_set_new(root, "alignment", json_u64(gguf_alignment(f)));
+    json_object_set_new(root, "file_size", json_u64(gguf_file_size(f)));
+    json_object_set_new(root, "data_offset", json_u64(gguf_data_offset(f)));
+    json_t *metadata = json_array();
+    for (uint64_t kv = 0; kv < gguf_kv_count(f); kv++) {
+        gguf_type type = gguf_kv_type(f, kv);
+        json_t *entry = json_pack("{s:o, s:s}", "key", json_bytes(gguf_kv_key(f, kv)), "type", gguf_type_name(type));
+        if (type == GGUF_ARRAY) {
+            json_object_set_new(entry, "element_type", json_string(gguf_type_name(gguf_arr_type(f, kv))));
+            json_object_set_new(entry, "count", json_u64(gguf_arr_count(f, kv)));
+        }
+        json_object_set_new(entry, "value", json_value(f, kv));
+        json_array_append_new(metadata, entry);
+    }
+    json_object_set_new(root, "metadata", metadata);
+    json_t *tensors = json_array();
+    uint64_t params = 0, bytes = 0;
+    for (uint64_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_get_tensor(f, i);
+        json_t *shape = json_array();
+        for (uint32_t d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->ne[d]));
+        gguf_str name = {t->name, strlen(t->name)};
+        json_array_append_new(tensors, json_pack("{s:o, s:s, s:o, s:o, s:o, s:o}", "name", json_bytes(name), "type",
+                                                 quant_type_name(t->type), "shape", shape, "bytes",
+                                                 json_u64(t->nbytes), "offset", json_u64(t->offset), "file_offset",
+                                                 json_u64(gguf_data_offset(f) + t->offset)));
+        params += (uint64_t)gguf_tensor_nelements(t);
+        bytes += t->nbytes;
+    }
+    json_object_set_new(root, "tensors", tensors);
+    json_object_set_new(root, "totals", json_pack("{s:o, s:o, s:o}", "tensors", json_u64(gguf_tensor_count(f)),
+                                                  "parameters", json_u64(params), "bytes", json_u64(bytes)));
+    json_object_set_new(root, "hyperparameters", json_hparams(f));
+    int rc = json_dumpf(root, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) == 0 ? 0 : 1;
+    putchar('\n');
+    json_decref(root);
+    if (rc) cli_error("%s: cannot write JSON output", path);
+    return rc;
+}
+
 /* Writes tensor t dequantized to out_path; returns 0 or prints an error. */
 static int dump_tensor(const char *file_path, const gguf_tensor *t, const char *out_path) {
     FILE *out = fopen(out_path, "wb");
@@ -219,10 +348,13 @@ static int dump_tensor(const char *file_path, const gguf_tensor *t, const char *
 
 int cli_inspect(int argc, char **argv) {
     const char *path = NULL, *dump_name = NULL, *out_path = NULL;
+    bool as_json = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             print_usage(stdout);
             return 0;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            as_json = true;
         } else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc) {
             dump_name = argv[++i];
         } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
@@ -260,6 +392,8 @@ int cli_inspect(int argc, char **argv) {
         } else {
             status = dump_tensor(path, t, out_path);
         }
+    } else if (as_json) {
+        status = print_json(path, f);
     } else {
         printf("file: %s\n", path);
         printf("GGUF version %u, alignment %" PRIu64 ", %" PRIu64 " bytes, tensor data at offset %" PRIu64 "\n",

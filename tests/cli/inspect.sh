@@ -52,6 +52,16 @@ else
         fi
         rm -f "$TMP/dump.f32"
     done <"$FIX/smollm2_dumps.tsv"
+    # --json: every key, value (arrays in full) and tensor equal the gguf package's reading.
+    if "$GRETA" inspect --json "$MODEL" >"$TMP/inspect.json" 2>"$TMP/err"; then
+        if python3 "$GRETA_REPO/scripts/gguf_check_inspect_json.py" "$TMP/inspect.json" "$MODEL" >"$TMP/cmp" 2>&1; then
+            pass "$(tail -1 "$TMP/cmp")"
+        else
+            fail "--json differs from the gguf package: $(head -c 400 "$TMP/cmp")"
+        fi
+    else
+        fail "inspect --json: $(head -c 300 "$TMP/err")"
+    fi
     expect_error "--dump of an absent tensor" "^greta: error: .*: no tensor named 'nope'$" "$GRETA" inspect "$MODEL" --dump nope -o "$TMP/x"
     expect_error "--dump without -o" "go together" "$GRETA" inspect "$MODEL" --dump output_norm.weight
     # Truncated copies of the real model: one error line naming the file, non-zero exit.
