@@ -90,6 +90,18 @@ out_is_fixture answer_text chat_system && pass "--chat --system greedy answer eq
     || fail "--chat answer '$(cat "$TMP/out")', HF '$want'"
 grep -q "end of generation" "$TMP/err" && pass "stopped at the end-of-generation token" || fail "EOG stop: $(cat "$TMP/err")"
 
+# ---- --chat-template FILE|NAME ----
+printf '%s' "{% for m in messages %}{{ m['content'] }}{% endfor %}" >"$TMP/content_only.jinja"
+expect_ok "--chat-template FILE" "$GRETA" run -m "$MODEL" --chat --chat-template "$TMP/content_only.jinja" \
+    -p "The capital of France is" --greedy -n 4
+out_is $' Paris.\n\n' && pass "a content-only template gives the plain prompt's text" \
+    || fail "--chat-template FILE output '$(cat "$TMP/out")'"
+expect_error "unknown template name" "greta: error: chat template: .*no-such-template" \
+    "$GRETA" run -m "$MODEL" --chat --chat-template no-such-template -p hi -n 1
+printf 'just text' >"$TMP/not_a_template.txt"
+expect_error "template file without Jinja" "greta: error: --chat-template: .*not a Jinja template" \
+    "$GRETA" run -m "$MODEL" --chat --chat-template "$TMP/not_a_template.txt" -p hi -n 1
+
 # ---- stop strings: never printed, even split over tokens ----
 expect_ok "stop string" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 16 --stop "answer is"
 out_is $' Paris.\n\nThe ' && pass "--stop 'answer is' ends before it" \
