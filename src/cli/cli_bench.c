@@ -184,6 +184,7 @@ int cli_bench(int argc, char **argv) {
     long n_ids = n_prompt > n_gen ? n_prompt : n_gen;
     if (!(ids = malloc((size_t)n_ids * sizeof *ids))) goto done;
     fill_tokens(ids, (int32_t)n_ids, info.vocab_size, 42);
+    bool show_progress = !json && isatty(STDERR_FILENO) == 1;
     for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
         if (n_prompt > 0) {
             double t0 = cli_now();
@@ -201,9 +202,9 @@ int cli_bench(int argc, char **argv) {
             }
             if (r >= 0) tg[r] = (double)n_gen / (cli_now() - t0);
         }
-        if (!json) fprintf(stderr, "%s %ld/%ld\r", r < 0 ? "warm-up" : "run", r + 1, reps);
+        if (show_progress) fprintf(stderr, "%s %ld/%ld\r", r < 0 ? "warm-up" : "run", r + 1, reps);
     }
-    if (!json) fprintf(stderr, "%30s\r", "");
+    if (show_progress) fprintf(stderr, "%30s\r", "");
     double pp_mean = 0, pp_sd = 0, tg_mean = 0, tg_sd = 0;
     if (n_prompt > 0) mean_stddev(pp, (int)reps, &pp_mean, &pp_sd);
     if (n_gen > 0) mean_stddev(tg, (int)reps, &tg_mean, &tg_sd);

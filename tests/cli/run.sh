@@ -130,4 +130,20 @@ grep -q "generated 4 tokens.*context full" "$TMP/err" && pass "5 prompt tokens +
 # ---- the ref backend agrees on the first greedy tokens ----
 expect_ok "ref backend" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 4 --backend ref
 out_is $' Paris.\n\n' && pass "ref greedy -n 4 = HF's first 4 tokens" || fail "ref output '$(cat "$TMP/out")'"
+# ---- greta bench (small sizes): the figures are consistent with the model's shape ----
+expect_error "bench: bad repetitions" "greta: error: -r: 0 is out of range" "$GRETA" bench -m "$MODEL" -r 0
+expect_error "bench: unknown flag" "greta: error: bench: unknown argument '--fast'" "$GRETA" bench -m "$MODEL" --fast
+expect_ok "bench --json" "$GRETA" bench -m "$MODEL" -p 8 -n 4 -r 2 -t 2 --json
+python3 - "$TMP/out" <<'EOF2' && pass "bench JSON: pp/tg > 0, KV bytes = 2*30*3*64*4*(4+1)/2 = 115200, sums and fraction consistent" || fail "bench JSON: $(cat "$TMP/out")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["pp_tok_s"] > 0 and j["tg_tok_s"] > 0 and j["repetitions"] == 2 and j["threads"] == 2
+assert j["kv_bytes_per_token_mean"] == 115200, j["kv_bytes_per_token_mean"]
+assert j["bytes_per_token"] == j["decode_weight_bytes_per_token"] + 115200
+# tied embeddings: every weight byte is read once per token
+assert j["decode_weight_bytes_per_token"] == j["file_weight_bytes"]
+assert abs(j["achieved_bytes_per_s"] - j["bytes_per_token"] * j["tg_tok_s"]) < 1e-6 * j["achieved_bytes_per_s"]
+assert j["memory_read_bytes_per_s"] > 1e9 and j["memory_copy_bytes_per_s"] > 1e9
+assert abs(j["fraction_of_read_bandwidth"] - j["achieved_bytes_per_s"] / j["memory_read_bytes_per_s"]) < 1e-9
+EOF2
 finish
