@@ -3,18 +3,11 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors.h"
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...) {
-    if (!err || err_size == 0) return;
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(err, err_size, fmt, args);
-    va_end(args);
-}
 
 static const char *const kind_names[] = {"parity", "backends", "determinism", "neutrality"};
 
@@ -61,7 +54,7 @@ int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const au
     if (logits) *logits = NULL;
     if (logits64) *logits64 = NULL;
     if (n_ids == 0) {
-        set_err(err, err_size, "empty prompt");
+        format_error(err, err_size, "empty prompt");
         return -1;
     }
     greta_model_info info;
@@ -82,7 +75,7 @@ int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const au
         all32 = malloc(n_rows * n_vocab * sizeof *all32);
         all64 = malloc(n_rows * n_vocab * sizeof *all64);
         if (!all32 || !all64) {
-            set_err(err, err_size, "out of memory keeping %zu rows of logits", n_rows);
+            format_error(err, err_size, "out of memory keeping %zu rows of logits", n_rows);
             goto fail;
         }
     }
@@ -91,11 +84,11 @@ int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const au
         size_t size = spec->chunks ? (chunk_index < spec->n_chunks ? spec->chunks[chunk_index] : 0) : n_ids;
         chunk_index++;
         if (size == 0 || done + size > n_ids) {
-            set_err(err, err_size, "chunk sizes do not add up to the prompt length %zu", n_ids);
+            format_error(err, err_size, "chunk sizes do not add up to the prompt length %zu", n_ids);
             goto fail;
         }
         if (greta_eval(s, ids + done, size) != GRETA_OK) {
-            set_err(err, err_size, "%s", greta_session_error(s));
+            format_error(err, err_size, "%s", greta_session_error(s));
             goto fail;
         }
         if (all32) {
@@ -103,7 +96,7 @@ int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const au
             const float *rows32 = greta_logits_all(s, &got);
             const double *rows64 = greta_logits_all_f64(s, &got64);
             if (!rows32 || !rows64 || got != size || got64 != size) {
-                set_err(err, err_size, "the session kept %zu rows of logits, expected %zu", got, size);
+                format_error(err, err_size, "the session kept %zu rows of logits, expected %zu", got, size);
                 goto fail;
             }
             memcpy(all32 + done * n_vocab, rows32, size * n_vocab * sizeof *all32);
@@ -114,13 +107,13 @@ int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const au
     for (int step = 0; step < spec->n_decode; step++) {
         const float *last = greta_logits(s);
         if (!last) {
-            set_err(err, err_size, "%s", greta_session_error(s));
+            format_error(err, err_size, "%s", greta_session_error(s));
             goto fail;
         }
         int32_t token = argmax(last, (int32_t)n_vocab);
         if (decoded) decoded[step] = token;
         if (greta_eval(s, &token, 1) != GRETA_OK) {
-            set_err(err, err_size, "%s", greta_session_error(s));
+            format_error(err, err_size, "%s", greta_session_error(s));
             goto fail;
         }
         if (all32) {
@@ -166,7 +159,7 @@ int audit_prompt_ids(greta_model *m, const char *text, bool chat, const char *sy
         char *rendered = NULL;
         st = greta_chat_apply(m, messages, n, true, NULL, &rendered);
         if (st != GRETA_OK) {
-            set_err(err, err_size, "chat template: %s", greta_model_error(m));
+            format_error(err, err_size, "chat template: %s", greta_model_error(m));
             return -1;
         }
         st = greta_tokenize(m, rendered, strlen(rendered), false, true, ids, n_ids);
@@ -175,11 +168,11 @@ int audit_prompt_ids(greta_model *m, const char *text, bool chat, const char *sy
         st = greta_tokenize(m, text, strlen(text), true, false, ids, n_ids);
     }
     if (st != GRETA_OK) {
-        set_err(err, err_size, "tokenize: %s", greta_model_error(m));
+        format_error(err, err_size, "tokenize: %s", greta_model_error(m));
         return -1;
     }
     if (*n_ids == 0) {
-        set_err(err, err_size, "the prompt has no tokens");
+        format_error(err, err_size, "the prompt has no tokens");
         greta_free(*ids);
         *ids = NULL;
         return -1;
@@ -209,7 +202,7 @@ static int collect(greta_model *m, const char *model_path, const int32_t *ids, s
     trace_take_records(tracer, set);
     char close_err[256];
     if (trace_close(tracer, close_err, sizeof close_err) != 0 && status == 0) {
-        set_err(err, err_size, "%s", close_err);
+        format_error(err, err_size, "%s", close_err);
         status = -1;
     }
     if (status != 0) trace_set_free(set);
@@ -262,7 +255,7 @@ static int compare(const char *experiment, const trace_set *a, const trace_set *
 static int audit_parity(greta_model *m, const char *path, const int32_t *ids, size_t n, const audit_options *o,
                         audit_result *r, char *err, size_t err_size) {
     if (n < 2) {
-        set_err(err, err_size, "audit parity needs a prompt of at least 2 tokens (got %zu)", n);
+        format_error(err, err_size, "audit parity needs a prompt of at least 2 tokens (got %zu)", n);
         return -1;
     }
     trace_diff_options tol;
@@ -272,7 +265,7 @@ static int audit_parity(greta_model *m, const char *path, const int32_t *ids, si
     size_t split_chunks[2] = {n - 1, 1};
     size_t *ones = malloc(n * sizeof *ones);
     if (!ones) {
-        set_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < n; i++) ones[i] = 1;
@@ -288,7 +281,7 @@ static int audit_parity(greta_model *m, const char *path, const int32_t *ids, si
         snprintf(name, sizeof name, "parity: %zu single-token evals vs prefill %zu", n, n);
         if (compare(name, &single, &whole, &tol, o, r, NULL) == 0) status = 0;
     }
-    if (status != 0) set_err(err, err_size, "out of memory comparing traces");
+    if (status != 0) format_error(err, err_size, "out of memory comparing traces");
     trace_set_free(&single);
 done_split:
     trace_set_free(&split);
@@ -322,7 +315,7 @@ static int audit_determinism(greta_model *m, const char *path, const int32_t *id
         snprintf(name, sizeof name, "determinism: %d threads vs %d threads", o->n_threads_alt, o->n_threads);
         if (compare(name, &other, &first, &tol, o, r, NULL) == 0) status = 0;
     }
-    if (status != 0) set_err(err, err_size, "out of memory comparing traces");
+    if (status != 0) format_error(err, err_size, "out of memory comparing traces");
     trace_set_free(&first);
     trace_set_free(&again);
     trace_set_free(&other);
@@ -370,7 +363,7 @@ static int audit_backends(greta_model *m, const char *path, const int32_t *ids, 
         }
     }
     if (status == 0) trace_diff_result_free(&d);
-    else set_err(err, err_size, "out of memory comparing traces");
+    else format_error(err, err_size, "out of memory comparing traces");
     trace_set_free(&a);
     trace_set_free(&b);
     return status;
@@ -399,7 +392,7 @@ static int audit_neutrality(greta_model *m, const char *path, const int32_t *ids
     audit_session_spec off = {o->backend, o->n_threads, NULL, 0, o->n_decode, NULL};
     int status = -1;
     if (!tok_on || !tok_off) {
-        set_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
     } else if (audit_run_session(m, ids, n, &on, &on32, &on64, tok_on, err, err_size) == 0 &&
                audit_run_session(m, ids, n, &off, &off32, &off64, tok_off, err, err_size) == 0) {
         status = 0;
@@ -446,11 +439,11 @@ int audit_run(audit_kind kind, greta_model *m, const char *model_path, const int
     if (options) o = *options;
     else audit_options_init(&o);
     if (!m || !ids || n_ids == 0) {
-        set_err(err, err_size, "audit: no model or empty prompt");
+        format_error(err, err_size, "audit: no model or empty prompt");
         return -1;
     }
     if (o.n_threads < 1 || o.n_threads_alt < 1 || o.n_decode < 0) {
-        set_err(err, err_size, "audit: thread counts must be >= 1 and decode steps >= 0");
+        format_error(err, err_size, "audit: thread counts must be >= 1 and decode steps >= 0");
         return -1;
     }
     int status;
@@ -459,7 +452,7 @@ int audit_run(audit_kind kind, greta_model *m, const char *model_path, const int
     case AUDIT_BACKENDS: status = audit_backends(m, model_path, ids, n_ids, &o, result, err, err_size); break;
     case AUDIT_DETERMINISM: status = audit_determinism(m, model_path, ids, n_ids, &o, result, err, err_size); break;
     case AUDIT_NEUTRALITY: status = audit_neutrality(m, model_path, ids, n_ids, &o, result, err, err_size); break;
-    default: set_err(err, err_size, "audit: unknown kind"); return -1;
+    default: format_error(err, err_size, "audit: unknown kind"); return -1;
     }
     if (status != 0) return -1;
     if (result->pass)

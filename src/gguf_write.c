@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "quant.h"
 
 typedef struct {
@@ -100,10 +101,11 @@ static void remember(gguf_writer *w, const char *fmt, ...) {
 }
 
 static bool set_err(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* format_error that returns false, for "return set_err(...)". */
 static bool set_err(char *err, size_t err_size, const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
-    if (err && err_size) vsnprintf(err, err_size, fmt, args);
+    format_error_v(err, err_size, fmt, args);
     va_end(args);
     return false;
 }

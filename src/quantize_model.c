@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -283,14 +283,6 @@ void quantize_parallel(int n_threads, int64_t n_items, quantize_range_fn fn, voi
 
 /* ---- Whole-file conversion ---- */
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_size, const char *fmt, ...) {
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(err, err_size, fmt, args);
-    va_end(args);
-}
-
 /* Tells the kernel the mapped input pages [data, data + nbytes) already
  * converted are not needed any more, so resident memory stays bounded on
  * big models (the mapping is read-only: pages are re-read if touched again;
@@ -356,7 +348,7 @@ static bool model_info_of(const gguf_file *file, const quantize_target *target, 
                    n_head != n_head_kv;
     snprintf(key, sizeof key, "%.*s.expert_count", (int)(arch.len < 100 ? arch.len : 100), arch.ptr);
     if (target->mix && gguf_get_uint(file, key, &value) && value > 1) {
-        set_err(err, err_size, "%s: mixture-of-experts models (%s = %llu) are not supported",
+        format_error(err, err_size, "%s: mixture-of-experts models (%s = %llu) are not supported",
                 target->name, key, (unsigned long long)value);
         return false;
     }
@@ -376,7 +368,7 @@ static bool plan_tensors(const gguf_file *file, const quantize_target *target, t
         else if (strstr(t->name, "ffn_down")) ordinal = kind_ordinal(file, t->name, "ffn_down");
         int type = quantize_tensor_type(target, &info, t->name, ordinal, t->ne[0]);
         if (type < 0) {
-            set_err(err, err_size, "tensor '%s': row length %lld is not a multiple of %s's block of %lld",
+            format_error(err, err_size, "tensor '%s': row length %lld is not a multiple of %s's block of %lld",
                     t->name, (long long)t->ne[0], quant_type_name(target->base_type),
                     (long long)quant_block_size(target->base_type));
             return false;
@@ -384,7 +376,7 @@ static bool plan_tensors(const gguf_file *file, const quantize_target *target, t
         plans[i].out_type = (uint32_t)type;
         if (plans[i].out_type == t->type) continue; /* llama.cpp: nothing to do */
         if (!quant_type_supported(t->type)) {
-            set_err(err, err_size, "tensor '%s' has type %s, which greta cannot convert", t->name,
+            format_error(err, err_size, "tensor '%s' has type %s, which greta cannot convert", t->name,
                     quant_type_name(t->type));
             return false;
         }
@@ -433,14 +425,14 @@ static bool write_converted(gguf_writer *writer, const tensor_plan *plan, int n_
     size_t in_row_bytes = quant_row_bytes(t->type, row_len);
     size_t out_row_bytes = quant_row_bytes(plan->out_type, row_len);
     if (in_row_bytes == 0 || out_row_bytes == 0) {
-        set_err(err, err_size, "tensor '%s': cannot convert rows of %lld from %s to %s", t->name,
+        format_error(err, err_size, "tensor '%s': cannot convert rows of %lld from %s to %s", t->name,
                 (long long)row_len, quant_type_name(t->type), quant_type_name(plan->out_type));
         return false;
     }
     int64_t step = chunk_rows(in_row_bytes, out_row_bytes, n_rows);
     uint8_t *buffer = malloc((size_t)step * out_row_bytes);
     if (!buffer) {
-        set_err(err, err_size, "out of memory converting tensor '%s'", t->name);
+        format_error(err, err_size, "out of memory converting tensor '%s'", t->name);
         return false;
     }
     bool ok = true;
@@ -450,7 +442,7 @@ static bool write_converted(gguf_writer *writer, const tensor_plan *plan, int n_
                            plan->out_type, row_len, in_row_bytes, out_row_bytes, false};
         quantize_parallel(n_threads, rows, convert_rows, &job);
         if (job.failed) {
-            set_err(err, err_size, "out of memory converting tensor '%s'", t->name);
+            format_error(err, err_size, "out of memory converting tensor '%s'", t->name);
             ok = false;
         } else {
             ok = gguf_writer_append(writer, buffer, (uint64_t)rows * out_row_bytes, err, err_size);
@@ -472,7 +464,7 @@ static bool write_output(const gguf_file *file, const char *out_path, const quan
                          size_t err_size) {
     gguf_writer *writer = gguf_writer_new();
     if (!writer) {
-        set_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return false;
     }
     copy_metadata(writer, file, target);
@@ -483,7 +475,7 @@ static bool write_output(const gguf_file *file, const char *out_path, const quan
     }
     char reason[512] = "";
     bool ok = gguf_writer_begin(writer, out_path, reason, sizeof reason);
-    if (!ok) set_err(err, err_size, "%s: %s", out_path, reason);
+    if (!ok) format_error(err, err_size, "%s: %s", out_path, reason);
     int n_threads = quantize_thread_count(options ? options->n_threads : 0);
     FILE *log = options ? options->log : NULL;
     for (uint64_t i = 0; ok && i < n_tensors; i++) {
@@ -494,14 +486,14 @@ static bool write_output(const gguf_file *file, const char *out_path, const quan
             ok = gguf_writer_append(writer, plan->in->data, plan->in->nbytes, reason, sizeof reason);
         }
         release_input(plan->in->data, plan->in->nbytes);
-        if (!ok) set_err(err, err_size, "%s: %s", out_path, reason);
+        if (!ok) format_error(err, err_size, "%s: %s", out_path, reason);
         else if (log) {
             fprintf(log, "%-32s %-5s -> %-5s%s\n", plan->in->name, quant_type_name(plan->in->type),
                     quant_type_name(plan->out_type), plan->convert ? "" : " (copied)");
         }
     }
     if (ok && !gguf_writer_end(writer, reason, sizeof reason)) {
-        set_err(err, err_size, "%s: %s", out_path, reason);
+        format_error(err, err_size, "%s: %s", out_path, reason);
         ok = false;
     }
     gguf_writer_free(writer);
@@ -514,21 +506,21 @@ bool quantize_model_file(const char *in_path, const char *out_path, const quanti
     char reason[512] = "";
     gguf_file *file = gguf_open(in_path, reason, sizeof reason);
     if (!file) {
-        set_err(err, err_size, "%s: %s", in_path, reason);
+        format_error(err, err_size, "%s: %s", in_path, reason);
         return false;
     }
     if (same_file(in_path, out_path)) {
-        set_err(err, err_size, "%s: the output would overwrite the input", out_path);
+        format_error(err, err_size, "%s: the output would overwrite the input", out_path);
         gguf_close(file);
         return false;
     }
     uint64_t n_tensors = gguf_tensor_count(file);
     tensor_plan *plans = calloc(n_tensors ? n_tensors : 1, sizeof *plans);
     bool ok = plans != NULL;
-    if (!ok) set_err(err, err_size, "out of memory");
+    if (!ok) format_error(err, err_size, "out of memory");
     if (ok) {
         ok = plan_tensors(file, target, plans, reason, sizeof reason);
-        if (!ok) set_err(err, err_size, "%s: %s", in_path, reason);
+        if (!ok) format_error(err, err_size, "%s: %s", in_path, reason);
     }
     if (ok) {
         ok = write_output(file, out_path, target, plans, options, err, err_size);

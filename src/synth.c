@@ -2,11 +2,11 @@
 #include "synth.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -70,19 +70,11 @@ bool synth_preset(const char *name, synth_shape *out) {
 
 const char *synth_preset_list(void) { return "tiny, smollm2-135m, llama2-7b, llama3-8b"; }
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_size, const char *fmt, ...) {
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(err, err_size, fmt, args);
-    va_end(args);
-}
-
 #define BASE_VOCAB 259 /* 3 special tokens + 256 byte tokens */
 
 static bool check_range(const char *what, int64_t value, int64_t max, char *err, size_t err_size) {
     if (value >= 1 && value <= max) return true;
-    set_err(err, err_size, "%s %lld is out of range (1..%lld)", what, (long long)value, (long long)max);
+    format_error(err, err_size, "%s %lld is out of range (1..%lld)", what, (long long)value, (long long)max);
     return false;
 }
 
@@ -95,26 +87,26 @@ bool synth_shape_check(const synth_shape *s, char *err, size_t err_size) {
     if (!check_range("vocab", s->vocab, 1 << 22, err, err_size)) return false;
     if (!check_range("ctx", s->ctx, 1 << 24, err, err_size)) return false;
     if (s->dim % s->n_heads != 0 || (s->dim / s->n_heads) % 2 != 0) {
-        set_err(err, err_size, "dim %lld must be a multiple of heads %lld with an even head size",
+        format_error(err, err_size, "dim %lld must be a multiple of heads %lld with an even head size",
                 (long long)s->dim, (long long)s->n_heads);
         return false;
     }
     if (s->n_heads % s->n_kv_heads != 0) {
-        set_err(err, err_size, "heads %lld must be a multiple of kv-heads %lld", (long long)s->n_heads,
+        format_error(err, err_size, "heads %lld must be a multiple of kv-heads %lld", (long long)s->n_heads,
                 (long long)s->n_kv_heads);
         return false;
     }
     if (s->vocab < BASE_VOCAB) {
-        set_err(err, err_size, "vocab %lld is below the %d tokens of the byte-level vocabulary",
+        format_error(err, err_size, "vocab %lld is below the %d tokens of the byte-level vocabulary",
                 (long long)s->vocab, BASE_VOCAB);
         return false;
     }
     if (!(s->rope_base > 0.0 && isfinite(s->rope_base))) {
-        set_err(err, err_size, "rope-base %g must be a positive number", s->rope_base);
+        format_error(err, err_size, "rope-base %g must be a positive number", s->rope_base);
         return false;
     }
     if (!(s->rms_eps > 0.0 && s->rms_eps < 1.0)) {
-        set_err(err, err_size, "rms-eps %g must be in (0, 1)", s->rms_eps);
+        format_error(err, err_size, "rms-eps %g must be in (0, 1)", s->rms_eps);
         return false;
     }
     return true;
@@ -333,7 +325,7 @@ static bool choose_types(const synth_options *o, tensor_spec *specs, int64_t n, 
         int layer = quantize_layer_of(t->name);
         int type = quantize_tensor_type(&o->target, &info, t->name, layer < 0 ? 0 : layer, t->ne[0]);
         if (type < 0) {
-            set_err(err, err_size, "%s: row length %lld of %s is not a multiple of the block size %lld",
+            format_error(err, err_size, "%s: row length %lld of %s is not a multiple of the block size %lld",
                     o->target.name, (long long)t->ne[0], t->name,
                     (long long)quant_block_size(o->target.base_type));
             return false;
@@ -409,7 +401,7 @@ static bool write_tensor(gguf_writer *w, const tensor_spec *t, uint64_t seed, in
     if (step > n_rows) step = n_rows;
     uint8_t *buffer = malloc((size_t)step * row_bytes);
     if (!buffer) {
-        set_err(err, err_size, "out of memory generating %s", t->name);
+        format_error(err, err_size, "out of memory generating %s", t->name);
         return false;
     }
     uint64_t tensor_seed = seed;
@@ -421,7 +413,7 @@ static bool write_tensor(gguf_writer *w, const tensor_spec *t, uint64_t seed, in
         gen_job job = {t, tensor_seed, first, buffer, row_bytes, false};
         quantize_parallel(n_threads, rows, generate_rows, &job);
         if (job.failed) {
-            set_err(err, err_size, "out of memory generating %s", t->name);
+            format_error(err, err_size, "out of memory generating %s", t->name);
             ok = false;
         } else {
             ok = gguf_writer_append(w, buffer, (uint64_t)rows * row_bytes, err, err_size);
@@ -434,7 +426,7 @@ static bool write_tensor(gguf_writer *w, const tensor_spec *t, uint64_t seed, in
 bool synth_write(const synth_options *o, const char *path, char *err, size_t err_size) {
     if (!synth_shape_check(&o->shape, err, err_size)) return false;
     if (!quantize_type_writable(o->target.base_type)) {
-        set_err(err, err_size, "type %s cannot be written", o->target.name);
+        format_error(err, err_size, "type %s cannot be written", o->target.name);
         return false;
     }
     tensor_spec *specs = calloc((size_t)(3 + 9 * o->shape.n_layers), sizeof *specs);
@@ -442,7 +434,7 @@ bool synth_write(const synth_options *o, const char *path, char *err, size_t err
     if (!specs || !w) {
         free(specs);
         gguf_writer_free(w);
-        set_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return false;
     }
     int64_t n = list_tensors(&o->shape, specs);
@@ -450,7 +442,7 @@ bool synth_write(const synth_options *o, const char *path, char *err, size_t err
     if (ok) {
         set_metadata(w, o);
         ok = set_vocab(w, &o->shape);
-        if (!ok) set_err(err, err_size, "out of memory building the vocabulary");
+        if (!ok) format_error(err, err_size, "out of memory building the vocabulary");
     }
     for (int64_t i = 0; ok && i < n; i++) {
         gguf_writer_declare_tensor(w, specs[i].name, specs[i].type, specs[i].n_dims, specs[i].ne);
@@ -458,15 +450,15 @@ bool synth_write(const synth_options *o, const char *path, char *err, size_t err
     char reason[512] = "";
     if (ok) {
         ok = gguf_writer_begin(w, path, reason, sizeof reason);
-        if (!ok) set_err(err, err_size, "%s", reason);
+        if (!ok) format_error(err, err_size, "%s", reason);
     }
     int n_threads = quantize_thread_count(o->n_threads);
     for (int64_t i = 0; ok && i < n; i++) {
         ok = write_tensor(w, &specs[i], o->seed, n_threads, reason, sizeof reason);
-        if (!ok) set_err(err, err_size, "%s", reason);
+        if (!ok) format_error(err, err_size, "%s", reason);
     }
     if (ok && !gguf_writer_end(w, reason, sizeof reason)) {
-        set_err(err, err_size, "%s", reason);
+        format_error(err, err_size, "%s", reason);
         ok = false;
     }
     gguf_writer_free(w);

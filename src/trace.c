@@ -9,11 +9,11 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors.h"
 #include "greta.h"
 
 static const char *const point_names[TP_COUNT] = {
@@ -37,14 +37,6 @@ static bool is_final_point(int point) {
     return point == TP_FINAL_NORM || point == TP_LM_HEAD_IN || point == TP_LOGITS;
 }
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...) {
-    if (!err || err_size == 0) return;
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(err, err_size, fmt, args);
-    va_end(args);
-}
-
 /* ------------------------------------------------------------------ */
 /* List parsing: "a,b,c" split on commas, surrounding spaces ignored     */
 /* ------------------------------------------------------------------ */
@@ -64,11 +56,11 @@ static int for_each_item(const char *spec, item_fn item, void *ctx, const char *
         while (len > 0 && isspace((unsigned char)*p)) p++, len--;
         while (len > 0 && isspace((unsigned char)p[len - 1])) len--;
         if (len == 0) {
-            set_err(err, err_size, "empty item in %s list '%s'", what, spec);
+            format_error(err, err_size, "empty item in %s list '%s'", what, spec);
             return -1;
         }
         if (len >= sizeof token) {
-            set_err(err, err_size, "%s list item too long", what);
+            format_error(err, err_size, "%s list item too long", what);
             return -1;
         }
         memcpy(token, p, len);
@@ -112,22 +104,22 @@ static int layer_item(const char *token, void *ctx_ptr, char *err, size_t err_si
         memcpy(left, token, len);
         left[len] = '\0';
         if (!parse_int64(left, &lo) || !parse_int64(dash + 1, &hi) || lo > hi) {
-            set_err(err, err_size, "bad layer range '%s' (expected A-B with A <= B)", token);
+            format_error(err, err_size, "bad layer range '%s' (expected A-B with A <= B)", token);
             return -1;
         }
     } else if (parse_int64(token, &lo)) {
         hi = lo;
     } else {
-        set_err(err, err_size, "bad layer '%s' (expected a number, A-B or all)", token);
+        format_error(err, err_size, "bad layer '%s' (expected a number, A-B or all)", token);
         return -1;
     }
     if (lo < 0) {
-        set_err(err, err_size, "layer %" PRId64 " out of range (layers start at 0)", lo);
+        format_error(err, err_size, "layer %" PRId64 " out of range (layers start at 0)", lo);
         return -1;
     }
     if (ctx->mask) {
         if (hi >= ctx->n_layers) {
-            set_err(err, err_size, "layer %" PRId64 " out of range: the model has %d layers (0-%d)",
+            format_error(err, err_size, "layer %" PRId64 " out of range: the model has %d layers (0-%d)",
                     hi, ctx->n_layers, ctx->n_layers - 1);
             return -1;
         }
@@ -144,7 +136,7 @@ static int point_item(const char *token, void *ctx_ptr, char *err, size_t err_si
     }
     int p = trace_point_from_name(token);
     if (p < 0) {
-        set_err(err, err_size,
+        format_error(err, err_size,
                 "unknown trace point '%s' (points: x_in attn_norm q k v q_rope k_rope attn_out "
                 "wo_out x_after_attn ffn_norm ffn_gate ffn_up ffn_act mlp_out x_after_mlp "
                 "final_norm lm_head_in logits, or all)",
@@ -188,12 +180,12 @@ static int phase_item(const char *token, void *ctx_ptr, char *err, size_t err_si
     else if (strcmp(token, "decode") == 0) sel->decode = true;
     else if (decode_step_from_name(token, &step)) {
         if (sel->n_steps >= TRACE_MAX_DECODE_STEPS) {
-            set_err(err, err_size, "too many decode<N> phases (at most %d)", TRACE_MAX_DECODE_STEPS);
+            format_error(err, err_size, "too many decode<N> phases (at most %d)", TRACE_MAX_DECODE_STEPS);
             return -1;
         }
         sel->steps[sel->n_steps++] = step;
     } else {
-        set_err(err, err_size,
+        format_error(err, err_size,
                 "unknown trace phase '%s' (phases: prefill, prefill_last, decode<N>, decode, all)",
                 token);
         return -1;
@@ -217,7 +209,7 @@ void trace_config_init(trace_config *config) {
 static int copy_spec(char *dst, size_t cap, const char *value, const char *what, char *err,
                      size_t err_size) {
     if (strlen(value) >= cap) {
-        set_err(err, err_size, "%s too long (at most %zu bytes)", what, cap - 1);
+        format_error(err, err_size, "%s too long (at most %zu bytes)", what, cap - 1);
         return -1;
     }
     strcpy(dst, value);
@@ -227,12 +219,12 @@ static int copy_spec(char *dst, size_t cap, const char *value, const char *what,
 int trace_config_set(trace_config *config, const char *key, const char *value, char *err,
                      size_t err_size) {
     if (!value) {
-        set_err(err, err_size, "trace %s: missing value", key);
+        format_error(err, err_size, "trace %s: missing value", key);
         return -1;
     }
     if (strcmp(key, "out") == 0) {
         if (!*value) {
-            set_err(err, err_size, "trace output path is empty");
+            format_error(err, err_size, "trace output path is empty");
             return -1;
         }
         if (copy_spec(config->out_path, sizeof config->out_path, value, "trace output path", err,
@@ -259,7 +251,7 @@ int trace_config_set(trace_config *config, const char *key, const char *value, c
     if (strcmp(key, "sample") == 0) {
         int64_t v;
         if (!parse_int64(value, &v) || v < 0) {
-            set_err(err, err_size, "bad trace sample '%s' (expected a count >= 0; 0 = whole row)",
+            format_error(err, err_size, "bad trace sample '%s' (expected a count >= 0; 0 = whole row)",
                     value);
             return -1;
         }
@@ -269,7 +261,7 @@ int trace_config_set(trace_config *config, const char *key, const char *value, c
     if (strcmp(key, "top_k") == 0) {
         int64_t v;
         if (!parse_int64(value, &v) || v < 1 || v > TRACE_TOPK_MAX) {
-            set_err(err, err_size, "bad trace top-k '%s' (expected 1..%d)", value, TRACE_TOPK_MAX);
+            format_error(err, err_size, "bad trace top-k '%s' (expected 1..%d)", value, TRACE_TOPK_MAX);
             return -1;
         }
         config->top_k = (int)v;
@@ -278,7 +270,7 @@ int trace_config_set(trace_config *config, const char *key, const char *value, c
     if (strcmp(key, "prompt_id") == 0)
         return copy_spec(config->prompt_id, sizeof config->prompt_id, value, "prompt id", err,
                          err_size);
-    set_err(err, err_size, "unknown trace setting '%s'", key);
+    format_error(err, err_size, "unknown trace setting '%s'", key);
     return -1;
 }
 
@@ -296,7 +288,7 @@ int trace_config_from_env(trace_config *config, char *err, size_t err_size) {
         const char *value = getenv(vars[i].var);
         if (!value) continue;
         if (trace_config_set(config, vars[i].key, value, inner, sizeof inner) != 0) {
-            set_err(err, err_size, "%s: %s", vars[i].var, inner);
+            format_error(err, err_size, "%s: %s", vars[i].var, inner);
             return -1;
         }
     }
@@ -307,12 +299,12 @@ int trace_config_from_env(trace_config *config, char *err, size_t err_size) {
         } else if (strcmp(stage, "0") == 0 || !*stage) {
             config->enabled = false;
         } else {
-            set_err(err, err_size, "GRETA_TRACE_STAGE: bad value '%s' (expected 1 or 0)", stage);
+            format_error(err, err_size, "GRETA_TRACE_STAGE: bad value '%s' (expected 1 or 0)", stage);
             return -1;
         }
     }
     if (config->enabled && !config->in_memory && !config->out_path[0]) {
-        set_err(err, err_size,
+        format_error(err, err_size,
                 "GRETA_TRACE_STAGE=1 needs GRETA_TRACE_STAGE_OUT=path.jsonl (or --trace FILE)");
         return -1;
     }
@@ -335,7 +327,7 @@ int trace_parse_flag(trace_config *config, int argc, char **argv, int *i, char *
         int used;
         if (strcmp(arg, flags[f].flag) == 0) {
             if (*i + 1 >= argc) {
-                set_err(err, err_size, "%s: missing value", flags[f].flag);
+                format_error(err, err_size, "%s: missing value", flags[f].flag);
                 return -1;
             }
             value = argv[*i + 1];
@@ -348,7 +340,7 @@ int trace_parse_flag(trace_config *config, int argc, char **argv, int *i, char *
         }
         char inner[512];
         if (trace_config_set(config, flags[f].key, value, inner, sizeof inner) != 0) {
-            set_err(err, err_size, "%s: %s", flags[f].flag, inner);
+            format_error(err, err_size, "%s: %s", flags[f].flag, inner);
             return -1;
         }
         *i += used;
@@ -561,12 +553,12 @@ trace *trace_open(const trace_config *config, const trace_model_info *info, char
     if (err && err_size) err[0] = '\0';
     if (!config || !config->enabled) return NULL;
     if (!info || info->n_layers <= 0) {
-        set_err(err, err_size, "trace: the model's layer count is unknown");
+        format_error(err, err_size, "trace: the model's layer count is unknown");
         return NULL;
     }
     trace *t = calloc(1, sizeof *t);
     if (!t) {
-        set_err(err, err_size, "trace: out of memory");
+        format_error(err, err_size, "trace: out of memory");
         return NULL;
     }
     t->config = *config;
@@ -576,20 +568,20 @@ trace *trace_open(const trace_config *config, const trace_model_info *info, char
     pthread_mutex_init(&t->lock, NULL);
     t->layer_on = calloc((size_t)t->n_layers, sizeof *t->layer_on);
     if (!t->layer_on) {
-        set_err(err, err_size, "trace: out of memory");
+        format_error(err, err_size, "trace: out of memory");
         trace_close(t, NULL, 0);
         return NULL;
     }
     char inner[512];
     layer_ctx lctx = {t->layer_on, t->n_layers};
     if (for_each_item(config->layers, layer_item, &lctx, "layer", inner, sizeof inner) != 0) {
-        set_err(err, err_size, "trace layers '%s': %s", config->layers, inner);
+        format_error(err, err_size, "trace layers '%s': %s", config->layers, inner);
         trace_close(t, NULL, 0);
         return NULL;
     }
     if (for_each_item(config->points, point_item, t->point_on, "point", inner, sizeof inner) != 0 ||
         for_each_item(config->phases, phase_item, &t->phases, "phase", inner, sizeof inner) != 0) {
-        set_err(err, err_size, "trace: %s", inner);
+        format_error(err, err_size, "trace: %s", inner);
         trace_close(t, NULL, 0);
         return NULL;
     }
@@ -606,7 +598,7 @@ trace *trace_open(const trace_config *config, const trace_model_info *info, char
         return t;
     }
     if (!config->out_path[0]) {
-        set_err(err, err_size, "trace: no output file (GRETA_TRACE_STAGE_OUT or --trace FILE)");
+        format_error(err, err_size, "trace: no output file (GRETA_TRACE_STAGE_OUT or --trace FILE)");
         trace_close(t, NULL, 0);
         return NULL;
     }
@@ -615,7 +607,7 @@ trace *trace_open(const trace_config *config, const trace_model_info *info, char
     } else {
         t->out = fopen(config->out_path, "w");
         if (!t->out) {
-            set_err(err, err_size, "trace: cannot create '%s': %s", config->out_path,
+            format_error(err, err_size, "trace: cannot create '%s': %s", config->out_path,
                     strerror(errno));
             trace_close(t, NULL, 0);
             return NULL;
@@ -642,9 +634,9 @@ int trace_close(trace *tracer, char *err, size_t err_size) {
     }
     if (tracer->failed) {
         if (tracer->config.in_memory)
-            set_err(err, err_size, "trace: collecting records failed: %s", tracer->error);
+            format_error(err, err_size, "trace: collecting records failed: %s", tracer->error);
         else
-            set_err(err, err_size, "trace: writing '%s' failed: %s", tracer->config.out_path,
+            format_error(err, err_size, "trace: writing '%s' failed: %s", tracer->config.out_path,
                     tracer->error);
         status = -1;
     }

@@ -10,13 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...) {
-    if (!err || err_size == 0) return;
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(err, err_size, fmt, args);
-    va_end(args);
-}
+#include "errors.h"
 
 /* Appends a line to result->reason (keeps what fits). */
 static void add_reason(trace_diff_result *r, const char *fmt, ...) {
@@ -94,7 +88,7 @@ static int parse_header(json_t *obj, trace_set *set, char *err, size_t err_size)
     if (get_string(obj, "precision", &s)) snprintf(set->precision, sizeof set->precision, "%s", s);
     if (get_string(obj, "build", &s)) snprintf(set->build, sizeof set->build, "%s", s);
     if (!get_int(obj, "n_layers", &v) || v <= 0 || v > 100000) {
-        set_err(err, err_size, "header: missing or bad \"n_layers\"");
+        format_error(err, err_size, "header: missing or bad \"n_layers\"");
         return -1;
     }
     set->n_layers = (int)v;
@@ -114,16 +108,16 @@ static int parse_record(json_t *obj, const trace_set *set, trace_record *rec, ch
     int64_t v;
     if (!get_string(obj, "phase", &s) || strlen(s) >= sizeof rec->phase || !trace_phase_name_valid(s) ||
         strcmp(s, "all") == 0 || strcmp(s, "decode") == 0) {
-        set_err(err, err_size, "missing or bad \"phase\" (prefill, prefill_last or decode<N>)");
+        format_error(err, err_size, "missing or bad \"phase\" (prefill, prefill_last or decode<N>)");
         return -1;
     }
     strcpy(rec->phase, s);
     if (!get_string(obj, "point", &s) || (rec->point = trace_point_from_name(s)) < 0) {
-        set_err(err, err_size, "missing or unknown \"point\"");
+        format_error(err, err_size, "missing or unknown \"point\"");
         return -1;
     }
     if (!get_string(obj, "prompt_id", &s) || !get_string(obj, "backend", &s)) {
-        set_err(err, err_size, "missing \"prompt_id\" or \"backend\"");
+        format_error(err, err_size, "missing \"prompt_id\" or \"backend\"");
         return -1;
     }
     static const char *const ints[] = {"layer", "step", "pos_id", "seq_len", "tokens_total",
@@ -131,14 +125,14 @@ static int parse_record(json_t *obj, const trace_set *set, trace_record *rec, ch
     int64_t iv[10];
     for (int i = 0; i < 10; i++) {
         if (!get_int(obj, ints[i], &iv[i])) {
-            set_err(err, err_size, "missing or non-integer \"%s\"", ints[i]);
+            format_error(err, err_size, "missing or non-integer \"%s\"", ints[i]);
             return -1;
         }
     }
     v = iv[0];
     bool final = rec->point == TP_FINAL_NORM || rec->point == TP_LM_HEAD_IN || rec->point == TP_LOGITS;
     if (v < 0 || v > 100000 || (set->n_layers > 0 && (final ? v != set->n_layers : v >= set->n_layers))) {
-        set_err(err, err_size, "\"layer\" %" PRId64 " out of range for point %s (n_layers %d)", v,
+        format_error(err, err_size, "\"layer\" %" PRId64 " out of range for point %s (n_layers %d)", v,
                 trace_point_name(rec->point), set->n_layers);
         return -1;
     }
@@ -149,7 +143,7 @@ static int parse_record(json_t *obj, const trace_set *set, trace_record *rec, ch
     rec->tokens_total = iv[4];
     rec->token_index = iv[5];
     if (iv[6] < INT32_MIN || iv[6] > INT32_MAX || iv[2] < 0 || iv[7] < 0 || iv[8] < 0 || iv[9] < 0) {
-        set_err(err, err_size, "negative or out-of-range \"pos_id\", \"token_id\", \"n\", \"nan\" or \"inf\"");
+        format_error(err, err_size, "negative or out-of-range \"pos_id\", \"token_id\", \"n\", \"nan\" or \"inf\"");
         return -1;
     }
     rec->token_id = (int32_t)iv[6];
@@ -160,34 +154,34 @@ static int parse_record(json_t *obj, const trace_set *set, trace_record *rec, ch
     if (get_string(obj, "dtype", &s)) {
         if (strcmp(s, "f64") == 0) rec->is_f64 = true;
         else if (strcmp(s, "f32") != 0) {
-            set_err(err, err_size, "bad \"dtype\" '%s' (f32 or f64)", s);
+            format_error(err, err_size, "bad \"dtype\" '%s' (f32 or f64)", s);
             return -1;
         }
     }
     if (!get_string(obj, "hash", &s) || strlen(s) != 16 || strspn(s, "0123456789abcdefABCDEF") != 16) {
-        set_err(err, err_size, "missing or bad \"hash\" (16 hex digits)");
+        format_error(err, err_size, "missing or bad \"hash\" (16 hex digits)");
         return -1;
     }
     rec->hash = strtoull(s, NULL, 16);
     if (!get_stat(obj, "min", &rec->min) || !get_stat(obj, "max", &rec->max) ||
         !get_stat(obj, "mean", &rec->mean) || !get_stat(obj, "rms", &rec->rms)) {
-        set_err(err, err_size, "missing or bad \"min\"/\"max\"/\"mean\"/\"rms\" (number or null)");
+        format_error(err, err_size, "missing or bad \"min\"/\"max\"/\"mean\"/\"rms\" (number or null)");
         return -1;
     }
     json_t *sample = json_object_get(obj, "sample");
     if (!json_is_array(sample) || (int64_t)json_array_size(sample) > rec->n) {
-        set_err(err, err_size, "missing \"sample\" array, or longer than \"n\"");
+        format_error(err, err_size, "missing \"sample\" array, or longer than \"n\"");
         return -1;
     }
     rec->n_values = (int64_t)json_array_size(sample);
     rec->values = malloc((size_t)(rec->n_values ? rec->n_values : 1) * sizeof *rec->values);
     if (!rec->values) {
-        set_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return -1;
     }
     for (int64_t i = 0; i < rec->n_values; i++) {
         if (!value_of(json_array_get(sample, (size_t)i), &rec->values[i])) {
-            set_err(err, err_size, "\"sample\"[%" PRId64 "] is not a number", i);
+            format_error(err, err_size, "\"sample\"[%" PRId64 "] is not a number", i);
             return -1;
         }
         /* float32 values are printed with 9 digits: round back to the exact float */
@@ -198,7 +192,7 @@ static int parse_record(json_t *obj, const trace_set *set, trace_record *rec, ch
     if (ids || vals) {
         if (!json_is_array(ids) || !json_is_array(vals) || json_array_size(ids) != json_array_size(vals) ||
             json_array_size(ids) > TRACE_TOPK_MAX) {
-            set_err(err, err_size, "\"top_k_ids\" and \"top_k_values\" must be arrays of equal length <= %d",
+            format_error(err, err_size, "\"top_k_ids\" and \"top_k_values\" must be arrays of equal length <= %d",
                     TRACE_TOPK_MAX);
             return -1;
         }
@@ -206,14 +200,14 @@ static int parse_record(json_t *obj, const trace_set *set, trace_record *rec, ch
         rec->top_ids = malloc((size_t)(rec->n_top ? rec->n_top : 1) * sizeof *rec->top_ids);
         rec->top_values = malloc((size_t)(rec->n_top ? rec->n_top : 1) * sizeof *rec->top_values);
         if (!rec->top_ids || !rec->top_values) {
-            set_err(err, err_size, "out of memory");
+            format_error(err, err_size, "out of memory");
             return -1;
         }
         for (int i = 0; i < rec->n_top; i++) {
             json_t *id = json_array_get(ids, (size_t)i);
             if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= rec->n ||
                 !value_of(json_array_get(vals, (size_t)i), &rec->top_values[i])) {
-                set_err(err, err_size, "bad top-k entry %d", i);
+                format_error(err, err_size, "bad top-k entry %d", i);
                 return -1;
             }
             rec->top_ids[i] = (int32_t)json_integer_value(id);
@@ -233,7 +227,7 @@ int trace_set_load_jsonl(const char *path, trace_set *set, char *err, size_t err
     trace_set_init(set);
     FILE *in = fopen(path, "r");
     if (!in) {
-        set_err(err, err_size, "%s: cannot open: %s", path, strerror(errno));
+        format_error(err, err_size, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     char *line = NULL;
@@ -251,40 +245,40 @@ int trace_set_load_jsonl(const char *path, trace_set *set, char *err, size_t err
         json_error_t jerr;
         json_t *obj = json_loadb(line, n, 0, &jerr);
         if (!obj) {
-            set_err(err, err_size, "%s:%ld: malformed JSON: %s (column %d)", path, line_no, jerr.text,
+            format_error(err, err_size, "%s:%ld: malformed JSON: %s (column %d)", path, line_no, jerr.text,
                     jerr.column);
             status = -1;
             break;
         }
         const char *event = NULL;
         if (!json_is_object(obj) || !get_string(obj, "event", &event)) {
-            set_err(err, err_size, "%s:%ld: not a StageTrace object (no \"event\" string)", path, line_no);
+            format_error(err, err_size, "%s:%ld: not a StageTrace object (no \"event\" string)", path, line_no);
             json_decref(obj);
             status = -1;
             break;
         }
         if (strcmp(event, "stage_trace_header") == 0) {
             if (have_header) {
-                set_err(err, err_size,
+                format_error(err, err_size,
                         "%s:%ld: a second header line (concatenated traces? diff one run per file)",
                         path, line_no);
                 status = -1;
             } else if (set->count > 0) {
-                set_err(err, err_size, "%s:%ld: the header must be the first line", path, line_no);
+                format_error(err, err_size, "%s:%ld: the header must be the first line", path, line_no);
                 status = -1;
             } else if (parse_header(obj, set, why, sizeof why) != 0) {
-                set_err(err, err_size, "%s:%ld: %s", path, line_no, why);
+                format_error(err, err_size, "%s:%ld: %s", path, line_no, why);
                 status = -1;
             }
             have_header = true;
         } else if (strcmp(event, "stage_trace") == 0) {
             trace_record rec;
             if (!have_header) {
-                set_err(err, err_size, "%s:%ld: record before the header line (event stage_trace_header)",
+                format_error(err, err_size, "%s:%ld: record before the header line (event stage_trace_header)",
                         path, line_no);
                 status = -1;
             } else if (parse_record(obj, set, &rec, why, sizeof why) != 0) {
-                set_err(err, err_size, "%s:%ld: %s", path, line_no, why);
+                format_error(err, err_size, "%s:%ld: %s", path, line_no, why);
                 free_record_fields(&rec);
                 status = -1;
             } else {
@@ -293,24 +287,24 @@ int trace_set_load_jsonl(const char *path, trace_set *set, char *err, size_t err
                     if (get_string(obj, "backend", &b)) snprintf(set->backend, sizeof set->backend, "%s", b);
                 }
                 if (trace_set_add(set, &rec) != 0) {
-                    set_err(err, err_size, "%s:%ld: out of memory", path, line_no);
+                    format_error(err, err_size, "%s:%ld: out of memory", path, line_no);
                     status = -1;
                 }
                 free_record_fields(&rec);
             }
         } else {
-            set_err(err, err_size, "%s:%ld: unknown event '%s'", path, line_no, event);
+            format_error(err, err_size, "%s:%ld: unknown event '%s'", path, line_no, event);
             status = -1;
         }
         json_decref(obj);
         if (status != 0) break;
     }
     if (status == 0 && ferror(in)) {
-        set_err(err, err_size, "%s: read error: %s", path, strerror(errno));
+        format_error(err, err_size, "%s: read error: %s", path, strerror(errno));
         status = -1;
     }
     if (status == 0 && !have_header) {
-        set_err(err, err_size, "%s: empty trace (no header line)", path);
+        format_error(err, err_size, "%s: empty trace (no header line)", path);
         status = -1;
     }
     free(line);
