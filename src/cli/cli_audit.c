@@ -1,13 +1,12 @@
 /* cli_audit.c: `greta audit parity|backends|determinism|neutrality` (docs/trace.md). */
-#include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audit.h"
 #include "cli.h"
+#include "cli_args.h"
 #include "greta.h"
 
 int cli_audit(int argc, char **argv);
@@ -37,60 +36,6 @@ static void audit_usage(FILE *out) {
             "  --table              print the layer x point table of every comparison\n"
             "\n"
             "exit status: 0 pass, 1 fail (the first divergence is named), 2 error\n");
-}
-
-static int parse_int_arg(const char *flag, const char *text, int lo, int *out) {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < lo || v > INT_MAX) {
-        cli_error("%s: bad value '%s' (expected an integer >= %d)", flag, text, lo);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_double_arg(const char *flag, const char *text, double *out) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !isfinite(v) || v < 0) {
-        cli_error("%s: bad value '%s' (expected a number >= 0)", flag, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Parses "1,2,3" into a malloc'ed array. */
-static int parse_ids(const char *text, int32_t **ids, size_t *n) {
-    size_t cap = 1;
-    for (const char *c = text; *c; c++) cap += *c == ',';
-    *ids = malloc(cap * sizeof **ids);
-    *n = 0;
-    if (!*ids) return -1;
-    const char *p = text;
-    while (*p) {
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (errno != 0 || end == p || v < 0 || v > INT32_MAX || (*end != ',' && *end != '\0')) {
-            cli_error("--ids: bad token id list '%s' (expected comma-separated ids >= 0)", text);
-            free(*ids);
-            *ids = NULL;
-            return -1;
-        }
-        (*ids)[(*n)++] = (int32_t)v;
-        p = *end == ',' ? end + 1 : end;
-    }
-    if (*n == 0) {
-        cli_error("--ids: empty list");
-        free(*ids);
-        *ids = NULL;
-        return -1;
-    }
-    return 0;
 }
 
 static int backend_arg(const char *flag, const char *name, greta_backend *out) {
@@ -153,12 +98,12 @@ int cli_audit(int argc, char **argv) {
         else if (strcmp(a, "--backend") == 0) rc = backend_arg(a, v, &o.backend);
         else if (strcmp(a, "--a") == 0) rc = backend_arg(a, v, &o.backend_a);
         else if (strcmp(a, "--b") == 0) rc = backend_arg(a, v, &o.backend_b);
-        else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) rc = parse_int_arg(a, v, 1, &o.n_threads);
-        else if (strcmp(a, "--threads-alt") == 0) rc = parse_int_arg(a, v, 1, &o.n_threads_alt);
-        else if (strcmp(a, "--decode") == 0) rc = parse_int_arg(a, v, 0, &o.n_decode);
-        else if (strcmp(a, "--atol") == 0) rc = parse_double_arg(a, v, &o.tolerance.atol), o.tolerance_set = true;
-        else if (strcmp(a, "--rtol") == 0) rc = parse_double_arg(a, v, &o.tolerance.rtol), o.tolerance_set = true;
-        else if (strcmp(a, "--rel") == 0) rc = parse_double_arg(a, v, &o.tolerance.rel), o.tolerance_set = true;
+        else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) rc = cli_arg_int(a, v, 1, INT_MAX, &o.n_threads);
+        else if (strcmp(a, "--threads-alt") == 0) rc = cli_arg_int(a, v, 1, INT_MAX, &o.n_threads_alt);
+        else if (strcmp(a, "--decode") == 0) rc = cli_arg_int(a, v, 0, INT_MAX, &o.n_decode);
+        else if (strcmp(a, "--atol") == 0) rc = cli_arg_tolerance(a, v, &o.tolerance.atol), o.tolerance_set = true;
+        else if (strcmp(a, "--rtol") == 0) rc = cli_arg_tolerance(a, v, &o.tolerance.rtol), o.tolerance_set = true;
+        else if (strcmp(a, "--rel") == 0) rc = cli_arg_tolerance(a, v, &o.tolerance.rel), o.tolerance_set = true;
         else if (strcmp(a, "--layers") == 0 || strcmp(a, "--points") == 0) {
             char *dst = strcmp(a, "--layers") == 0 ? o.layers : o.points;
             if (strlen(v) >= TRACE_SPEC_MAX) {
@@ -189,7 +134,7 @@ int cli_audit(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t n_ids = 0;
     int status = 2;
-    if (ids_text ? parse_ids(ids_text, &ids, &n_ids) != 0
+    if (ids_text ? cli_arg_id_list("--ids", ids_text, &ids, &n_ids) != 0
                  : audit_prompt_ids(m, prompt, chat, system, &ids, &n_ids, err, sizeof err) != 0) {
         if (!ids_text) cli_error("audit: %s", err);
         goto done;

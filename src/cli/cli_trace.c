@@ -1,13 +1,13 @@
 /* cli_trace.c: `greta trace diff A.jsonl B.jsonl` (docs/trace.md). */
 #include <errno.h>
 #include <stdint.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audit.h"
 #include "cli.h"
+#include "cli_args.h"
 #include "greta.h"
 #include "trace.h"
 #include "trace_diff.h"
@@ -40,18 +40,6 @@ static void trace_usage(FILE *out) {
             trace_flags_help());
 }
 
-static int parse_tolerance(const char *flag, const char *text, double *out) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !isfinite(v) || v < 0) {
-        cli_error("%s: bad tolerance '%s' (expected a number >= 0)", flag, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int trace_diff_command(int argc, char **argv) {
     const char *files[2] = {NULL, NULL};
     int n_files = 0;
@@ -75,7 +63,7 @@ static int trace_diff_command(int argc, char **argv) {
             }
             const char *value = argv[++i];
             if (strcmp(arg, "--html") == 0) html_path = value;
-            else if (parse_tolerance(arg, value,
+            else if (cli_arg_tolerance(arg, value,
                                      strcmp(arg, "--atol") == 0   ? &options.atol
                                      : strcmp(arg, "--rtol") == 0 ? &options.rtol
                                                                   : &options.rel) != 0)
@@ -142,44 +130,13 @@ static int trace_diff_command(int argc, char **argv) {
     return status;
 }
 
-static int parse_count(const char *flag, const char *text, int lo, int *out) {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < lo || v > 1000000) {
-        cli_error("%s: bad value '%s' (expected an integer >= %d)", flag, text, lo);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_id_list(const char *text, int32_t **ids, size_t *n) {
-    size_t cap = 1;
-    for (const char *c = text; *c; c++) cap += *c == ',';
-    *ids = malloc(cap * sizeof **ids);
-    *n = 0;
-    if (!*ids) return -1;
-    for (const char *p = text; *p;) {
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (errno != 0 || end == p || v < 0 || v > INT32_MAX || (*end != ',' && *end != '\0')) {
-            cli_error("--ids: bad token id list '%s' (expected comma-separated ids >= 0)", text);
-            free(*ids);
-            *ids = NULL;
-            return -1;
-        }
-        (*ids)[(*n)++] = (int32_t)v;
-        p = *end == ',' ? end + 1 : end;
-    }
-    if (*n == 0) {
-        cli_error("--ids: empty list");
-        free(*ids);
-        *ids = NULL;
-        return -1;
-    }
-    return 0;
+/* The flags of trace record that take a value (besides the trace flags). */
+static bool record_flag_takes_value(const char *a) {
+    static const char *const names[] = {"-m",        "--model",   "-p",      "--prompt", "--ids", "--system",
+                                        "--backend", "-t",        "--threads", "--split", "-n",    "--decode"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (strcmp(a, names[k]) == 0) return true;
+    return false;
 }
 
 static int trace_record_command(int argc, char **argv) {
@@ -214,8 +171,13 @@ static int trace_record_command(int argc, char **argv) {
             i++;
             continue;
         }
+        if (!record_flag_takes_value(a)) {
+            if (a[0] == '-') cli_error("trace record: unknown option '%s' (try 'greta trace --help')", a);
+            else cli_error("trace record: unexpected argument '%s' (try 'greta trace --help')", a);
+            return 2;
+        }
         if (i + 1 >= argc) {
-            cli_error("trace record: %s: %s", a, a[0] == '-' ? "unknown option or missing value" : "unexpected argument");
+            cli_error("%s: missing value", a);
             return 2;
         }
         const char *v = argv[i + 1];
@@ -229,14 +191,11 @@ static int trace_record_command(int argc, char **argv) {
                 return 2;
             }
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
-            if (parse_count(a, v, 1, &n_threads) != 0) return 2;
+            if (cli_arg_int(a, v, 1, 1000000, &n_threads) != 0) return 2;
         } else if (strcmp(a, "--split") == 0) {
-            if (parse_count(a, v, 1, &split) != 0) return 2;
+            if (cli_arg_int(a, v, 1, 1000000, &split) != 0) return 2;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--decode") == 0) {
-            if (parse_count(a, v, 0, &n_decode) != 0) return 2;
-        } else {
-            cli_error("trace record: unknown option '%s' (try 'greta trace --help')", a);
-            return 2;
+            if (cli_arg_int(a, v, 0, 1000000, &n_decode) != 0) return 2;
         }
         i += 2;
     }
@@ -258,7 +217,7 @@ static int trace_record_command(int argc, char **argv) {
     size_t n_ids = 0;
     int status = 2;
     trace *tracer = NULL;
-    if (ids_text ? parse_id_list(ids_text, &ids, &n_ids) != 0
+    if (ids_text ? cli_arg_id_list("--ids", ids_text, &ids, &n_ids) != 0
                  : audit_prompt_ids(m, prompt, chat, system, &ids, &n_ids, err, sizeof err) != 0) {
         if (!ids_text) cli_error("trace record: %s", err);
         goto done;

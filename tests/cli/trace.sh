@@ -100,6 +100,20 @@ expect_code "audit backends exact fails and names the first divergence" 1 "FAIL:
 expect_error "audit parity on one token is an error" "at least 2 tokens" "$GRETA" audit parity -m "$M" --ids 72
 expect_error "audit unknown kind" "unknown kind 'nope'" "$GRETA" audit nope -m "$M" --ids $IDS
 
+# flag errors of audit and trace: one clear line, exit 2
+for c in "audit parity" "trace record --trace $TMP/x.jsonl"; do
+    expect_code "$c: bad id list" 2 "greta: error: --ids: bad token id list '1,x'" "$GRETA" $c -m "$M" --ids 1,x
+    expect_code "$c: trailing comma in the id list" 2 "greta: error: --ids: bad token id list '1,2,'" "$GRETA" $c -m "$M" --ids 1,2,
+    expect_code "$c: unknown option" 2 "greta: error: .*unknown option '--bogus'" "$GRETA" $c -m "$M" --ids $IDS --bogus
+    expect_code "$c: --help" 0 "usage: greta" "$GRETA" $c --help
+done
+expect_code "audit: missing value" 2 "greta: error: --decode: missing value" "$GRETA" audit parity -m "$M" --ids $IDS --decode
+expect_code "audit: bad count" 2 "greta: error: --decode: bad value '-1'" "$GRETA" audit neutrality -m "$M" --ids $IDS --decode -1
+expect_code "audit: bad tolerance" 2 "greta: error: --atol: bad tolerance 'nan'" "$GRETA" audit backends -m "$M" --ids $IDS --atol nan
+expect_code "trace record: missing value" 2 "greta: error: -n: missing value" "$GRETA" trace record -m "$M" --ids $IDS -n
+expect_code "trace diff: missing value" 2 "greta: error: --rel: missing value" "$GRETA" trace diff "$TMP/cpu.jsonl" "$TMP/cpu.jsonl" --rel
+expect_code "trace diff: unknown option" 2 "greta: error: trace diff: unknown option '--bogus'" "$GRETA" trace diff "$TMP/cpu.jsonl" "$TMP/cpu.jsonl" --bogus
+
 # transformers reference (committed fixture) vs greta on the default model
 REAL=$GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf
 gzip -dc "$GRETA_REPO/tests/fixtures/trace/hf_buenos_aires_f64.jsonl.gz" >"$TMP/hf.jsonl"

@@ -1,0 +1,64 @@
+/* cli_args.c: see cli_args.h. */
+#include "cli_args.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+int cli_arg_int(const char *flag, const char *text, int lo, int hi, int *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi) {
+        cli_error("%s: bad value '%s' (expected an integer from %d to %d)", flag, text, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_arg_tolerance(const char *flag, const char *text, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(v) || v < 0) {
+        cli_error("%s: bad tolerance '%s' (expected a number >= 0)", flag, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_arg_id_list(const char *flag, const char *text, int32_t **ids, size_t *n) {
+    size_t cap = 1;
+    for (const char *c = text; *c; c++) cap += *c == ',';
+    *n = 0;
+    *ids = malloc(cap * sizeof **ids);
+    if (!*ids) {
+        cli_error("%s: out of memory", flag);
+        return -1;
+    }
+    for (const char *p = text; *p;) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno != 0 || end == p || v < 0 || v > INT32_MAX || (*end != ',' && *end != '\0') ||
+            (*end == ',' && end[1] == '\0')) {
+            cli_error("%s: bad token id list '%s' (expected comma-separated ids >= 0)", flag, text);
+            free(*ids);
+            *ids = NULL;
+            return -1;
+        }
+        (*ids)[(*n)++] = (int32_t)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (*n == 0) {
+        cli_error("%s: empty list", flag);
+        free(*ids);
+        *ids = NULL;
+        return -1;
+    }
+    return 0;
+}
