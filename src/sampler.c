@@ -161,9 +161,11 @@ size_t sampler_filter(const float *logits, int32_t n_vocab, const greta_sampler_
         }
         n = kept;
     }
-    /* 5. temperature. */
-    if (params->temperature != 1.0f) {
-        for (size_t i = 0; i < n; i++) cands[i].logit /= params->temperature;
+    /* 5. temperature, on logits shifted so the best is 0 (the softmax is
+     * unchanged and a tiny T gives -inf, never inf - inf = NaN). */
+    if (params->temperature != 1.0f && n > 0) {
+        double best = (double)cands[0].logit, t = (double)params->temperature;
+        for (size_t i = 0; i < n; i++) cands[i].logit = (float)(((double)cands[i].logit - best) / t);
     }
     return n;
 }

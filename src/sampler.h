@@ -12,7 +12,8 @@
  *   3. top-p             softmax (T = 1) over the survivors; keep the shortest
  *                        prefix (by descending logit) whose mass reaches top_p
  *   4. min-p             keep logits >= max + log(min_p) (p >= min_p * p_max)
- *   5. temperature       divide the surviving logits by T
+ *   5. temperature       divide the surviving logits by T (after shifting
+ *                        them so the best is 0: same softmax, no overflow)
  *   6. draw              softmax in float64, u = next xoshiro256** double in
  *                        [0, 1), the first candidate (descending logit, then
  *                        ascending id) whose cumulative mass exceeds u * total.
@@ -42,7 +43,7 @@ int32_t sampler_argmax(const float *logits, int32_t n);
 
 /* Steps 2-5: from a full (penalized) row, the survivors sorted by
  * descending logit then ascending id, with temperature applied to their
- * logits. cands must hold n_vocab entries. Returns how many survive (>= 1
+ * logits (shifted: the best becomes 0 when T != 1). cands must hold n_vocab entries. Returns how many survive (>= 1
  * when some logit is finite). */
 size_t sampler_filter(const float *logits, int32_t n_vocab, const greta_sampler_params *params,
                       sampler_candidate *cands);

@@ -197,6 +197,17 @@ static void test_temperature(void) {
     double z = 1 + sqrt(2.0) + 2;
     CHECK(fabs(probs[0] - 2 / z) < 1e-6 && fabs(probs[2] - 1 / z) < 1e-6,
           "T 2: probs %.7f .. %.7f, want %.7f .. %.7f", probs[0], probs[2], 2 / z, 1 / z);
+    /* a tiny temperature is argmax-like, never NaN */
+    p.temperature = 1e-30f;
+    n = sampler_filter(l, 3, &p, c);
+    sampler_softmax(c, n, probs);
+    CHECK(n == 3 && c[0].id == 2 && probs[0] == 1.0 && probs[1] == 0.0, "T 1e-30: p(best) = %g, p(2nd) = %g",
+          probs[0], probs[1]);
+    greta_sampler *s = greta_sampler_new(3);
+    int32_t tok = -1;
+    CHECK(greta_sampler_sample(s, &p, l, 3, NULL, 0, &tok) == GRETA_OK && tok == 2, "T 1e-30 samples the argmax");
+    greta_sampler_free(s);
+    p.temperature = 1.0f;
     /* min-p is applied before temperature (T changes nothing about the set) */
     float m[3] = {logf(0.6f), logf(0.3f), logf(0.1f)};
     p.min_p = 0.2f; /* threshold 0.12 at T = 1 -> {0,1} */
