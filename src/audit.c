@@ -180,11 +180,10 @@ int audit_prompt_ids(greta_model *m, const char *text, bool chat, const char *sy
     return 0;
 }
 
-/* Runs a session with an in-memory tracer of every selected point (whole
- * rows, every phase) and moves the records into *set. */
-static int collect(greta_model *m, const char *model_path, const int32_t *ids, size_t n_ids,
-                   greta_backend backend, int n_threads, const size_t *chunks, size_t n_chunks,
-                   const audit_options *o, trace_set *set, char *err, size_t err_size) {
+/* An in-memory tracer of the points and layers of o: whole rows, every
+ * phase. NULL (err set) on a bad --layers/--points list. */
+static trace *open_memory_tracer(greta_model *m, const char *model_path, greta_backend backend,
+                                 const audit_options *o, char *err, size_t err_size) {
     trace_config config;
     trace_config_init(&config);
     config.enabled = true;
@@ -192,10 +191,18 @@ static int collect(greta_model *m, const char *model_path, const int32_t *ids, s
     config.sample = 0;
     if (trace_config_set(&config, "layers", o->layers, err, err_size) != 0 ||
         trace_config_set(&config, "points", o->points, err, err_size) != 0)
-        return -1;
+        return NULL;
     trace_model_info info = {model_layers(m), backend_label(backend),
                              backend == GRETA_BACKEND_REF ? "f64" : "f32", model_path, NULL};
-    trace *tracer = trace_open(&config, &info, err, err_size);
+    return trace_open(&config, &info, err, err_size);
+}
+
+/* Runs a session with an in-memory tracer of every selected point (whole
+ * rows, every phase) and moves the records into *set. */
+static int collect(greta_model *m, const char *model_path, const int32_t *ids, size_t n_ids,
+                   greta_backend backend, int n_threads, const size_t *chunks, size_t n_chunks,
+                   const audit_options *o, trace_set *set, char *err, size_t err_size) {
+    trace *tracer = open_memory_tracer(m, model_path, backend, o, err, err_size);
     if (!tracer) return -1;
     audit_session_spec spec = {backend, n_threads, chunks, n_chunks, 0, tracer};
     int status = audit_run_session(m, ids, n_ids, &spec, NULL, NULL, NULL, err, err_size);
@@ -371,17 +378,7 @@ static int audit_backends(greta_model *m, const char *path, const int32_t *ids, 
 
 static int audit_neutrality(greta_model *m, const char *path, const int32_t *ids, size_t n,
                             const audit_options *o, audit_result *r, char *err, size_t err_size) {
-    trace_config config;
-    trace_config_init(&config);
-    config.enabled = true;
-    config.in_memory = true;
-    config.sample = 0;
-    if (trace_config_set(&config, "layers", o->layers, err, err_size) != 0 ||
-        trace_config_set(&config, "points", o->points, err, err_size) != 0)
-        return -1;
-    trace_model_info info = {model_layers(m), backend_label(o->backend),
-                             o->backend == GRETA_BACKEND_REF ? "f64" : "f32", path, NULL};
-    trace *tracer = trace_open(&config, &info, err, err_size);
+    trace *tracer = open_memory_tracer(m, path, o->backend, o, err, err_size);
     if (!tracer) return -1;
     size_t rows = n + (size_t)o->n_decode, n_vocab = model_vocab(m);
     float *on32 = NULL, *off32 = NULL;
