@@ -47,9 +47,13 @@ static int backend_arg(const char *flag, const char *name, greta_backend *out) {
 }
 
 int cli_audit(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        audit_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        cli_error("audit: missing KIND (parity, backends, determinism, neutrality); try 'greta audit --help'");
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        audit_usage(stdout);
+        return 0;
     }
     int kind = audit_kind_from_name(argv[1]);
     if (kind < 0) {

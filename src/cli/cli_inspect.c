@@ -355,12 +355,15 @@ int cli_inspect(int argc, char **argv) {
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             as_json = true;
-        } else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc) {
-            dump_name = argv[++i];
-        } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
-            out_path = argv[++i];
+        } else if (strcmp(argv[i], "--dump") == 0 || strcmp(argv[i], "-o") == 0) {
+            if (i + 1 >= argc) {
+                cli_error("inspect: %s: missing value", argv[i]);
+                return 2;
+            }
+            if (strcmp(argv[i], "--dump") == 0) dump_name = argv[++i];
+            else out_path = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1] != 0) {
-            cli_error("inspect: unknown or incomplete option '%s' (try 'greta inspect --help')", argv[i]);
+            cli_error("inspect: unknown option '%s' (try 'greta inspect --help')", argv[i]);
             return 2;
         } else if (!path) {
             path = argv[i];

@@ -62,6 +62,15 @@ static int64_t *dim_flag(synth_shape *s, given_flags *g, const char *flag) {
     return NULL;
 }
 
+/* The flags besides the dimensions that take a value. */
+static bool takes_value(const char *flag) {
+    static const char *const names[] = {"--shape",   "--type", "--seed", "--threads", "--rope-base",
+                                        "--rms-eps", "--pre",  "-o",     "--output"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (strcmp(flag, names[k]) == 0) return true;
+    return false;
+}
+
 int cli_synth(int argc, char **argv) {
     synth_options o;
     memset(&o, 0, sizeof o);
@@ -84,12 +93,16 @@ int cli_synth(int argc, char **argv) {
             cli_error("synth: unexpected argument '%s' (try 'greta synth --help')", flag);
             return 2;
         }
+        int64_t *dim = dim_flag(&o.shape, &g, flag);
+        if (!dim && !takes_value(flag)) {
+            cli_error("synth: unknown option '%s' (try 'greta synth --help')", flag);
+            return 2;
+        }
         if (i + 1 >= argc) {
             cli_error("synth: %s needs a value", flag);
             return 2;
         }
         const char *value = argv[++i];
-        int64_t *dim = dim_flag(&o.shape, &g, flag);
         int64_t n = 0;
         if (dim) {
             if (!parse_i64(flag, value, dim)) return 2;

@@ -267,9 +267,13 @@ done:
 }
 
 int cli_trace(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        trace_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        cli_error("trace: missing subcommand (diff or record); try 'greta trace --help'");
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        trace_usage(stdout);
+        return 0;
     }
     if (strcmp(argv[1], "diff") == 0) return trace_diff_command(argc - 1, argv + 1);
     if (strcmp(argv[1], "record") == 0) return trace_record_command(argc - 1, argv + 1);

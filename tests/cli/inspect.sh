@@ -101,7 +101,9 @@ else
     fail "the gguf package could not write an IQ2_XXS file: $(tail -1 "$TMP/err")"
 fi
 expect_error "missing FILE" "missing FILE" "$GRETA" inspect
-expect_error "unknown option" "unknown or incomplete option '--bogus'" "$GRETA" inspect "$TMP/v1.gguf" --bogus
+expect_error "unknown option" "^greta: error: inspect: unknown option '--bogus'" "$GRETA" inspect "$TMP/v1.gguf" --bogus
+expect_error "--dump without a value" "^greta: error: inspect: --dump: missing value" "$GRETA" inspect "$TMP/v1.gguf" --dump
+expect_error "-o without a value" "^greta: error: inspect: -o: missing value" "$GRETA" inspect "$TMP/v1.gguf" -o
 # Each error above is exactly one line on stderr, with nothing on stdout.
 "$GRETA" inspect "$TMP/magic.gguf" >"$TMP/out" 2>"$TMP/err"
 [[ $(wc -l <"$TMP/err") -eq 1 && ! -s $TMP/out ]] && pass "error is exactly one stderr line, stdout empty" || fail "error output shape"

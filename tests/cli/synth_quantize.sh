@@ -170,6 +170,12 @@ expect_error "synth: bad head split" "heads 4 must be a multiple of kv-heads 3" 
 expect_error "synth: Q4_0 with dim 200" "row length 200 .* block size 32" \
     "$GRETA" synth --shape tiny --dim 200 --type Q4_0 -o "$TMP/x.gguf"
 expect_error "synth: unknown type" "unknown type 'Q2_K'" "$GRETA" synth --shape tiny --type Q2_K -o "$TMP/x.gguf"
+expect_error "synth: unknown option (last, no value)" "^greta: error: synth: unknown option '--bogus'" "$GRETA" synth --shape tiny --bogus
+expect_error "synth: missing value" "^greta: error: synth: --dim needs a value" "$GRETA" synth --shape tiny --dim
+expect_error "quantize: unknown option" "^greta: error: quantize: unknown option '--bogus'" "$GRETA" quantize --bogus
+expect_error "quantize: missing value" "^greta: error: quantize: --threads needs a value" "$GRETA" quantize --threads
+expect_ok "synth --help" "$GRETA" synth --help
+expect_ok "quantize --help" "$GRETA" quantize --help
 expect_error "synth: unwritable output" "cannot create the output file" "$GRETA" synth --shape tiny -o "$TMP/no/x.gguf"
 run_jobs
 finish

@@ -107,6 +107,8 @@ for c in "audit parity" "trace record --trace $TMP/x.jsonl"; do
     expect_code "$c: unknown option" 2 "greta: error: .*unknown option '--bogus'" "$GRETA" $c -m "$M" --ids $IDS --bogus
     expect_code "$c: --help" 0 "usage: greta" "$GRETA" $c --help
 done
+expect_code "audit without a kind: one error line" 2 "^greta: error: audit: missing KIND" "$GRETA" audit
+expect_code "trace without a subcommand: one error line" 2 "^greta: error: trace: missing subcommand" "$GRETA" trace
 expect_code "audit: missing value" 2 "greta: error: --decode: missing value" "$GRETA" audit parity -m "$M" --ids $IDS --decode
 expect_code "audit: bad count" 2 "greta: error: --decode: bad value '-1'" "$GRETA" audit neutrality -m "$M" --ids $IDS --decode -1
 expect_code "audit: bad tolerance" 2 "greta: error: --atol: bad tolerance 'nan'" "$GRETA" audit backends -m "$M" --ids $IDS --atol nan
