@@ -25,6 +25,8 @@
 #define UNIT_W_ROWS 16
 #define DECODE_ROWS 8
 #define PANEL_ROWS 48
+/* Units per thread per matrix for a single activation row (decode). */
+#define DECODE_UNITS_PER_THREAD 4
 
 /* Below this many rows element-wise ops run on the calling thread. */
 #define PARALLEL_MIN_ROWS 8
@@ -218,7 +220,8 @@ typedef struct {
     int64_t xs;          /* its stride */
     int n;               /* activation rows */
     int n_panels;
-    int64_t unit_end[4]; /* cumulative unit counts per matrix */
+    int64_t unit_rows[4]; /* weight rows per unit, per matrix */
+    int64_t unit_end[4];  /* cumulative unit counts per matrix */
     atomic_long next;
 } matmul_job;
 
@@ -226,8 +229,8 @@ static void matmul_unit(matmul_job *job, int thread, int mat, int64_t wblock, in
     backend *be = job->be;
     const model_weight *w = job->w[mat];
     int64_t n8 = round8(w->n_in);
-    int64_t r_begin = wblock * UNIT_W_ROWS;
-    int64_t r_end = r_begin + UNIT_W_ROWS < w->n_out ? r_begin + UNIT_W_ROWS : w->n_out;
+    int64_t r_begin = wblock * job->unit_rows[mat];
+    int64_t r_end = r_begin + job->unit_rows[mat] < w->n_out ? r_begin + job->unit_rows[mat] : w->n_out;
     int t_begin = panel * PANEL_ROWS;
     int t_count = job->n - t_begin < PANEL_ROWS ? job->n - t_begin : PANEL_ROWS;
     float *wbuf = be->wbuf[thread];
@@ -293,7 +296,18 @@ static void cpu_matmul(backend *be, int n_mats, const model_weight *const *weigh
     };
     int64_t units = 0;
     for (int i = 0; i < n_mats; i++) {
-        units += (weights[i]->n_out + UNIT_W_ROWS - 1) / UNIT_W_ROWS * job.n_panels;
+        /* One activation row is a stream over the weights: give each thread
+         * a few long contiguous ranges (the prefetcher and the kernel's own
+         * prefetch then run ahead of it) rather than many short ones that
+         * interleave with the other threads'. */
+        int64_t rows = UNIT_W_ROWS;
+        if (n == 1 && be->n_threads > 1) {
+            int64_t share = weights[i]->n_out / ((int64_t)be->n_threads * DECODE_UNITS_PER_THREAD);
+            share = (share + DECODE_ROWS - 1) / DECODE_ROWS * DECODE_ROWS;
+            if (share > rows) rows = share;
+        }
+        job.unit_rows[i] = rows;
+        units += (weights[i]->n_out + rows - 1) / rows * job.n_panels;
         job.unit_end[i] = units;
     }
     atomic_init(&job.next, 0);
