@@ -90,6 +90,22 @@ static inline AVX2 float f16_at(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
+/* The f16 at p, in all 8 lanes. */
+static inline AVX2 __m256 f16_splat(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _mm256_cvtph_ps(_mm_set1_epi16((short)h));
+}
+
+/* d and m of a Q4_1 block (two f16 at p), each in all 8 lanes. */
+static inline AVX2 void f16_pair_splat(const uint8_t *p, __m256 *d, __m256 *m) {
+    int32_t dm;
+    memcpy(&dm, p, 4);
+    __m256 v = _mm256_cvtph_ps(_mm_set1_epi32(dm)); /* d m d m d m d m */
+    *d = _mm256_permute_ps(v, 0x00);
+    *m = _mm256_permute_ps(v, 0x55);
+}
+
 /* Q4_0: d (f16) | qs[16]; value j = low nibble of qs[j], j + 16 the high one; y = d * (q - 8). */
 static AVX2 void decode_q4_0_row(const uint8_t *src, int64_t n_blocks, float *dst) {
     const __m128i mask = _mm_set1_epi8(0x0f);
@@ -109,22 +125,24 @@ static AVX2 void decode_q4_0_row(const uint8_t *src, int64_t n_blocks, float *ds
     }
 }
 
-/* Q4_1: d (f16) | m (f16) | qs[16]; y = d * q + m (a product, then a sum). */
+/* Q4_1: d (f16) | m (f16) | qs[16]; y = d * q + m, a product then a sum.
+ * d has 11 significant bits and q < 16, so d * q is exact in float32 and
+ * the single rounding of fma(d, q, m) equals the two roundings. */
 static AVX2 void decode_q4_1_row(const uint8_t *src, int64_t n_blocks, float *dst) {
     const __m128i mask = _mm_set1_epi8(0x0f);
     for (int64_t b = 0; b < n_blocks; b++, src += 20, dst += 32) {
-        __m256 d = _mm256_set1_ps(f16_at(src));
-        __m256 m = _mm256_set1_ps(f16_at(src + 2));
+        __m256 d, m;
+        f16_pair_splat(src, &d, &m);
         __m128i v = _mm_loadu_si128((const __m128i *)(src + 4));
         __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
         __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
         __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
         __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
         __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-        _mm256_storeu_ps(dst + 0, _mm256_add_ps(_mm256_mul_ps(d, q0), m));
-        _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_mul_ps(d, q1), m));
-        _mm256_storeu_ps(dst + 16, _mm256_add_ps(_mm256_mul_ps(d, q2), m));
-        _mm256_storeu_ps(dst + 24, _mm256_add_ps(_mm256_mul_ps(d, q3), m));
+        _mm256_storeu_ps(dst + 0, _mm256_fmadd_ps(d, q0, m));
+        _mm256_storeu_ps(dst + 8, _mm256_fmadd_ps(d, q1, m));
+        _mm256_storeu_ps(dst + 16, _mm256_fmadd_ps(d, q2, m));
+        _mm256_storeu_ps(dst + 24, _mm256_fmadd_ps(d, q3, m));
     }
 }
 
@@ -275,24 +293,24 @@ static AVX2 void axpy_avx2(float *y, float a, const float *x, int64_t n) {
 /* Q4_1 block -> 4 chunks of 8 exact values. */
 static inline __attribute__((always_inline)) AVX2 void q4_1_chunks(const uint8_t *b, __m256 w[4]) {
     const __m256i mask = _mm256_set1_epi32(0x0f);
-    __m256 d = _mm256_set1_ps(f16_at(b));
-    __m256 m = _mm256_set1_ps(f16_at(b + 2));
+    __m256 d, m;
+    f16_pair_splat(b, &d, &m);
     __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 4)));  /* bytes 0..7 */
     __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 12))); /* bytes 8..15 */
     __m256 q0 = _mm256_cvtepi32_ps(_mm256_and_si256(v0, mask));
     __m256 q1 = _mm256_cvtepi32_ps(_mm256_and_si256(v1, mask));
     __m256 q2 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4));
     __m256 q3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4));
-    w[0] = _mm256_add_ps(_mm256_mul_ps(d, q0), m);
-    w[1] = _mm256_add_ps(_mm256_mul_ps(d, q1), m);
-    w[2] = _mm256_add_ps(_mm256_mul_ps(d, q2), m);
-    w[3] = _mm256_add_ps(_mm256_mul_ps(d, q3), m);
+    w[0] = _mm256_fmadd_ps(d, q0, m); /* exact product: see decode_q4_1_row */
+    w[1] = _mm256_fmadd_ps(d, q1, m);
+    w[2] = _mm256_fmadd_ps(d, q2, m);
+    w[3] = _mm256_fmadd_ps(d, q3, m);
 }
 
 static inline __attribute__((always_inline)) AVX2 void q4_0_chunks(const uint8_t *b, __m256 w[4]) {
     const __m256i mask = _mm256_set1_epi32(0x0f);
     const __m256 eight = _mm256_set1_ps(8.0f);
-    __m256 d = _mm256_set1_ps(f16_at(b));
+    __m256 d = f16_splat(b);
     __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2)));
     __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 10)));
     w[0] = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, mask)), eight));
@@ -302,7 +320,7 @@ static inline __attribute__((always_inline)) AVX2 void q4_0_chunks(const uint8_t
 }
 
 static inline __attribute__((always_inline)) AVX2 void q8_0_chunks(const uint8_t *b, __m256 w[4]) {
-    __m256 d = _mm256_set1_ps(f16_at(b));
+    __m256 d = f16_splat(b);
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++)
         w[c] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * c)))));
