@@ -347,6 +347,36 @@ struct trace; /* created and configured by the trace module */
  * what is computed. */
 greta_status greta_session_set_trace(greta_session *session, struct trace *tracer);
 
+/* What to trace, from the original's environment variables (GRETA_TRACE_STAGE,
+ * _OUT, _LAYERS, _POINTS, _PHASES, _SAMPLE, GRETA_TRACE_PROMPT_ID) and the
+ * equal command-line flags (--trace FILE, --trace-layers, --trace-points,
+ * --trace-phases, --trace-sample, ...; flags win). docs/trace.md. */
+typedef struct greta_trace_config greta_trace_config;
+
+/* A configuration read from the environment. An unknown point or phase or
+ * a malformed list is an error with a message naming it. */
+greta_status greta_trace_config_new(greta_trace_config **out, char *err, size_t err_size);
+void greta_trace_config_free(greta_trace_config *config);
+
+/* If argv[*i] is a trace flag, consumes it and its value, leaves *i on the
+ * last argument consumed and returns 1; returns 0 if it is not a trace flag;
+ * -1 with a message in err on a bad or missing value. */
+int greta_trace_config_parse_flag(greta_trace_config *config, int argc, char **argv, int *i,
+                                  char *err, size_t err_size);
+bool greta_trace_config_enabled(const greta_trace_config *config);
+/* One line per flag, for --help texts. */
+const char *greta_trace_flags_help(void);
+
+/* Opens the tracer config describes for the session (checks the layer range
+ * against the model, writes the header line) and attaches it. Does nothing
+ * and returns GRETA_OK when tracing is not enabled. */
+greta_status greta_session_open_trace(greta_session *session, const greta_trace_config *config,
+                                      const char *model_path, char *err, size_t err_size);
+/* Detaches and closes the tracer opened by greta_session_open_trace (if
+ * any); reports a failed write. greta_session_free closes it too, but
+ * cannot report errors. */
+greta_status greta_session_close_trace(greta_session *session, char *err, size_t err_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -446,6 +446,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
 
 void greta_session_free(greta_session *session) {
     if (!session) return;
+    greta_session_close_trace(session, NULL, 0);
     engine_free(session->e);
     greta_sampler_free(session->sampler);
     free(session);

@@ -266,7 +266,7 @@ done:
     free(ids);
     free(pp);
     free(tg);
-    greta_session_free(session);
+    if (session && !cli_end_session(session) && rc == 0) rc = 1;
     greta_model_free(model);
     cli_gen_options_free(&o);
     return rc;

@@ -30,7 +30,7 @@ static void chat_usage(FILE *out) {
             "  Reads one user message per line from stdin; the answer streams to stdout.\n"
             "  /reset forgets the conversation, /quit (or end of input) quits, Ctrl-C stops an answer.\n"
             "  --system TEXT, --chat-template NAME|FILE, -n N (tokens per answer, default 1024),\n"
-            "  and the sampling, context, thread and backend flags of 'greta run' (docs/cli.md).\n");
+            "  and the sampling, context, thread, backend and --trace* flags of 'greta run' (docs/cli.md).\n");
 }
 
 typedef struct {
@@ -209,7 +209,7 @@ done:
     free(line);
     conversation_truncate(&conv, 0);
     free(conv.messages);
-    greta_session_free(session);
+    if (session && !cli_end_session(session) && rc == 0) rc = 1;
     greta_model_free(model);
     cli_gen_options_free(&o);
     return rc;

@@ -19,6 +19,7 @@ void cli_gen_options_init(cli_gen_options *o) {
     o->sampling = greta_sampler_default_params();
     o->seed = greta_session_default_params().seed;
     o->backend = GRETA_BACKEND_CPU;
+    if (greta_trace_config_new(&o->trace, o->trace_error, sizeof o->trace_error) != GRETA_OK) o->trace = NULL;
 }
 
 void cli_gen_options_free(cli_gen_options *o) {
@@ -26,6 +27,8 @@ void cli_gen_options_free(cli_gen_options *o) {
     free(o->chat_template_text);
     o->stops = NULL;
     o->chat_template_text = NULL;
+    greta_trace_config_free(o->trace);
+    o->trace = NULL;
 }
 
 const char *cli_flag_value(int argc, char **argv, int *i) {
@@ -109,6 +112,15 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
     const char *v = NULL;
     long n = 0;
     float f = 0.0f;
+    if (o->trace) {
+        char err[512] = "";
+        int r = greta_trace_config_parse_flag(o->trace, argc, argv, i, err, sizeof err);
+        if (r < 0) {
+            cli_error("%s", err);
+            return -1;
+        }
+        if (r == 1) return 1;
+    }
     /* flags without a value */
     if (is_flag(arg, "--greedy", NULL)) {
         o->sampling.greedy = true;
@@ -267,7 +279,25 @@ greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, boo
         cli_error("session: %s", err[0] ? err : greta_status_string(st));
         return NULL;
     }
+    if (!o->trace) {
+        cli_error("trace: %s", o->trace_error);
+        greta_session_free(session);
+        return NULL;
+    }
+    if (greta_session_open_trace(session, o->trace, o->model_path, err, sizeof err) != GRETA_OK) {
+        cli_error("trace: %s", err);
+        greta_session_free(session);
+        return NULL;
+    }
     return session;
+}
+
+bool cli_end_session(greta_session *session) {
+    char err[512] = "";
+    bool ok = greta_session_close_trace(session, err, sizeof err) == GRETA_OK;
+    if (!ok) cli_error("trace: %s", err);
+    greta_session_free(session);
+    return ok;
 }
 
 char *cli_read_file(const char *what, const char *path, size_t *len) {

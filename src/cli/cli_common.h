@@ -31,6 +31,8 @@ typedef struct {
     bool render_special;          /* print control tokens of the output */
     const char *dump_logits_dir;  /* --dump-logits DIR */
     bool show_help;
+    greta_trace_config *trace;    /* GRETA_TRACE_STAGE* + --trace* flags; NULL if the env was bad */
+    char trace_error[512];        /* why trace is NULL */
 } cli_gen_options;
 
 /* Defaults: n_predict 256, default sampling, seed 0x67726574, cpu. */
@@ -63,6 +65,10 @@ greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, boo
 
 /* Reads a whole file ("-" = stdin) into a malloc'ed NUL-terminated buffer;
  * prints "greta: error: WHAT: WHY" and returns NULL on failure. */
+/* Closes the session's tracer (reporting a failed write) and frees the
+ * session. Returns false if the trace could not be written. */
+bool cli_end_session(greta_session *session);
+
 char *cli_read_file(const char *what, const char *path, size_t *len);
 
 /* Monotonic seconds. */

@@ -32,7 +32,9 @@ static void run_usage(FILE *out) {
             "  --backend cpu|ref|cuda    (default cpu)\n"
             "  --parse-special           control-token texts in the prompt become their ids\n"
             "  --special                 print control tokens of the output\n"
-            "  --dump-logits DIR         write every step's logits row (docs/cli.md)\n");
+            "  --dump-logits DIR         write every step's logits row (docs/cli.md)\n"
+            "StageTrace (also GRETA_TRACE_STAGE* environment variables; docs/trace.md):\n");
+    fputs(greta_trace_flags_help(), out);
 }
 
 /* The prompt's token ids (plain or chat-templated). */
@@ -149,7 +151,7 @@ int cli_run(int argc, char **argv) {
 done:
     free(result.text);
     greta_free(ids);
-    greta_session_free(session);
+    if (session && !cli_end_session(session) && rc == 0) rc = 1;
     greta_model_free(model);
     free(file_text);
     cli_gen_options_free(&o);
