@@ -1,23 +1,13 @@
 /* engine.c: session state and the one forward (see engine.h). */
 #include "engine.h"
+#include "errors.h"
 #include "faults.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_MAX_ROWS 512
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...) {
-    if (!err || err_size == 0) return;
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(err, err_size, fmt, args);
-    va_end(args);
-}
 
 engine *engine_new(const model *m, const engine_config *config, greta_status *status, char *err,
                    size_t err_size) {
@@ -28,16 +18,16 @@ engine *engine_new(const model *m, const engine_config *config, greta_status *st
     case GRETA_BACKEND_REF: ops = &backend_ref_ops; break;
     case GRETA_BACKEND_CUDA:
         *status = GRETA_ERR_UNSUPPORTED;
-        set_err(err, err_size, "backend cuda: greta was not built with CUDA");
+        format_error(err, err_size, "backend cuda: greta was not built with CUDA");
         return NULL;
     default:
         *status = GRETA_ERR_INVALID_ARGUMENT;
-        set_err(err, err_size, "unknown backend id %d", (int)config->backend);
+        format_error(err, err_size, "unknown backend id %d", (int)config->backend);
         return NULL;
     }
     if (config->n_ctx <= 0 || config->n_threads <= 0 || config->max_rows < 0) {
         *status = GRETA_ERR_INVALID_ARGUMENT;
-        set_err(err, err_size, "invalid session sizes (n_ctx %d, threads %d)", config->n_ctx, config->n_threads);
+        format_error(err, err_size, "invalid session sizes (n_ctx %d, threads %d)", config->n_ctx, config->n_threads);
         return NULL;
     }
     engine *e = calloc(1, sizeof *e);
@@ -64,14 +54,14 @@ engine *engine_new(const model *m, const engine_config *config, greta_status *st
     e->be = ops->create(m, &bc, berr, sizeof berr);
     if (!e->be) {
         *status = GRETA_ERR_NO_MEMORY;
-        set_err(err, err_size, "backend %s: %s", ops->name, berr);
+        format_error(err, err_size, "backend %s: %s", ops->name, berr);
         engine_free(e);
         return NULL;
     }
     return e;
 oom:
     *status = GRETA_ERR_NO_MEMORY;
-    set_err(err, err_size, "out of memory creating a session of %d positions", config->n_ctx);
+    format_error(err, err_size, "out of memory creating a session of %d positions", config->n_ctx);
     engine_free(e);
     return NULL;
 }
@@ -217,23 +207,23 @@ static bool ensure_logits_all(engine *e, size_t rows) {
 
 greta_status engine_eval(engine *e, const int32_t *tokens, size_t n, char *err, size_t err_size) {
     if (n == 0 || !tokens) {
-        set_err(err, err_size, "eval of no tokens");
+        format_error(err, err_size, "eval of no tokens");
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (n > (size_t)(e->config.n_ctx - e->n_pos)) {
-        set_err(err, err_size, "%zu tokens do not fit the context: %d of %d positions are used, %d free", n,
+        format_error(err, err_size, "%zu tokens do not fit the context: %d of %d positions are used, %d free", n,
                 e->n_pos, e->config.n_ctx, e->config.n_ctx - e->n_pos);
         return GRETA_ERR_CONTEXT_FULL;
     }
     for (size_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= e->m->hp.n_vocab) {
-            set_err(err, err_size, "token id %d at index %zu is outside the vocabulary [0, %d)", tokens[i], i,
+            format_error(err, err_size, "token id %d at index %zu is outside the vocabulary [0, %d)", tokens[i], i,
                     e->m->hp.n_vocab);
             return GRETA_ERR_INVALID_ARGUMENT;
         }
     }
     if (e->config.logits_all && !ensure_logits_all(e, n)) {
-        set_err(err, err_size, "out of memory keeping the logits of %zu rows", n);
+        format_error(err, err_size, "out of memory keeping the logits of %zu rows", n);
         return GRETA_ERR_NO_MEMORY;
     }
     /* Phase: a call of several tokens (or the first call) is a prefill;
@@ -244,7 +234,7 @@ greta_status engine_eval(engine *e, const int32_t *tokens, size_t n, char *err, 
     int max_rows = e->config.max_rows;
     trace_row *rows = malloc((size_t)max_rows * sizeof *rows);
     if (!rows) {
-        set_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return GRETA_ERR_NO_MEMORY;
     }
     for (size_t done = 0; done < n;) {
@@ -276,7 +266,7 @@ greta_status engine_eval(engine *e, const int32_t *tokens, size_t n, char *err, 
 
 greta_status engine_rewind(engine *e, int32_t pos, char *err, size_t err_size) {
     if (pos < 0 || pos > e->n_pos) {
-        set_err(err, err_size, "cannot rewind to position %d: the cache holds positions [0, %d)", pos, e->n_pos);
+        format_error(err, err_size, "cannot rewind to position %d: the cache holds positions [0, %d)", pos, e->n_pos);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     e->n_pos = pos;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "greta_api_internal.h"
 #include "quant.h"
 
@@ -35,16 +36,6 @@ const char *greta_version(void) {
 
 void greta_free(void *ptr) {
     free(ptr);
-}
-
-static void write_err(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void write_err(char *err, size_t err_size, const char *fmt, ...) {
-    if (!err || err_size == 0) return;
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(err, err_size, fmt, args);
-    va_end(args);
 }
 
 greta_status greta_model_fail(greta_model *model, greta_status status, const char *fmt, ...) {
@@ -117,29 +108,29 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
                               size_t err_size) {
     if (out) *out = NULL;
     if (!path || !out) {
-        write_err(err, err_size, "greta_model_load: path and out must not be NULL");
+        format_error(err, err_size, "greta_model_load: path and out must not be NULL");
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     greta_model_params defaults = greta_model_default_params();
     const greta_model_params *p = params ? params : &defaults;
     if (!report(p, 0.0f)) {
-        write_err(err, err_size, "load cancelled");
+        format_error(err, err_size, "load cancelled");
         return GRETA_ERR_CANCELLED;
     }
     if (access(path, R_OK) != 0) {
-        write_err(err, err_size, "cannot open: %s", strerror(errno));
+        format_error(err, err_size, "cannot open: %s", strerror(errno));
         return GRETA_ERR_IO;
     }
     char why[400] = "";
     gguf_file *file = gguf_open(path, why, sizeof why);
     if (!file) {
-        write_err(err, err_size, "%s", why);
+        format_error(err, err_size, "%s", why);
         return GRETA_ERR_FORMAT;
     }
     greta_model *gm = calloc(1, sizeof *gm);
     if (!gm) {
         gguf_close(file);
-        write_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return GRETA_ERR_NO_MEMORY;
     }
     gm->vocab_only = p->vocab_only;
@@ -149,19 +140,19 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
     gm->name = gguf_get_str(file, "general.name", &s) && s.len > 0 ? gguf_str_dup(s) : base_name(path);
     if (!gm->name) {
         status = GRETA_ERR_NO_MEMORY;
-        write_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         goto fail_file;
     }
     if (gguf_find_key(file, "tokenizer.ggml.model") >= 0) {
         gm->tok = tokenizer_load(file, why, sizeof why);
         if (!gm->tok) {
             status = GRETA_ERR_TOKENIZER;
-            write_err(err, err_size, "tokenizer: %s", why);
+            format_error(err, err_size, "tokenizer: %s", why);
             goto fail_file;
         }
     } else if (p->vocab_only) {
         status = GRETA_ERR_TOKENIZER;
-        write_err(err, err_size, "no tokenizer in the file (missing key tokenizer.ggml.model)");
+        format_error(err, err_size, "no tokenizer in the file (missing key tokenizer.ggml.model)");
         goto fail_file;
     }
     if (p->vocab_only) {
@@ -170,25 +161,25 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
         gm->m = model_load(file, why, sizeof why); /* owns (or closes) file */
         if (!gm->m) {
             status = strstr(why, "unsupported") ? GRETA_ERR_UNSUPPORTED : GRETA_ERR_FORMAT;
-            write_err(err, err_size, "%s", why);
+            format_error(err, err_size, "%s", why);
             goto fail;
         }
         if (gm->tok && tokenizer_vocab_size(gm->tok) > gm->m->hp.n_vocab) {
             status = GRETA_ERR_FORMAT;
-            write_err(err, err_size, "the tokenizer has %d tokens but token_embd.weight only %d rows",
+            format_error(err, err_size, "the tokenizer has %d tokens but token_embd.weight only %d rows",
                       tokenizer_vocab_size(gm->tok), gm->m->hp.n_vocab);
             goto fail;
         }
         if (!report(p, 0.05f) || (p->prefault && !prefault_weights(gm->m, p))) {
             status = GRETA_ERR_CANCELLED;
-            write_err(err, err_size, "load cancelled");
+            format_error(err, err_size, "load cancelled");
             goto fail;
         }
     }
     fill_file_type(gm);
     if (!report(p, 1.0f)) {
         status = GRETA_ERR_CANCELLED;
-        write_err(err, err_size, "load cancelled");
+        format_error(err, err_size, "load cancelled");
         goto fail;
     }
     *out = gm;
@@ -386,27 +377,27 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
                                char *err, size_t err_size) {
     if (out) *out = NULL;
     if (!model || !out) {
-        write_err(err, err_size, "greta_session_new: model and out must not be NULL");
+        format_error(err, err_size, "greta_session_new: model and out must not be NULL");
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (!model->m) {
-        write_err(err, err_size, "the model was loaded vocab_only: it has no weights to run");
+        format_error(err, err_size, "the model was loaded vocab_only: it has no weights to run");
         return GRETA_ERR_STATE;
     }
     greta_session_params defaults = greta_session_default_params();
     const greta_session_params *p = params ? params : &defaults;
     const model_hparams *hp = &model->m->hp;
     if (p->n_ctx < 0 || p->n_ctx > hp->n_ctx_train) {
-        write_err(err, err_size, "context length %d is outside [1, %d] (the model's trained context length)", p->n_ctx,
+        format_error(err, err_size, "context length %d is outside [1, %d] (the model's trained context length)", p->n_ctx,
                   hp->n_ctx_train);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (p->n_threads < 0 || p->n_threads > MAX_THREADS) {
-        write_err(err, err_size, "thread count %d is outside [1, %d]", p->n_threads, MAX_THREADS);
+        format_error(err, err_size, "thread count %d is outside [1, %d]", p->n_threads, MAX_THREADS);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (p->backend != GRETA_BACKEND_CPU && p->backend != GRETA_BACKEND_REF && p->backend != GRETA_BACKEND_CUDA) {
-        write_err(err, err_size, "unknown backend id %d", (int)p->backend);
+        format_error(err, err_size, "unknown backend id %d", (int)p->backend);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     int threads = p->n_threads;
@@ -423,7 +414,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
     };
     greta_session *s = calloc(1, sizeof *s);
     if (!s) {
-        write_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return GRETA_ERR_NO_MEMORY;
     }
     s->model = model;
@@ -437,7 +428,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
     s->sampler = greta_sampler_new(p->seed);
     if (!s->sampler) {
         greta_session_free(s);
-        write_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return GRETA_ERR_NO_MEMORY;
     }
     *out = s;

@@ -2,22 +2,12 @@
 #include "model.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors.h"
 #include "quant.h"
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...) {
-    if (!err || err_size == 0) return;
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(err, err_size, fmt, args);
-    va_end(args);
-}
 
 const char *rope_scaling_name(rope_scaling_type type) {
     switch (type) {
@@ -39,15 +29,15 @@ static bool get_pos_int(const gguf_file *file, const char *key, bool required, i
     int64_t v = dflt;
     if (gguf_find_key(file, key) < 0) {
         if (required) {
-            set_err(err, err_size, "missing key %s", key);
+            format_error(err, err_size, "missing key %s", key);
             return false;
         }
     } else if (!gguf_get_int(file, key, &v)) {
-        set_err(err, err_size, "key %s is not an integer", key);
+        format_error(err, err_size, "key %s is not an integer", key);
         return false;
     }
     if (v <= 0 || v > max) {
-        set_err(err, err_size, "key %s = %lld is out of range [1, %lld]", key, (long long)v, (long long)max);
+        format_error(err, err_size, "key %s = %lld is out of range [1, %lld]", key, (long long)v, (long long)max);
         return false;
     }
     *out = (int32_t)v;
@@ -59,11 +49,11 @@ static bool get_opt_float(const gguf_file *file, const char *key, double dflt, d
     *out = dflt;
     if (gguf_find_key(file, key) < 0) return true;
     if (!gguf_get_float(file, key, out)) {
-        set_err(err, err_size, "key %s is not a float", key);
+        format_error(err, err_size, "key %s is not a float", key);
         return false;
     }
     if (!isfinite(*out)) {
-        set_err(err, err_size, "key %s is not finite", key);
+        format_error(err, err_size, "key %s is not finite", key);
         return false;
     }
     return true;
@@ -72,12 +62,12 @@ static bool get_opt_float(const gguf_file *file, const char *key, double dflt, d
 static bool check_architecture(const gguf_file *file, char *err, size_t err_size) {
     gguf_str arch;
     if (!gguf_get_str(file, "general.architecture", &arch)) {
-        set_err(err, err_size, "missing key general.architecture");
+        format_error(err, err_size, "missing key general.architecture");
         return false;
     }
     if (!gguf_str_eq(arch, "llama")) {
         int len = arch.len > 64 ? 64 : (int)arch.len;
-        set_err(err, err_size, "unsupported architecture '%.*s' (greta runs 'llama')", len, arch.ptr);
+        format_error(err, err_size, "unsupported architecture '%.*s' (greta runs 'llama')", len, arch.ptr);
         return false;
     }
     return true;
@@ -92,7 +82,7 @@ bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, siz
         if (gguf_get_int(file, "llama.expert_count", &e) && e > 0) experts = (int32_t)e;
     }
     if (experts > 0) {
-        set_err(err, err_size, "unsupported model: mixture of experts (llama.expert_count = %d)", experts);
+        format_error(err, err_size, "unsupported model: mixture of experts (llama.expert_count = %d)", experts);
         return false;
     }
     if (!get_pos_int(file, "llama.embedding_length", true, 0, MAX_DIM, &hp->n_embd, err, err_size) ||
@@ -104,12 +94,12 @@ bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, siz
         !get_pos_int(file, "llama.context_length", true, 0, MAX_CTX, &hp->n_ctx_train, err, err_size))
         return false;
     if (hp->n_embd % hp->n_head != 0) {
-        set_err(err, err_size, "embedding length %d is not a multiple of head count %d", hp->n_embd, hp->n_head);
+        format_error(err, err_size, "embedding length %d is not a multiple of head count %d", hp->n_embd, hp->n_head);
         return false;
     }
     hp->head_dim = hp->n_embd / hp->n_head;
     if (hp->n_head % hp->n_head_kv != 0) {
-        set_err(err, err_size, "head count %d is not a multiple of head_count_kv %d", hp->n_head, hp->n_head_kv);
+        format_error(err, err_size, "head count %d is not a multiple of head_count_kv %d", hp->n_head, hp->n_head_kv);
         return false;
     }
     hp->kv_dim = hp->n_head_kv * hp->head_dim;
@@ -117,19 +107,19 @@ bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, siz
                      err_size))
         return false;
     if (hp->rope_dim > hp->head_dim || hp->rope_dim % 2 != 0) {
-        set_err(err, err_size, "rope dimension %d must be even and at most the head dimension %d", hp->rope_dim,
+        format_error(err, err_size, "rope dimension %d must be even and at most the head dimension %d", hp->rope_dim,
                 hp->head_dim);
         return false;
     }
     if (!get_opt_float(file, "llama.rope.freq_base", 10000.0, &hp->rope_freq_base, err, err_size)) return false;
     if (hp->rope_freq_base <= 0) {
-        set_err(err, err_size, "llama.rope.freq_base = %g must be positive", hp->rope_freq_base);
+        format_error(err, err_size, "llama.rope.freq_base = %g must be positive", hp->rope_freq_base);
         return false;
     }
     if (!get_opt_float(file, "llama.attention.layer_norm_rms_epsilon", 1e-5, &hp->rms_eps, err, err_size))
         return false;
     if (hp->rms_eps < 0) {
-        set_err(err, err_size, "llama.attention.layer_norm_rms_epsilon = %g is negative", hp->rms_eps);
+        format_error(err, err_size, "llama.attention.layer_norm_rms_epsilon = %g is negative", hp->rms_eps);
         return false;
     }
     /* RoPE scaling: llama.rope.scaling.type ("none", "linear"; llama3 is
@@ -140,7 +130,7 @@ bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, siz
     gguf_str type;
     bool has_type = gguf_find_key(file, "llama.rope.scaling.type") >= 0;
     if (has_type && !gguf_get_str(file, "llama.rope.scaling.type", &type)) {
-        set_err(err, err_size, "key llama.rope.scaling.type is not a string");
+        format_error(err, err_size, "key llama.rope.scaling.type is not a string");
         return false;
     }
     double factor = 1.0;
@@ -148,14 +138,14 @@ bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, siz
         if (!get_opt_float(file, "llama.rope.scaling.factor", 1.0, &factor, err, err_size)) return false;
     } else if (has_type && !gguf_str_eq(type, "none")) {
         int len = type.len > 32 ? 32 : (int)type.len;
-        set_err(err, err_size, "unsupported rope scaling type '%.*s' (greta supports none, linear, llama3)", len,
+        format_error(err, err_size, "unsupported rope scaling type '%.*s' (greta supports none, linear, llama3)", len,
                 type.ptr);
         return false;
     } else if (!has_type) {
         if (!get_opt_float(file, "llama.rope.scale_linear", 1.0, &factor, err, err_size)) return false;
     }
     if (factor <= 0) {
-        set_err(err, err_size, "rope scaling factor %g must be positive", factor);
+        format_error(err, err_size, "rope scaling factor %g must be positive", factor);
         return false;
     }
     if (factor != 1.0) {
@@ -177,7 +167,7 @@ typedef struct {
 static const gguf_tensor *find(binder *b, const char *name, bool required) {
     const gguf_tensor *t = gguf_find_tensor(b->m->file, name);
     if (!t) {
-        if (required) set_err(b->err, b->err_size, "missing tensor '%s'", name);
+        if (required) format_error(b->err, b->err_size, "missing tensor '%s'", name);
         return NULL;
     }
     uint64_t n = gguf_tensor_count(b->m->file);
@@ -196,7 +186,7 @@ static void shape_text(const gguf_tensor *t, char *buf, size_t size) {
 
 static bool check_type(binder *b, const gguf_tensor *t) {
     if (!quant_type_supported(t->type)) {
-        set_err(b->err, b->err_size, "tensor '%s' has unsupported type %s", t->name, quant_type_name(t->type));
+        format_error(b->err, b->err_size, "tensor '%s' has unsupported type %s", t->name, quant_type_name(t->type));
         return false;
     }
     return true;
@@ -208,19 +198,19 @@ static bool bind_matrix(binder *b, const char *name, int64_t n_in, int64_t n_out
     if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out) {
         char have[96];
         shape_text(t, have, sizeof have);
-        set_err(b->err, b->err_size, "tensor '%s' has shape %s, expected [%lld, %lld]", name, have,
+        format_error(b->err, b->err_size, "tensor '%s' has shape %s, expected [%lld, %lld]", name, have,
                 (long long)n_in, (long long)n_out);
         return false;
     }
     if (!check_type(b, t)) return false;
     size_t row = quant_row_bytes(t->type, n_in);
     if (row == 0) {
-        set_err(b->err, b->err_size, "tensor '%s': row length %lld is not a multiple of the %s block size %lld",
+        format_error(b->err, b->err_size, "tensor '%s': row length %lld is not a multiple of the %s block size %lld",
                 name, (long long)n_in, quant_type_name(t->type), (long long)quant_block_size(t->type));
         return false;
     }
     if ((uint64_t)row * (uint64_t)n_out != t->nbytes) {
-        set_err(b->err, b->err_size, "tensor '%s' has %llu bytes, expected %llu", name,
+        format_error(b->err, b->err_size, "tensor '%s' has %llu bytes, expected %llu", name,
                 (unsigned long long)t->nbytes, (unsigned long long)row * (unsigned long long)n_out);
         return false;
     }
@@ -243,20 +233,20 @@ static bool bind_vector(binder *b, const char *name, bool required, int64_t n, f
     if (t->n_dims != 1 || t->ne[0] != n) {
         char have[96];
         shape_text(t, have, sizeof have);
-        set_err(b->err, b->err_size, "tensor '%s' has shape %s, expected [%lld]", name, have, (long long)n);
+        format_error(b->err, b->err_size, "tensor '%s' has shape %s, expected [%lld]", name, have, (long long)n);
         return false;
     }
     if (!check_type(b, t)) return false;
     size_t bytes = quant_row_bytes(t->type, n);
     if (bytes == 0 || bytes != t->nbytes) {
-        set_err(b->err, b->err_size, "tensor '%s': %llu bytes do not hold %lld %s values", name,
+        format_error(b->err, b->err_size, "tensor '%s': %llu bytes do not hold %lld %s values", name,
                 (unsigned long long)t->nbytes, (long long)n, quant_type_name(t->type));
         return false;
     }
     quant_dequantize(t->type, t->data, dst, n);
     for (int64_t i = 0; i < n; i++) {
         if (!isfinite(dst[i])) {
-            set_err(b->err, b->err_size, "tensor '%s' holds a non-finite value at %lld", name, (long long)i);
+            format_error(b->err, b->err_size, "tensor '%s' holds a non-finite value at %lld", name, (long long)i);
             return false;
         }
     }
@@ -305,13 +295,13 @@ static bool bind_all(binder *b) {
     /* token_embd fixes the vocabulary size. */
     const gguf_tensor *emb = gguf_find_tensor(m->file, "token_embd.weight");
     if (!emb) {
-        set_err(b->err, b->err_size, "missing tensor 'token_embd.weight'");
+        format_error(b->err, b->err_size, "missing tensor 'token_embd.weight'");
         return false;
     }
     if (emb->n_dims != 2 || emb->ne[1] <= 0 || emb->ne[1] > (1 << 24)) {
         char have[96];
         shape_text(emb, have, sizeof have);
-        set_err(b->err, b->err_size, "tensor 'token_embd.weight' has shape %s, expected [%d, n_vocab]", have,
+        format_error(b->err, b->err_size, "tensor 'token_embd.weight' has shape %s, expected [%d, n_vocab]", have,
                 hp->n_embd);
         return false;
     }
@@ -319,7 +309,7 @@ static bool bind_all(binder *b) {
     if (gguf_find_key(m->file, "llama.vocab_size") >= 0) {
         int64_t v = 0;
         if (!gguf_get_int(m->file, "llama.vocab_size", &v) || v != hp->n_vocab) {
-            set_err(b->err, b->err_size, "llama.vocab_size = %lld disagrees with token_embd.weight rows %d",
+            format_error(b->err, b->err_size, "llama.vocab_size = %lld disagrees with token_embd.weight rows %d",
                     (long long)v, hp->n_vocab);
             return false;
         }
@@ -331,7 +321,7 @@ static bool bind_all(binder *b) {
     m->vectors = calloc(n_vec, sizeof(float));
     m->layers = calloc((size_t)hp->n_layer, sizeof(model_layer));
     if (!m->vectors || !m->layers) {
-        set_err(b->err, b->err_size, "out of memory binding tensors");
+        format_error(b->err, b->err_size, "out of memory binding tensors");
         return false;
     }
     float *vec = m->vectors;
@@ -354,7 +344,7 @@ static bool bind_all(binder *b) {
     if (has_freqs) {
         for (int i = 0; i < hp->rope_dim / 2; i++) {
             if (!(vec[i] > 0)) {
-                set_err(b->err, b->err_size, "tensor 'rope_freqs.weight' holds a non-positive factor at %d", i);
+                format_error(b->err, b->err_size, "tensor 'rope_freqs.weight' holds a non-positive factor at %d", i);
                 return false;
             }
         }
@@ -366,7 +356,7 @@ static bool bind_all(binder *b) {
     uint64_t n = gguf_tensor_count(m->file);
     for (uint64_t i = 0; i < n; i++) {
         if (!b->bound[i]) {
-            set_err(b->err, b->err_size, "unexpected tensor '%s' (not part of the llama architecture greta runs)",
+            format_error(b->err, b->err_size, "unexpected tensor '%s' (not part of the llama architecture greta runs)",
                     gguf_get_tensor(m->file, i)->name);
             return false;
         }
@@ -377,13 +367,13 @@ static bool bind_all(binder *b) {
 
 model *model_load(gguf_file *file, char *err, size_t err_size) {
     if (!file) {
-        set_err(err, err_size, "no file");
+        format_error(err, err_size, "no file");
         return NULL;
     }
     model *m = calloc(1, sizeof *m);
     if (!m) {
         gguf_close(file);
-        set_err(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return NULL;
     }
     m->file = file;
@@ -396,7 +386,7 @@ model *model_load(gguf_file *file, char *err, size_t err_size) {
     m->name = gguf_get_str(file, "general.name", &s) ? gguf_str_dup(s) : strdup("");
     binder b = {m, err, err_size, calloc(gguf_tensor_count(file) + 1, 1)};
     bool ok = m->architecture && m->name && b.bound;
-    if (!ok) set_err(err, err_size, "out of memory");
+    if (!ok) format_error(err, err_size, "out of memory");
     ok = ok && bind_all(&b);
     free(b.bound);
     if (!ok) {
