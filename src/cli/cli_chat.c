@@ -78,6 +78,11 @@ static int chat_prefill(greta_model *model, greta_session *session, const cli_ge
         cli_error("tokenize: %s", greta_model_error(model));
         return -1;
     }
+    if (n_ids == 0) {
+        cli_error("chat template: the conversation renders to no tokens");
+        greta_free(ids);
+        return -1;
+    }
     int32_t n_ctx = greta_session_n_ctx(session);
     if (n_ids >= (size_t)n_ctx) {
         cli_error("chat: the conversation is %zu tokens, the context holds %d; /reset to start over", n_ids,

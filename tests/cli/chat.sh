@@ -12,6 +12,14 @@ expect_error "chat: a run-only flag" "greta: error: chat: -p is a 'greta run' fl
 expect_error "chat: no model" "greta: error: chat: no model" "$GRETA" chat
 expect_error "chat: bad number" "greta: error: --top-k: expected an integer, got 'many'" "$GRETA" chat -m x.gguf --top-k many
 
+# A template that renders the conversation to nothing: one clear error, not a
+# rewind to position -1 (the common-prefix count underflowed).
+"$GRETA" synth --shape tiny --type Q8_0 -o "$TMP/tiny.gguf" >/dev/null 2>&1
+printf "{{ '' }}" >"$TMP/empty.jinja"
+echo hi >"$TMP/hi.txt"
+expect_error "chat: a template rendering no tokens" "greta: error: chat template: the conversation renders to no tokens" \
+    "$GRETA" chat -m "$TMP/tiny.gguf" --chat-template "$TMP/empty.jinja" -n 2 <"$TMP/hi.txt"
+
 if [[ ! -f $MODEL ]]; then
     fail "MODEL MISSING: $MODEL (run 'make fetch-model'); the chat tests cannot run"
     finish; exit
