@@ -117,15 +117,28 @@ static size_t keep_top_k(sampler_candidate *cands, size_t n, size_t k) {
 
 size_t sampler_filter(const float *logits, int32_t n_vocab, const greta_sampler_params *params,
                       sampler_candidate *cands) {
-    /* Finite logits only: -inf can never be drawn. */
+    /* Finite logits only: -inf can never be drawn. A +inf logit holds all
+     * the probability: if there are any, they are the only candidates, at
+     * equal weight (as greedy picks the first of them). */
     size_t n = 0;
     float max_logit = -INFINITY;
     for (int32_t i = 0; i < n_vocab; i++) {
-        if (!isfinite(logits[i])) continue;
-        cands[n].id = i;
-        cands[n].logit = logits[i];
-        if (logits[i] > max_logit) max_logit = logits[i];
-        n++;
+        if (logits[i] == INFINITY) {
+            cands[n].id = i;
+            cands[n].logit = 0.0f;
+            n++;
+        }
+    }
+    if (n > 0) {
+        max_logit = 0.0f;
+    } else {
+        for (int32_t i = 0; i < n_vocab; i++) {
+            if (!isfinite(logits[i])) continue;
+            cands[n].id = i;
+            cands[n].logit = logits[i];
+            if (logits[i] > max_logit) max_logit = logits[i];
+            n++;
+        }
     }
     if (n == 0) return 0;
     /* 2. top-k: an unsorted set of the k best. */

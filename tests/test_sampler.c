@@ -287,6 +287,27 @@ static void test_bad_input(void) {
     float inf[2] = {-INFINITY, -INFINITY};
     CHECK(greta_sampler_sample(s, &p, inf, 2, NULL, 0, &tok) == GRETA_ERR_INVALID_ARGUMENT,
           "all logits -inf is an error");
+    /* A +inf logit holds all the probability: sampling picks it as greedy
+     * does (it used to be dropped with the -inf ones, so a finite token won). */
+    float pos_inf[4] = {5.0f, INFINITY, 7.0f, -INFINITY};
+    int other = -1;
+    for (int i = 0; i < 20; i++) {
+        tok = -1;
+        greta_status st = greta_sampler_sample(s, &p, pos_inf, 4, NULL, 0, &tok);
+        if ((st != GRETA_OK || tok != 1) && other < 0) other = tok;
+    }
+    CHECK(other < 0, "a +inf logit is the sampled token every time (once got %d)", other);
+    float two_inf[4] = {INFINITY, 3.0f, INFINITY, 9.0f};
+    bool seen[4] = {false, false, false, false};
+    greta_sampler_params flat = greta_sampler_default_params();
+    flat.top_k = 0;
+    flat.top_p = 1.0f;
+    flat.min_p = 0.0f;
+    for (int i = 0; i < 200; i++) {
+        tok = -1;
+        if (greta_sampler_sample(s, &flat, two_inf, 4, NULL, 0, &tok) == GRETA_OK && tok >= 0 && tok < 4) seen[tok] = true;
+    }
+    CHECK(seen[0] && seen[2] && !seen[1] && !seen[3], "two +inf logits share the probability, the finite get none");
     float ok[2] = {0.0f, 1.0f};
     p.top_p = 0.0f;
     CHECK(greta_sampler_sample(s, &p, ok, 2, NULL, 0, &tok) == GRETA_ERR_INVALID_ARGUMENT, "top_p 0 rejected");
