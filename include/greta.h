@@ -306,7 +306,8 @@ greta_sampler *greta_sampler_new(uint64_t seed); /* NULL on OOM */
 void greta_sampler_free(greta_sampler *sampler);
 void greta_sampler_reseed(greta_sampler *sampler, uint64_t seed);
 /* Picks a token from logits[0..n_vocab) under params; history (n_history
- * ids, oldest first) feeds the repetition penalty. */
+ * ids, oldest first) feeds the repetition penalty. NaN logits, or every
+ * logit -inf, are GRETA_ERR_INVALID_ARGUMENT in every mode (greedy too). */
 greta_status greta_sampler_sample(greta_sampler *sampler, const greta_sampler_params *params,
                                   const float *logits, int32_t n_vocab, const int32_t *history,
                                   size_t n_history, int32_t *out_token);

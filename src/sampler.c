@@ -277,7 +277,9 @@ greta_status greta_sampler_sample(greta_sampler *sampler, const greta_sampler_pa
         if (isnan(logits[i])) return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (params->greedy) {
-        *out_token = sampler_argmax(logits, n_vocab);
+        int32_t best = sampler_argmax(logits, n_vocab);
+        if (logits[best] == -INFINITY) return GRETA_ERR_INVALID_ARGUMENT; /* every logit is -inf */
+        *out_token = best;
         return GRETA_OK;
     }
     if (!sampler_reserve(sampler, n_vocab)) return GRETA_ERR_NO_MEMORY;
@@ -285,7 +287,9 @@ greta_status greta_sampler_sample(greta_sampler *sampler, const greta_sampler_pa
     sampler_apply_repeat_penalty(sampler->work, n_vocab, history, n_history, params->repeat_penalty,
                                  params->repeat_last_n);
     if (params->temperature <= 0.0f) {
-        *out_token = sampler_argmax(sampler->work, n_vocab);
+        int32_t best = sampler_argmax(sampler->work, n_vocab);
+        if (sampler->work[best] == -INFINITY) return GRETA_ERR_INVALID_ARGUMENT;
+        *out_token = best;
         return GRETA_OK;
     }
     size_t n = sampler_filter(sampler->work, n_vocab, params, sampler->cands);

@@ -287,6 +287,14 @@ static void test_bad_input(void) {
     float inf[2] = {-INFINITY, -INFINITY};
     CHECK(greta_sampler_sample(s, &p, inf, 2, NULL, 0, &tok) == GRETA_ERR_INVALID_ARGUMENT,
           "all logits -inf is an error");
+    greta_sampler_params greedy = p;
+    greedy.greedy = true;
+    CHECK(greta_sampler_sample(s, &greedy, inf, 2, NULL, 0, &tok) == GRETA_ERR_INVALID_ARGUMENT,
+          "all logits -inf is an error for greedy too (not a silent token 0)");
+    greta_sampler_params cold = p;
+    cold.temperature = 0.0f;
+    CHECK(greta_sampler_sample(s, &cold, inf, 2, NULL, 0, &tok) == GRETA_ERR_INVALID_ARGUMENT,
+          "all logits -inf is an error at temperature 0 too");
     /* A +inf logit holds all the probability: sampling picks it as greedy
      * does (it used to be dropped with the -inf ones, so a finite token won). */
     float pos_inf[4] = {5.0f, INFINITY, 7.0f, -INFINITY};
