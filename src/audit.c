@@ -262,7 +262,7 @@ static int compare(const char *experiment, const trace_set *a, const trace_set *
 static int audit_parity(greta_model *m, const char *path, const int32_t *ids, size_t n, const audit_options *o,
                         audit_result *r, char *err, size_t err_size) {
     if (n < 2) {
-        format_error(err, err_size, "audit parity needs a prompt of at least 2 tokens (got %zu)", n);
+        format_error(err, err_size, "needs a prompt of at least 2 tokens (got %zu)", n);
         return -1;
     }
     trace_diff_options tol;
@@ -317,9 +317,10 @@ static int audit_determinism(greta_model *m, const char *path, const int32_t *id
     }
     char name[128];
     int status = -1;
-    snprintf(name, sizeof name, "determinism: run vs rerun (%d threads)", o->n_threads);
+    snprintf(name, sizeof name, "determinism: run vs rerun (%d thread%s)", o->n_threads, o->n_threads == 1 ? "" : "s");
     if (compare(name, &again, &first, &tol, o, r, NULL) == 0) {
-        snprintf(name, sizeof name, "determinism: %d threads vs %d threads", o->n_threads_alt, o->n_threads);
+        snprintf(name, sizeof name, "determinism: %d thread%s vs %d thread%s", o->n_threads_alt,
+                 o->n_threads_alt == 1 ? "" : "s", o->n_threads, o->n_threads == 1 ? "" : "s");
         if (compare(name, &other, &first, &tol, o, r, NULL) == 0) status = 0;
     }
     if (status != 0) format_error(err, err_size, "out of memory comparing traces");
@@ -453,7 +454,7 @@ int audit_run(audit_kind kind, greta_model *m, const char *model_path, const int
     }
     if (status != 0) return -1;
     if (result->pass)
-        snprintf(result->verdict, sizeof result->verdict, "PASS: %s (%d comparisons, no divergence)",
-                 audit_kind_name(kind), result->experiments);
+        snprintf(result->verdict, sizeof result->verdict, "PASS: %s (%d comparison%s, no divergence)",
+                 audit_kind_name(kind), result->experiments, result->experiments == 1 ? "" : "s");
     return 0;
 }

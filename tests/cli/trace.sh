@@ -97,7 +97,7 @@ expect_code "audit determinism passes" 0 "verdict: PASS: determinism" "$GRETA" a
 expect_code "audit neutrality passes" 0 "verdict: PASS: neutrality" "$GRETA" audit neutrality -m "$M" --ids $IDS
 expect_code "audit backends exact fails and names the first divergence" 1 "FAIL: backends: cpu vs ref: first divergence: layer 0" \
     "$GRETA" audit backends -m "$M" --ids $IDS --atol 0
-expect_error "audit parity on one token is an error" "at least 2 tokens" "$GRETA" audit parity -m "$M" --ids 72
+expect_error "audit parity on one token is an error" "^greta: error: audit parity: needs a prompt of at least 2 tokens \(got 1\)$" "$GRETA" audit parity -m "$M" --ids 72
 expect_error "audit unknown kind" "unknown kind 'nope'" "$GRETA" audit nope -m "$M" --ids $IDS
 
 # flag errors of audit and trace: one clear line, exit 2
