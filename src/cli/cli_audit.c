@@ -143,7 +143,7 @@ int cli_audit(int argc, char **argv) {
         if (!ids_text) cli_error("audit: %s", err);
         goto done;
     }
-    printf("audit %s: %s, %zu prompt tokens\n", argv[1], model_path, n_ids);
+    printf("audit %s: %s, %zu prompt token%s\n", argv[1], model_path, n_ids, n_ids == 1 ? "" : "s");
     audit_result r;
     if (audit_run((audit_kind)kind, m, model_path, ids, n_ids, &o, &r, err, sizeof err) != 0) {
         cli_error("audit %s: %s", argv[1], err);

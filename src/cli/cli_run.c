@@ -17,7 +17,7 @@ static void run_usage(FILE *out) {
             "  -n, --max-tokens N        tokens to generate at most (default 256)\n"
             "  --chat                    apply the model's chat template to the prompt\n"
             "  --system TEXT             system message (with --chat)\n"
-            "  --chat-template NAME|FILE built-in template name or a Jinja file\n"
+            "  --chat-template NAME|FILE built-in template name or a Jinja file (with --chat)\n"
             "  --greedy                  argmax decoding\n"
             "  --temp, --temperature T   temperature (default 0.8; 0 = argmax)\n"
             "  --top-k K                 (default 40; 0 = off)\n"
@@ -107,6 +107,11 @@ int cli_run(int argc, char **argv) {
         rc = 2;
         goto done;
     }
+    if (o.chat_template && !o.chat) {
+        cli_error("run: --chat-template needs --chat");
+        rc = 2;
+        goto done;
+    }
     const char *text = o.prompt;
     if (o.prompt_file) {
         size_t len = 0;
@@ -143,10 +148,12 @@ int cli_run(int argc, char **argv) {
     fflush(stdout);
     const char *why = result.hit_eog ? "end of generation" : result.hit_stop ? "stop string"
                       : result.context_full || n_max < o.n_predict ? "context full" : "token limit";
-    fprintf(stderr, "greta: prompt %zu tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s); %s; %s backend, %d threads\n",
-            n_ids, prompt_s, prompt_s > 0 ? (double)n_ids / prompt_s : 0.0, result.n_generated, result.seconds,
+    int n_threads = greta_session_n_threads(session);
+    fprintf(stderr, "greta: prompt %zu token%s in %.3f s (%.1f tok/s); generated %d token%s in %.3f s (%.1f tok/s); %s; %s backend, %d thread%s\n",
+            n_ids, n_ids == 1 ? "" : "s", prompt_s, prompt_s > 0 ? (double)n_ids / prompt_s : 0.0, result.n_generated,
+            result.n_generated == 1 ? "" : "s", result.seconds,
             result.seconds > 0 ? (double)result.n_generated / result.seconds : 0.0, why,
-            greta_backend_name(greta_session_backend(session)), greta_session_n_threads(session));
+            greta_backend_name(greta_session_backend(session)), n_threads, n_threads == 1 ? "" : "s");
     rc = 0;
 done:
     free(result.text);

@@ -34,6 +34,8 @@ expect_error "no prompt" "greta: error: run: no prompt" "$GRETA" run -m x.gguf
 expect_error "no model" "greta: error: run: no model" "$GRETA" run -p hi
 expect_error "both -p and -f" "greta: error: run: pass -p or -f, not both" "$GRETA" run -m x.gguf -p hi -f x.txt
 expect_error "--system without --chat" "greta: error: run: --system needs --chat" "$GRETA" run -m x.gguf -p hi --system s
+expect_error "--chat-template without --chat" "greta: error: run: --chat-template needs --chat" \
+    "$GRETA" run -m x.gguf -p hi --chat-template chatml
 expect_error "empty stop string" "greta: error: --stop: the stop string is empty" "$GRETA" run -m x.gguf -p hi --stop ""
 expect_error "missing model file" "greta: error: $TMP/none.gguf: " "$GRETA" run -m "$TMP/none.gguf" -p hi
 expect_error "missing prompt file" "greta: error: --prompt-file: $TMP/none.txt: No such file" "$GRETA" run -m x.gguf -f "$TMP/none.txt"
@@ -53,6 +55,9 @@ out_is_fixture generated_text_16 plain && pass "greedy -n 16 text equals HF's: '
     || fail "greedy -n 16 text '${got//$'\n'/\\n}', HF '${want//$'\n'/\\n}'"
 grep -qE "prompt 5 tokens .* generated 16 tokens .* token limit" "$TMP/err" && pass "speed line on stderr" \
     || fail "speed line on stderr: $(cat "$TMP/err")"
+expect_ok "greedy run, one thread, one token" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 1 -t 1
+grep -qE "prompt 5 tokens .* generated 1 token in .* token limit; cpu backend, 1 thread$" "$TMP/err" \
+    && pass "speed line says '1 token', '1 thread'" || fail "speed line singulars: $(cat "$TMP/err")"
 
 # the same through the greta_infer spellings, with the logits dumped
 expect_ok "greta_infer aliases + --dump-logits" "$GRETA" run --model "$MODEL" --prompt "The capital of France is" \
