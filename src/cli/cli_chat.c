@@ -198,10 +198,13 @@ int cli_chat(int argc, char **argv) {
         fflush(stdout);
         if (ok && !conversation_add(&conv, "assistant", result.text, result.text_len)) ok = false;
         if (ok) {
+            /* n_max < -n: the answer was cut at the context's end, not at -n (as greta run says) */
+            bool full = !result.interrupted && !result.hit_eog && !result.hit_stop
+                        && (result.context_full || n_max < o.n_predict);
             fprintf(stderr, "[%zu prompt tokens, %zu evaluated (%zu reused from the cache); %d generated at %.1f tok/s%s]\n",
                     n_total, n_new, n_total - n_new, result.n_generated,
                     result.seconds > 0 ? result.n_generated / result.seconds : 0.0,
-                    result.interrupted ? "; interrupted" : result.context_full ? "; context full" : "");
+                    result.interrupted ? "; interrupted" : full ? "; context full" : "");
         }
         free(result.text);
         if (!ok) goto done;

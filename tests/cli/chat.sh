@@ -68,6 +68,15 @@ printf '%s\n' "Hello" >"$TMP/eof.txt"
 expect_ok "end of input quits with status 0" "$GRETA" chat -m "$MODEL" --greedy -n 8 <"$TMP/eof.txt"
 [[ $(wc -l <"$TMP/out") -eq 1 ]] && pass "one answer before end of input" || fail "eof output: $(cat "$TMP/out")"
 
+# An answer cut off by the end of the context says so; the next turn no longer
+# fits and is refused with one error line, and the program goes on.
+printf '%s\n' "Tell me a long story about a dragon." "And another one." >"$TMP/full.txt"
+expect_ok "chat with a small context" "$GRETA" chat -m "$MODEL" --greedy -n 400 --ctx 64 <"$TMP/full.txt"
+grep -qE "^\[[0-9]+ prompt tokens, .*; [0-9]+ generated at .*; context full\]$" "$TMP/err" \
+    && pass "an answer cut by the context says 'context full'" || fail "no 'context full': $(cat "$TMP/err")"
+grep -q "greta: error: chat: the conversation is .* tokens, the context holds 64; /reset to start over" "$TMP/err" \
+    && pass "the next turn is refused" || fail "next turn: $(cat "$TMP/err")"
+
 # Ctrl-C: a long answer is interrupted, the program goes on to the next line.
 mkfifo "$TMP/in"
 "$GRETA" chat -m "$MODEL" --greedy -n 4000 --ctx 4096 <"$TMP/in" >"$TMP/int.out" 2>"$TMP/int.err" &
