@@ -306,6 +306,7 @@ char *cli_read_file(const char *what, const char *path, size_t *len) {
         cli_error("%s: %s: %s", what, path, strerror(errno));
         return NULL;
     }
+    errno = 0;
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -323,10 +324,12 @@ char *cli_read_file(const char *what, const char *path, size_t *len) {
         n += got;
         if (got == 0) break;
     }
+    int read_errno = errno;
     bool failed = !buf || ferror(f);
     if (f != stdin) fclose(f);
     if (failed) {
-        cli_error("%s: %s: %s", what, path, buf ? "read error" : "out of memory");
+        /* fread sets errno on a failed read(2), e.g. EISDIR for a directory */
+        cli_error("%s: %s: %s", what, path, !buf ? "out of memory" : read_errno ? strerror(read_errno) : "read error");
         free(buf);
         return NULL;
     }

@@ -10,6 +10,7 @@
  * in double quotes with C escapes (\n, \t, \", \\, \xNN for other bytes
  * below 0x20, 0x7F and invalid UTF-8). --ids: the ids on one line separated
  * by single spaces. --pieces: the vocabulary entries, one per line. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,8 +245,9 @@ int cli_tokenize(int argc, char **argv) {
     size_t len = 0;
     int rc = 1;
     if (text_path) {
+        errno = 0;
         if (!read_file(text_path, &text, &len)) {
-            cli_error("%s: cannot read the text file", text_path);
+            cli_error("%s: cannot read the text file: %s", text_path, errno ? strerror(errno) : "read error");
             goto done;
         }
     } else if (text_arg) {

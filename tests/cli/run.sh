@@ -39,6 +39,7 @@ expect_error "--chat-template without --chat" "greta: error: run: --chat-templat
 expect_error "empty stop string" "greta: error: --stop: the stop string is empty" "$GRETA" run -m x.gguf -p hi --stop ""
 expect_error "missing model file" "greta: error: $TMP/none.gguf: " "$GRETA" run -m "$TMP/none.gguf" -p hi
 expect_error "missing prompt file" "greta: error: --prompt-file: $TMP/none.txt: No such file" "$GRETA" run -m x.gguf -f "$TMP/none.txt"
+expect_error "prompt file is a directory" "greta: error: --prompt-file: $TMP: Is a directory" "$GRETA" run -m x.gguf -f "$TMP"
 expect_ok "run --help" "$GRETA" run --help
 grep -q -- "--dump-logits" "$TMP/out" && pass "help lists --dump-logits" || fail "help lists --dump-logits"
 

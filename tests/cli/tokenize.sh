@@ -39,8 +39,10 @@ else
         "$GRETA" tokenize -m "$MODEL" --frobnicate text
     expect_error "no text is an error" "^greta: error: tokenize: no text given" "$GRETA" tokenize -m "$MODEL"
     expect_error "TEXT and -f together are an error" "not both" "$GRETA" tokenize -m "$MODEL" -f "$TMP/text.txt" hi
-    expect_error "unreadable -f is an error" "^greta: error: $TMP/nope.txt: cannot read" \
+    expect_error "unreadable -f is an error" "^greta: error: $TMP/nope.txt: cannot read the text file: No such file" \
         "$GRETA" tokenize -m "$MODEL" -f "$TMP/nope.txt"
+    expect_error "-f DIRECTORY is an error naming why" "^greta: error: $TMP: cannot read the text file: Is a directory" \
+        "$GRETA" tokenize -m "$MODEL" -f "$TMP"
 fi
 expect_error "missing -m is an error" "^greta: error: tokenize: no model given" "$GRETA" tokenize hello
 expect_error "missing model file is an error naming it" "^greta: error: $TMP/none.gguf: " \
