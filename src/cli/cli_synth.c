@@ -163,7 +163,7 @@ int cli_synth(int argc, char **argv) {
         return 2;
     }
     if (!synth_write(&o, out_path, err, sizeof err)) {
-        cli_error("synth: %s", err);
+        cli_error("synth: %s: %s", out_path, err);
         return 1;
     }
     return 0;

@@ -176,6 +176,6 @@ expect_error "quantize: unknown option" "^greta: error: quantize: unknown option
 expect_error "quantize: missing value" "^greta: error: quantize: --threads needs a value" "$GRETA" quantize --threads
 expect_ok "synth --help" "$GRETA" synth --help
 expect_ok "quantize --help" "$GRETA" quantize --help
-expect_error "synth: unwritable output" "cannot create the output file" "$GRETA" synth --shape tiny -o "$TMP/no/x.gguf"
+expect_error "synth: unwritable output" "^greta: error: synth: $TMP/no/x.gguf: cannot create the output file: No such file" "$GRETA" synth --shape tiny -o "$TMP/no/x.gguf"
 run_jobs
 finish
