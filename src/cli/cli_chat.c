@@ -28,7 +28,8 @@ static void chat_usage(FILE *out) {
     fprintf(out,
             "usage: greta chat -m MODEL [options]\n"
             "  Reads one user message per line from stdin; the answer streams to stdout.\n"
-            "  /reset forgets the conversation, /quit (or end of input) quits, Ctrl-C stops an answer.\n"
+            "  /reset forgets the conversation, /quit or /exit (or end of input) quits, /help lists\n"
+            "  the commands, Ctrl-C stops an answer. Blank lines are skipped.\n"
             "  --system TEXT, --chat-template NAME|FILE, -n N (tokens per answer, default 1024),\n"
             "  and the sampling, context, thread, backend and --trace* flags of 'greta run' (docs/cli.md).\n");
 }
@@ -106,6 +107,35 @@ static int chat_prefill(greta_model *model, greta_session *session, const cli_ge
     return rc;
 }
 
+typedef enum { CHAT_MESSAGE, CHAT_SKIP, CHAT_QUIT, CHAT_RESET, CHAT_HELP } chat_line_kind;
+
+static const char chat_commands_help[] =
+    "commands: /reset forgets the conversation, /quit or /exit quits, /help lists the commands";
+
+/* What a line of input is: a message, blank, or a command. A line whose
+ * first word (surrounding blanks ignored) is /reset, /quit, /exit or /help
+ * is that command; a lone unknown /word is an error line (CHAT_SKIP), not a
+ * message; any other line, "/usr/bin is a folder?" included, is a message. */
+static chat_line_kind chat_classify(const char *line) {
+    static const char *const blanks = " \t\r\n\v\f";
+    const char *start = line + strspn(line, blanks);
+    if (*start == '\0') return CHAT_SKIP;
+    if (*start != '/') return CHAT_MESSAGE;
+    size_t word = strcspn(start, blanks);
+    const char *rest = start + word + strspn(start + word, blanks);
+    static const struct { const char *name; chat_line_kind kind; } commands[] = {
+        {"/quit", CHAT_QUIT}, {"/exit", CHAT_QUIT}, {"/reset", CHAT_RESET}, {"/help", CHAT_HELP}};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strlen(commands[i].name) != word || strncmp(start, commands[i].name, word) != 0) continue;
+        if (*rest == '\0') return commands[i].kind;
+        cli_error("chat: %s takes no argument (the line was not sent)", commands[i].name);
+        return CHAT_SKIP;
+    }
+    if (*rest != '\0') return CHAT_MESSAGE;
+    cli_error("chat: unknown command '%.*s' (the line was not sent); %s", (int)word, start, chat_commands_help);
+    return CHAT_SKIP;
+}
+
 /* Strips a trailing newline (and CR). */
 static size_t chomp(char *line, size_t len) {
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
@@ -174,9 +204,14 @@ int cli_chat(int argc, char **argv) {
             break; /* end of input */
         }
         size_t len = chomp(line, (size_t)got);
-        if (len == 0) continue;
-        if (strcmp(line, "/quit") == 0 || strcmp(line, "/exit") == 0) break;
-        if (strcmp(line, "/reset") == 0) {
+        chat_line_kind kind = chat_classify(line);
+        if (kind == CHAT_SKIP) continue;
+        if (kind == CHAT_QUIT) break;
+        if (kind == CHAT_HELP) {
+            fprintf(stderr, "[%s]\n", chat_commands_help);
+            continue;
+        }
+        if (kind == CHAT_RESET) {
             conversation_truncate(&conv, base);
             greta_rewind(session, 0);
             fprintf(stderr, "[conversation reset]\n");

@@ -68,6 +68,19 @@ printf '%s\n' "Hello" >"$TMP/eof.txt"
 expect_ok "end of input quits with status 0" "$GRETA" chat -m "$MODEL" --greedy -n 8 <"$TMP/eof.txt"
 [[ $(wc -l <"$TMP/out") -eq 1 ]] && pass "one answer before end of input" || fail "eof output: $(cat "$TMP/out")"
 
+# Commands: blanks around them are ignored; an unknown /word or a command with
+# an argument is an error line and is not sent; blank lines are skipped. Nothing
+# here reaches the model (stdout stays empty) and "  /quit  " quits.
+printf '%s\n' "/help" "/foo" "/reset now" "   " "  /reset  " "  /quit  " "never sent" >"$TMP/cmd.txt"
+expect_ok "chat commands" "$GRETA" chat -m "$MODEL" --greedy -n 8 <"$TMP/cmd.txt"
+[[ ! -s $TMP/out ]] && pass "no command line was sent as a message" || fail "answers to commands: $(cat "$TMP/out")"
+grep -q "^\[commands: /reset .*/quit or /exit.*/help" "$TMP/err" && pass "/help lists the commands" || fail "/help: $(cat "$TMP/err")"
+grep -q "^greta: error: chat: unknown command '/foo' (the line was not sent)" "$TMP/err" && pass "unknown /command is an error" \
+    || fail "/foo: $(cat "$TMP/err")"
+grep -q "^greta: error: chat: /reset takes no argument" "$TMP/err" && pass "/reset with an argument is an error" \
+    || fail "/reset now: $(cat "$TMP/err")"
+[[ $(grep -c "^\[conversation reset\]$" "$TMP/err") -eq 1 ]] && pass "'  /reset  ' resets" || fail "reset: $(cat "$TMP/err")"
+
 # An answer cut off by the end of the context says so; the next turn no longer
 # fits and is refused with one error line, and the program goes on.
 printf '%s\n' "Tell me a long story about a dragon." "And another one." >"$TMP/full.txt"
