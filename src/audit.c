@@ -348,26 +348,31 @@ static int audit_backends(greta_model *m, const char *path, const int32_t *ids, 
     int status = compare(name, &a, &b, &tol, o, r, &d);
     if (status == 0 && o->report) {
         /* error growth: the largest cell relative error of each layer */
-        fprintf(o->report, "error growth per layer (largest rel over its points; x_after_mlp rel):\n");
+        fprintf(o->report, "error growth per layer (largest rel over its points; x_after_mlp rel, logits rel "
+                           "after the last layer):\n");
         int layer = -1;
         double worst = 0, resid = NAN;
-        const char *worst_point = "";
+        const char *worst_point = "", *resid_point = "x_after_mlp";
         for (size_t k = 0; k <= d.n_cells; k++) {
             if (k == d.n_cells || d.cells[k].layer != layer) {
                 if (layer >= 0)
-                    fprintf(o->report, "  layer %3d  max rel %9.3g (%s)  x_after_mlp rel %9.3g\n", layer, worst,
-                            worst_point, resid);
+                    fprintf(o->report, "  layer %3d  max rel %9.3g (%s)  %s rel %9.3g\n", layer, worst,
+                            worst_point, resid_point, resid);
                 if (k == d.n_cells) break;
                 layer = d.cells[k].layer;
                 worst = 0;
                 resid = NAN;
                 worst_point = "";
+                resid_point = "x_after_mlp";
             }
             if (d.cells[k].rel >= worst) {
                 worst = d.cells[k].rel;
                 worst_point = trace_point_name(d.cells[k].point);
             }
-            if (d.cells[k].point == TP_X_AFTER_MLP || d.cells[k].point == TP_LOGITS) resid = d.cells[k].rel;
+            if (d.cells[k].point == TP_X_AFTER_MLP || d.cells[k].point == TP_LOGITS) {
+                resid = d.cells[k].rel;
+                resid_point = trace_point_name(d.cells[k].point);
+            }
         }
     }
     if (status == 0) trace_diff_result_free(&d);

@@ -93,6 +93,9 @@ assert all(len(r['sample'])==r['n'] for r in rs)" "$TMP/env.jsonl"; then
 # audits on the tiny model
 expect_code "audit parity passes" 0 "verdict: PASS: parity" "$GRETA" audit parity -m "$M" --ids $IDS
 expect_code "audit backends passes" 0 "verdict: PASS: backends" "$GRETA" audit backends -m "$M" --ids $IDS --a cpu --b ref
+nl=$("$GRETA" inspect "$M" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["hyperparameters"]["block_count"])')
+grep -qE "^  layer +$nl  max rel .*  logits rel " "$TMP/out" && pass "error growth: the row after the last layer is labelled logits" \
+    || fail "error growth final row: $(tail -n 3 "$TMP/out")"
 expect_code "audit determinism passes" 0 "verdict: PASS: determinism" "$GRETA" audit determinism -m "$M" --ids $IDS -t 2 --threads-alt 1
 expect_code "audit neutrality passes" 0 "verdict: PASS: neutrality" "$GRETA" audit neutrality -m "$M" --ids $IDS
 expect_code "audit backends exact fails and names the first divergence" 1 "FAIL: backends: cpu vs ref: first divergence: layer 0" \
