@@ -31,7 +31,9 @@ static void run_usage(FILE *out) {
             "  -t, --threads N           CPU threads (default: all)\n"
             "  --backend cpu|ref|cuda    (default cpu)\n"
             "  --parse-special           control-token texts in the prompt become their ids\n"
+            "  --no-parse-special        they stay plain text (the default)\n"
             "  --special                 print control tokens of the output\n"
+            "  --no-special              do not print them (default)\n"
             "  --dump-logits DIR         write every step's logits row (docs/cli.md)\n"
             "StageTrace (also GRETA_TRACE_STAGE* environment variables; docs/trace.md):\n");
     fputs(greta_trace_flags_help(), out);
