@@ -2,7 +2,7 @@
 """Seed corpus for fuzz/fuzz_gguf.c: small valid GGUF files written with the
 `gguf` package (every metadata type, nested arrays, several tensor types,
 a vocabulary-only file, alignment 64, version 2). Written to fuzz/corpus/
-as .bin files (*.gguf is git-ignored); total well under 100 KB.
+(git-ignored; fuzz/run.sh runs this first) as .bin files; total well under 100 KB.
 
 usage: fuzz/make_corpus.py
 """
