@@ -4,15 +4,15 @@
 Every expected value comes from the `gguf` Python package (llama.cpp's own
 reader, `gguf.quants`), never from greta:
 
-  dequant_<TYPE>.bin   random blocks of each of the 13 supported types and their
+  dequant_<TYPE>.dat   random blocks of each of the 13 supported types and their
                        float32 dequantization by gguf.quants.dequantize.
-  quant_<TYPE>.bin     float32 inputs and their quantization by
+  quant_<TYPE>.dat     float32 inputs and their quantization by
                        gguf.quants.quantize (F16 BF16 Q8_0 Q4_0 Q4_1), or for
                        Q4_K Q5_K Q6_K (which the package cannot quantize) by
                        the numpy port of llama.cpp's reference quantizers in
                        scripts/kquant_reference.py.
-  gaussian.bin         N(0,1) float32 data for the round-trip RMSE test.
-  rmse_reference.txt   llama.cpp's reference-quantizer RMSE on gaussian.bin per
+  gaussian.dat         N(0,1) float32 data for the round-trip RMSE test.
+  rmse_reference.txt   llama.cpp's reference-quantizer RMSE on gaussian.dat per
                        type (gguf package where it quantizes the type, else the
                        numpy port of llama.cpp's *_ref quantizers in
                        scripts/kquant_reference.py).
@@ -95,7 +95,7 @@ def write_dequant_fixture(out_dir, rng, name):
     blocks = random_blocks(rng, name, n_blocks)
     values = dequantize(blocks.reshape(-1), qtype).astype(np.float32, copy=False).reshape(-1)
     assert values.size == n_blocks * block_size
-    path = os.path.join(out_dir, f"dequant_{name}.bin")
+    path = os.path.join(out_dir, f"dequant_{name}.dat")
     with open(path, "wb") as f:
         f.write(b"GQD1" + struct.pack("<III", int(qtype), n_blocks, block_size))
         f.write(blocks.tobytes())
@@ -130,7 +130,7 @@ def write_quant_fixture(out_dir, rng, name):
         data = kquant_reference.QUANTIZERS[name](x)
     raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
     assert raw.size == n // block_size * type_size
-    path = os.path.join(out_dir, f"quant_{name}.bin")
+    path = os.path.join(out_dir, f"quant_{name}.dat")
     with open(path, "wb") as f:
         f.write(b"GQQ1" + struct.pack("<III", int(qtype), n, raw.size))
         f.write(x.astype("<f4").tobytes())
@@ -146,10 +146,10 @@ def rmse(a, b):
 def write_gaussian_and_rmse(out_dir, rng):
     n = 64 * 256
     x = rng.standard_normal(n).astype(np.float32)
-    with open(os.path.join(out_dir, "gaussian.bin"), "wb") as f:
+    with open(os.path.join(out_dir, "gaussian.dat"), "wb") as f:
         f.write(b"GQG1" + struct.pack("<I", n))
         f.write(x.astype("<f4").tobytes())
-    lines = ["# type rmse source   (llama.cpp reference quantizers on gaussian.bin, N(0,1), "
+    lines = ["# type rmse source   (llama.cpp reference quantizers on gaussian.dat, N(0,1), "
              f"{n} values; written by scripts/gen_quant_fixtures.py)"]
     for name in QUANTIZABLE:
         qtype = T[name]

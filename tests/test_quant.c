@@ -189,7 +189,7 @@ static void test_half_conversions(void) {
 
 static void test_dequant_fixture(uint32_t type) {
     char name[64];
-    snprintf(name, sizeof name, "dequant_%s.bin", quant_type_name(type));
+    snprintf(name, sizeof name, "dequant_%s.dat", quant_type_name(type));
     size_t size = 0;
     uint8_t *data = read_fixture(name, &size);
     if (data == NULL) return;
@@ -263,7 +263,7 @@ static float dot_recipe(const float *w, const float *x, int64_t n) {
 
 static void test_dot_fixture(uint32_t type) {
     char name[64];
-    snprintf(name, sizeof name, "dequant_%s.bin", quant_type_name(type));
+    snprintf(name, sizeof name, "dequant_%s.dat", quant_type_name(type));
     size_t size = 0;
     uint8_t *data = read_fixture(name, &size);
     if (data == NULL || size < 16) {
@@ -352,7 +352,7 @@ static const uint32_t QUANTIZABLE[] = {QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0
 
 static void test_quant_fixture(uint32_t type, const char *reference) {
     char name[64];
-    snprintf(name, sizeof name, "quant_%s.bin", quant_type_name(type));
+    snprintf(name, sizeof name, "quant_%s.dat", quant_type_name(type));
     size_t size = 0;
     uint8_t *data = read_fixture(name, &size);
     if (data == NULL) return;
@@ -403,11 +403,11 @@ static double reference_rmse(const char *type_name) {
 
 static void test_roundtrip_rmse(void) {
     size_t size = 0;
-    uint8_t *data = read_fixture("gaussian.bin", &size);
+    uint8_t *data = read_fixture("gaussian.dat", &size);
     if (data == NULL) return;
     const uint32_t n = size >= 8 ? get_u32(data + 4) : 0;
     bool ok = size >= 8 && memcmp(data, "GQG1", 4) == 0 && size == 8 + 4 * (size_t)n && n % 256 == 0;
-    CHECK(ok, "gaussian.bin: header and size consistent");
+    CHECK(ok, "gaussian.dat: header and size consistent");
     if (!ok) {
         free(data);
         return;
