@@ -10,13 +10,13 @@
  * in double quotes with C escapes (\n, \t, \", \\, \xNN for other bytes
  * below 0x20, 0x7F and invalid UTF-8). --ids: the ids on one line separated
  * by single spaces. --pieces: the vocabulary entries, one per line. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli.h"
+#include "cli_common.h"
 #include "gguf.h"
 #include "tokenizer.h"
 #include "tokenizer_internal.h"
@@ -38,35 +38,6 @@ static void usage(FILE *out) {
             "\n"
             "Default output: one token per line: ID, TAB, the vocabulary entry, TAB, the exact\n"
             "bytes the token decodes to in double quotes with C escapes.\n");
-}
-
-static bool read_file(const char *path, char **data, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        char *grown = realloc(buf, cap * 2);
-        if (!grown) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = grown;
-        cap *= 2;
-    }
-    bool ok = buf && !ferror(f);
-    fclose(f);
-    if (!ok) {
-        free(buf);
-        return false;
-    }
-    *data = buf;
-    *len = n;
-    return true;
 }
 
 static void print_escaped(const char *bytes, size_t len) {
@@ -245,11 +216,7 @@ int cli_tokenize(int argc, char **argv) {
     size_t len = 0;
     int rc = 1;
     if (text_path) {
-        errno = 0;
-        if (!read_file(text_path, &text, &len)) {
-            cli_error("%s: cannot read the text file: %s", text_path, errno ? strerror(errno) : "read error");
-            goto done;
-        }
+        if (!(text = cli_read_file("-f", text_path, &len))) goto done;
     } else if (text_arg) {
         len = strlen(text_arg);
         text = malloc(len + 1);

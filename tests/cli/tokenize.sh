@@ -21,6 +21,8 @@ else
     printf 'Hello world\n' >"$TMP/text.txt"
     out=$("$GRETA" tokenize -m "$MODEL" --ids -f "$TMP/text.txt" 2>&1)
     [[ $out == "19556 905 198" ]] && pass "-f keeps the trailing newline (HF: 19556 905 198)" || fail "-f: got '$out'"
+    out=$(printf 'Hello world\n' | "$GRETA" tokenize -m "$MODEL" --ids -f - 2>&1)
+    [[ $out == "19556 905 198" ]] && pass "-f - reads standard input exactly (HF: 19556 905 198)" || fail "-f -: got '$out'"
     "$GRETA" tokenize -m "$MODEL" "Hello world" >"$TMP/default.txt" 2>"$TMP/err"
     expected=$'19556\tHello\t"Hello"\n905\t\xc4\xa0world\t" world"'
     [[ $(cat "$TMP/default.txt") == "$expected" ]] && pass "default output: id, piece, quoted bytes per line" \
@@ -39,9 +41,9 @@ else
         "$GRETA" tokenize -m "$MODEL" --frobnicate text
     expect_error "no text is an error" "^greta: error: tokenize: no text given" "$GRETA" tokenize -m "$MODEL"
     expect_error "TEXT and -f together are an error" "not both" "$GRETA" tokenize -m "$MODEL" -f "$TMP/text.txt" hi
-    expect_error "unreadable -f is an error" "^greta: error: $TMP/nope.txt: cannot read the text file: No such file" \
+    expect_error "unreadable -f is an error" "^greta: error: -f: $TMP/nope.txt: No such file" \
         "$GRETA" tokenize -m "$MODEL" -f "$TMP/nope.txt"
-    expect_error "-f DIRECTORY is an error naming why" "^greta: error: $TMP: cannot read the text file: Is a directory" \
+    expect_error "-f DIRECTORY is an error naming why" "^greta: error: -f: $TMP: Is a directory" \
         "$GRETA" tokenize -m "$MODEL" -f "$TMP"
 fi
 expect_error "missing -m is an error" "^greta: error: tokenize: no model given" "$GRETA" tokenize hello
