@@ -112,15 +112,17 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
     const char *v = NULL;
     long n = 0;
     float f = 0.0f;
-    if (o->trace) {
-        char err[512] = "";
-        int r = greta_trace_config_parse_flag(o->trace, argc, argv, i, err, sizeof err);
-        if (r < 0) {
-            cli_error("%s", err);
-            return -1;
-        }
-        if (r == 1) return 1;
+    if (!o->trace) { /* a bad GRETA_TRACE_STAGE* variable: say so before any flag */
+        cli_error("trace: %s", o->trace_error);
+        return -1;
     }
+    char trace_err[512] = "";
+    int traced = greta_trace_config_parse_flag(o->trace, argc, argv, i, trace_err, sizeof trace_err);
+    if (traced < 0) {
+        cli_error("%s", trace_err);
+        return -1;
+    }
+    if (traced == 1) return 1;
     /* flags without a value */
     if (is_flag(arg, "--greedy", NULL)) {
         o->sampling.greedy = true;

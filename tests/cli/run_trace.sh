@@ -54,6 +54,8 @@ expect_error "unknown point" "unknown.*point.*nope|nope" "${run[@]}" --trace "$T
 expect_error "layer out of range" "layer" "${run[@]}" --trace "$TMP/x.jsonl" --trace-layers 5
 expect_error "unknown phase" "phase" "${run[@]}" --trace "$TMP/x.jsonl" --trace-phases decodeX
 expect_error "bad env point" "GRETA_TRACE_STAGE_POINTS|nope" env GRETA_TRACE_STAGE=1 GRETA_TRACE_STAGE_POINTS=nope "${run[@]}"
+expect_error "bad env point is named even with --trace flags" "^greta: error: trace: .*nope" \
+    env GRETA_TRACE_STAGE=1 GRETA_TRACE_STAGE_POINTS=nope "${run[@]}" --trace "$TMP/x.jsonl"
 expect_error "GRETA_TRACE_STAGE=1 without an output" "GRETA_TRACE_STAGE_OUT|no output" env GRETA_TRACE_STAGE=1 "${run[@]}"
 GRETA_TRACE_STAGE=1 GRETA_TRACE_STAGE_POINTS=logits "${run[@]}" --trace "$TMP/stage.jsonl" >/dev/null 2>&1
 if grep -q '"point":"logits"' "$TMP/stage.jsonl" 2>/dev/null; then pass "GRETA_TRACE_STAGE=1 completed by --trace FILE"; else fail "GRETA_TRACE_STAGE=1 + --trace FILE wrote no logits record"; fi
