@@ -20,12 +20,17 @@ endif
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -Iinclude -Isrc -pthread $(EXTRA_CFLAGS)
 LDLIBS  := -lpcre2-8 -ljansson -lm -pthread
 
-LIB_SRC  := $(sort $(wildcard src/*.c))
+# Layers (src/README.md): the library is base, format, model, text, backend,
+# engine and api; tools/ is a separate library above greta.h; cli/ on top.
+LIB_DIRS := base format model text text/jinja backend/cpu backend/ref engine api
+LIB_SRC  := $(sort $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c)))
+TOOLS_SRC := $(sort $(wildcard src/tools/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOLS_OBJ := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -41,11 +46,15 @@ $(BUILD)/libgreta.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/greta: $(CLI_OBJ) $(BUILD)/libgreta.a
-	$(CC) $(LDSAN) -o $@ $(CLI_OBJ) $(BUILD)/libgreta.a $(LDLIBS)
+$(BUILD)/libgreta-tools.a: $(TOOLS_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta.a
-	$(CC) $(LDSAN) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta.a $(LDLIBS)
+$(BUILD)/greta: $(CLI_OBJ) $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a
+	$(CC) $(LDSAN) -o $@ $(CLI_OBJ) $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a
+	$(CC) $(LDSAN) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a $(LDLIBS)
 
 tests-build: $(BUILD)/greta $(TEST_BIN)
 
@@ -63,7 +72,7 @@ clean:
 
 # Planted-fault test build (docs/trace.md): the library objects again with
 # -DGRETA_FAULTS into $(BUILD)/faults/, linked only into tests/test_faults.
-FAULT_OBJ := $(LIB_SRC:%.c=$(BUILD)/faults/%.o)
+FAULT_OBJ := $(LIB_SRC:%.c=$(BUILD)/faults/%.o) $(TOOLS_SRC:%.c=$(BUILD)/faults/%.o)
 
 $(BUILD)/faults/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -73,11 +82,11 @@ $(BUILD)/tests/test_faults: $(BUILD)/faults/tests/test_faults.o $(TEST_SUPPORT_O
 	@mkdir -p $(dir $@)
 	$(CC) $(LDSAN) -o $@ $(BUILD)/faults/tests/test_faults.o $(TEST_SUPPORT_OBJ) $(FAULT_OBJ) $(LDLIBS)
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(FAULT_OBJ:.o=.d) $(BUILD)/faults/tests/test_faults.d
+-include $(LIB_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(FAULT_OBJ:.o=.d) $(BUILD)/faults/tests/test_faults.d
 
 # fuzz: libFuzzer harness for the GGUF reader (clang); fuzz/run.sh runs it, docs/fuzzing.md records runs.
 .PHONY: fuzz
 fuzz: build/fuzz/fuzz_gguf
-build/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c src/gguf.c src/gguf.h src/quant.c src/quant.h
+build/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c src/format/gguf.c src/format/gguf.h src/format/quant.c src/format/quant.h
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o $@ fuzz/fuzz_gguf.c src/gguf.c src/quant.c -lm
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o $@ fuzz/fuzz_gguf.c src/format/gguf.c src/format/quant.c -lm

@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "gguf.h"
+#include "format/gguf.h"
 
 static uint64_t walk(const gguf_file *f) {
     uint64_t sink = 0;

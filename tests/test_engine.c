@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend_cpu_kernels.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "check.h"
 #include "greta.h"
 #include "test_engine_models.h"
-#include "trace.h"
+#include "engine/trace.h"
 
 static char path_buf[1024];
 

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gguf.h"
-#include "quant.h"
+#include "format/gguf.h"
+#include "format/quant.h"
 
 typedef struct {
     int n_embd, n_head, n_head_kv, n_ff, n_layer, n_vocab, ctx;

@@ -1,16 +1,16 @@
-/* test_faults.c: every planted fault (src/faults.h) is caught by the right
+/* test_faults.c: every planted fault (src/base/faults.h) is caught by the right
  * audit, which names the right first layer and point; the other audit of
  * the pair does not see it (why both exist); a correct build passes all
  * four audits. Built only against the -DGRETA_FAULTS library (Makefile). */
 #include <stdio.h>
 #include <string.h>
 
-#include "audit.h"
+#include "tools/audit.h"
 #include "check.h"
-#include "faults.h"
+#include "base/faults.h"
 #include "greta.h"
-#include "quantize_model.h"
-#include "synth.h"
+#include "tools/quantize_model.h"
+#include "tools/synth.h"
 
 static const int32_t prompt[] = {72, 101, 108, 108, 111, 32, 119, 111};
 #define N_PROMPT (sizeof prompt / sizeof prompt[0])

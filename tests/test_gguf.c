@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 
 #include "check.h"
-#include "gguf.h"
-#include "quant.h"
+#include "format/gguf.h"
+#include "format/quant.h"
 
 /* ---- helpers ---- */
 

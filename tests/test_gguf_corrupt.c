@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "gguf.h"
-#include "quant.h"
+#include "format/gguf.h"
+#include "format/quant.h"
 
 /* ---- a byte builder that remembers where each field starts ---- */
 

@@ -1,4 +1,4 @@
-/* test_model.c: hyperparameters and tensor binding (src/model.c) on small
+/* test_model.c: hyperparameters and tensor binding (src/model/model.c) on small
  * models written with gguf_writer, and on the default model against the
  * gguf Python package's view (tests/fixtures/model/smollm2_hparams.json,
  * scripts/gen_model_hparams_fixture.py). */
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "model.h"
+#include "model/model.h"
 #include "test_engine_models.h"
 
 static char path_buf[1024];

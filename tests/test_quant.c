@@ -1,12 +1,12 @@
-/* test_quant.c: the block formats (src/quant.c) against independent references.
+/* test_quant.c: the block formats (src/format/quant.c) against independent references.
  *
  * References: fixtures in tests/fixtures/quant/ made by
  * scripts/gen_quant_fixtures.py with the `gguf` Python package (llama.cpp's
  * reader/quantizer), float64 dot products computed here, and hand-computed
  * half/bfloat16 values. */
 #include "check.h"
-#include "gguf.h"
-#include "quant.h"
+#include "format/gguf.h"
+#include "format/quant.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* test_sampler.c: the sampler chain and stop strings against hand-computed
- * values (src/sampler.h documents the order of operations). */
+ * values (src/engine/sampler.h documents the order of operations). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 #include "check.h"
 #include "greta.h"
-#include "sampler.h"
+#include "engine/sampler.h"
 
 static greta_sampler_params plain_params(void) {
     greta_sampler_params p = greta_sampler_default_params();

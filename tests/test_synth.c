@@ -9,11 +9,11 @@
 #include <string.h>
 
 #include "check.h"
-#include "gguf.h"
-#include "model.h"
-#include "quant.h"
-#include "quantize_model.h"
-#include "synth.h"
+#include "format/gguf.h"
+#include "model/model.h"
+#include "format/quant.h"
+#include "tools/quantize_model.h"
+#include "tools/synth.h"
 
 /* Layers whose attn_v / ffn_down get Q6_K in Q4_K_M, as a bit mask. */
 static uint64_t more_bits_mask(int n) {

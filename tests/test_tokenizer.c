@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "gguf.h"
-#include "tokenizer.h"
-#include "tokenizer_internal.h"
+#include "format/gguf.h"
+#include "text/tokenizer.h"
+#include "text/tokenizer_internal.h"
 
 static json_t *load_fixture(const char *name) {
     char path[1024];

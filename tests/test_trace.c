@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
+#include "tools/audit.h"
 #include "check.h"
 #include "greta.h"
-#include "quantize_model.h"
-#include "synth.h"
-#include "trace.h"
-#include "trace_diff.h"
+#include "tools/quantize_model.h"
+#include "tools/synth.h"
+#include "engine/trace.h"
+#include "tools/trace_diff.h"
 
 /* FNV-1a 64 written out independently: serialize each float to 4
  * little-endian bytes with shifts, then hash the byte string. */

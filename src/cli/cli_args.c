@@ -1,11 +1,11 @@
 /* cli_args.c: see cli_args.h. */
-#include "cli_args.h"
+#include "cli/cli_args.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 
-#include "cli.h"
+#include "cli/cli.h"
 
 int cli_arg_int(const char *flag, const char *text, int lo, int hi, int *out) {
     char *end = NULL;

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
-#include "cli.h"
-#include "cli_args.h"
+#include "tools/audit.h"
+#include "cli/cli.h"
+#include "cli/cli_args.h"
 #include "greta.h"
 
 int cli_audit(int argc, char **argv);

@@ -11,8 +11,8 @@
 
 #include <jansson.h>
 
-#include "cli.h"
-#include "cli_common.h"
+#include "cli/cli.h"
+#include "cli/cli_common.h"
 #include "greta.h"
 
 /* ---- memory bandwidth ---- */

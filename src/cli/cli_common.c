@@ -1,6 +1,6 @@
 /* cli_common.c: flag parsing, model loading and small helpers shared by
  * greta run, chat and bench (see cli_common.h). */
-#include "cli_common.h"
+#include "cli/cli_common.h"
 
 #include <errno.h>
 #include <math.h>
@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli/cli.h"
 
 void cli_gen_options_init(cli_gen_options *o) {
     memset(o, 0, sizeof *o);

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "gguf.h"
-#include "model.h"
-#include "quant.h"
+#include "cli/cli.h"
+#include "format/gguf.h"
+#include "model/model.h"
+#include "format/quant.h"
 
 #define STRING_SHOWN 60  /* characters of a string value shown */
 #define ARRAY_SHOWN 5    /* elements of an array shown */

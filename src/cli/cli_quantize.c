@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "quantize_model.h"
+#include "cli/cli.h"
+#include "tools/quantize_model.h"
 
 static void usage(FILE *out) {
     fprintf(out,

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "synth.h"
+#include "cli/cli.h"
+#include "tools/synth.h"
 
 static void usage(FILE *out) {
     fprintf(out,

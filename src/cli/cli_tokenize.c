@@ -15,11 +15,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
-#include "cli_common.h"
-#include "gguf.h"
-#include "tokenizer.h"
-#include "tokenizer_internal.h"
+#include "cli/cli.h"
+#include "cli/cli_common.h"
+#include "format/gguf.h"
+#include "text/tokenizer.h"
+#include "text/tokenizer_internal.h"
 
 static void usage(FILE *out) {
     fprintf(out,

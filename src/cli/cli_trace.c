@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
-#include "cli.h"
-#include "cli_args.h"
+#include "tools/audit.h"
+#include "cli/cli.h"
+#include "cli/cli_args.h"
 #include "greta.h"
-#include "trace.h"
-#include "trace_diff.h"
+#include "engine/trace.h"
+#include "tools/trace_diff.h"
 
 int cli_trace(int argc, char **argv);
 

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli/cli.h"
 
 /* Subcommands (each defined in its own cli_<name>.c). */
 int cli_trace(int argc, char **argv);

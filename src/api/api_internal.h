@@ -1,0 +1,37 @@
+/* greta_api_internal.h: what the handles of include/greta.h hold (shared
+ * by greta_api.c and greta_api_chat.c; nothing else should use it). */
+#ifndef GRETA_API_INTERNAL_H
+#define GRETA_API_INTERNAL_H
+
+#include "engine/engine.h"
+#include "greta.h"
+#include "format/gguf.h"
+#include "model/model.h"
+#include "text/tokenizer.h"
+
+#define GRETA_ERR_MAX 512
+
+struct greta_model {
+    model *m;             /* NULL when vocab_only */
+    tokenizer *tok;       /* NULL when the file has no tokenizer */
+    char *chat_template;  /* NULL when absent */
+    char *name;
+    char file_type[16];
+    bool vocab_only;
+    char err[GRETA_ERR_MAX];
+};
+
+struct greta_session {
+    greta_model *model;
+    engine *e;
+    greta_sampler *sampler;
+    greta_backend backend;
+    struct trace *owned_tracer; /* opened by greta_session_open_trace; NULL if none */
+    char err[GRETA_ERR_MAX];
+};
+
+/* Sets model->err (printf-style) and returns status. */
+greta_status greta_model_fail(greta_model *model, greta_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,538 @@
+/* greta_api.c: include/greta.h on top of model, tokenizer, engine and
+ * sampler. Argument checking and error strings live here; the modules
+ * below report through their err buffers. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/errors.h"
+#include "api/api_internal.h"
+#include "format/quant.h"
+
+const char *greta_status_string(greta_status status) {
+    switch (status) {
+    case GRETA_OK: return "ok";
+    case GRETA_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case GRETA_ERR_IO: return "i/o error";
+    case GRETA_ERR_FORMAT: return "bad model file";
+    case GRETA_ERR_UNSUPPORTED: return "unsupported";
+    case GRETA_ERR_NO_MEMORY: return "out of memory";
+    case GRETA_ERR_CONTEXT_FULL: return "context full";
+    case GRETA_ERR_TOKENIZER: return "tokenizer error";
+    case GRETA_ERR_TEMPLATE: return "chat template error";
+    case GRETA_ERR_CANCELLED: return "cancelled";
+    case GRETA_ERR_STATE: return "invalid state";
+    case GRETA_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+const char *greta_version(void) {
+    return GRETA_VERSION;
+}
+
+void greta_free(void *ptr) {
+    free(ptr);
+}
+
+greta_status greta_model_fail(greta_model *model, greta_status status, const char *fmt, ...) {
+    if (!model) return status;
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(model->err, sizeof model->err, fmt, args);
+    va_end(args);
+    return status;
+}
+
+static greta_status session_fail(greta_session *s, greta_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static greta_status session_fail(greta_session *s, greta_status status, const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(s->err, sizeof s->err, fmt, args);
+    va_end(args);
+    return status;
+}
+
+/* ------------------------------------------------------------------ */
+/* Model                                                                */
+/* ------------------------------------------------------------------ */
+
+greta_model_params greta_model_default_params(void) {
+    greta_model_params p;
+    memset(&p, 0, sizeof p);
+    p.prefault = true;
+    return p;
+}
+
+static bool report(const greta_model_params *p, float progress) {
+    return !p->progress || p->progress(progress, p->progress_user_data);
+}
+
+/* Reads one byte of every page of the weights so the first forward does
+ * not wait for the disk; reports progress every 1/64 of the bytes. */
+static bool prefault_weights(const model *m, const greta_model_params *p) {
+    const gguf_file *f = m->file;
+    uint64_t total = 0, done = 0, next_report = 0;
+    uint64_t n = gguf_tensor_count(f);
+    for (uint64_t i = 0; i < n; i++) total += gguf_get_tensor(f, i)->nbytes;
+    volatile uint8_t sink = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const gguf_tensor *t = gguf_get_tensor(f, i);
+        const uint8_t *data = t->data;
+        for (uint64_t off = 0; off < t->nbytes; off += 4096) sink ^= data[off];
+        done += t->nbytes;
+        if (done >= next_report) {
+            if (!report(p, 0.05f + 0.95f * (float)((double)done / (double)(total ? total : 1)))) return false;
+            next_report = done + total / 64;
+        }
+    }
+    (void)sink;
+    return true;
+}
+
+static void fill_file_type(greta_model *gm) {
+    snprintf(gm->file_type, sizeof gm->file_type, "%s", gm->m ? quant_type_name(gm->m->main_type) : "none");
+}
+
+static char *base_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return strdup(slash ? slash + 1 : path);
+}
+
+greta_status greta_model_load(const char *path, const greta_model_params *params, greta_model **out, char *err,
+                              size_t err_size) {
+    if (out) *out = NULL;
+    if (!path || !out) {
+        format_error(err, err_size, "greta_model_load: path and out must not be NULL");
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
+    greta_model_params defaults = greta_model_default_params();
+    const greta_model_params *p = params ? params : &defaults;
+    if (!report(p, 0.0f)) {
+        format_error(err, err_size, "load cancelled");
+        return GRETA_ERR_CANCELLED;
+    }
+    if (access(path, R_OK) != 0) {
+        format_error(err, err_size, "cannot open: %s", strerror(errno));
+        return GRETA_ERR_IO;
+    }
+    char why[400] = "";
+    gguf_file *file = gguf_open(path, why, sizeof why);
+    if (!file) {
+        format_error(err, err_size, "%s", why);
+        return GRETA_ERR_FORMAT;
+    }
+    greta_model *gm = calloc(1, sizeof *gm);
+    if (!gm) {
+        gguf_close(file);
+        format_error(err, err_size, "out of memory");
+        return GRETA_ERR_NO_MEMORY;
+    }
+    gm->vocab_only = p->vocab_only;
+    greta_status status = GRETA_OK;
+    gguf_str s;
+    if (gguf_get_str(file, "tokenizer.chat_template", &s)) gm->chat_template = gguf_str_dup(s);
+    gm->name = gguf_get_str(file, "general.name", &s) && s.len > 0 ? gguf_str_dup(s) : base_name(path);
+    if (!gm->name) {
+        status = GRETA_ERR_NO_MEMORY;
+        format_error(err, err_size, "out of memory");
+        goto fail_file;
+    }
+    if (gguf_find_key(file, "tokenizer.ggml.model") >= 0) {
+        gm->tok = tokenizer_load(file, why, sizeof why);
+        if (!gm->tok) {
+            status = GRETA_ERR_TOKENIZER;
+            format_error(err, err_size, "tokenizer: %s", why);
+            goto fail_file;
+        }
+    } else if (p->vocab_only) {
+        status = GRETA_ERR_TOKENIZER;
+        format_error(err, err_size, "no tokenizer in the file (missing key tokenizer.ggml.model)");
+        goto fail_file;
+    }
+    if (p->vocab_only) {
+        gguf_close(file);
+    } else {
+        gm->m = model_load(file, why, sizeof why); /* owns (or closes) file */
+        if (!gm->m) {
+            status = strstr(why, "unsupported") ? GRETA_ERR_UNSUPPORTED : GRETA_ERR_FORMAT;
+            format_error(err, err_size, "%s", why);
+            goto fail;
+        }
+        if (gm->tok && tokenizer_vocab_size(gm->tok) > gm->m->hp.n_vocab) {
+            status = GRETA_ERR_FORMAT;
+            format_error(err, err_size, "the tokenizer has %d tokens but token_embd.weight only %d rows",
+                      tokenizer_vocab_size(gm->tok), gm->m->hp.n_vocab);
+            goto fail;
+        }
+        if (!report(p, 0.05f) || (p->prefault && !prefault_weights(gm->m, p))) {
+            status = GRETA_ERR_CANCELLED;
+            format_error(err, err_size, "load cancelled");
+            goto fail;
+        }
+    }
+    fill_file_type(gm);
+    if (!report(p, 1.0f)) {
+        status = GRETA_ERR_CANCELLED;
+        format_error(err, err_size, "load cancelled");
+        goto fail;
+    }
+    *out = gm;
+    return GRETA_OK;
+fail_file:
+    gguf_close(file);
+fail:
+    greta_model_free(gm);
+    return status;
+}
+
+void greta_model_free(greta_model *model) {
+    if (!model) return;
+    model_free(model->m);
+    tokenizer_free(model->tok);
+    free(model->chat_template);
+    free(model->name);
+    free(model);
+}
+
+const char *greta_model_error(const greta_model *model) {
+    return model ? model->err : "no model";
+}
+
+void greta_model_get_info(const greta_model *gm, greta_model_info *info) {
+    memset(info, 0, sizeof *info);
+    info->architecture = info->name = info->file_type = info->rope_scaling = "";
+    info->bos_token = info->eos_token = -1;
+    if (!gm) return;
+    info->architecture = "llama";
+    info->name = gm->name;
+    info->file_type = gm->file_type;
+    info->has_chat_template = gm->chat_template != NULL;
+    info->vocab_only = gm->vocab_only;
+    if (gm->tok) {
+        info->bos_token = tokenizer_bos(gm->tok);
+        info->eos_token = tokenizer_eos(gm->tok);
+        info->vocab_size = tokenizer_vocab_size(gm->tok);
+    }
+    const model *m = gm->m;
+    if (!m) return;
+    const model_hparams *hp = &m->hp;
+    info->vocab_size = hp->n_vocab;
+    info->context_length = hp->n_ctx_train;
+    info->n_embd = hp->n_embd;
+    info->n_ff = hp->n_ff;
+    info->n_layer = hp->n_layer;
+    info->n_head = hp->n_head;
+    info->n_head_kv = hp->n_head_kv;
+    info->head_dim = hp->head_dim;
+    info->rope_dim = hp->rope_dim;
+    info->rope_freq_base = hp->rope_freq_base;
+    info->rope_scaling = rope_scaling_name(hp->rope_scaling);
+    info->rope_scaling_factor = hp->rope_scale_factor;
+    info->rms_norm_eps = hp->rms_eps;
+    info->tied_embeddings = m->tied_embeddings;
+    info->n_params = m->n_params;
+    info->weight_bytes = m->weight_bytes;
+    info->decode_bytes_per_token = model_decode_bytes_per_token(m);
+}
+
+const char *greta_model_chat_template(const greta_model *model) {
+    return model ? model->chat_template : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Vocabulary                                                           */
+/* ------------------------------------------------------------------ */
+
+static greta_status need_tokenizer(greta_model *model) {
+    if (!model) return GRETA_ERR_INVALID_ARGUMENT;
+    if (!model->tok)
+        return greta_model_fail(model, GRETA_ERR_TOKENIZER, "the model file has no tokenizer (tokenizer.* keys)");
+    return GRETA_OK;
+}
+
+greta_status greta_tokenize(greta_model *model, const char *text, size_t len, bool add_special, bool parse_special,
+                            int32_t **ids, size_t *n_ids) {
+    greta_status st = need_tokenizer(model);
+    if (st != GRETA_OK) return st;
+    if (!ids || !n_ids || (!text && len > 0))
+        return greta_model_fail(model, GRETA_ERR_INVALID_ARGUMENT, "greta_tokenize: NULL argument");
+    *ids = NULL;
+    *n_ids = 0;
+    char why[300] = "";
+    if (!tokenizer_encode(model->tok, text ? text : "", len, add_special, parse_special, ids, n_ids, why, sizeof why))
+        return greta_model_fail(model, GRETA_ERR_TOKENIZER, "tokenize: %s", why);
+    return GRETA_OK;
+}
+
+greta_status greta_detokenize(greta_model *model, const int32_t *ids, size_t n, bool render_special, char **out,
+                              size_t *out_len) {
+    greta_status st = need_tokenizer(model);
+    if (st != GRETA_OK) return st;
+    if (!out || !out_len || (!ids && n > 0))
+        return greta_model_fail(model, GRETA_ERR_INVALID_ARGUMENT, "greta_detokenize: NULL argument");
+    *out = NULL;
+    *out_len = 0;
+    char why[300] = "";
+    if (!tokenizer_decode(model->tok, ids, n, render_special, out, out_len, why, sizeof why))
+        return greta_model_fail(model, GRETA_ERR_TOKENIZER, "detokenize: %s", why);
+    return GRETA_OK;
+}
+
+int greta_token_to_piece(const greta_model *model, int32_t id, bool render_special, char *buf, size_t cap) {
+    if (!model || !model->tok || (!buf && cap > 0)) return -1;
+    return tokenizer_token_bytes(model->tok, id, render_special, buf, cap);
+}
+
+struct greta_detok {
+    detok_stream *stream;
+};
+
+greta_detok *greta_detok_new(const greta_model *model, bool render_special) {
+    if (!model || !model->tok) return NULL;
+    greta_detok *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->stream = detok_stream_new(model->tok, render_special);
+    if (!d->stream) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void greta_detok_free(greta_detok *detok) {
+    if (!detok) return;
+    detok_stream_free(detok->stream);
+    free(detok);
+}
+
+greta_status greta_detok_push(greta_detok *detok, int32_t id, const char **out, size_t *out_len) {
+    if (!detok || !out || !out_len) return GRETA_ERR_INVALID_ARGUMENT;
+    *out = "";
+    *out_len = 0;
+    return detok_stream_push(detok->stream, id, out, out_len) ? GRETA_OK : GRETA_ERR_INVALID_ARGUMENT;
+}
+
+greta_status greta_detok_flush(greta_detok *detok, const char **out, size_t *out_len) {
+    if (!detok || !out || !out_len) return GRETA_ERR_INVALID_ARGUMENT;
+    *out = "";
+    *out_len = 0;
+    return detok_stream_flush(detok->stream, out, out_len) ? GRETA_OK : GRETA_ERR_NO_MEMORY;
+}
+
+int32_t greta_token_bos(const greta_model *model) {
+    return model && model->tok ? tokenizer_bos(model->tok) : -1;
+}
+
+int32_t greta_token_eos(const greta_model *model) {
+    return model && model->tok ? tokenizer_eos(model->tok) : -1;
+}
+
+bool greta_token_is_eog(const greta_model *model, int32_t id) {
+    return model && model->tok && tokenizer_is_end_of_generation(model->tok, id);
+}
+
+bool greta_model_adds_bos(const greta_model *model) {
+    return model && model->tok && tokenizer_adds_bos(model->tok);
+}
+
+/* ------------------------------------------------------------------ */
+/* Session                                                              */
+/* ------------------------------------------------------------------ */
+
+const char *greta_backend_name(greta_backend backend) {
+    switch (backend) {
+    case GRETA_BACKEND_CPU: return "cpu";
+    case GRETA_BACKEND_REF: return "ref";
+    case GRETA_BACKEND_CUDA: return "cuda";
+    }
+    return "unknown";
+}
+
+greta_status greta_backend_from_name(const char *name, greta_backend *out) {
+    if (!name || !out) return GRETA_ERR_INVALID_ARGUMENT;
+    if (strcmp(name, "cpu") == 0) *out = GRETA_BACKEND_CPU;
+    else if (strcmp(name, "ref") == 0) *out = GRETA_BACKEND_REF;
+    else if (strcmp(name, "cuda") == 0) *out = GRETA_BACKEND_CUDA;
+    else return GRETA_ERR_INVALID_ARGUMENT;
+    return GRETA_OK;
+}
+
+greta_session_params greta_session_default_params(void) {
+    greta_session_params p;
+    memset(&p, 0, sizeof p);
+    p.backend = GRETA_BACKEND_CPU;
+    p.seed = 0x67726574u;
+    return p;
+}
+
+#define MAX_THREADS 512
+
+greta_status greta_session_new(greta_model *model, const greta_session_params *params, greta_session **out,
+                               char *err, size_t err_size) {
+    if (out) *out = NULL;
+    if (!model || !out) {
+        format_error(err, err_size, "greta_session_new: model and out must not be NULL");
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
+    if (!model->m) {
+        format_error(err, err_size, "the model was loaded vocab_only: it has no weights to run");
+        return GRETA_ERR_STATE;
+    }
+    greta_session_params defaults = greta_session_default_params();
+    const greta_session_params *p = params ? params : &defaults;
+    const model_hparams *hp = &model->m->hp;
+    if (p->n_ctx < 0 || p->n_ctx > hp->n_ctx_train) {
+        format_error(err, err_size, "context length %d is outside [1, %d] (the model's trained context length)", p->n_ctx,
+                  hp->n_ctx_train);
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
+    if (p->n_threads < 0 || p->n_threads > MAX_THREADS) {
+        format_error(err, err_size, "thread count %d is outside [1, %d]", p->n_threads, MAX_THREADS);
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
+    if (p->backend != GRETA_BACKEND_CPU && p->backend != GRETA_BACKEND_REF && p->backend != GRETA_BACKEND_CUDA) {
+        format_error(err, err_size, "unknown backend id %d", (int)p->backend);
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
+    int threads = p->n_threads;
+    if (threads == 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = online > 0 ? (online > MAX_THREADS ? MAX_THREADS : (int)online) : 1;
+    }
+    if (p->backend == GRETA_BACKEND_REF) threads = 1;
+    engine_config cfg = {
+        .n_ctx = p->n_ctx ? p->n_ctx : hp->n_ctx_train,
+        .n_threads = threads,
+        .backend = p->backend,
+        .logits_all = p->logits_all,
+    };
+    greta_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        format_error(err, err_size, "out of memory");
+        return GRETA_ERR_NO_MEMORY;
+    }
+    s->model = model;
+    s->backend = p->backend;
+    greta_status status = GRETA_OK;
+    s->e = engine_new(model->m, &cfg, &status, err, err_size);
+    if (!s->e) {
+        free(s);
+        return status;
+    }
+    s->sampler = greta_sampler_new(p->seed);
+    if (!s->sampler) {
+        greta_session_free(s);
+        format_error(err, err_size, "out of memory");
+        return GRETA_ERR_NO_MEMORY;
+    }
+    *out = s;
+    return GRETA_OK;
+}
+
+void greta_session_free(greta_session *session) {
+    if (!session) return;
+    greta_session_close_trace(session, NULL, 0);
+    engine_free(session->e);
+    greta_sampler_free(session->sampler);
+    free(session);
+}
+
+const char *greta_session_error(const greta_session *session) {
+    return session ? session->err : "no session";
+}
+
+greta_backend greta_session_backend(const greta_session *session) {
+    return session ? session->backend : GRETA_BACKEND_CPU;
+}
+
+int32_t greta_session_n_ctx(const greta_session *session) {
+    return session ? session->e->config.n_ctx : 0;
+}
+
+int32_t greta_session_n_threads(const greta_session *session) {
+    return session ? session->e->config.n_threads : 0;
+}
+
+greta_status greta_eval(greta_session *session, const int32_t *ids, size_t n) {
+    if (!session) return GRETA_ERR_INVALID_ARGUMENT;
+    if (!ids && n > 0) return session_fail(session, GRETA_ERR_INVALID_ARGUMENT, "greta_eval: ids is NULL");
+    return engine_eval(session->e, ids, n, session->err, sizeof session->err);
+}
+
+static bool have_logits(greta_session *s) {
+    if (s->e->has_logits) return true;
+    session_fail(s, GRETA_ERR_STATE, "no logits: nothing evaluated since the session began or was rewound");
+    return false;
+}
+
+const float *greta_logits(greta_session *session) {
+    if (!session || !have_logits(session)) return NULL;
+    return session->e->logits;
+}
+
+const double *greta_logits_f64(greta_session *session) {
+    if (!session || !have_logits(session)) return NULL;
+    return session->e->logits64;
+}
+
+static bool have_all_logits(greta_session *s, size_t *n_rows) {
+    if (n_rows) *n_rows = 0;
+    if (!s->e->config.logits_all) {
+        session_fail(s, GRETA_ERR_STATE, "all-row logits need the session parameter logits_all");
+        return false;
+    }
+    if (!have_logits(s)) return false;
+    if (n_rows) *n_rows = s->e->logits_all_rows;
+    return true;
+}
+
+const float *greta_logits_all(greta_session *session, size_t *n_rows) {
+    if (!session || !have_all_logits(session, n_rows)) return NULL;
+    return session->e->logits_all;
+}
+
+const double *greta_logits_all_f64(greta_session *session, size_t *n_rows) {
+    if (!session || !have_all_logits(session, n_rows)) return NULL;
+    return session->e->logits_all64;
+}
+
+int32_t greta_pos(const greta_session *session) {
+    return session ? session->e->n_pos : 0;
+}
+
+const int32_t *greta_session_tokens(const greta_session *session) {
+    return session ? session->e->tokens : NULL;
+}
+
+greta_status greta_rewind(greta_session *session, int32_t pos) {
+    if (!session) return GRETA_ERR_INVALID_ARGUMENT;
+    return engine_rewind(session->e, pos, session->err, sizeof session->err);
+}
+
+greta_status greta_sample(greta_session *session, const greta_sampler_params *params, int32_t *out_token) {
+    if (!session) return GRETA_ERR_INVALID_ARGUMENT;
+    if (!params || !out_token) return session_fail(session, GRETA_ERR_INVALID_ARGUMENT, "greta_sample: NULL argument");
+    const float *logits = greta_logits(session);
+    if (!logits) return GRETA_ERR_STATE;
+    greta_status st = greta_sampler_sample(session->sampler, params, logits, session->model->m->hp.n_vocab,
+                                           session->e->tokens, (size_t)session->e->n_pos, out_token);
+    if (st != GRETA_OK) session_fail(session, st, "sampling failed: %s (check the sampler parameters)",
+                                     greta_status_string(st));
+    return st;
+}
+
+void greta_session_reseed(greta_session *session, uint64_t seed) {
+    if (session) greta_sampler_reseed(session->sampler, seed);
+}
+
+greta_status greta_session_set_trace(greta_session *session, struct trace *tracer) {
+    if (!session) return GRETA_ERR_INVALID_ARGUMENT;
+    session->e->tracer = tracer;
+    return GRETA_OK;
+}

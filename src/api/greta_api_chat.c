@@ -1,0 +1,57 @@
+/* greta_api_chat.c: greta_chat_apply, the chat-template entry of greta.h
+ * (a file of its own so programs that never render templates do not link
+ * the template interpreter). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "text/chat.h"
+#include "api/api_internal.h"
+
+/* The template text for template_override (see greta.h), or NULL with the
+ * model's error set. */
+static const char *pick_template(greta_model *model, const char *override) {
+    if (!override) {
+        if (!model->chat_template)
+            greta_model_fail(model, GRETA_ERR_TEMPLATE, "the model has no chat template (tokenizer.chat_template)");
+        return model->chat_template;
+    }
+    if (strstr(override, "{{") || strstr(override, "{%")) return override;
+    const char *builtin = chat_builtin_template(override);
+    if (!builtin) {
+        char names[256] = "";
+        for (size_t i = 0; i < chat_builtin_count(); i++) {
+            if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
+            strncat(names, chat_builtin_name(i), sizeof names - strlen(names) - 1);
+        }
+        greta_model_fail(model, GRETA_ERR_TEMPLATE, "unknown chat template '%.64s' (built-in: %s)", override, names);
+    }
+    return builtin;
+}
+
+greta_status greta_chat_apply(greta_model *model, const greta_chat_message *messages, size_t n,
+                              bool add_generation_prompt, const char *template_override, char **out) {
+    if (!model) return GRETA_ERR_INVALID_ARGUMENT;
+    if (!out || (!messages && n > 0))
+        return greta_model_fail(model, GRETA_ERR_INVALID_ARGUMENT, "greta_chat_apply: NULL argument");
+    *out = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!messages[i].role)
+            return greta_model_fail(model, GRETA_ERR_INVALID_ARGUMENT, "chat message %zu has no role", i);
+    }
+    const char *text = pick_template(model, template_override);
+    if (!text) return GRETA_ERR_TEMPLATE;
+    chat_message *msgs = calloc(n ? n : 1, sizeof *msgs);
+    if (!msgs) return greta_model_fail(model, GRETA_ERR_NO_MEMORY, "out of memory");
+    for (size_t i = 0; i < n; i++) msgs[i] = (chat_message){messages[i].role, messages[i].content};
+    const char *bos = NULL, *eos = NULL;
+    if (model->tok) {
+        int32_t b = tokenizer_bos(model->tok), e = tokenizer_eos(model->tok);
+        if (b >= 0) bos = tokenizer_token_text(model->tok, b);
+        if (e >= 0) eos = tokenizer_token_text(model->tok, e);
+    }
+    char why[400] = "";
+    bool ok = chat_render(text, msgs, n, add_generation_prompt, bos, eos, out, why, sizeof why);
+    free(msgs);
+    if (!ok) return greta_model_fail(model, GRETA_ERR_TEMPLATE, "%s", why);
+    return GRETA_OK;
+}

@@ -1,0 +1,476 @@
+/* backend_cpu_kernels.c: see backend_cpu_kernels.h for the reduction order. */
+#include "backend/cpu/cpu_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "format/quant.h"
+
+/* ---- portable ---- */
+
+static void decode_rows_portable(const model_weight *w, int64_t r0, int n_rows, float *dst, int64_t stride) {
+    for (int r = 0; r < n_rows; r++) {
+        float *d = dst + (int64_t)r * stride;
+        quant_dequantize(w->type, w->data + (size_t)(r0 + r) * w->row_bytes, d, w->n_in);
+        for (int64_t k = w->n_in; k < stride; k++) d[k] = 0.0f;
+    }
+}
+
+static float hsum8(const float *l) {
+    float s04 = l[0] + l[4], s15 = l[1] + l[5], s26 = l[2] + l[6], s37 = l[3] + l[7];
+    return (s04 + s26) + (s15 + s37);
+}
+
+static float dot8_portable(const float *a, const float *b, int64_t n8) {
+    float acc[8] = {0};
+    for (int64_t c = 0; c < n8; c += 8)
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(a[c + l], b[c + l], acc[l]);
+    return hsum8(acc);
+}
+
+static void tile_portable(const float *w, int64_t ws, int n_w, const float *x, int64_t xs, int n_x, float *y,
+                          int64_t ys, int64_t n) {
+    for (int t = 0; t < n_x; t++)
+        for (int r = 0; r < n_w; r++) y[t * ys + r] = dot8_portable(w + r * ws, x + t * xs, n);
+}
+
+static float dot_portable(const float *a, const float *b, int64_t n) {
+    int64_t n8 = n - n % 8;
+    float s = dot8_portable(a, b, n8);
+    for (int64_t k = n8; k < n; k++) s = fmaf(a[k], b[k], s);
+    return s;
+}
+
+static void axpy_portable(float *y, float a, const float *x, int64_t n) {
+    for (int64_t k = 0; k < n; k++) y[k] = fmaf(a, x[k], y[k]);
+}
+
+
+static void attend_portable(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                            float scale, float *scores, float *out) {
+    float max = -INFINITY;
+    for (int t = 0; t < n_keys; t++) {
+        float s = dot_portable(q, k + (size_t)t * kv_stride, hd) * scale;
+        scores[t] = s;
+        if (s > max) max = s;
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_keys; t++) {
+        scores[t] = expf(scores[t] - max);
+        sum += scores[t];
+    }
+    float inv = 1.0f / sum;
+    for (int d = 0; d < hd; d++) out[d] = 0.0f;
+    for (int t = 0; t < n_keys; t++) axpy_portable(out, scores[t] * inv, v + (size_t)t * kv_stride, hd);
+}
+
+static const cpu_kernels kernels_portable = {
+    .name = "portable",
+    .decode_rows = decode_rows_portable,
+    .tile = tile_portable,
+    .dot_rows = NULL,
+    .dot = dot_portable,
+    .axpy = axpy_portable,
+    .attend = attend_portable,
+};
+
+const cpu_kernels *cpu_kernels_portable(void) {
+    return &kernels_portable;
+}
+
+/* ---- AVX2 + FMA ---- */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+static inline AVX2 float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* The f16 at p, in all 8 lanes. */
+static inline AVX2 __m256 f16_splat(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _mm256_cvtph_ps(_mm_set1_epi16((short)h));
+}
+
+/* d and m of a Q4_1 block (two f16 at p), each in all 8 lanes. */
+static inline AVX2 void f16_pair_splat(const uint8_t *p, __m256 *d, __m256 *m) {
+    int32_t dm;
+    memcpy(&dm, p, 4);
+    __m256 v = _mm256_cvtph_ps(_mm_set1_epi32(dm)); /* d m d m d m d m */
+    *d = _mm256_permute_ps(v, 0x00);
+    *m = _mm256_permute_ps(v, 0x55);
+}
+
+/* Q4_0: d (f16) | qs[16]; value j = low nibble of qs[j], j + 16 the high one; y = d * (q - 8). */
+static AVX2 void decode_q4_0_row(const uint8_t *src, int64_t n_blocks, float *dst) {
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    const __m256 eight = _mm256_set1_ps(8.0f);
+    for (int64_t b = 0; b < n_blocks; b++, src += 18, dst += 32) {
+        __m256 d = _mm256_set1_ps(f16_at(src));
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + 2));
+        __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+        __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+        __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+        __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+        __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+        _mm256_storeu_ps(dst + 0, _mm256_mul_ps(d, _mm256_sub_ps(q0, eight)));
+        _mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_sub_ps(q1, eight)));
+        _mm256_storeu_ps(dst + 16, _mm256_mul_ps(d, _mm256_sub_ps(q2, eight)));
+        _mm256_storeu_ps(dst + 24, _mm256_mul_ps(d, _mm256_sub_ps(q3, eight)));
+    }
+}
+
+/* Q4_1: d (f16) | m (f16) | qs[16]; y = d * q + m, a product then a sum.
+ * d has 11 significant bits and q < 16, so d * q is exact in float32 and
+ * the single rounding of fma(d, q, m) equals the two roundings. */
+static AVX2 void decode_q4_1_row(const uint8_t *src, int64_t n_blocks, float *dst) {
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    for (int64_t b = 0; b < n_blocks; b++, src += 20, dst += 32) {
+        __m256 d, m;
+        f16_pair_splat(src, &d, &m);
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + 4));
+        __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+        __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+        __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+        __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+        __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+        _mm256_storeu_ps(dst + 0, _mm256_fmadd_ps(d, q0, m));
+        _mm256_storeu_ps(dst + 8, _mm256_fmadd_ps(d, q1, m));
+        _mm256_storeu_ps(dst + 16, _mm256_fmadd_ps(d, q2, m));
+        _mm256_storeu_ps(dst + 24, _mm256_fmadd_ps(d, q3, m));
+    }
+}
+
+/* Q8_0: d (f16) | qs[32] int8; y = d * q. */
+static AVX2 void decode_q8_0_row(const uint8_t *src, int64_t n_blocks, float *dst) {
+    for (int64_t b = 0; b < n_blocks; b++, src += 34, dst += 32) {
+        __m256 d = _mm256_set1_ps(f16_at(src));
+        for (int c = 0; c < 4; c++) {
+            __m128i v = _mm_loadl_epi64((const __m128i *)(src + 2 + 8 * c));
+            __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+            _mm256_storeu_ps(dst + 8 * c, _mm256_mul_ps(d, q));
+        }
+    }
+}
+
+static AVX2 void decode_f16_row(const uint8_t *src, int64_t n, float *dst) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(dst + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * k))));
+    for (; k < n; k++) dst[k] = f16_at(src + 2 * k);
+}
+
+static AVX2 void decode_rows_avx2(const model_weight *w, int64_t r0, int n_rows, float *dst, int64_t stride) {
+    for (int r = 0; r < n_rows; r++) {
+        const uint8_t *src = w->data + (size_t)(r0 + r) * w->row_bytes;
+        float *d = dst + (int64_t)r * stride;
+        switch (w->type) {
+        case QT_Q4_0: decode_q4_0_row(src, w->n_in / 32, d); break;
+        case QT_Q4_1: decode_q4_1_row(src, w->n_in / 32, d); break;
+        case QT_Q8_0: decode_q8_0_row(src, w->n_in / 32, d); break;
+        case QT_F16: decode_f16_row(src, w->n_in, d); break;
+        case QT_F32: memcpy(d, src, (size_t)w->n_in * sizeof(float)); break;
+        default: quant_dequantize(w->type, src, d, w->n_in); break;
+        }
+        for (int64_t k = w->n_in; k < stride; k++) d[k] = 0.0f;
+    }
+}
+
+static inline AVX2 float hsum_avx2(__m256 acc) {
+    __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
+    __m128 s = _mm_add_ps(lo, hi);            /* l0+l4, l1+l5, l2+l6, l3+l7 */
+    __m128 t = _mm_movehl_ps(s, s);           /* l2+l6, l3+l7, .. */
+    __m128 u = _mm_add_ps(s, t);              /* (l0+l4)+(l2+l6), (l1+l5)+(l3+l7) */
+    __m128 v = _mm_shuffle_ps(u, u, 0x55);    /* (l1+l5)+(l3+l7) */
+    return _mm_cvtss_f32(_mm_add_ss(u, v));
+}
+
+/* An NW x NX tile: NW * NX accumulators, each the fixed dot-product order. */
+static inline __attribute__((always_inline)) AVX2 void tile_fixed(const float *w, int64_t ws, const float *x,
+                                                                   int64_t xs, float *y, int64_t ys, int64_t n,
+                                                                   const int NW, const int NX) {
+    __m256 acc[CPU_TILE_MAX_W][CPU_TILE_MAX_X];
+#pragma GCC unroll 8
+    for (int r = 0; r < NW; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < n; c += 8) {
+        __m256 xv[CPU_TILE_MAX_X];
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) xv[t] = _mm256_loadu_ps(x + t * xs + c);
+#pragma GCC unroll 8
+        for (int r = 0; r < NW; r++) {
+            __m256 wv = _mm256_loadu_ps(w + r * ws + c);
+#pragma GCC unroll 4
+            for (int t = 0; t < NX; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NW; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) y[t * ys + r] = hsum_avx2(acc[r][t]);
+}
+
+static AVX2 void tile_8x1(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 8, 1);
+}
+static AVX2 void tile_4x3(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 4, 3);
+}
+static AVX2 void tile_4x2(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 4, 2);
+}
+static AVX2 void tile_4x1(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 4, 1);
+}
+static AVX2 void tile_1x1(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 1, 1);
+}
+static AVX2 void tile_1x3(const float *w, int64_t ws, const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    tile_fixed(w, ws, x, xs, y, ys, n, 1, 3);
+}
+
+/* Covers an n_w x n_x block with the fixed tiles above. */
+static AVX2 void tile_avx2(const float *w, int64_t ws, int n_w, const float *x, int64_t xs, int n_x, float *y,
+                           int64_t ys, int64_t n) {
+    if (n_x == 1) {
+        int r = 0;
+        for (; r + 8 <= n_w; r += 8) tile_8x1(w + r * ws, ws, x, xs, y + r, ys, n);
+        for (; r + 4 <= n_w; r += 4) tile_4x1(w + r * ws, ws, x, xs, y + r, ys, n);
+        for (; r < n_w; r++) tile_1x1(w + r * ws, ws, x, xs, y + r, ys, n);
+        return;
+    }
+    int t = 0;
+    for (; t + 3 <= n_x; t += 3) {
+        int r = 0;
+        for (; r + 4 <= n_w; r += 4) tile_4x3(w + r * ws, ws, x + t * xs, xs, y + t * ys + r, ys, n);
+        for (; r < n_w; r++) tile_1x3(w + r * ws, ws, x + t * xs, xs, y + t * ys + r, ys, n);
+    }
+    if (n_x - t == 2) {
+        int r = 0;
+        for (; r + 4 <= n_w; r += 4) tile_4x2(w + r * ws, ws, x + t * xs, xs, y + t * ys + r, ys, n);
+        for (; r < n_w; r++) {
+            tile_1x1(w + r * ws, ws, x + t * xs, xs, y + t * ys + r, ys, n);
+            tile_1x1(w + r * ws, ws, x + (t + 1) * xs, xs, y + (t + 1) * ys + r, ys, n);
+        }
+    } else if (n_x - t == 1) {
+        tile_avx2(w, ws, n_w, x + t * xs, xs, 1, y + t * ys, ys, n);
+    }
+}
+
+static AVX2 float dot_avx2(const float *a, const float *b, int64_t n) {
+    int64_t n8 = n - n % 8;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0; c < n8; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c), acc);
+    float s = hsum_avx2(acc);
+    for (int64_t k = n8; k < n; k++) s = fmaf(a[k], b[k], s);
+    return s;
+}
+
+static AVX2 void axpy_avx2(float *y, float a, const float *x, int64_t n) {
+    __m256 av = _mm256_set1_ps(a);
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(y + k, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
+    for (; k < n; k++) y[k] = fmaf(a, x[k], y[k]);
+}
+
+
+/* ---- fused decode + dot for one activation row (decode steps) ----
+ * Each block is decoded into registers exactly as decode_*_row does (same
+ * operations, same rounding), then multiplied into the row's accumulator
+ * in chunk order: the bits of decode_rows + tile_fixed(., 1). Four weight
+ * rows are interleaved to hide the FMA latency. */
+
+#define FUSED_ROWS 4
+#define PREFETCH_GROUPS 2
+
+/* Q4_1 block -> 4 chunks of 8 exact values. */
+static inline __attribute__((always_inline)) AVX2 void q4_1_chunks(const uint8_t *b, __m256 w[4]) {
+    const __m256i mask = _mm256_set1_epi32(0x0f);
+    __m256 d, m;
+    f16_pair_splat(b, &d, &m);
+    __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 4)));  /* bytes 0..7 */
+    __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 12))); /* bytes 8..15 */
+    __m256 q0 = _mm256_cvtepi32_ps(_mm256_and_si256(v0, mask));
+    __m256 q1 = _mm256_cvtepi32_ps(_mm256_and_si256(v1, mask));
+    __m256 q2 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4));
+    __m256 q3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4));
+    w[0] = _mm256_fmadd_ps(d, q0, m); /* exact product: see decode_q4_1_row */
+    w[1] = _mm256_fmadd_ps(d, q1, m);
+    w[2] = _mm256_fmadd_ps(d, q2, m);
+    w[3] = _mm256_fmadd_ps(d, q3, m);
+}
+
+static inline __attribute__((always_inline)) AVX2 void q4_0_chunks(const uint8_t *b, __m256 w[4]) {
+    const __m256i mask = _mm256_set1_epi32(0x0f);
+    const __m256 eight = _mm256_set1_ps(8.0f);
+    __m256 d = f16_splat(b);
+    __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2)));
+    __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 10)));
+    w[0] = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, mask)), eight));
+    w[1] = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, mask)), eight));
+    w[2] = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), eight));
+    w[3] = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), eight));
+}
+
+static inline __attribute__((always_inline)) AVX2 void q8_0_chunks(const uint8_t *b, __m256 w[4]) {
+    __m256 d = f16_splat(b);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++)
+        w[c] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * c)))));
+}
+
+/* NR rows of a 32-value block type: type_size bytes per block. */
+static inline __attribute__((always_inline)) AVX2 void fused_block_rows(const model_weight *w, int64_t r0, const float *x,
+                                                                         float *y, const int NR, const uint32_t type) {
+    const int64_t n_blocks = w->n_in / 32;
+    const size_t bs = type == QT_Q4_1 ? 20 : type == QT_Q4_0 ? 18 : 34;
+    const uint8_t *rows[FUSED_ROWS];
+    __m256 acc[FUSED_ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
+        acc[r] = _mm256_setzero_ps();
+    }
+    /* The NR rows are contiguous; prefetch the rows that follow them
+     * (PREFETCH_GROUPS groups ahead), a slice per block, so the next group
+     * streams in while this one computes. Prefetching past the end of the
+     * matrix is harmless (no fault). */
+    const char *ahead = (const char *)rows[0] + (size_t)NR * w->row_bytes * PREFETCH_GROUPS;
+    const size_t slice = (size_t)NR * bs;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        for (size_t off = 0; off < slice; off += 64) _mm_prefetch(ahead + (size_t)b * slice + off, _MM_HINT_T0);
+        const float *xb = x + b * 32;
+        __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+        __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m256 wc[4];
+            const uint8_t *blk = rows[r] + (size_t)b * bs;
+            if (type == QT_Q4_1) q4_1_chunks(blk, wc);
+            else if (type == QT_Q4_0) q4_0_chunks(blk, wc);
+            else q8_0_chunks(blk, wc);
+            acc[r] = _mm256_fmadd_ps(wc[0], x0, acc[r]);
+            acc[r] = _mm256_fmadd_ps(wc[1], x1, acc[r]);
+            acc[r] = _mm256_fmadd_ps(wc[2], x2, acc[r]);
+            acc[r] = _mm256_fmadd_ps(wc[3], x3, acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) y[r] = hsum_avx2(acc[r]);
+}
+
+static AVX2 void fused_q4_1_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 4, QT_Q4_1);
+}
+static AVX2 void fused_q4_1_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 1, QT_Q4_1);
+}
+static AVX2 void fused_q4_0_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 4, QT_Q4_0);
+}
+static AVX2 void fused_q4_0_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 1, QT_Q4_0);
+}
+static AVX2 void fused_q8_0_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 4, QT_Q8_0);
+}
+static AVX2 void fused_q8_0_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_block_rows(w, r0, x, y, 1, QT_Q8_0);
+}
+
+static AVX2 bool dot_rows_avx2(const model_weight *w, int64_t r0, int n_rows, const float *x, float *y) {
+    typedef void (*fused_fn)(const model_weight *, int64_t, const float *, float *);
+    fused_fn four, one;
+    switch (w->type) {
+    case QT_Q4_1: four = fused_q4_1_4; one = fused_q4_1_1; break;
+    case QT_Q4_0: four = fused_q4_0_4; one = fused_q4_0_1; break;
+    case QT_Q8_0: four = fused_q8_0_4; one = fused_q8_0_1; break;
+    case QT_F32:
+        if (w->n_in % 8 != 0) return false;
+        tile_avx2((const float *)(const void *)(w->data + (size_t)r0 * w->row_bytes), w->n_in, n_rows, x, 0, 1, y, 0,
+                  w->n_in);
+        return true;
+    default: return false;
+    }
+    int r = 0;
+    for (; r + FUSED_ROWS <= n_rows; r += FUSED_ROWS) four(w, r0 + r, x, y + r);
+    for (; r < n_rows; r++) one(w, r0 + r, x, y + r);
+    return true;
+}
+
+
+/* Attention for one (row, head), head_dim a multiple of 8: the score dots
+ * and the output accumulators stay in registers, 64 output columns at a
+ * time; per element the operations are those of attend_portable. */
+static AVX2 void attend_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                             float scale, float *scores, float *out) {
+    if (hd % 8 != 0) {
+        attend_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
+        return;
+    }
+    float max = -INFINITY;
+    for (int t = 0; t < n_keys; t++) {
+        const float *kt = k + (size_t)t * kv_stride;
+        __m256 acc = _mm256_setzero_ps();
+        for (int c = 0; c < hd; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kt + c), acc);
+        float s = hsum_avx2(acc) * scale;
+        scores[t] = s;
+        if (s > max) max = s;
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_keys; t++) {
+        scores[t] = expf(scores[t] - max);
+        sum += scores[t];
+    }
+    float inv = 1.0f / sum;
+    for (int c0 = 0; c0 < hd; c0 += 64) {
+        int width = hd - c0 < 64 ? hd - c0 : 64;
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        if (width == 64) {
+            for (int t = 0; t < n_keys; t++) {
+                const float *vt = v + (size_t)t * kv_stride + c0;
+                __m256 p = _mm256_set1_ps(scores[t] * inv);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j), acc[j]);
+            }
+        } else {
+            for (int t = 0; t < n_keys; t++) {
+                const float *vt = v + (size_t)t * kv_stride + c0;
+                __m256 p = _mm256_set1_ps(scores[t] * inv);
+                for (int j = 0; j < width / 8; j++) acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j), acc[j]);
+            }
+        }
+        for (int j = 0; j < width / 8; j++) _mm256_storeu_ps(out + c0 + 8 * j, acc[j]);
+    }
+}
+
+static const cpu_kernels kernels_avx2 = {
+    .name = "avx2",
+    .decode_rows = decode_rows_avx2,
+    .tile = tile_avx2,
+    .dot_rows = dot_rows_avx2,
+    .dot = dot_avx2,
+    .axpy = axpy_avx2,
+    .attend = attend_avx2,
+};
+
+const cpu_kernels *cpu_kernels_best(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &kernels_avx2;
+    return &kernels_portable;
+}
+#else
+const cpu_kernels *cpu_kernels_best(void) {
+    return &kernels_portable;
+}
+#endif

@@ -1,0 +1,55 @@
+/* backend_cpu_kernels.h: the CPU backend's inner loops, in two builds:
+ * AVX2+FMA (chosen at run time when the CPU has both) and portable C.
+ *
+ * The fixed reduction order that makes results independent of batch size
+ * and thread count: a dot product of length n keeps ONE 8-lane float
+ * accumulator; for each chunk c of 8 values in order, acc = fma(w_c, x_c,
+ * acc) lane by lane; then the lanes are summed as
+ * ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)); then the n % 8 tail values
+ * are added in order with fmaf. A matrix product computes every output
+ * element exactly so, whatever tile it belongs to. Both builds use fused
+ * multiply-adds (fmaf in C), so they agree bit for bit. */
+#ifndef GRETA_BACKEND_CPU_KERNELS_H
+#define GRETA_BACKEND_CPU_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+typedef struct {
+    const char *name; /* "avx2", "portable" */
+    /* dst[r][0..stride) = row r0 + r of w (r < n_rows), dequantized exactly
+     * (bit-exact with quant_dequantize), zero beyond n_in. */
+    void (*decode_rows)(const model_weight *w, int64_t r0, int n_rows, float *dst, int64_t stride);
+    /* y[t * ys + r] = dot(w + r * ws, x + t * xs, n) for r < n_w, t < n_x;
+     * n a multiple of 8 (inputs zero padded). */
+    void (*tile)(const float *w, int64_t ws, int n_w, const float *x, int64_t xs, int n_x, float *y, int64_t ys,
+                 int64_t n);
+    /* y[r] = dot(row r0 + r of w, x) for r < n_rows, decoding each block in
+     * registers (no buffer): the same bits as decode_rows + tile with one
+     * activation row. x has round8(n_in) values, zero padded. Returns false
+     * (nothing written) for types without a fused kernel; NULL in builds
+     * without any. */
+    bool (*dot_rows)(const model_weight *w, int64_t r0, int n_rows, const float *x, float *y);
+    /* The dot product above for any n. */
+    float (*dot)(const float *a, const float *b, int64_t n);
+    /* y[k] = fmaf(a, x[k], y[k]). */
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
+    /* One attention head of one row over keys/values t = 0..n_keys-1 (row t
+     * of k / v at t * kv_stride floats): s_t = dot(q, k_t, hd) * scale;
+     * e_t = expf(s_t - max s); out = sum_t fmaf(e_t * (1 / sum e), v_t, .)
+     * in t order (sum e in t order too). scores: n_keys floats of scratch. */
+    void (*attend)(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                   float scale, float *scores, float *out);
+} cpu_kernels;
+
+/* AVX2+FMA kernels when the running CPU supports them, else portable. */
+const cpu_kernels *cpu_kernels_best(void);
+const cpu_kernels *cpu_kernels_portable(void);
+
+/* Largest n_w and n_x one tile call handles. */
+#define CPU_TILE_MAX_W 8
+#define CPU_TILE_MAX_X 4
+
+#endif

@@ -1,0 +1,78 @@
+/* synth.h: Llama-architecture GGUF files with random weights (`greta synth`).
+ *
+ * The file is laid out as llama.cpp's converter writes a llama model
+ * (general.architecture = "llama", every llama.* key, tensors token_embd,
+ * blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm,
+ * ffn_gate, ffn_up, ffn_down}, output_norm, output unless tied) and carries
+ * a small byte-level BPE vocabulary (gpt2 model: the 256 byte tokens, a few
+ * merges, <|endoftext|> <|im_start|> <|im_end|>, [PADn] up to the vocab
+ * size) and a ChatML chat template, so the model runs end to end.
+ *
+ * Weights: row r of tensor NAME comes from its own generator seeded by
+ * (seed, NAME, r), so the file bytes depend only on the options, never on
+ * the thread count. Matrices ~ N(0, 1/fan_in) (fan_in = row length), norm
+ * weights 1 + N(0, 0.02^2). Written tensor by tensor, row chunk by row
+ * chunk through the streaming writer: memory stays bounded (~64 MiB plus a
+ * row per thread) whatever the model size. See docs/synth.md. */
+#ifndef GRETA_SYNTH_H
+#define GRETA_SYNTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tools/quantize_model.h"
+
+typedef struct {
+    char name[32];      /* preset name, or "custom" */
+    int64_t dim;        /* llama.embedding_length */
+    int64_t ffn;        /* llama.feed_forward_length */
+    int64_t n_layers;   /* llama.block_count */
+    int64_t n_heads;    /* llama.attention.head_count */
+    int64_t n_kv_heads; /* llama.attention.head_count_kv */
+    int64_t vocab;      /* llama.vocab_size */
+    int64_t ctx;        /* llama.context_length */
+    double rope_base;   /* llama.rope.freq_base */
+    double rms_eps;     /* llama.attention.layer_norm_rms_epsilon */
+    bool tied;          /* no output.weight: token_embd is the output */
+    char pre[32];       /* tokenizer.ggml.pre */
+} synth_shape;
+
+/* Presets: tiny, smollm2-135m, llama2-7b, llama3-8b (docs/synth.md). */
+bool synth_preset(const char *name, synth_shape *out);
+const char *synth_preset_list(void);
+
+/* Shape with no dimensions set (0) and the defaults for the rest: ctx 2048,
+ * rope base 10000, rms eps 1e-5, untied, pre "default". */
+synth_shape synth_shape_defaults(void);
+
+/* Checks a shape (every size positive and within limits, dim a multiple of
+ * the head count with an even head size, heads a multiple of kv heads,
+ * vocab at least the 259 tokens of the base vocabulary). */
+bool synth_shape_check(const synth_shape *shape, char *err, size_t err_size);
+
+typedef struct {
+    synth_shape shape;
+    quantize_target target;
+    uint64_t seed;
+    int n_threads; /* 0 = all online CPUs */
+} synth_options;
+
+/* Writes the model to path. On failure returns false with a one-line
+ * reason in err and leaves no partial file. */
+bool synth_write(const synth_options *options, const char *path, char *err, size_t err_size);
+
+/* The vocabulary alone (for tests): token texts and types as written.
+ * *tokens[i] are malloc'ed; free with synth_vocab_free. */
+typedef struct {
+    int64_t n_tokens;
+    char **tokens;
+    int32_t *types;
+    int64_t n_merges;
+    char **merges;
+} synth_vocab;
+
+bool synth_vocab_build(int64_t vocab_size, synth_vocab *out);
+void synth_vocab_free(synth_vocab *vocab);
+
+#endif
