@@ -1,6 +1,6 @@
 /* test_chat.c: chat templates against transformers' own renderings.
  *
- * tests/fixtures/chat/expected.json (scripts/gen_chat_fixtures.py) holds,
+ * tests/fixtures/chat/expected.json (scripts/fixtures/gen_chat_fixtures.py) holds,
  * for each official template text in tests/fixtures/chat/NAME.jinja, what
  * transformers.apply_chat_template-equivalent rendering gave for several
  * conversations (or the error it raised), plus interpreter units and
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "text/chat.h"
-#include "check.h"
+#include "support/check.h"
 #include "format/gguf.h"
 
 static char *read_file(const char *path, size_t *len) {

@@ -1,7 +1,7 @@
 /* test_engine.c: the engine, the cpu and ref backends and the session API.
  *
  * References: a numpy float64 forward of tiny models whose weights live in
- * the fixture (scripts/gen_tiny_forward_fixture.py), the FP64 backend for
+ * the fixture (scripts/fixtures/gen_tiny_forward_fixture.py), the FP64 backend for
  * the float32 backend, and the engine's own invariants that the design
  * promises bitwise (prefill vs decode at the same position, thread counts,
  * reruns, rewinds, tracing on/off). Models are written at run time with
@@ -13,10 +13,11 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_kernels.h"
-#include "check.h"
-#include "greta.h"
-#include "test_engine_models.h"
 #include "engine/trace.h"
+#include "format/quant.h"
+#include "greta.h"
+#include "support/check.h"
+#include "support/random_model.h"
 
 static char path_buf[1024];
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "tools/audit.h"
-#include "check.h"
+#include "support/check.h"
 #include "base/faults.h"
 #include "greta.h"
 #include "tools/quantize_model.h"

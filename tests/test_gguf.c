@@ -1,11 +1,11 @@
 /* test_gguf.c: the GGUF reader and writer against the `gguf` Python package.
  *
- * 1. A file written by the package's GGUFWriter (scripts/gguf_pywrite.py) is
+ * 1. A file written by the package's GGUFWriter (scripts/oracles/gguf_pywrite.py) is
  *    read by greta and every key, value, tensor info and tensor byte is
  *    checked against the values spelled out below.
  * 2. A file written by greta's writer (every metadata type, tensors of seven
  *    types) is read back by greta AND dumped by the package
- *    (scripts/gguf_dump.py); both must equal the values spelled out below.
+ *    (scripts/oracles/gguf_dump.py); both must equal the values spelled out below.
  * 3. The streaming writer produces the identical file; writer misuse fails
  *    with a message and leaves no file; a vocabulary-only file loads.
  * The package is required: if python3 or gguf is missing, the checks fail. */
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "check.h"
+#include "support/check.h"
 #include "format/gguf.h"
 #include "format/quant.h"
 
@@ -37,13 +37,13 @@ static bool file_exists(const char *path) {
 
 static bool run_python(const char *script, const char *args) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "python3 '%s/scripts/%s' %s", check_repo_dir(), script, args);
+    snprintf(cmd, sizeof cmd, "python3 '%s/scripts/oracles/%s' %s", check_repo_dir(), script, args);
     int rc = system(cmd);
-    CHECK(rc == 0, "python3 scripts/%s ran (exit status %d)", script, rc);
+    CHECK(rc == 0, "python3 scripts/oracles/%s ran (exit status %d)", script, rc);
     return rc == 0;
 }
 
-/* ---- expected metadata, in the format of scripts/gguf_dump.py ---- */
+/* ---- expected metadata, in the format of scripts/oracles/gguf_dump.py ---- */
 
 typedef struct {
     const char *key;

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "support/check.h"
 #include "format/gguf.h"
 #include "format/quant.h"
 

@@ -1,7 +1,7 @@
 /* test_hf.c: greta against Hugging Face transformers on the default model.
  *
  * Reference: tests/fixtures/hf/hf_greedy.json and rows/, made by
- * scripts/gen_hf_fixtures.py (transformers in float64, checked there against
+ * scripts/fixtures/gen_hf_fixtures.py (transformers in float64, checked there against
  * an independent numpy forward). For every prompt the test feeds HF's prompt
  * ids and then HF's greedy ids (teacher forcing, so every position is
  * compared at identical inputs) and checks at every logits position:
@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "support/check.h"
 #include "greta.h"
 
 #define CPU_TOL 1e-4

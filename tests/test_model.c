@@ -1,15 +1,16 @@
 /* test_model.c: hyperparameters and tensor binding (src/model/model.c) on small
  * models written with gguf_writer, and on the default model against the
  * gguf Python package's view (tests/fixtures/model/smollm2_hparams.json,
- * scripts/gen_model_hparams_fixture.py). */
+ * scripts/fixtures/gen_model_hparams_fixture.py). */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "check.h"
+#include "format/quant.h"
 #include "model/model.h"
-#include "test_engine_models.h"
+#include "support/check.h"
+#include "support/random_model.h"
 
 static char path_buf[1024];
 

@@ -1,10 +1,10 @@
 /* test_quant.c: the block formats (src/format/quant.c) against independent references.
  *
  * References: fixtures in tests/fixtures/quant/ made by
- * scripts/gen_quant_fixtures.py with the `gguf` Python package (llama.cpp's
+ * scripts/fixtures/gen_quant_fixtures.py with the `gguf` Python package (llama.cpp's
  * reader/quantizer), float64 dot products computed here, and hand-computed
  * half/bfloat16 values. */
-#include "check.h"
+#include "support/check.h"
 #include "format/gguf.h"
 #include "format/quant.h"
 
@@ -485,7 +485,7 @@ static uint64_t fnv1a64(uint64_t hash, const void *data, size_t size) {
     return hash;
 }
 
-/* The hash of scripts/gen_quant_fixtures.py (model_tensor_hash): FNV-1a 64
+/* The hash of scripts/fixtures/gen_quant_fixtures.py (model_tensor_hash): FNV-1a 64
  * over the little-endian u64 FNV-1a 64 hashes of each row's float32 bytes. */
 static uint64_t tensor_hash(const gguf_tensor *t, float *row_values) {
     const int64_t ne0 = t->ne[0];
@@ -583,7 +583,7 @@ int main(void) {
     for (size_t i = 1; i < N_QUANTIZABLE; i++) {
         uint32_t type = QUANTIZABLE[i];
         bool k_quant = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
-        test_quant_fixture(type, k_quant ? "the numpy port of llama.cpp's reference (scripts/kquant_reference.py)"
+        test_quant_fixture(type, k_quant ? "the numpy port of llama.cpp's reference (scripts/pylib/kquant_reference.py)"
                                          : "gguf.quants.quantize");
     }
     test_roundtrip_rmse();

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "support/check.h"
 #include "format/gguf.h"
 #include "model/model.h"
 #include "format/quant.h"

@@ -1,6 +1,6 @@
 /* test_tokenizer.c: the tokenizers against Hugging Face / SentencePiece
  * reference ids (tests/fixtures/tokenizer/ (*.json), written by
- * scripts/gen_tokenizer_fixtures.py), plus round trips, the streaming
+ * scripts/fixtures/gen_tokenizer_fixtures.py), plus round trips, the streaming
  * detokenizer and load errors.
  *
  * smollm2.json needs models/SmolLM2-135M-Instruct.Q4_1.gguf (bash
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "support/check.h"
 #include "format/gguf.h"
 #include "text/tokenizer.h"
 #include "text/tokenizer_internal.h"

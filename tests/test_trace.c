@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "tools/audit.h"
-#include "check.h"
+#include "support/check.h"
 #include "greta.h"
 #include "tools/quantize_model.h"
 #include "tools/synth.h"

@@ -149,7 +149,7 @@ int quantize_tensor_type(const quantize_target *target, const quantize_model_inf
  * ggml's reference quantizers quantize_row_q5_0_ref / quantize_row_q5_1_ref:
  * block of 32, values j and j+16 share a byte of low nibbles, the fifth
  * bits go into a 32-bit mask. Bit-exact against the gguf package's
- * quantizer (scripts/check_gguf_readable.py --check-q5). */
+ * quantizer (scripts/oracles/check_gguf_readable.py --check-q5). */
 
 static void put_u16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)(v & 0xff);

@@ -1,5 +1,5 @@
 # inspect.sh: `greta inspect` on the default model against the gguf package's
-# view of it (tests/fixtures/gguf/*.tsv from scripts/gguf_model_fixture.py),
+# view of it (tests/fixtures/gguf/*.tsv from scripts/fixtures/gguf_model_fixture.py),
 # hyperparameters against SmolLM2-135M's published config, and the one-line
 # error contract on bad files.
 source "$(dirname "$0")/lib.sh"
@@ -54,7 +54,7 @@ else
     done <"$FIX/smollm2_dumps.tsv"
     # --json: every key, value (arrays in full) and tensor equal the gguf package's reading.
     if "$GRETA" inspect --json "$MODEL" >"$TMP/inspect.json" 2>"$TMP/err"; then
-        if python3 "$GRETA_REPO/scripts/gguf_check_inspect_json.py" "$TMP/inspect.json" "$MODEL" >"$TMP/cmp" 2>&1; then
+        if python3 "$GRETA_REPO/scripts/oracles/gguf_check_inspect_json.py" "$TMP/inspect.json" "$MODEL" >"$TMP/cmp" 2>&1; then
             pass "$(tail -1 "$TMP/cmp")"
         else
             fail "--json differs from the gguf package: $(head -c 400 "$TMP/cmp")"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh: greta run on the default model against the transformers greedy
-# fixture (tests/fixtures/hf/hf_greedy.json, scripts/gen_hf_fixtures.py),
+# fixture (tests/fixtures/hf/hf_greedy.json, scripts/fixtures/gen_hf_fixtures.py),
 # seeds, stop strings, --dump-logits, and errors for bad flags.
 source "$(dirname "$0")/lib.sh"
 MODEL=$GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -1,10 +1,10 @@
 # synth_quantize.sh: `greta synth` and `greta quantize` checked by llama.cpp's
-# reader (the gguf Python package, via scripts/check_gguf_readable.py), by
+# reader (the gguf Python package, via scripts/oracles/check_gguf_readable.py), by
 # greta's own reader (inspect --dump, bit-exact against the package), by
 # hand-computed Q4_K_M layer lists, and by Hugging Face tokenizers for the
 # synthesized vocabulary. Errors: one line, non-zero exit.
 source "$(dirname "$0")/lib.sh"
-CHECKER="$GRETA_REPO/scripts/check_gguf_readable.py"
+CHECKER="$GRETA_REPO/scripts/oracles/check_gguf_readable.py"
 MODEL="$GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY=(--dim 256 --ffn 512 --layers 2 --heads 4 --kv-heads 2 --vocab 320 --ctx 512)
 TYPES=(F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M)

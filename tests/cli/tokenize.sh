@@ -1,6 +1,6 @@
 # tokenize.sh: `greta tokenize` against Hugging Face reference ids (the
 # SmolLM2 ids below and tests/fixtures/tokenizer/*.json come from
-# scripts/gen_tokenizer_fixtures.py), on the default model and on a
+# scripts/fixtures/gen_tokenizer_fixtures.py), on the default model and on a
 # vocabulary-only GGUF written by the gguf package; output formats, -f with
 # its trailing newline, --bench, and the one-line error contract.
 source "$(dirname "$0")/lib.sh"

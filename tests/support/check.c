@@ -1,5 +1,5 @@
-/* check.c: implementation of tests/check.h. */
-#include "../check.h"
+/* check.c: implementation of tests/support/check.h. */
+#include "check.h"
 
 #include <stdarg.h>
 #include <stdio.h>

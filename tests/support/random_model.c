@@ -1,13 +1,7 @@
-/* test_engine_models.h: small random Llama models written with greta's
- * gguf_writer, for test_model.c and test_engine.c (static helpers, included
- * by each test program). Weights come from a fixed-seed generator, so every
- * run writes the same bytes. */
-#ifndef GRETA_TEST_ENGINE_MODELS_H
-#define GRETA_TEST_ENGINE_MODELS_H
+/* random_model.c: implementation of tests/support/random_model.h. */
+#include "random_model.h"
 
 #include <math.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,24 +9,8 @@
 #include "format/gguf.h"
 #include "format/quant.h"
 
-typedef struct {
-    int n_embd, n_head, n_head_kv, n_ff, n_layer, n_vocab, ctx;
-    int rope_dim;          /* 0 = head_dim (key omitted) */
-    double rope_base;      /* 0 = key omitted */
-    double eps;
-    double linear_factor;  /* != 1: llama.rope.scaling.type linear */
-    bool tied;
-    bool rope_freqs;       /* add rope_freqs.weight (llama3 scaling) */
-    uint32_t type;         /* matrix type */
-    uint32_t embd_type;    /* token_embd type */
-    const char *omit;      /* tensor left out */
-    const char *misshape;  /* tensor written with one row too many */
-    const char *extra;     /* an extra tensor the model does not know */
-    const char *arch;      /* NULL = "llama" */
-    uint64_t seed;
-} tm_spec;
 
-static tm_spec tm_default(void) {
+tm_spec tm_default(void) {
     tm_spec s;
     memset(&s, 0, sizeof s);
     s.n_embd = 64;
@@ -52,7 +30,7 @@ static tm_spec tm_default(void) {
 }
 
 /* xorshift64* -> roughly normal values (sum of 4 uniforms, centered). */
-static double tm_normal(uint64_t *state) {
+double tm_normal(uint64_t *state) {
     double sum = 0;
     for (int i = 0; i < 4; i++) {
         *state ^= *state >> 12;
@@ -80,8 +58,7 @@ static void tm_add(gguf_writer *w, const tm_spec *s, uint64_t *rng, const char *
     free(data);
 }
 
-/* Writes the model to path; false on a writer error. */
-static bool tm_write(const tm_spec *s, const char *path) {
+bool tm_write(const tm_spec *s, const char *path) {
     gguf_writer *w = gguf_writer_new();
     uint64_t rng = s->seed * 0x9E3779B97F4A7C15ull + 12345;
     int head_dim = s->n_embd / s->n_head;
@@ -145,5 +122,3 @@ static bool tm_write(const tm_spec *s, const char *path) {
     gguf_writer_free(w);
     return ok;
 }
-
-#endif
