@@ -541,7 +541,36 @@ static void test_errors(void) {
     json_decref(fx);
 }
 
+/* base/utf8 utf8_decode: hand-computed code points, every encodable code
+ * point round-trips, and the invalid forms of Unicode Table 3-7 decode to 0. */
+static void test_utf8_decode(void) {
+    static const struct { const char *bytes; int len; uint32_t cp; } cases[] = {
+        {"A", 1, 0x41}, {"\x7F", 1, 0x7F}, {"\xC2\x80", 2, 0x80}, {"\xC3\xA9", 2, 0xE9},
+        {"\xE2\x82\xAC", 3, 0x20AC}, {"\xEF\xBF\xBD", 3, 0xFFFD}, {"\xF0\x9F\x98\x80", 4, 0x1F600},
+        {"\xF4\x8F\xBF\xBF", 4, 0x10FFFF},
+        /* invalid: overlong, surrogate, above U+10FFFF, stray continuation, truncated */
+        {"\xC0\x80", 0, 0}, {"\xE0\x80\x80", 0, 0}, {"\xED\xA0\x80", 0, 0}, {"\xF4\x90\x80\x80", 0, 0},
+        {"\xF5\x80\x80\x80", 0, 0}, {"\x80", 0, 0}, {"\xE2\x82", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t cp = 12345;
+        int n = utf8_decode((const unsigned char *)cases[i].bytes, strlen(cases[i].bytes), &cp);
+        CHECK(n == cases[i].len && cp == cases[i].cp, "utf8_decode case %zu: len %d cp U+%04X (want %d U+%04X)", i, n,
+              (unsigned)cp, cases[i].len, (unsigned)cases[i].cp);
+    }
+    size_t bad = 0;
+    for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        char buf[4];
+        int n = utf8_encode(cp, buf);
+        uint32_t back;
+        if (utf8_decode((const unsigned char *)buf, (size_t)n, &back) != n || back != cp) bad++;
+    }
+    CHECK(bad == 0, "utf8_decode round trip of every scalar value: %zu wrong", bad);
+}
+
 int main(void) {
+    test_utf8_decode();
     test_smollm();
     test_vocab_fixture("spm.json", "spm");
     test_vocab_fixture("llama_bpe.json", "llama_bpe");

@@ -1,4 +1,4 @@
-/* utf8.c: UTF-8 validation, repair and encoding (utf8.h).
+/* utf8.c: UTF-8 validation, decoding, repair and encoding (utf8.h).
  *
  * Invalid input is repaired the way Python's bytes.decode("utf-8",
  * "replace") does it (the Unicode "maximal subpart" practice): each
@@ -45,6 +45,21 @@ int utf8_valid_len(const unsigned char *s, size_t avail, int *subpart) {
         }
     }
     return need;
+}
+
+int utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp) {
+    int subpart = 0;
+    int n = utf8_valid_len(s, avail, &subpart);
+    *cp = 0;
+    if (n == 0) return 0;
+    if (n == 1) {
+        *cp = s[0];
+        return 1;
+    }
+    uint32_t v = s[0] & (0x7Fu >> n); /* payload bits of the lead byte */
+    for (int i = 1; i < n; i++) v = (v << 6) | (s[i] & 0x3Fu);
+    *cp = v;
+    return n;
 }
 
 int utf8_encode(uint32_t cp, char *buf) {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
 #include "text/tokenizer_internal.h"
 
 /* GPT-2's split (HF ByteLevel with use_regex). */
@@ -157,12 +158,11 @@ static bool piece_push(piece_list *pieces, size_t start, size_t len) {
     return true;
 }
 
-/* Length of the UTF-8 character starting with byte c (input is valid). */
-static size_t utf8_char_len(unsigned char c) {
-    if (c < 0x80) return 1;
-    if (c < 0xE0) return 2;
-    if (c < 0xF0) return 3;
-    return 4;
+/* Length of the UTF-8 character at s (input is valid; 1 for a stray byte). */
+static size_t utf8_char_len(const char *s, size_t avail) {
+    uint32_t cp;
+    int n = avail > 0 ? utf8_decode((const unsigned char *)s, avail, &cp) : 0;
+    return n > 0 ? (size_t)n : 1;
 }
 
 typedef struct {
@@ -191,7 +191,7 @@ static bool split_step(const pcre2_code *re, match_state *ms, const piece_list *
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(ms->match);
             size_t m_start = ov[0], m_end = ov[1];
             if (m_end == m_start) { /* empty match: step over one character */
-                pos = m_start + utf8_char_len((unsigned char)subject[m_start]);
+                pos = m_start + utf8_char_len(subject + m_start, len - m_start);
                 continue;
             }
             if (!piece_push(out, base + gap_start, m_start - gap_start)) goto oom;

@@ -449,14 +449,13 @@ static int hex_digit(char c) {
 static void put_bytelevel(const tokenizer *tok, const char *text, size_t len, byte_sink *s) {
     const unsigned char *u = (const unsigned char *)text;
     for (size_t i = 0; i < len;) {
-        int subpart = 0;
-        int n = utf8_valid_len(u + i, len - i, &subpart);
+        uint32_t cp;
+        int n = utf8_decode(u + i, len - i, &cp);
         if (n == 0) { /* not UTF-8: copy the byte */
             sink_put(s, text + i, 1);
             i++;
             continue;
         }
-        uint32_t cp = n == 1 ? u[i] : n == 2 ? ((uint32_t)(u[i] & 0x1F) << 6) | (u[i + 1] & 0x3F) : 0x800;
         if (cp < 324 && tok->cp_to_byte[cp] >= 0) {
             char b = (char)tok->cp_to_byte[cp];
             sink_put(s, &b, 1);

@@ -221,16 +221,12 @@ static bool work_reserve(bpe_work *w, size_t n) {
 /* Code point of the (valid, at most 2-byte for mapped text) character. */
 static int32_t mapped_char_token(const tokenizer *tok, const unsigned char *s, size_t avail, size_t *used) {
     uint32_t cp;
-    if (s[0] < 0x80) {
-        cp = s[0];
-        *used = 1;
-    } else if (avail >= 2 && (s[0] & 0xE0) == 0xC0) {
-        cp = ((uint32_t)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
-        *used = 2;
-    } else { /* cannot come out of the byte-level mapping */
+    int n = utf8_decode(s, avail, &cp);
+    if (n == 0 || n > 2) { /* cannot come out of the byte-level mapping */
         *used = 1;
         return -1;
     }
+    *used = (size_t)n;
     if (cp >= 324 || tok->cp_to_byte[cp] < 0) return -1;
     return tok->char_token[tok->cp_to_byte[cp]];
 }

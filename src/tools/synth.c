@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/errors.h"
+#include "base/utf8.h"
 #include "format/gguf.h"
 #include "format/quant.h"
 
@@ -133,16 +134,9 @@ static bool byte_is_printable(int b) {
 }
 
 static char *utf8_of(uint32_t cp) {
-    char *s = malloc(4);
+    char *s = malloc(5);
     if (!s) return NULL;
-    if (cp < 0x80) {
-        s[0] = (char)cp;
-        s[1] = 0;
-    } else {
-        s[0] = (char)(0xC0 | (cp >> 6));
-        s[1] = (char)(0x80 | (cp & 0x3F));
-        s[2] = 0;
-    }
+    s[utf8_encode(cp, s)] = 0;
     return s;
 }
 

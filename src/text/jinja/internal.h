@@ -194,7 +194,6 @@ static inline jval v_undef(const char *name) { jval v = {.type = JV_UNDEF}; v.u.
 void jj_fmt_error(char *err, size_t err_size, const char *src, size_t len, size_t pos, const char *fmt, va_list ap);
 bool jj_is_ws(char c);
 bool jj_lex_all(lexer *lx);
-size_t jj_utf8_put(char *dst, uint32_t cp);
 
 /* values.c: arena, values, equality, ordering, printing */
 void *jj_alloc(ctx *c, size_t n, size_t pos);

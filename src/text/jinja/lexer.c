@@ -4,6 +4,8 @@
  * lexer does, decodes string escapes, and handles {% raw %} blocks. */
 #include "text/jinja/internal.h"
 
+#include "base/utf8.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,17 +74,6 @@ static int hexval(char c) {
     return -1;
 }
 
-size_t jj_utf8_put(char *dst, uint32_t cp) {
-    if (cp < 0x80) { dst[0] = (char)cp; return 1; }
-    if (cp < 0x800) { dst[0] = (char)(0xC0 | (cp >> 6)); dst[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        dst[0] = (char)(0xE0 | (cp >> 12)); dst[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        dst[2] = (char)(0x80 | (cp & 0x3F)); return 3;
-    }
-    dst[0] = (char)(0xF0 | (cp >> 18)); dst[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    dst[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); dst[3] = (char)(0x80 | (cp & 0x3F)); return 4;
-}
-
 /* A quoted string at src[*p] (the quote). Python escapes are decoded. */
 static bool lex_string(lexer *lx, size_t *p) {
     size_t start = *p;
@@ -121,7 +112,7 @@ static bool lex_string(lexer *lx, size_t *p) {
             if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
                 return lex_fail(lx, i - 2, "invalid code point U+%X in string escape", cp);
             i += (size_t)digits;
-            n += jj_utf8_put(buf + n, cp);
+            n += (size_t)utf8_encode(cp, buf + n);
             break;
         }
         default: buf[n++] = '\\'; buf[n++] = e; break;

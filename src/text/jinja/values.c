@@ -4,6 +4,8 @@
  * and json.dumps() output, code-point string helpers. */
 #include "text/jinja/internal.h"
 
+#include "base/utf8.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,18 +212,16 @@ bool jj_truthy(const jval *v) {
 
 /* ---- UTF-8 ---- */
 
-/* Decodes one code point at s[0..n); invalid bytes decode as themselves (one byte). */
+/* Decodes one code point at s[0..n) (base/utf8); a byte that does not start a valid
+ * sequence decodes as itself with bit 31 set, one byte long. */
 uint32_t jj_utf8_next(const char *s, size_t n, size_t *adv) {
-    const unsigned char *u = (const unsigned char *)s;
-    if (u[0] < 0x80) { *adv = 1; return u[0]; }
-    int need = (u[0] & 0xE0) == 0xC0 ? 1 : (u[0] & 0xF0) == 0xE0 ? 2 : (u[0] & 0xF8) == 0xF0 ? 3 : -1;
-    if (need < 0 || (size_t)need >= n) { *adv = 1; return u[0] | 0x80000000u; }
-    uint32_t cp = u[0] & (0x3F >> need);
-    for (int k = 1; k <= need; k++) {
-        if ((u[k] & 0xC0) != 0x80) { *adv = 1; return u[0] | 0x80000000u; }
-        cp = (cp << 6) | (u[k] & 0x3F);
+    uint32_t cp;
+    int len = utf8_decode((const unsigned char *)s, n, &cp);
+    if (len == 0) {
+        *adv = 1;
+        return (unsigned char)s[0] | 0x80000000u;
     }
-    *adv = (size_t)need + 1;
+    *adv = (size_t)len;
     return cp;
 }
 
@@ -269,7 +269,7 @@ bool jj_is_alpha_cp(const ctx *c, uint32_t cp) {
 bool jj_put_cp(ctx *c, strbuf *b, uint32_t cp, size_t pos) {
     char tmp[4];
     if (cp & 0x80000000u) { tmp[0] = (char)(cp & 0xFF); return jj_sb_add(c, b, tmp, 1, pos); }
-    return jj_sb_add(c, b, tmp, jj_utf8_put(tmp, cp), pos);
+    return jj_sb_add(c, b, tmp, (size_t)utf8_encode(cp, tmp), pos);
 }
 
 /* ---- formatting (Python str/repr, json.dumps) ---- */
