@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "text/chat.h"
 #include "support/check.h"
@@ -219,9 +220,9 @@ static void test_errors(void) {
     ok = chat_render_opts("{% for i in range(1000) %}xx{% endfor %}", m, 1, &o, &out, err, sizeof err);
     CHECK(!ok && strstr(err, "exceeds"), "output limit is enforced: %s", err);
     o = chat_default_options();
-    o.max_steps = 1000;
+    o.max_work = 32000; /* 1000 steps */
     ok = chat_render_opts("{% for i in range(900) %}{{ i }}{% endfor %}", m, 1, &o, &out, err, sizeof err);
-    CHECK(!ok && strstr(err, "step"), "step limit is enforced: %s", err);
+    CHECK(!ok && strstr(err, "work budget of 32000 units"), "work budget is enforced: %s", err);
 
     /* tools must be a JSON array */
     o = chat_default_options();
@@ -268,6 +269,120 @@ static void test_errors(void) {
     CHECK(failures > 0 && crashes == 0, "truncated templates: %zu clean failures, %zu bad error lines", failures, crashes);
 }
 
+/* Renders text with no messages; returns ok and the CPU seconds it took. */
+static bool render_timed(const char *text, char **out, char *err, size_t err_size, double *seconds) {
+    chat_options o = chat_default_options();
+    clock_t t0 = clock();
+    bool ok = chat_render_opts(text, NULL, 0, &o, out, err, err_size);
+    *seconds = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    return ok;
+}
+
+/* Issue 9's hostile templates: each ends in a one-line error naming the
+ * limit (nesting or the work budget), quickly. Before the fix the first
+ * crashed with SIGSEGV (unbounded recursion in equal()) and the others ran
+ * for hours. The time bound is 10 s of CPU (generous, for sanitizer builds;
+ * a quiet machine takes well under a second). */
+static void test_hostile_work(void) {
+#define DEEP "{% set ns = namespace(a=[], b=[]) %}{% for i in range(100000) %}"
+#define DOUBLED "{% set ns = namespace(a=1, b=1) %}{% for i in range(60) %}"
+#define BIG16 "{% set s = 'x' * 16000000 %}{% set t = 'x' * 16000000 %}"
+    static const struct { const char *text, *want; } cases[] = {
+        {DEEP "{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a == ns.b }}", "nested deeper than 64"},
+        {DEEP "{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a != ns.b }}", "nested deeper than 64"},
+        {DEEP "{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a in [ns.b] }}", "nested deeper than 64"},
+        {DEEP "{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ [ns.a, ns.b] | sort }}", "nested deeper than 64"},
+        {DEEP "{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ [ns.a, ns.b] | unique | list }}",
+         "nested deeper than 64"},
+        {DEEP "{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a < ns.b }}", "nested deeper than 64"},
+        {DEEP "{% set ns.a = {'k': ns.a} %}{% set ns.b = {'k': ns.b} %}{% endfor %}{{ ns.a == ns.b }}",
+         "nested deeper than 64"},
+        {DEEP "{% set ns.a = {'k': ns.a} %}{% set ns.b = {'k': ns.b} %}{% endfor %}{{ {ns.a: 1} == {ns.b: 1} }}",
+         "unhashable"},
+        {DEEP "{% set ns.a = (ns.a,) %}{% set ns.b = (ns.b,) %}{% endfor %}{{ {ns.a: 1}[ns.b] }}", "nested deeper than 64"},
+        {DEEP "{% set ns.a = [ns.a] %}{% endfor %}{{ ns.a }}", "nested deeper than 64"},
+        {DEEP "{% set ns.a = [ns.a] %}{% endfor %}{{ ns.a | tojson }}", "nested deeper than 64"},
+        {DOUBLED "{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}",
+         "work budget"},
+        {DOUBLED "{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ [ns.a, ns.b] | sort }}",
+         "work budget"},
+        {BIG16 "{% for i in range(1000000) %}{% if s == t %}{% endif %}{% endfor %}", "work budget"},
+        {BIG16 "{% for i in range(1000000) %}{% if 'y' in s %}{% endif %}{% endfor %}", "work budget"},
+        {BIG16 "{% for i in range(1000000) %}{% if s.find('y') %}{% endif %}{% endfor %}", "work budget"},
+        {BIG16 "{% for i in range(1000000) %}{% if s.rfind(t[:8000000]) %}{% endif %}{% endfor %}", "work budget"},
+        {BIG16 "{% for i in range(1000000) %}{% if s|length %}{% endif %}{% endfor %}", "work budget"},
+        {BIG16 "{% for i in range(1000000) %}{% if s < t %}{% endif %}{% endfor %}", "work budget"},
+        {"{% set s = 'x' * 8000000 %}{{ ([s] * 1000000) | sort | length }}", "work budget"},
+        {"{% set s = 'x' * 8000000 %}{{ ([s] * 1000000) | unique | list | length }}", "work budget"},
+        {"{% set s = 'x' * 8000000 %}{{ ([s] * 1000000) | sort(case_sensitive=false) | length }}", "work budget"},
+        {"{% for i in range(5000) %}{% for j in range(5000) %}{% endfor %}{% endfor %}", "work budget"},
+    };
+#undef DEEP
+#undef DOUBLED
+#undef BIG16
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL, err[1024] = "";
+        double seconds;
+        bool ok = render_timed(cases[i].text, &out, err, sizeof err, &seconds);
+        CHECK(!ok && strstr(err, cases[i].want) && !strchr(err, '\n'), "hostile %zu ends in one line naming '%s': %s", i,
+              cases[i].want, ok ? "(rendered)" : err);
+        CHECK(seconds < 10.0, "hostile %zu stops in %.2f s of CPU", i, seconds);
+        free(out);
+    }
+
+    /* 4000 string literals in a 36 KB template: each literal's buffer is its
+     * own size (each took the rest of the template before: 72 MB) */
+    size_t n = 4000;
+    char *text = malloc(n * 9 + 1);
+    for (size_t i = 0; i < n; i++) memcpy(text + i * 9, "{{ \"x\" }}", 9);
+    text[n * 9] = 0;
+    char *out = NULL, err[1024] = "";
+    double seconds;
+    bool ok = render_timed(text, &out, err, sizeof err, &seconds);
+    CHECK(ok && out && strlen(out) == n && strspn(out, "x") == n, "4000 string literals render (%s)", ok ? "ok" : err);
+    free(out);
+    free(text);
+
+    /* the budget leaves room for real use: every built-in template renders a
+     * conversation holding a 1 MiB message (more than a 128k-token context) */
+    size_t big_len = (size_t)1 << 20;
+    char *big = malloc(big_len + 1);
+    for (size_t i = 0; i < big_len; i++) big[i] = "word \n"[i % 6];
+    big[big_len] = 0;
+    for (size_t b = 0; b < chat_builtin_count(); b++) {
+        chat_message conv[] = {{"user", big}, {"assistant", big}, {"user", "again"}};
+        out = NULL;
+        ok = chat_render(chat_builtin_template(chat_builtin_name(b)), conv, 3, true, "<s>", "</s>", &out, err, sizeof err);
+        CHECK(ok && strlen(out) > 2 * big_len - 4096, "%s renders two 1 MiB messages within the budget (%s)",
+              chat_builtin_name(b), ok ? "ok" : err);
+        free(out);
+    }
+    free(big);
+
+    /* sorting is stable and matches Python's (outputs from jinja2 3.1's
+     * ImmutableSandboxedEnvironment, as transformers renders) */
+    static const struct { const char *text, *want; } sorts[] = {
+        {"{{ [5, 3, 9, 1, 3, 7, 2, 8, 0, 6, 4] | sort }}", "[0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9]"},
+        {"{{ [5, 3, 9, 1, 3, 7, 2, 8, 0, 6, 4] | sort(reverse=true) }}", "[9, 8, 7, 6, 5, 4, 3, 3, 2, 1, 0]"},
+        {"{{ [{'k': 2, 'n': 'a'}, {'k': 1, 'n': 'b'}, {'k': 2, 'n': 'c'}, {'k': 1, 'n': 'd'}, {'k': 0, 'n': 'e'}]"
+         " | sort(attribute='k') | map(attribute='n') | join }}", "ebdac"},
+        {"{{ [{'k': 2, 'n': 'a'}, {'k': 1, 'n': 'b'}, {'k': 2, 'n': 'c'}, {'k': 1, 'n': 'd'}, {'k': 0, 'n': 'e'}]"
+         " | sort(attribute='k', reverse=true) | map(attribute='n') | join }}", "acbde"},
+        {"{{ ['b', 'A', 'a', 'B', 'c'] | sort }}", "['A', 'a', 'b', 'B', 'c']"},
+        {"{{ ['b', 'A', 'a', 'B', 'c'] | sort(case_sensitive=true) }}", "['A', 'B', 'a', 'b', 'c']"},
+        {"{{ [[1, 2], [1], [0, 5], [1, 1]] | sort }}", "[[0, 5], [1], [1, 1], [1, 2]]"},
+        {"{{ 'abcabc'.rfind('bc') }}|{{ 'abcabc'.find('bc') }}|{{ 'abc'.rfind('') }}|{{ 'abc'.find('') }}|"
+         "{{ 'aaaa'.count('aa') }}|{{ 'xyz'.rfind('q') }}|{{ 'h\xc3\xa9llo'.rfind('l') }}", "4|1|3|0|2|-1|3"},
+        {"{{ 'x,y,,z'.split(',') }}|{{ 'a b  c'.split() }}|{{ '  ab  '.strip(' a') }}", "['x', 'y', '', 'z']|['a', 'b', 'c']|b"},
+    };
+    for (size_t i = 0; i < sizeof sorts / sizeof sorts[0]; i++) {
+        out = NULL;
+        ok = render_timed(sorts[i].text, &out, err, sizeof err, &seconds);
+        CHECK(ok && strcmp(out, sorts[i].want) == 0, "sort/find case %zu: %s (want %s)", i, ok ? out : err, sorts[i].want);
+        free(out);
+    }
+}
+
 int main(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/fixtures/chat/expected.json", check_repo_dir());
@@ -282,6 +397,7 @@ int main(void) {
         test_units(doc, "hostile", true);
     }
     test_errors();
+    test_hostile_work();
     json_decref(doc);
     return check_finish("test_chat");
 }

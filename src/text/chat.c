@@ -583,7 +583,7 @@ bool chat_render_opts(const char *template_text, const chat_message *messages, s
     }
     jinja_limits lim = jinja_default_limits();
     if (o.max_output_bytes) lim.max_output_bytes = o.max_output_bytes;
-    if (o.max_steps) lim.max_steps = o.max_steps;
+    if (o.max_work) lim.max_work = o.max_work;
     lim.use_fixed_time = o.use_fixed_time;
     lim.fixed_time = o.fixed_time;
     size_t len = 0;

@@ -33,7 +33,7 @@ typedef struct {
     int64_t fixed_time;
     /* Limits (0 = the default given in docs/chat.md). */
     size_t max_output_bytes;
-    uint64_t max_steps;
+    uint64_t max_work; /* work units (text/jinja/jinja.h, docs/chat.md) */
 } chat_options;
 
 /* Default options: no generation prompt, no tokens, current time, default limits. */

@@ -1,7 +1,7 @@
 /* eval.c: tree-walking evaluation and jinja_render.
  *
  * Names, attributes, items, slices, operators, calls and statements. All
- * values live in a per-render arena freed at the end; limits on steps,
+ * values live in a per-render arena freed at the end; limits on work,
  * nesting, memory and output bound any template. */
 #include "text/jinja/internal.h"
 
@@ -167,7 +167,9 @@ bool jj_get_item(ctx *c, const jval *obj, const jval *key, size_t pos, jval *out
         break;
     case JV_DICT: case JV_NS: {
         size_t idx;
-        if (jj_dict_find(obj->u.d, key, &idx)) { *out = obj->u.d->vals[idx]; return true; }
+        bool found;
+        if (!jj_dict_find(c, obj->u.d, key, pos, &found, &idx)) return false;
+        if (found) { *out = obj->u.d->vals[idx]; return true; }
         if (obj->type == JV_NS) { *out = v_undef(NULL); return true; }
         break;
     }
@@ -228,6 +230,7 @@ static bool do_slice(ctx *c, const jval *obj, const jval *lo, const jval *hi, co
         *out = v_list(l);
         return true;
     }
+    if (s == 1) return jj_v_str(c, obj->u.s->p + off[a], a < b ? off[b] - off[a] : 0, pos, out);
     strbuf sb = {0};
     bool ok = true;
     for (int64_t i = a; ok && (s > 0 ? i < b : i > b); i += s)
@@ -396,16 +399,17 @@ static bool contains(ctx *c, const jval *container, const jval *item, size_t pos
     case JV_STR:
         if (item->type != JV_STR) return jj_fail(c, pos, "'in <string>' requires a string as left operand, not %s", jj_type_name(item));
         if (item->u.s->len == 0) { *result = true; return true; }
-        *result = memmem(container->u.s->p, container->u.s->len, item->u.s->p, item->u.s->len) != NULL;
-        return true;
+        bool ok = true;
+        *result = jj_find(c, container->u.s->p, container->u.s->len, item->u.s->p, item->u.s->len, pos, &ok) != NULL;
+        return ok;
     case JV_LIST:
         *result = false;
-        for (size_t i = 0; i < container->u.l->n; i++) if (jj_equal(&container->u.l->v[i], item)) { *result = true; break; }
+        for (size_t i = 0; i < container->u.l->n && !*result; i++)
+            if (!jj_equal(c, &container->u.l->v[i], item, pos, result)) return false;
         return true;
     case JV_DICT: case JV_NS: {
         size_t idx;
-        *result = jj_dict_find(container->u.d, item, &idx);
-        return true;
+        return jj_dict_find(c, container->u.d, item, pos, result, &idx);
     }
     case JV_UNDEF: return jj_undefined_error(c, container, pos);
     default: return jj_fail(c, pos, "argument of type '%s' is not iterable", jj_type_name(container));
@@ -415,21 +419,17 @@ static bool contains(ctx *c, const jval *container, const jval *item, size_t pos
 bool jj_compare_op(ctx *c, int op, const jval *a, const jval *b, size_t pos, bool *r) {
     bool ok = true;
     switch (op) {
-    case OP_EQ: *r = jj_equal(a, b); return true;
-    case OP_NE: *r = !jj_equal(a, b); return true;
+    case OP_EQ: return jj_equal(c, a, b, pos, r);
+    case OP_NE: if (!jj_equal(c, a, b, pos, r)) return false; *r = !*r; return true;
     case OP_IN: return contains(c, b, a, pos, r);
     case OP_NOTIN: if (!contains(c, b, a, pos, r)) return false; *r = !*r; return true;
     default: break;
     }
     if (a->type == JV_UNDEF) return jj_undefined_error(c, a, pos);
     if (b->type == JV_UNDEF) return jj_undefined_error(c, b, pos);
-    c->failed = c->failed; /* compare_for_sort reports its own error */
-    int k = jj_compare_for_sort(c, a, b, true, &ok);
-    if (!ok) {
-        c->failed = false;
-        return jj_fail(c, pos, "'%s' not supported between instances of '%s' and '%s'",
-                    op == OP_LT ? "<" : op == OP_LE ? "<=" : op == OP_GT ? ">" : ">=", jj_type_name(a), jj_type_name(b));
-    }
+    const char *name = op == OP_LT ? "<" : op == OP_LE ? "<=" : op == OP_GT ? ">" : ">=";
+    int k = jj_compare_for_sort(c, a, b, true, name, pos, &ok);
+    if (!ok) return false;
     *r = op == OP_LT ? k < 0 : op == OP_LE ? k <= 0 : op == OP_GT ? k > 0 : k >= 0;
     return true;
 }
@@ -525,7 +525,8 @@ bool jj_call_value(ctx *c, const jval *fn, const args *a, size_t pos, jval *out)
         __int128 count = 0;
         if (st > 0 && hi > lo) count = ((__int128)hi - lo + st - 1) / st;
         if (st < 0 && hi < lo) count = ((__int128)lo - hi - st - 1) / -st;
-        if (count > (__int128)(c->lim.max_steps)) return jj_fail(c, pos, "range of %lld items exceeds the step limit", (long long)count);
+        if (count > (__int128)(c->lim.max_work / JJ_WORK_STEP))
+            return jj_fail(c, pos, "range of %lld items exceeds the work budget", (long long)count);
         if (count * (__int128)sizeof(jval) > (__int128)c->lim.max_memory_bytes) return jj_fail(c, pos, "range too large");
         jlist *l = jj_new_list(c, (size_t)count, pos);
         if (!l) return false;
@@ -847,7 +848,7 @@ jinja_limits jinja_default_limits(void) {
     jinja_limits l = {
         .max_output_bytes = (size_t)16 << 20,
         .max_memory_bytes = (size_t)256 << 20,
-        .max_steps = 20000000,
+        .max_work = (uint64_t)1 << 28,
         .max_call_depth = 64,
         .use_fixed_time = false,
         .fixed_time = 0,

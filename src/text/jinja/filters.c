@@ -24,13 +24,18 @@ static bool want_str(ctx *c, const jval *v, const char *what, size_t pos) {
 
 /* ---- string helpers ---- */
 
-static bool in_chars(uint32_t cp, const jstr *chars) {
+static bool in_chars(ctx *c, uint32_t cp, const jstr *chars, size_t pos, bool *found) {
+    *found = false;
+    if (!jj_work(c, (uint64_t)chars->len * JJ_WORK_DECODE, pos)) return false;
     size_t i = 0, adv;
     while (i < chars->len) {
-        if (jj_utf8_next(chars->p + i, chars->len - i, &adv) == cp) return true;
+        if (jj_utf8_next(chars->p + i, chars->len - i, &adv) == cp) {
+            *found = true;
+            return true;
+        }
         i += adv;
     }
-    return false;
+    return true;
 }
 
 static bool str_strip(ctx *c, const jstr *s, const jval *chars, bool left, bool right, size_t pos, jval *out) {
@@ -43,12 +48,16 @@ static bool str_strip(ctx *c, const jstr *s, const jval *chars, bool left, bool 
     size_t a = 0, b = n_cp, adv;
     while (left && a < b) {
         uint32_t cp = jj_utf8_next(s->p + off[a], s->len - off[a], &adv);
-        if (set ? !in_chars(cp, set) : !jj_py_space(cp)) break;
+        bool strip = jj_py_space(cp);
+        if (set && !in_chars(c, cp, set, pos, &strip)) return false;
+        if (!strip) break;
         a++;
     }
     while (right && b > a) {
         uint32_t cp = jj_utf8_next(s->p + off[b - 1], s->len - off[b - 1], &adv);
-        if (set ? !in_chars(cp, set) : !jj_py_space(cp)) break;
+        bool strip = jj_py_space(cp);
+        if (set && !in_chars(c, cp, set, pos, &strip)) return false;
+        if (!strip) break;
         b--;
     }
     return jj_v_str(c, s->p + off[a], off[b] - off[a], pos, out);
@@ -57,6 +66,7 @@ static bool str_strip(ctx *c, const jstr *s, const jval *chars, bool left, bool 
 typedef enum { CASE_UPPER, CASE_LOWER, CASE_PY_TITLE, CASE_JINJA_TITLE, CASE_CAPITALIZE } casemode;
 
 static bool str_case(ctx *c, const jstr *s, casemode mode, size_t pos, jval *out) {
+    if (!jj_work(c, (uint64_t)s->len * JJ_WORK_DECODE, pos)) return false;
     strbuf b = {0};
     size_t i = 0, adv, k = 0;
     bool prev_cased = false, ok = true;
@@ -105,7 +115,8 @@ static bool str_replace(ctx *c, const jstr *s, const jstr *old, const jstr *rep,
     } else {
         size_t i = 0;
         while (ok && i < s->len) {
-            const char *hit = (count < 0 || done < count) ? memmem(s->p + i, s->len - i, old->p, old->len) : NULL;
+            const char *hit = (count < 0 || done < count) ? jj_find(c, s->p + i, s->len - i, old->p, old->len, pos, &ok) : NULL;
+            if (!ok) break;
             if (!hit) { ok = jj_sb_add(c, &b, s->p + i, s->len - i, pos); break; }
             size_t at = (size_t)(hit - s->p);
             ok = jj_sb_add(c, &b, s->p + i, at - i, pos) && jj_sb_add(c, &b, rep->p, rep->len, pos);
@@ -137,6 +148,7 @@ static bool str_split(ctx *c, const jstr *s, const jval *sepv, int64_t maxsplit,
     jval *v = jj_alloc(c, cap * sizeof(jval), pos);
     if (!v) return false;
     if (!sepv || sepv->type == JV_NONE) {
+        if (!jj_work(c, (uint64_t)s->len * JJ_WORK_DECODE, pos)) return false;
         size_t i = 0, adv;
         int64_t splits = 0;
         for (;;) {
@@ -165,7 +177,9 @@ static bool str_split(ctx *c, const jstr *s, const jval *sepv, int64_t maxsplit,
         size_t i = 0;
         int64_t splits = 0;
         for (;;) {
-            const char *hit = (maxsplit < 0 || splits < maxsplit) ? memmem(s->p + i, s->len - i, sep->p, sep->len) : NULL;
+            bool ok = true;
+            const char *hit = (maxsplit < 0 || splits < maxsplit) ? jj_find(c, s->p + i, s->len - i, sep->p, sep->len, pos, &ok) : NULL;
+            if (!ok) return false;
             if (!hit) { if (!push_piece(c, &v, &n, &cap, s->p + i, s->len - i, pos)) return false; break; }
             if (!push_piece(c, &v, &n, &cap, s->p + i, (size_t)(hit - s->p) - i, pos)) return false;
             i = (size_t)(hit - s->p) + sep->len;
@@ -229,9 +243,12 @@ static bool to_float(const jval *v, double dflt, jval *out) {
     }
 }
 
-static int64_t length_of(const jval *v) {
+/* len(v); -1 when v has no length, -2 when the work budget is spent. */
+static int64_t length_of(ctx *c, const jval *v, size_t pos) {
     switch (v->type) {
-    case JV_STR: return (int64_t)jj_utf8_count(v->u.s->p, v->u.s->len);
+    case JV_STR:
+        if (!jj_work(c, (uint64_t)v->u.s->len * JJ_WORK_DECODE, pos)) return -2;
+        return (int64_t)jj_utf8_count(v->u.s->p, v->u.s->len);
     case JV_LIST: return (int64_t)v->u.l->n;
     case JV_DICT: case JV_NS: return (int64_t)v->u.d->n;
     default: return -1;
@@ -301,7 +318,7 @@ bool jj_apply_test(ctx *c, const char *name, const jval *v, const args *a, size_
         if (v->type != JV_STR) { *r = false; return true; }
         jval m;
         if (!str_case(c, v->u.s, name[0] == 'u' ? CASE_UPPER : CASE_LOWER, pos, &m)) return false;
-        *r = jj_equal(&m, v);
+        return jj_equal(c, &m, v, pos, r);
         return true;
     }
     static const struct { const char *name; int op; } cmp[] = {
@@ -371,28 +388,36 @@ static bool select_common(ctx *c, const jval *v, const args *a, bool by_attr, bo
     return true;
 }
 
+/* Stable merge sort of l by keys (bottom-up, n log n comparisons). */
 static bool sort_list(ctx *c, jlist *l, bool reverse, bool case_sensitive, const jstr *attr, size_t pos) {
-    jval *keys = jj_alloc(c, (l->n ? l->n : 1) * sizeof(jval), pos);
-    if (!keys) return false;
-    for (size_t i = 0; i < l->n; i++) {
+    size_t n = l->n;
+    if (n < 2) return true;
+    jval *keys = jj_alloc(c, n * sizeof(jval), pos), *tmp_keys = jj_alloc(c, n * sizeof(jval), pos);
+    jval *tmp_vals = jj_alloc(c, n * sizeof(jval), pos);
+    if (!keys || !tmp_keys || !tmp_vals) return false;
+    for (size_t i = 0; i < n; i++) {
         keys[i] = l->v[i];
         if (attr && !attr_path(c, &l->v[i], attr, pos, &keys[i])) return false;
     }
-    for (size_t i = 1; i < l->n; i++) { /* stable insertion sort */
-        jval x = l->v[i], kx = keys[i];
-        size_t j = i;
-        while (j > 0) {
-            bool ok = true;
-            int k = jj_compare_for_sort(c, &keys[j - 1], &kx, case_sensitive, &ok);
-            if (!ok) return false;
-            if (!(reverse ? k < 0 : k > 0)) break;
-            if (!jj_step(c, pos)) return false;
-            l->v[j] = l->v[j - 1];
-            keys[j] = keys[j - 1];
-            j--;
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, o = lo;
+            while (i < mid && j < hi) {
+                bool ok = true;
+                int k = jj_compare_for_sort(c, &keys[i], &keys[j], case_sensitive, NULL, pos, &ok);
+                if (!ok) return false;
+                bool take_right = reverse ? k < 0 : k > 0; /* ties keep the left (earlier) item */
+                size_t from = take_right ? j++ : i++;
+                tmp_keys[o] = keys[from];
+                tmp_vals[o++] = l->v[from];
+            }
+            for (; i < mid; i++, o++) { tmp_keys[o] = keys[i]; tmp_vals[o] = l->v[i]; }
+            for (; j < hi; j++, o++) { tmp_keys[o] = keys[j]; tmp_vals[o] = l->v[j]; }
         }
-        l->v[j] = x;
-        keys[j] = kx;
+        memcpy(keys, tmp_keys, n * sizeof(jval));
+        memcpy(l->v, tmp_vals, n * sizeof(jval));
+        if (!jj_work(c, 2 * n * sizeof(jval), pos)) return false;
     }
     return true;
 }
@@ -413,7 +438,8 @@ bool jj_apply_filter(ctx *c, const char *name, const jval *v, const args *a, siz
     }
     if (!strcmp(name, "length") || !strcmp(name, "count")) {
         if (v->type == JV_UNDEF) { *out = v_int(0); return true; }
-        int64_t n = length_of(v);
+        int64_t n = length_of(c, v, pos);
+        if (n == -2) return false;
         if (n < 0) return jj_fail(c, pos, "object of type '%s' has no len()", jj_type_name(v));
         *out = v_int(n);
         return true;
@@ -558,9 +584,10 @@ bool jj_apply_filter(ctx *c, const char *name, const jval *v, const args *a, siz
                 if (!jj_step(c, pos)) return false;
                 bool ok = true;
                 if (!(cs && jj_truthy(cs)) && items->v[i].type == JV_STR && l->v[j].type == JV_STR)
-                    seen = jj_compare_for_sort(c, &l->v[j], &items->v[i], false, &ok) == 0;
+                    seen = jj_compare_for_sort(c, &l->v[j], &items->v[i], false, NULL, pos, &ok) == 0;
                 else
-                    seen = jj_equal(&l->v[j], &items->v[i]);
+                    ok = jj_equal(c, &l->v[j], &items->v[i], pos, &seen);
+                if (!ok) return false;
             }
             if (!seen) l->v[n++] = items->v[i];
         }
@@ -589,7 +616,7 @@ bool jj_apply_filter(ctx *c, const char *name, const jval *v, const args *a, siz
         size_t best = 0;
         for (size_t i = 1; i < items->n; i++) {
             bool ok = true;
-            int k = jj_compare_for_sort(c, &items->v[i], &items->v[best], cs && jj_truthy(cs), &ok);
+            int k = jj_compare_for_sort(c, &items->v[i], &items->v[best], cs && jj_truthy(cs), NULL, pos, &ok);
             if (!ok) return false;
             if (name[1] == 'i' ? k < 0 : k > 0) best = i;
         }
@@ -656,7 +683,8 @@ bool jj_apply_filter(ctx *c, const char *name, const jval *v, const args *a, siz
         const jval *w = jj_arg(a, 0, "width");
         jval s;
         if (!jj_to_string_val(c, v, pos, &s)) return false;
-        int64_t width = w && w->type == JV_INT ? w->u.i : 80, len = length_of(&s);
+        int64_t width = w && w->type == JV_INT ? w->u.i : 80, len = length_of(c, &s, pos);
+        if (len == -2) return false;
         if (width > (int64_t)c->lim.max_output_bytes) return jj_fail(c, pos, "center width too large");
         if (len >= width) { *out = s; return true; }
         int64_t total = width - len, left = total / 2 + (total & width & 1);
@@ -672,6 +700,7 @@ bool jj_apply_filter(ctx *c, const char *name, const jval *v, const args *a, siz
     if (!strcmp(name, "wordcount")) {
         jval s;
         if (!jj_to_string_val(c, v, pos, &s)) return false;
+        if (!jj_work(c, (uint64_t)s.u.s->len * JJ_WORK_DECODE, pos)) return false;
         int64_t words = 0;
         bool in_word = false;
         size_t i = 0, adv;
@@ -716,8 +745,10 @@ bool jj_call_method(ctx *c, const jfunc *fn, const args *a, size_t pos, jval *ou
         if (fn->id == FN_D_GET) {
             const jval *k = jj_arg(a, 0, NULL), *dflt = jj_arg(a, 1, NULL);
             size_t idx;
+            bool found;
             if (!k) return jj_fail(c, pos, "get expected at least 1 argument");
-            *out = jj_dict_find(d, k, &idx) ? d->vals[idx] : dflt ? *dflt : v_none();
+            if (!jj_dict_find(c, d, k, pos, &found, &idx)) return false;
+            *out = found ? d->vals[idx] : dflt ? *dflt : v_none();
             return true;
         }
         jval tmp = {.type = JV_DICT};
@@ -752,6 +783,7 @@ bool jj_call_method(ctx *c, const jfunc *fn, const args *a, size_t pos, jval *ou
         for (size_t i = 0; i < nc && !r; i++) {
             if (cands[i].type != JV_STR) return jj_fail(c, pos, "startswith/endswith need strings");
             const jstr *x = cands[i].u.s;
+            if (!jj_work(c, x->len, pos)) return false;
             if (x->len <= s->len)
                 r = fn->id == FN_S_STARTSWITH ? memcmp(s->p, x->p, x->len) == 0
                                               : memcmp(s->p + s->len - x->len, x->p, x->len) == 0;
@@ -780,11 +812,14 @@ bool jj_call_method(ctx *c, const jfunc *fn, const args *a, size_t pos, jval *ou
         const jval *x = jj_arg(a, 0, NULL);
         if (!x || x->type != JV_STR) return jj_fail(c, pos, "find/count need a string");
         const jstr *sub = x->u.s;
+        bool ok = true;
+        if (!jj_work(c, (uint64_t)s->len * JJ_WORK_DECODE, pos)) return false; /* the code point counts below */
         if (fn->id == FN_S_COUNT) {
             int64_t n = 0;
             if (sub->len == 0) n = (int64_t)jj_utf8_count(s->p, s->len) + 1;
             else for (size_t i = 0; i + sub->len <= s->len;) {
-                const char *h = memmem(s->p + i, s->len - i, sub->p, sub->len);
+                const char *h = jj_find(c, s->p + i, s->len - i, sub->p, sub->len, pos, &ok);
+                if (!ok) return false;
                 if (!h) break;
                 n++;
                 i = (size_t)(h - s->p) + sub->len;
@@ -793,11 +828,15 @@ bool jj_call_method(ctx *c, const jfunc *fn, const args *a, size_t pos, jval *ou
             return true;
         }
         int64_t found = -1;
-        for (size_t i = 0; i + sub->len <= s->len; i++)
-            if (memcmp(s->p + i, sub->p, sub->len) == 0) {
-                found = (int64_t)i;
-                if (fn->id == FN_S_FIND) break;
-            }
+        if (sub->len == 0) found = fn->id == FN_S_FIND ? 0 : (int64_t)s->len;
+        else for (size_t i = 0; i + sub->len <= s->len;) {
+            const char *h = jj_find(c, s->p + i, s->len - i, sub->p, sub->len, pos, &ok);
+            if (!ok) return false;
+            if (!h) break;
+            found = (int64_t)(h - s->p);
+            if (fn->id == FN_S_FIND) break;
+            i = (size_t)found + 1;
+        }
         *out = v_int(found < 0 ? -1 : (int64_t)jj_utf8_count(s->p, (size_t)found));
         return true;
     }
@@ -820,6 +859,7 @@ bool jj_call_method(ctx *c, const jfunc *fn, const args *a, size_t pos, jval *ou
     case FN_S_ISDIGIT: case FN_S_ISALPHA: case FN_S_ISSPACE: {
         bool r = s->len > 0;
         size_t i = 0, adv;
+        if (!jj_work(c, (uint64_t)s->len * JJ_WORK_DECODE, pos)) return false;
         while (r && i < s->len) {
             uint32_t cp = jj_utf8_next(s->p + i, s->len - i, &adv);
             r = fn->id == FN_S_ISDIGIT ? (cp >= '0' && cp <= '9') : fn->id == FN_S_ISALPHA ? jj_is_alpha_cp(c, cp) : jj_py_space(cp);

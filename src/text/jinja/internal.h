@@ -19,6 +19,15 @@
 
 #include "text/jinja/jinja.h"
 
+/* The work budget (jinja_limits.max_work) counts units of about 0.5 ns of
+ * CPU: a byte compared, copied or allocated costs one unit; these cost more. */
+#define JJ_WORK_STEP 32    /* one evaluation step (node evaluated, loop turn) */
+#define JJ_WORK_ELEMENT 8  /* one value visited by a comparison */
+#define JJ_WORK_CALL 16    /* one append to a string being built (plus its bytes) */
+#define JJ_WORK_DECODE 16  /* one byte decoded as UTF-8 (lengths, offsets, case folding) */
+/* Deepest nesting of lists/dicts that comparing, printing or tojson follow. */
+#define JJ_MAX_VALUE_DEPTH 64
+
 typedef struct arena_block {
     struct arena_block *next;
     size_t used, cap;
@@ -139,7 +148,7 @@ typedef struct {
     const jinja_template *t;
     arena a;
     jinja_limits lim;
-    uint64_t steps;
+    uint64_t work; /* units charged so far (jj_work) */
     int call_depth;
     int eval_depth;
     frame *root;
@@ -200,11 +209,12 @@ void *jj_alloc(ctx *c, size_t n, size_t pos);
 void *jj_arena_alloc(arena *a, size_t n);
 void jj_arena_free(arena *a);
 uint32_t jj_case_map(const ctx *c, uint32_t cp, bool upper);
-int jj_compare_for_sort(ctx *c, const jval *a, const jval *b, bool case_sensitive, bool *ok);
-bool jj_dict_find(const jdict *d, const jval *key, size_t *idx);
+int jj_compare_for_sort(ctx *c, const jval *a, const jval *b, bool case_sensitive, const char *op, size_t pos,
+                        bool *ok);
+bool jj_dict_find(ctx *c, const jdict *d, const jval *key, size_t pos, bool *found, size_t *idx);
 bool jj_dict_find_str(const jdict *d, const char *key, size_t len, size_t *idx);
 bool jj_dict_set(ctx *c, jdict *d, jval key, jval val, size_t pos);
-bool jj_equal(const jval *a, const jval *b);
+bool jj_equal(ctx *c, const jval *a, const jval *b, size_t pos, bool *eq);
 __attribute__((format(printf, 3, 4)))
 bool jj_fail(ctx *c, size_t pos, const char *fmt, ...);
 bool jj_is_alpha_cp(const ctx *c, uint32_t cp);
@@ -214,6 +224,8 @@ bool jj_put_cp(ctx *c, strbuf *b, uint32_t cp, size_t pos);
 bool jj_py_space(uint32_t cp);
 bool jj_sb_add(ctx *c, strbuf *b, const char *s, size_t n, size_t pos);
 bool jj_step(ctx *c, size_t pos);
+bool jj_work(ctx *c, uint64_t units, size_t pos);
+const char *jj_find(ctx *c, const char *hay, size_t n, const char *needle, size_t m, size_t pos, bool *ok);
 bool jj_to_string_val(ctx *c, const jval *v, size_t pos, jval *out);
 bool jj_truthy(const jval *v);
 const char *jj_type_name(const jval *v);

@@ -79,7 +79,14 @@ static bool lex_string(lexer *lx, size_t *p) {
     size_t start = *p;
     char q = lx->src[start];
     size_t i = start + 1;
-    char *buf = jj_arena_alloc(lx->a, (lx->len - start) * 1 + 8);
+    /* the literal's extent first: its decoded text is never longer than its
+     * source (an escape decodes to at most as many bytes as it is written
+     * with), so the buffer is sized by the literal, not by the rest of the
+     * template */
+    size_t end = i;
+    while (end < lx->len && lx->src[end] != q) end += lx->src[end] == '\\' ? 2 : 1;
+    if (end > lx->len) end = lx->len;
+    char *buf = jj_arena_alloc(lx->a, end - start + 8);
     if (!buf) return lex_fail(lx, start, "out of memory");
     size_t n = 0;
     while (i < lx->len && lx->src[i] != q) {

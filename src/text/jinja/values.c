@@ -57,19 +57,43 @@ bool jj_fail(ctx *c, size_t pos, const char *fmt, ...) {
 }
 
 void *jj_alloc(ctx *c, size_t n, size_t pos) {
+    if (!jj_work(c, n, pos)) return NULL;
     void *p = jj_arena_alloc(&c->a, n);
     if (!p) jj_fail(c, pos, "template uses more than %zu bytes of memory", c->lim.max_memory_bytes);
     return p;
 }
 
-bool jj_step(ctx *c, size_t pos) {
-    if (++c->steps > c->lim.max_steps)
-        return jj_fail(c, pos, "template exceeds the limit of %llu evaluation steps", (unsigned long long)c->lim.max_steps);
+/* Charges units of work (docs/chat.md: one unit per byte compared, copied
+ * or allocated, JJ_WORK_STEP per evaluation step); false once the budget
+ * is spent. */
+bool jj_work(ctx *c, uint64_t units, size_t pos) {
+    if (c->failed) return false;
+    if (units > c->lim.max_work - c->work) {
+        c->work = c->lim.max_work;
+        return jj_fail(c, pos, "template exceeds its work budget of %llu units (steps, bytes compared, copied "
+                       "and allocated; docs/chat.md)", (unsigned long long)c->lim.max_work);
+    }
+    c->work += units;
     return true;
+}
+
+bool jj_step(ctx *c, size_t pos) { return jj_work(c, JJ_WORK_STEP, pos); }
+
+/* memmem charged with the bytes it scanned; NULL when not found, or with
+ * *ok false when the budget is spent. */
+const char *jj_find(ctx *c, const char *hay, size_t n, const char *needle, size_t m, size_t pos, bool *ok) {
+    const char *hit = memmem(hay, n, needle, m);
+    size_t scanned = hit ? (size_t)(hit - hay) + m : n;
+    if (!jj_work(c, scanned + m, pos)) {
+        *ok = false;
+        return NULL;
+    }
+    return hit;
 }
 
 /* strbuf in malloc'ed memory (the output, and scratch for building strings) */
 bool jj_sb_add(ctx *c, strbuf *b, const char *s, size_t n, size_t pos) {
+    if (!jj_work(c, (uint64_t)n + JJ_WORK_CALL, pos)) return false;
     if (b->len + n > c->lim.max_output_bytes)
         return jj_fail(c, pos, "rendered text exceeds %zu bytes", c->lim.max_output_bytes);
     if (b->len + n + 1 > b->cap) {
@@ -139,10 +163,16 @@ const char *jj_type_name(const jval *v) {
 }
 
 
-bool jj_dict_find(const jdict *d, const jval *key, size_t *idx) {
-    for (size_t i = 0; i < d->n; i++)
-        if (jj_equal(&d->keys[i], key)) { *idx = i; return true; }
-    return false;
+bool jj_dict_find(ctx *c, const jdict *d, const jval *key, size_t pos, bool *found, size_t *idx) {
+    *found = false;
+    for (size_t i = 0; i < d->n; i++) {
+        if (!jj_equal(c, &d->keys[i], key, pos, found)) return false;
+        if (*found) {
+            *idx = i;
+            return true;
+        }
+    }
+    return true;
 }
 bool jj_dict_find_str(const jdict *d, const char *key, size_t len, size_t *idx) {
     for (size_t i = 0; i < d->n; i++)
@@ -153,8 +183,10 @@ bool jj_dict_find_str(const jdict *d, const char *key, size_t len, size_t *idx) 
     return false;
 }
 bool jj_dict_set(ctx *c, jdict *d, jval key, jval val, size_t pos) {
-    size_t i;
-    if (jj_dict_find(d, &key, &i)) { d->vals[i] = val; return true; }
+    size_t i = 0;
+    bool found;
+    if (!jj_dict_find(c, d, &key, pos, &found, &i)) return false;
+    if (found) { d->vals[i] = val; return true; }
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 4;
         jval *k = jj_alloc(c, cap * sizeof(jval), pos), *v = k ? jj_alloc(c, cap * sizeof(jval), pos) : NULL;
@@ -168,34 +200,59 @@ bool jj_dict_set(ctx *c, jdict *d, jval key, jval val, size_t pos) {
     return true;
 }
 
-bool jj_equal(const jval *a, const jval *b) {
+/* a == b at nesting depth `depth`: every element visited and byte compared
+ * is charged to the work budget, so shared sub-lists ([x, x] doubled 60
+ * times) cannot make it run for hours. */
+static bool equal_at(ctx *c, const jval *a, const jval *b, size_t pos, int depth, bool *eq) {
+    *eq = false;
+    if (depth > JJ_MAX_VALUE_DEPTH) return jj_fail(c, pos, "values nested deeper than %d to compare", JJ_MAX_VALUE_DEPTH);
+    if (!jj_work(c, JJ_WORK_ELEMENT, pos)) return false;
     if (is_num(a) && is_num(b)) {
-        if (a->type == JV_FLOAT || b->type == JV_FLOAT) return num_f(a) == num_f(b);
-        return num_i(a) == num_i(b);
+        if (a->type == JV_FLOAT || b->type == JV_FLOAT) *eq = num_f(a) == num_f(b);
+        else *eq = num_i(a) == num_i(b);
+        return true;
     }
-    if (a->type != b->type) return false;
+    if (a->type != b->type) return true;
     switch (a->type) {
-    case JV_UNDEF: case JV_NONE: return true;
-    case JV_STR: return a->u.s->len == b->u.s->len && memcmp(a->u.s->p, b->u.s->p, a->u.s->len) == 0;
+    case JV_UNDEF: case JV_NONE: *eq = true; return true;
+    case JV_STR:
+        if (a->u.s->len != b->u.s->len) return true;
+        if (!jj_work(c, a->u.s->len, pos)) return false;
+        *eq = memcmp(a->u.s->p, b->u.s->p, a->u.s->len) == 0;
+        return true;
     case JV_LIST:
-        if (a->u.l->n != b->u.l->n || a->u.l->tuple != b->u.l->tuple) return false;
-        for (size_t i = 0; i < a->u.l->n; i++) if (!jj_equal(&a->u.l->v[i], &b->u.l->v[i])) return false;
+        if (a->u.l->n != b->u.l->n || a->u.l->tuple != b->u.l->tuple) return true;
+        for (size_t i = 0; i < a->u.l->n; i++) {
+            if (!equal_at(c, &a->u.l->v[i], &b->u.l->v[i], pos, depth + 1, eq)) return false;
+            if (!*eq) return true;
+        }
+        *eq = true;
         return true;
     case JV_DICT: {
-        if (a->u.d->n != b->u.d->n) return false;
+        if (a->u.d->n != b->u.d->n) return true;
         for (size_t i = 0; i < a->u.d->n; i++) {
-            size_t j;
-            if (!jj_dict_find(b->u.d, &a->u.d->keys[i], &j) || !jj_equal(&a->u.d->vals[i], &b->u.d->vals[j])) return false;
+            size_t j = 0;
+            bool found = false;
+            for (size_t k = 0; k < b->u.d->n && !found; k++) {
+                if (!equal_at(c, &b->u.d->keys[k], &a->u.d->keys[i], pos, depth + 1, &found)) return false;
+                j = k;
+            }
+            if (!found) return true;
+            if (!equal_at(c, &a->u.d->vals[i], &b->u.d->vals[j], pos, depth + 1, eq)) return false;
+            if (!*eq) return true;
         }
+        *eq = true;
         return true;
     }
-    case JV_NS: return a->u.d == b->u.d;
-    case JV_LOOP: return a->u.loop == b->u.loop;
-    case JV_MACRO: return a->u.macro == b->u.macro;
-    case JV_FUNC: return a->u.fn == b->u.fn;
-    default: return false;
+    case JV_NS: *eq = a->u.d == b->u.d; return true;
+    case JV_LOOP: *eq = a->u.loop == b->u.loop; return true;
+    case JV_MACRO: *eq = a->u.macro == b->u.macro; return true;
+    case JV_FUNC: *eq = a->u.fn == b->u.fn; return true;
+    default: return true;
     }
 }
+
+bool jj_equal(ctx *c, const jval *a, const jval *b, size_t pos, bool *eq) { return equal_at(c, a, b, pos, 0, eq); }
 
 bool jj_truthy(const jval *v) {
     switch (v->type) {
@@ -233,6 +290,7 @@ size_t jj_utf8_count(const char *s, size_t n) {
 
 /* Byte offsets of each code point (n_cp + 1 entries). */
 size_t *jj_utf8_offsets(ctx *c, const jstr *s, size_t *n_cp, size_t pos) {
+    if (!jj_work(c, (uint64_t)s->len * JJ_WORK_DECODE, pos)) return NULL;
     size_t n = jj_utf8_count(s->p, s->len);
     size_t *off = jj_alloc(c, (n + 1) * sizeof(size_t), pos);
     if (!off) return NULL;
@@ -332,6 +390,7 @@ bool jj_write_str(ctx *c, strbuf *b, const jval *v, size_t pos, int depth) {
 }
 
 static bool write_py_string_repr(ctx *c, strbuf *b, const jstr *s, size_t pos) {
+    if (!jj_work(c, (uint64_t)s->len * JJ_WORK_DECODE, pos)) return false;
     bool has_sq = memchr(s->p, '\'', s->len) != NULL, has_dq = memchr(s->p, '"', s->len) != NULL;
     char q = has_sq && !has_dq ? '"' : '\'';
     if (!jj_sb_add(c, b, &q, 1, pos)) return false;
@@ -361,7 +420,7 @@ static bool write_py_string_repr(ctx *c, strbuf *b, const jstr *s, size_t pos) {
 }
 
 bool jj_write_repr(ctx *c, strbuf *b, const jval *v, size_t pos, int depth) {
-    if (depth > 64) return jj_fail(c, pos, "value nested too deeply to print");
+    if (depth > JJ_MAX_VALUE_DEPTH) return jj_fail(c, pos, "value nested deeper than %d to print", JJ_MAX_VALUE_DEPTH);
     switch (v->type) {
     case JV_STR: return write_py_string_repr(c, b, v->u.s, pos);
     case JV_UNDEF: return sb_str(c, b, "Undefined", pos);
@@ -397,6 +456,7 @@ bool jj_write_repr(ctx *c, strbuf *b, const jval *v, size_t pos, int depth) {
 
 
 static bool write_json_string(ctx *c, strbuf *b, const jstr *s, bool ensure_ascii, size_t pos) {
+    if (!jj_work(c, (uint64_t)s->len * JJ_WORK_DECODE, pos)) return false;
     if (!sb_str(c, b, "\"", pos)) return false;
     size_t i = 0, adv;
     while (i < s->len) {
@@ -442,7 +502,7 @@ static bool json_newline(ctx *c, strbuf *b, const json_opts *o, int level, size_
 
 bool jj_write_json(ctx *c, strbuf *b, const jval *v, const json_opts *o, int level, size_t pos) {
     char tmp[64];
-    if (level > 64) return jj_fail(c, pos, "value nested too deeply for tojson");
+    if (level > JJ_MAX_VALUE_DEPTH) return jj_fail(c, pos, "value nested deeper than %d for tojson", JJ_MAX_VALUE_DEPTH);
     switch (v->type) {
     case JV_NONE: return sb_str(c, b, "null", pos);
     case JV_BOOL: return sb_str(c, b, v->u.b ? "true" : "false", pos);
@@ -475,7 +535,7 @@ bool jj_write_json(ctx *c, strbuf *b, const jval *v, const json_opts *o, int lev
             for (size_t i = 1; i < d->n; i++) { /* insertion sort: stable, small n */
                 size_t x = order[i], j = i;
                 bool ok = true;
-                while (j > 0 && jj_compare_for_sort(c, &d->keys[order[j - 1]], &d->keys[x], true, &ok) > 0) {
+                while (j > 0 && jj_compare_for_sort(c, &d->keys[order[j - 1]], &d->keys[x], true, NULL, pos, &ok) > 0) {
                     order[j] = order[j - 1];
                     j--;
                 }
@@ -522,14 +582,30 @@ bool jj_to_string_val(ctx *c, const jval *v, size_t pos, jval *out) {
 }
 
 
-/* <0, 0, >0; *ok false (and error set) when the types cannot be ordered. */
-int jj_compare_for_sort(ctx *c, const jval *a, const jval *b, bool case_sensitive, bool *ok) {
+/* Orders two values as Python's < does at nesting depth `depth`; work is
+ * charged as in equal_at. */
+static int compare_at(ctx *c, const jval *a, const jval *b, bool case_sensitive, const char *op, size_t pos,
+                      int depth, bool *ok) {
+    if (depth > JJ_MAX_VALUE_DEPTH) {
+        *ok = false;
+        jj_fail(c, pos, "values nested deeper than %d to compare", JJ_MAX_VALUE_DEPTH);
+        return 0;
+    }
+    if (!jj_work(c, JJ_WORK_ELEMENT, pos)) {
+        *ok = false;
+        return 0;
+    }
     if (is_num(a) && is_num(b)) {
         double x = num_f(a), y = num_f(b);
         if (a->type != JV_FLOAT && b->type != JV_FLOAT) { int64_t p = num_i(a), q = num_i(b); return (p > q) - (p < q); }
         return (x > y) - (x < y);
     }
     if (a->type == JV_STR && b->type == JV_STR) {
+        size_t n = a->u.s->len < b->u.s->len ? a->u.s->len : b->u.s->len;
+        if (!jj_work(c, case_sensitive ? n : (uint64_t)n * JJ_WORK_DECODE, pos)) {
+            *ok = false;
+            return 0;
+        }
         if (!case_sensitive) {
             size_t i = 0, j = 0, adv;
             while (i < a->u.s->len && j < b->u.s->len) {
@@ -541,7 +617,6 @@ int jj_compare_for_sort(ctx *c, const jval *a, const jval *b, bool case_sensitiv
             }
             return (i < a->u.s->len) - (j < b->u.s->len);
         }
-        size_t n = a->u.s->len < b->u.s->len ? a->u.s->len : b->u.s->len;
         int r = memcmp(a->u.s->p, b->u.s->p, n);
         if (r) return r;
         return (a->u.s->len > b->u.s->len) - (a->u.s->len < b->u.s->len);
@@ -549,12 +624,26 @@ int jj_compare_for_sort(ctx *c, const jval *a, const jval *b, bool case_sensitiv
     if (a->type == JV_LIST && b->type == JV_LIST) {
         size_t n = a->u.l->n < b->u.l->n ? a->u.l->n : b->u.l->n;
         for (size_t i = 0; i < n; i++) {
-            if (jj_equal(&a->u.l->v[i], &b->u.l->v[i])) continue;
-            return jj_compare_for_sort(c, &a->u.l->v[i], &b->u.l->v[i], case_sensitive, ok);
+            bool eq;
+            if (!equal_at(c, &a->u.l->v[i], &b->u.l->v[i], pos, depth + 1, &eq)) {
+                *ok = false;
+                return 0;
+            }
+            if (eq) continue;
+            return compare_at(c, &a->u.l->v[i], &b->u.l->v[i], case_sensitive, op, pos, depth + 1, ok);
         }
         return (a->u.l->n > b->u.l->n) - (a->u.l->n < b->u.l->n);
     }
     *ok = false;
-    jj_fail(c, 0, "cannot compare '%s' and '%s'", jj_type_name(a), jj_type_name(b));
+    if (op) jj_fail(c, pos, "'%s' not supported between instances of '%s' and '%s'", op, jj_type_name(a), jj_type_name(b));
+    else jj_fail(c, pos, "cannot compare '%s' and '%s'", jj_type_name(a), jj_type_name(b));
     return 0;
+}
+
+/* <0, 0, >0; *ok false (and error set) when the types cannot be ordered
+ * (the message names op, e.g. "<", or says "cannot compare" when op is
+ * NULL), the values nest too deeply or the work budget is spent. */
+int jj_compare_for_sort(ctx *c, const jval *a, const jval *b, bool case_sensitive, const char *op, size_t pos,
+                        bool *ok) {
+    return compare_at(c, a, b, case_sensitive, op, pos, 0, ok);
 }
