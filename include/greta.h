@@ -204,6 +204,12 @@ greta_status greta_chat_apply(greta_model *model, const greta_chat_message *mess
                               bool add_generation_prompt, const char *template_override,
                               char **out);
 
+/* Checks that the template greta_chat_apply would use (same
+ * template_override rule) exists and parses, without rendering: a front end
+ * calls it before the first message so that a malformed template is
+ * reported at start. GRETA_ERR_TEMPLATE with the model's error set if not. */
+greta_status greta_chat_check(greta_model *model, const char *template_override);
+
 /* ------------------------------------------------------------------ */
 /* Session: KV cache, evaluation, logits                                */
 /* ------------------------------------------------------------------ */

@@ -55,3 +55,12 @@ greta_status greta_chat_apply(greta_model *model, const greta_chat_message *mess
     if (!ok) return greta_model_fail(model, GRETA_ERR_TEMPLATE, "%s", why);
     return GRETA_OK;
 }
+
+greta_status greta_chat_check(greta_model *model, const char *template_override) {
+    if (!model) return GRETA_ERR_INVALID_ARGUMENT;
+    const char *text = pick_template(model, template_override);
+    if (!text) return GRETA_ERR_TEMPLATE;
+    char why[400] = "";
+    if (!chat_template_check(text, why, sizeof why)) return greta_model_fail(model, GRETA_ERR_TEMPLATE, "%s", why);
+    return GRETA_OK;
+}

@@ -4,7 +4,9 @@
  * tokenizes it, keeps the longest prefix the KV cache already holds
  * (greta_session_tokens) and evaluates only the rest. Ctrl-C stops the
  * current answer (what was said so far stays in the conversation), not the
- * program; /reset forgets the conversation, /quit or end of input quits. */
+ * program; while the conversation is rendered and evaluated (before the
+ * answer streams) Ctrl-C ends greta chat. /reset forgets the conversation,
+ * /quit or end of input quits. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,9 +20,16 @@
 
 /* Set by the SIGINT handler, cleared before every answer. */
 static volatile sig_atomic_t chat_interrupted = 0;
+/* 0 while the conversation is rendered, tokenized and evaluated: nothing
+ * there polls chat_interrupted, so Ctrl-C then ends the program. */
+static volatile sig_atomic_t chat_answer_stoppable = 1;
 
 static void on_sigint(int sig) {
-    (void)sig;
+    if (!chat_answer_stoppable) {
+        signal(sig, SIG_DFL); /* re-raised: delivered when this handler returns */
+        raise(sig);
+        return;
+    }
     chat_interrupted = 1;
 }
 
@@ -177,6 +186,10 @@ int cli_chat(int argc, char **argv) {
         cli_error("chat: the model has no chat template (pass --chat-template NAME|FILE)");
         goto done;
     }
+    if (greta_chat_check(model, o.chat_template) != GRETA_OK) { /* at start, not after the first message */
+        cli_error("%s", greta_model_error(model));
+        goto done;
+    }
     if (!(session = cli_new_session(model, &o, false))) goto done;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -219,7 +232,9 @@ int cli_chat(int argc, char **argv) {
         }
         if (!conversation_add(&conv, "user", line, len)) goto oom;
         size_t n_new = 0, n_total = 0;
+        chat_answer_stoppable = 0;
         int pre = chat_prefill(model, session, &o, &conv, &n_new, &n_total);
+        chat_answer_stoppable = 1;
         if (pre < 0) goto done;
         if (pre == 0) {
             conversation_truncate(&conv, conv.n - 1);

@@ -211,7 +211,7 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
         if (access(v, R_OK) == 0) {
             size_t len = 0;
             free(o->chat_template_text);
-            o->chat_template_text = cli_read_file("--chat-template", v, &len);
+            o->chat_template_text = cli_read_file("--chat-template", v, CLI_MAX_TEMPLATE_BYTES, &len);
             if (!o->chat_template_text) return -1;
             if (!strstr(o->chat_template_text, "{{") && !strstr(o->chat_template_text, "{%")) {
                 cli_error("--chat-template: %s: not a Jinja template (no '{{' or '{%%')", v);
@@ -302,7 +302,7 @@ bool cli_end_session(greta_session *session) {
     return ok;
 }
 
-char *cli_read_file(const char *what, const char *path, size_t *len) {
+char *cli_read_file(const char *what, const char *path, size_t max_bytes, size_t *len) {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
         cli_error("%s: %s: %s", what, path, strerror(errno));
@@ -312,6 +312,7 @@ char *cli_read_file(const char *what, const char *path, size_t *len) {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     while (buf) {
+        if (n > max_bytes) break;
         if (n + 1 >= cap) {
             char *grown = realloc(buf, cap * 2);
             if (!grown) {
@@ -332,6 +333,11 @@ char *cli_read_file(const char *what, const char *path, size_t *len) {
     if (failed) {
         /* fread sets errno on a failed read(2), e.g. EISDIR for a directory */
         cli_error("%s: %s: %s", what, path, !buf ? "out of memory" : read_errno ? strerror(read_errno) : "read error");
+        free(buf);
+        return NULL;
+    }
+    if (n > max_bytes) {
+        cli_error("%s: %s: larger than %zu bytes (docs/cli.md)", what, path, max_bytes);
         free(buf);
         return NULL;
     }

@@ -69,7 +69,17 @@ greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, boo
  * session. Returns false if the trace could not be written. */
 bool cli_end_session(greta_session *session);
 
-char *cli_read_file(const char *what, const char *path, size_t *len);
+/* A file larger than max_bytes is an error ("larger than N bytes") read no
+ * further, so /dev/zero cannot exhaust memory. */
+char *cli_read_file(const char *what, const char *path, size_t max_bytes, size_t *len);
+
+/* Largest --chat-template file (official templates are under 30 KB). */
+#define CLI_MAX_TEMPLATE_BYTES ((size_t)1 << 20)
+/* Prompt files: at most this many bytes per context position (--ctx, or
+ * CLI_MAX_CONTEXT without it); tokenize -f: CLI_MAX_TEXT_BYTES. */
+#define CLI_PROMPT_BYTES_PER_POSITION 256
+#define CLI_MAX_CONTEXT ((size_t)1 << 20)
+#define CLI_MAX_TEXT_BYTES ((size_t)256 << 20)
 
 /* Monotonic seconds. */
 double cli_now(void);

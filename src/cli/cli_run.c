@@ -117,7 +117,9 @@ int cli_run(int argc, char **argv) {
     const char *text = o.prompt;
     if (o.prompt_file) {
         size_t len = 0;
-        if (!(file_text = cli_read_file("--prompt-file", o.prompt_file, &len))) goto done;
+        size_t positions = o.n_ctx > 0 ? (size_t)o.n_ctx : CLI_MAX_CONTEXT;
+        if (!(file_text = cli_read_file("--prompt-file", o.prompt_file, positions * CLI_PROMPT_BYTES_PER_POSITION, &len)))
+            goto done;
         if (strlen(file_text) != len) {
             cli_error("--prompt-file: %s: contains a NUL byte", o.prompt_file);
             goto done;

@@ -216,7 +216,7 @@ int cli_tokenize(int argc, char **argv) {
     size_t len = 0;
     int rc = 1;
     if (text_path) {
-        if (!(text = cli_read_file("-f", text_path, &len))) goto done;
+        if (!(text = cli_read_file("-f", text_path, CLI_MAX_TEXT_BYTES, &len))) goto done;
     } else if (text_arg) {
         len = strlen(text_arg);
         text = malloc(len + 1);

@@ -20,6 +20,15 @@ echo hi >"$TMP/hi.txt"
 expect_error "chat: a template rendering no tokens" "greta: error: chat template: the conversation renders to no tokens" \
     "$GRETA" chat -m "$TMP/tiny.gguf" --chat-template "$TMP/empty.jinja" -n 2 <"$TMP/hi.txt"
 
+# A malformed template is reported at start, before any message is read
+# (it was reported only after the first message; with no input, exit 0).
+printf '%s' "{% for m in messages %}{{ m.content }" >"$TMP/bad.jinja"
+expect_error "chat: a malformed template is an error at start" \
+    "^greta: error: chat template 1:[0-9]+: .*--chat-template NAME\|FILE" \
+    "$GRETA" chat -m "$TMP/tiny.gguf" --chat-template "$TMP/bad.jinja" </dev/null
+expect_error "chat: --chat-template /dev/zero is refused" \
+    "^greta: error: --chat-template: /dev/zero: larger than 1048576 bytes" "$GRETA" chat -m x.gguf --chat-template /dev/zero
+
 if [[ ! -f $MODEL ]]; then
     fail "MODEL MISSING: $MODEL (run 'make fetch-model'); the chat tests cannot run"
     finish; exit
@@ -109,4 +118,31 @@ rc=$?
 grep -q "; interrupted\]" "$TMP/int.err" && pass "the answer was interrupted" || fail "no interruption: $(cat "$TMP/int.err")"
 grep -A5 "; interrupted\]" "$TMP/int.err" | grep -q "conversation reset" && pass "input is read on after Ctrl-C (/reset)" \
     || fail "nothing read after Ctrl-C: $(cat "$TMP/int.err")"
+# Ctrl-C while the conversation is evaluated (nothing streams yet) ends greta
+# chat (it used to be ignored until the answer started). A long first message
+# keeps the prefill busy for seconds.
+python3 -c '
+import sys
+text = open(sys.argv[1]).read().replace("\n", " ")
+sys.stdout.write((text + " ") * 40)' "$GRETA_REPO/tests/fixtures/hf/long_prompt.txt" | head -c 12000 >"$TMP/long.txt"
+echo >>"$TMP/long.txt"
+mkfifo "$TMP/in2"
+"$GRETA" chat -m "$MODEL" --greedy -n 4 --ctx 4096 <"$TMP/in2" >"$TMP/pre.out" 2>"$TMP/pre.err" &
+pid=$!
+exec 4>"$TMP/in2"
+cat "$TMP/long.txt" >&4
+sleep 1
+kill -INT "$pid" 2>/dev/null
+for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then
+    fail "Ctrl-C during the prefill did not end greta chat within 5 s"
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null
+else
+    wait "$pid"
+    rc=$?
+    [[ $rc -eq 130 ]] && pass "Ctrl-C during the prefill ends greta chat (exit 130)" \
+        || fail "Ctrl-C during the prefill: exit $rc: $(tail -c 300 "$TMP/pre.err")"
+fi
+exec 4>&-
 finish

@@ -40,6 +40,13 @@ expect_error "empty stop string" "greta: error: --stop: the stop string is empty
 expect_error "missing model file" "greta: error: $TMP/none.gguf: " "$GRETA" run -m "$TMP/none.gguf" -p hi
 expect_error "missing prompt file" "greta: error: --prompt-file: $TMP/none.txt: No such file" "$GRETA" run -m x.gguf -f "$TMP/none.txt"
 expect_error "prompt file is a directory" "greta: error: --prompt-file: $TMP: Is a directory" "$GRETA" run -m x.gguf -f "$TMP"
+# unbounded inputs are refused at a documented size, not read until memory runs out
+expect_error "prompt file /dev/zero with --ctx 16" "greta: error: --prompt-file: /dev/zero: larger than 4096 bytes" \
+    "$GRETA" run -m x.gguf -f /dev/zero --ctx 16
+expect_error "prompt file /dev/zero" "greta: error: --prompt-file: /dev/zero: larger than 268435456 bytes" \
+    "$GRETA" run -m x.gguf -f /dev/zero
+expect_error "--chat-template /dev/zero" "greta: error: --chat-template: /dev/zero: larger than 1048576 bytes" \
+    "$GRETA" run -m x.gguf -p hi --chat --chat-template /dev/zero
 expect_ok "run --help" "$GRETA" run --help
 grep -q -- "--dump-logits" "$TMP/out" && pass "help lists --dump-logits" || fail "help lists --dump-logits"
 

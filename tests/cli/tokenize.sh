@@ -40,6 +40,8 @@ else
     expect_error "unknown option is an error" "^greta: error: tokenize: unknown option '--frobnicate'" \
         "$GRETA" tokenize -m "$MODEL" --frobnicate text
     expect_error "no text is an error" "^greta: error: tokenize: no text given" "$GRETA" tokenize -m "$MODEL"
+    expect_error "-f /dev/zero is refused at 256 MiB" "^greta: error: -f: /dev/zero: larger than 268435456 bytes" \
+        "$GRETA" tokenize -m "$MODEL" -f /dev/zero
     expect_error "TEXT and -f together are an error" "not both" "$GRETA" tokenize -m "$MODEL" -f "$TMP/text.txt" hi
     expect_error "unreadable -f is an error" "^greta: error: -f: $TMP/nope.txt: No such file" \
         "$GRETA" tokenize -m "$MODEL" -f "$TMP/nope.txt"
