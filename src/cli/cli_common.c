@@ -352,9 +352,12 @@ double cli_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void cli_write_out(const char *text, size_t len) {
-    if (len) fwrite(text, 1, len, stdout);
-    fflush(stdout);
+bool cli_write_out(const char *text, size_t len) {
+    if ((len && fwrite(text, 1, len, stdout) != len) || fflush(stdout) != 0) {
+        cli_error("stdout: %s", strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 /* ---- generation ---- */
@@ -423,9 +426,11 @@ static bool emit_text(greta_stop *stop, const char *text, size_t len, cli_gen_re
                       bool *stopped) {
     const char *out = NULL;
     size_t out_len = 0;
-    if (greta_stop_push(stop, text, len, &out, &out_len, stopped) != GRETA_OK) return false;
-    cli_write_out(out, out_len);
-    return append_text(r, out, out_len, cap);
+    if (greta_stop_push(stop, text, len, &out, &out_len, stopped) != GRETA_OK || !append_text(r, out, out_len, cap)) {
+        cli_error("generation: out of memory");
+        return false;
+    }
+    return cli_write_out(out, out_len); /* a failed write (disk full, closed pipe) ends generation */
 }
 
 bool cli_generate(greta_model *model, greta_session *session, const cli_gen_options *o,
@@ -471,9 +476,12 @@ bool cli_generate(greta_model *model, greta_session *session, const cli_gen_opti
         r->n_generated++;
         const char *piece = NULL;
         size_t piece_len = 0;
-        if (greta_detok_push(detok, tok, &piece, &piece_len) != GRETA_OK ||
-            !emit_text(stop, piece, piece_len, r, &cap, &stopped)) {
+        if (greta_detok_push(detok, tok, &piece, &piece_len) != GRETA_OK) {
             cli_error("detokenizing token %d: failed", tok);
+            ok = false;
+            break;
+        }
+        if (!emit_text(stop, piece, piece_len, r, &cap, &stopped)) {
             ok = false;
             break;
         }
@@ -496,11 +504,10 @@ bool cli_generate(greta_model *model, greta_session *session, const cli_gen_opti
         const char *tail = NULL, *out = NULL;
         size_t tail_len = 0, out_len = 0;
         if (greta_detok_flush(detok, &tail, &tail_len) == GRETA_OK) {
-            emit_text(stop, tail, tail_len, r, &cap, &stopped);
+            ok = emit_text(stop, tail, tail_len, r, &cap, &stopped);
         }
-        if (!stopped && greta_stop_flush(stop, &out, &out_len) == GRETA_OK) {
-            cli_write_out(out, out_len);
-            append_text(r, out, out_len, &cap);
+        if (ok && !stopped && greta_stop_flush(stop, &out, &out_len) == GRETA_OK) {
+            ok = append_text(r, out, out_len, &cap) && cli_write_out(out, out_len);
         }
     }
     r->seconds = cli_now() - start;

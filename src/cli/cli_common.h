@@ -84,8 +84,9 @@ char *cli_read_file(const char *what, const char *path, size_t max_bytes, size_t
 /* Monotonic seconds. */
 double cli_now(void);
 
-/* Writes len bytes to stdout and flushes. */
-void cli_write_out(const char *text, size_t len);
+/* Writes len bytes to stdout and flushes; false (and "greta: error:
+ * stdout: WHY" printed) when the write fails. */
+bool cli_write_out(const char *text, size_t len);
 
 #endif
 

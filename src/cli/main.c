@@ -1,5 +1,7 @@
 /* main.c: the greta command; dispatches to one subcommand per file. */
+#include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +46,27 @@ static void print_usage(FILE *out) {
     fprintf(out, "\n'greta COMMAND --help' describes each command.\n");
 }
 
+/* Every command writes its results through stdio: a write that failed
+ * (disk full, a closed pipe when SIGPIPE is ignored) left the stream's error
+ * flag set, and the last flush or close reports output still pending. A
+ * command that succeeded but whose output was lost exits 1 with
+ * "greta: error: stdout: WHY"; a command that failed has said why already. */
+static int finish_stdout(int rc) {
+    errno = 0;
+    bool failed = fflush(stdout) != 0;
+    int why = errno;
+    failed = ferror(stdout) || failed;
+    if (fclose(stdout) != 0 && !failed) {
+        failed = true;
+        why = errno;
+    }
+    if (failed && rc == 0) {
+        cli_error("stdout: %s", why ? strerror(why) : "write error (output lost)");
+        return 1;
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         print_usage(stderr);
@@ -51,10 +74,10 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         print_usage(stdout);
-        return 0;
+        return finish_stdout(0);
     }
     for (const cli_command *c = commands; c->name; c++) {
-        if (strcmp(argv[1], c->name) == 0) return c->run(argc - 1, argv + 1);
+        if (strcmp(argv[1], c->name) == 0) return finish_stdout(c->run(argc - 1, argv + 1));
     }
     cli_error("unknown command '%s' (try 'greta --help')", argv[1]);
     return 2;
