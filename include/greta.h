@@ -227,11 +227,15 @@ const char *greta_backend_name(greta_backend backend);
 /* Parses "cpu" / "ref" / "cuda"; GRETA_ERR_INVALID_ARGUMENT otherwise. */
 greta_status greta_backend_from_name(const char *name, greta_backend *out);
 
+/* The most worker threads a session takes (greta_session_params.n_threads). */
+#define GRETA_MAX_THREADS 512
+
 typedef struct {
     int32_t n_ctx;        /* positions in the KV cache; 0 = the model's trained
                              context length (default 0); more than that length is
                              GRETA_ERR_INVALID_ARGUMENT */
-    int32_t n_threads;    /* worker threads for cpu; 0 = online CPUs (default 0) */
+    int32_t n_threads;    /* worker threads for cpu; 0 = online CPUs (default 0);
+                             at most GRETA_MAX_THREADS */
     greta_backend backend;/* default GRETA_BACKEND_CPU */
     uint64_t seed;        /* sampler RNG seed (default 0x67726574 "gret") */
     bool logits_all;      /* keep the logits of every row of the last eval

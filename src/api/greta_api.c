@@ -371,8 +371,6 @@ greta_session_params greta_session_default_params(void) {
     return p;
 }
 
-#define MAX_THREADS 512
-
 greta_status greta_session_new(greta_model *model, const greta_session_params *params, greta_session **out,
                                char *err, size_t err_size) {
     if (out) *out = NULL;
@@ -392,8 +390,8 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
                   hp->n_ctx_train);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
-    if (p->n_threads < 0 || p->n_threads > MAX_THREADS) {
-        format_error(err, err_size, "thread count %d is outside [1, %d]", p->n_threads, MAX_THREADS);
+    if (p->n_threads < 0 || p->n_threads > GRETA_MAX_THREADS) {
+        format_error(err, err_size, "thread count %d is outside [1, %d]", p->n_threads, GRETA_MAX_THREADS);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (p->backend != GRETA_BACKEND_CPU && p->backend != GRETA_BACKEND_REF && p->backend != GRETA_BACKEND_CUDA) {
@@ -403,7 +401,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
     int threads = p->n_threads;
     if (threads == 0) {
         long online = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = online > 0 ? (online > MAX_THREADS ? MAX_THREADS : (int)online) : 1;
+        threads = online > 0 ? (online > GRETA_MAX_THREADS ? GRETA_MAX_THREADS : (int)online) : 1;
     }
     if (p->backend == GRETA_BACKEND_REF) threads = 1;
     engine_config cfg = {

@@ -195,7 +195,7 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
         if (!cli_parse_int(arg, v, 1, INT32_MAX, &n)) return -1;
         o->n_ctx = (int32_t)n;
     } else if (is_flag(arg, "-t", "--threads")) {
-        if (!cli_parse_int(arg, v, 1, 1024, &n)) return -1;
+        if (!cli_parse_int(arg, v, 1, GRETA_MAX_THREADS, &n)) return -1; /* the library's limit */
         o->n_threads = (int32_t)n;
     } else if (is_flag(arg, "--backend", NULL)) {
         if (greta_backend_from_name(v, &o->backend) != GRETA_OK) {

@@ -40,6 +40,9 @@ expect_error "empty stop string" "greta: error: --stop: the stop string is empty
 expect_error "missing model file" "greta: error: $TMP/none.gguf: " "$GRETA" run -m "$TMP/none.gguf" -p hi
 expect_error "missing prompt file" "greta: error: --prompt-file: $TMP/none.txt: No such file" "$GRETA" run -m x.gguf -f "$TMP/none.txt"
 expect_error "prompt file is a directory" "greta: error: --prompt-file: $TMP: Is a directory" "$GRETA" run -m x.gguf -f "$TMP"
+# -t: the CLI's range is the library's (GRETA_MAX_THREADS); 1024 passed the CLI and failed later
+expect_error "-t 1024 is refused by the CLI" "greta: error: -t: 1024 is out of range \[1, 512\]" \
+    "$GRETA" run -m x.gguf -p hi -t 1024
 # unbounded inputs are refused at a documented size, not read until memory runs out
 expect_error "prompt file /dev/zero with --ctx 16" "greta: error: --prompt-file: /dev/zero: larger than 4096 bytes" \
     "$GRETA" run -m x.gguf -f /dev/zero --ctx 16
