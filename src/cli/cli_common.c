@@ -124,6 +124,10 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
     }
     if (traced == 1) return 1;
     /* flags without a value */
+    if (is_flag(arg, "--force-threads", NULL)) {
+        o->force_threads = true;
+        return 1;
+    }
     if (is_flag(arg, "--greedy", NULL)) {
         o->sampling.greedy = true;
         return 1;
@@ -271,6 +275,13 @@ greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, boo
     greta_session_params sp = greta_session_default_params();
     if (o->n_ctx > 0) sp.n_ctx = o->n_ctx;
     sp.n_threads = o->n_threads;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (online > 0 && sp.n_threads > online && !o->force_threads) {
+        /* more threads than CPUs only spin (-t 512 on 2 cores ran at 0.3 tok/s) */
+        fprintf(stderr, "greta: warning: -t %d is more than the %ld online CPUs; using %ld (--force-threads keeps %d)\n",
+                sp.n_threads, online, online, sp.n_threads);
+        sp.n_threads = (int32_t)online;
+    }
     sp.backend = o->backend;
     sp.seed = o->seed;
     sp.logits_all = logits_all;

@@ -20,6 +20,7 @@ typedef struct {
     uint64_t seed;
     int32_t n_ctx;                /* 0 = session default */
     int32_t n_threads;            /* 0 = all CPUs */
+    bool force_threads;           /* --force-threads: -t above the online CPUs is kept */
     greta_backend backend;
     bool chat;                    /* --chat: apply the chat template */
     const char *system;           /* --system */

@@ -43,6 +43,17 @@ expect_error "prompt file is a directory" "greta: error: --prompt-file: $TMP: Is
 # -t: the CLI's range is the library's (GRETA_MAX_THREADS); 1024 passed the CLI and failed later
 expect_error "-t 1024 is refused by the CLI" "greta: error: -t: 1024 is out of range \[1, 512\]" \
     "$GRETA" run -m x.gguf -p hi -t 1024
+if [[ -f $GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf ]]; then
+    cpus=$(getconf _NPROCESSORS_ONLN)
+    "$GRETA" run -m "$GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf" -p hi -n 1 --greedy -t 512 >/dev/null 2>"$TMP/t.err"
+    grep -q "^greta: warning: -t 512 is more than the $cpus online CPUs; using $cpus (--force-threads keeps 512)$" "$TMP/t.err" \
+        && grep -q "cpu backend, $cpus thread" "$TMP/t.err" && pass "-t above the CPU count is capped with a warning" \
+        || fail "-t 512: $(cat "$TMP/t.err")"
+    "$GRETA" run -m "$GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf" -p hi -n 1 --greedy -t $((cpus + 1)) --force-threads \
+        >/dev/null 2>"$TMP/t.err"
+    ! grep -q "warning" "$TMP/t.err" && grep -q "cpu backend, $((cpus + 1)) threads" "$TMP/t.err" \
+        && pass "--force-threads keeps -t" || fail "--force-threads: $(cat "$TMP/t.err")"
+fi
 # unbounded inputs are refused at a documented size, not read until memory runs out
 expect_error "prompt file /dev/zero with --ctx 16" "greta: error: --prompt-file: /dev/zero: larger than 4096 bytes" \
     "$GRETA" run -m x.gguf -f /dev/zero --ctx 16
