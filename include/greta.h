@@ -143,6 +143,14 @@ void greta_model_get_info(const greta_model *model, greta_model_info *info);
 /* The model's tokenizer.chat_template text, NULL if it has none. */
 const char *greta_model_chat_template(const greta_model *model);
 
+/* Where the model file is mapped in memory: [*start, *start + *len). The
+ * weights are read from this mapping while sessions run, so the file must
+ * not change while the model is loaded: a truncated file makes those reads
+ * fault with SIGBUS. A front end may catch SIGBUS at these addresses and
+ * name the file (greta's CLI does). false when nothing stays mapped
+ * (a vocab_only model). */
+bool greta_model_mapping(const greta_model *model, const void **start, size_t *len);
+
 /* ------------------------------------------------------------------ */
 /* Vocabulary                                                           */
 /* ------------------------------------------------------------------ */

@@ -245,6 +245,13 @@ const char *greta_model_chat_template(const greta_model *model) {
     return model ? model->chat_template : NULL;
 }
 
+bool greta_model_mapping(const greta_model *model, const void **start, size_t *len) {
+    if (!model || !model->m || !model->m->file || !start || !len) return false;
+    *start = gguf_map_base(model->m->file);
+    *len = (size_t)gguf_file_size(model->m->file);
+    return true;
+}
+
 /* ------------------------------------------------------------------ */
 /* Vocabulary                                                           */
 /* ------------------------------------------------------------------ */

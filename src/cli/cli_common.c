@@ -3,6 +3,8 @@
 #include "cli/cli_common.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +253,45 @@ static bool draw_progress(float progress, void *user_data) {
     return true;
 }
 
+/* SIGBUS guard: the one place the CLI keeps static state, because a signal
+ * handler can reach nothing else. The mapping of the last model loaded and
+ * its path; a fault inside it means the file changed under us. */
+static uintptr_t guard_start, guard_end;
+static char guard_message[4200];
+static size_t guard_message_len;
+
+static void on_sigbus(int sig, siginfo_t *info, void *context) {
+    (void)context;
+    uintptr_t addr = (uintptr_t)info->si_addr;
+    if (addr >= guard_start && addr < guard_end) {
+        ssize_t written = write(STDERR_FILENO, guard_message, guard_message_len);
+        (void)written;
+        _exit(1);
+    }
+    signal(sig, SIG_DFL); /* not the model file: the default action, on return */
+    raise(sig);
+}
+
+/* Catches SIGBUS in the model's mapping (the file truncated or rewritten
+ * while greta runs) and names the file instead of dying without a word. */
+static void guard_model_file(const greta_model *model, const char *path) {
+    const void *start;
+    size_t len;
+    if (!greta_model_mapping(model, &start, &len)) return;
+    int n = snprintf(guard_message, sizeof guard_message,
+                     "greta: error: %s: the model file changed while in use (truncated or rewritten); it must not "
+                     "change while greta runs\n", path);
+    guard_message_len = n < 0 ? 0 : (size_t)n < sizeof guard_message ? (size_t)n : sizeof guard_message - 1;
+    guard_start = (uintptr_t)start;
+    guard_end = guard_start + len;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
 greta_model *cli_load_model(const char *path) {
     if (!path) {
         cli_error("no model: pass -m MODEL.gguf");
@@ -268,6 +309,7 @@ greta_model *cli_load_model(const char *path) {
         cli_error("%s: %s", path, err[0] ? err : greta_status_string(st));
         return NULL;
     }
+    guard_model_file(model, path);
     return model;
 }
 

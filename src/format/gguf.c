@@ -545,6 +545,7 @@ void gguf_close(gguf_file *file) {
 uint32_t gguf_version(const gguf_file *file) { return file->version; }
 uint64_t gguf_alignment(const gguf_file *file) { return file->alignment; }
 uint64_t gguf_file_size(const gguf_file *file) { return file->size; }
+const void *gguf_map_base(const gguf_file *file) { return file->map; }
 uint64_t gguf_data_offset(const gguf_file *file) { return file->data_offset; }
 uint64_t gguf_kv_count(const gguf_file *file) { return file->n_kv; }
 

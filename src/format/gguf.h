@@ -64,6 +64,7 @@ void gguf_close(gguf_file *file);
 uint32_t gguf_version(const gguf_file *file);
 uint64_t gguf_alignment(const gguf_file *file);
 uint64_t gguf_file_size(const gguf_file *file);
+const void *gguf_map_base(const gguf_file *file); /* the mapping: gguf_file_size bytes */
 uint64_t gguf_data_offset(const gguf_file *file); /* absolute offset of tensor data */
 
 /* Metadata. Keys are indexed 0..gguf_kv_count()-1 in file order. */

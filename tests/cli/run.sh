@@ -173,4 +173,18 @@ assert abs(j["achieved_bytes_per_s"] - j["bytes_per_token"] * j["tg_tok_s"]) < 1
 assert j["memory_read_bytes_per_s"] > 1e9 and j["memory_copy_bytes_per_s"] > 1e9
 assert abs(j["fraction_of_read_bandwidth"] - j["achieved_bytes_per_s"] / j["memory_read_bytes_per_s"]) < 1e-9
 EOF2
+# The model file truncated while greta runs: one error line naming the file,
+# exit 1 (it died of SIGBUS without a word).
+cp "$MODEL" "$TMP/changing.gguf"
+"$GRETA" run -m "$TMP/changing.gguf" --chat -p "Tell me a long story about a dragon." -n 2000 --ctx 2048 --greedy \
+    >/dev/null 2>"$TMP/bus.err" &
+pid=$!
+sleep 2 # loaded and generating (the story takes many seconds)
+truncate -s 4096 "$TMP/changing.gguf"
+wait "$pid"
+rc=$?
+[[ $rc -eq 1 ]] && grep -q "^greta: error: $TMP/changing.gguf: the model file changed while in use" "$TMP/bus.err" \
+    && pass "a model file truncated while in use is named (exit 1)" \
+    || fail "truncated model: exit $rc: $(tail -c 300 "$TMP/bus.err")"
+rm -f "$TMP/changing.gguf"
 finish
