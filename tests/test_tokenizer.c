@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "support/check.h"
 #include "format/gguf.h"
@@ -569,7 +570,157 @@ static void test_utf8_decode(void) {
     CHECK(bad == 0, "utf8_decode round trip of every scalar value: %zu wrong", bad);
 }
 
+/* base/hash: SipHash-2-4 against the reference vectors of the SipHash
+ * paper's implementation (key 00..0f, message 00..len-1), also reproduced
+ * by a Python transcription of the paper. */
+static void test_siphash(void) {
+    hash_key key = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
+    static const struct { size_t len; uint64_t want; } vectors[] = {
+        {0, 0x726fdb47dd0e0e31ULL}, {1, 0x74f839c593dc67fdULL}, {2, 0x0d6c8009d9a94f5aULL},
+        {7, 0xab0200f58b01d137ULL}, {8, 0x93f5f5799a932462ULL}, {15, 0xa129ca6149be45e5ULL},
+        {63, 0x958a324ceb064572ULL},
+    };
+    unsigned char msg[64];
+    for (int i = 0; i < 64; i++) msg[i] = (unsigned char)i;
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        uint64_t got = hash_bytes(key, msg, vectors[i].len);
+        CHECK(got == vectors[i].want, "siphash-2-4 of %zu bytes: %016llx (want %016llx)", vectors[i].len,
+              (unsigned long long)got, (unsigned long long)vectors[i].want);
+    }
+    hash_key a = hash_random_key(), b = hash_random_key();
+    CHECK(a.k0 != b.k0 || a.k1 != b.k1, "two random keys differ");
+}
+
+/* FNV-1a 64, the vocabulary hash before the fix (an independent copy). */
+static uint64_t fnv1a(const unsigned char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* n distinct 5-byte strings whose FNV-1a hashes agree in the low 18 bits
+ * (the bucket of a 2^18-slot table, the size a 100k vocabulary gets): the
+ * first three bytes are free, the last two are solved for, working back
+ * from the target through the multiplier's inverse mod 2^18. */
+static size_t fnv_collisions(unsigned char (*out)[5], size_t n) {
+    const uint64_t mask = (1u << 18) - 1, prime = 0x100000001b3ULL & mask;
+    uint64_t inv = 1;
+    for (int i = 0; i < 18; i++) inv *= 2 - prime * inv; /* Newton: prime * inv == 1 mod 2^64 */
+    inv &= mask;
+    const uint64_t target = 0x2a5a5 & mask, before_last = (target * inv) & mask;
+    size_t k = 0;
+    for (uint32_t prefix = 0; k < n && prefix < (1u << 24); prefix++) {
+        unsigned char b[5] = {(unsigned char)(prefix >> 16), (unsigned char)(prefix >> 8), (unsigned char)prefix, 0, 0};
+        uint64_t s3 = fnv1a(b, 3) & mask;
+        for (unsigned b5 = 0; k < n && b5 < 256; b5++) {
+            uint64_t s4 = before_last ^ b5, b4 = ((s4 * inv) & mask) ^ s3;
+            if (b4 > 255) continue;
+            b[3] = (unsigned char)b4;
+            b[4] = (unsigned char)b5;
+            memcpy(out[k++], b, 5);
+        }
+    }
+    return k;
+}
+
+/* Loads a SentencePiece vocabulary of the given token texts and types. */
+static tokenizer *load_vocab(const char *name, char **texts, const int32_t *types, size_t n, double *seconds) {
+    char path[1024], err[512] = "";
+    snprintf(path, sizeof path, "%s/%s", check_tmp_dir(), name);
+    float *scores = calloc(n, sizeof *scores);
+    gguf_str *strs = malloc(n * sizeof *strs);
+    for (size_t i = 0; i < n; i++) strs[i] = (gguf_str){texts[i], strlen(texts[i])};
+    gguf_writer *w = gguf_writer_new();
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, n);
+    gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, n);
+    gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores, n);
+    bool written = gguf_writer_write(w, path, err, sizeof err);
+    gguf_writer_free(w);
+    free(scores);
+    free(strs);
+    CHECK(written, "write %s: %s", path, err);
+    gguf_file *f = written ? gguf_open(path, err, sizeof err) : NULL;
+    clock_t t0 = clock();
+    tokenizer *tok = f ? tokenizer_load(f, err, sizeof err) : NULL;
+    *seconds = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    CHECK(tok != NULL, "load %s: %s", name, err);
+    gguf_close(f);
+    remove(path);
+    return tok;
+}
+
+/* Issue 9: 100k tokens crafted to collide under the old FNV-1a vocabulary
+ * hash took 21-34 s to load (a quadratic probe chain), and 100k special
+ * tokens sharing a first byte made tokenizing 100 KB take 45 s (every token
+ * tried at every position). Both are now bounded: a keyed hash and a trie.
+ * The CPU-time bound is generous (sanitizer builds); both take well under
+ * 0.1 s here, the old code ~200x more. */
+static void test_flooding(void) {
+    enum { N = 100000 };
+    unsigned char (*coll)[5] = malloc(N * sizeof *coll);
+    size_t got = fnv_collisions(coll, N);
+    size_t same = 0;
+    for (size_t i = 0; i < got; i++) same += (fnv1a(coll[i], 5) & ((1u << 18) - 1)) == (fnv1a(coll[0], 5) & ((1u << 18) - 1));
+    CHECK(got == N && same == N, "generated %zu strings, %zu in one FNV-1a bucket of 2^18", got, same);
+    char **texts = malloc(N * sizeof *texts);
+    int32_t *types = malloc(N * sizeof *types);
+    for (size_t i = 0; i < N; i++) {
+        texts[i] = malloc(6);
+        memcpy(texts[i], coll[i], 5);
+        texts[i][5] = 0;
+        for (int k = 0; k < 5; k++) if (texts[i][k] == 0) texts[i][k] = 'x'; /* token texts are C strings here */
+        types[i] = TOKEN_TYPE_NORMAL;
+    }
+    double seconds;
+    tokenizer *tok = load_vocab("flood.gguf", texts, types, N, &seconds);
+    CHECK(seconds < 3.0, "100k colliding tokens load in %.3f s of CPU (FNV-1a: 21-34 s)", seconds);
+    if (tok) {
+        size_t found = 0;
+        for (size_t i = 0; i < N; i++) found += tokenizer_find_token(tok, texts[i], strlen(texts[i])) >= 0;
+        CHECK(found == N, "every colliding token is found (%zu of %d)", found, N);
+    }
+    tokenizer_free(tok);
+
+    /* 100k control tokens "<" + 4 letters, and a 100 KB text of '<' with one of them inside */
+    for (size_t i = 0; i < N; i++) {
+        size_t x = i;
+        texts[i][0] = '<';
+        for (int k = 4; k >= 1; k--) { texts[i][k] = (char)('a' + x % 26); x /= 26; }
+        texts[i][5] = 0;
+        types[i] = TOKEN_TYPE_CONTROL;
+    }
+    tok = load_vocab("specials.gguf", texts, types, N, &seconds);
+    CHECK(seconds < 3.0, "100k special tokens load in %.3f s of CPU", seconds);
+    if (tok) {
+        size_t len = 100000;
+        char *text = malloc(len + 1);
+        memset(text, '<', len);
+        memcpy(text + 50000, texts[12345], 5);
+        text[len] = 0;
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        char err[256] = "";
+        clock_t t0 = clock();
+        bool ok = tokenizer_encode(tok, text, len, false, true, &ids, &n_ids, err, sizeof err);
+        seconds = (double)(clock() - t0) / CLOCKS_PER_SEC;
+        CHECK(ok && seconds < 3.0, "tokenizing 100 KB against 100k special tokens: %.3f s of CPU (was 45 s) %s", seconds, err);
+        bool has = false;
+        for (size_t i = 0; ok && i < n_ids; i++) has = has || ids[i] == 12345;
+        CHECK(has, "the special token inside the text is matched");
+        free(ids);
+        free(text);
+    }
+    tokenizer_free(tok);
+    for (size_t i = 0; i < N; i++) free(texts[i]);
+    free(texts);
+    free(types);
+    free(coll);
+}
+
 int main(void) {
+    test_siphash();
+    test_flooding();
     test_utf8_decode();
     test_smollm();
     test_vocab_fixture("spm.json", "spm");

@@ -143,6 +143,14 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
         format_error(err, err_size, "out of memory");
         goto fail_file;
     }
+    if (!p->vocab_only) { /* hyperparameters first: a bad file is refused before its vocabulary is built */
+        model_hparams hp;
+        if (!model_read_hparams(file, &hp, why, sizeof why)) {
+            status = strstr(why, "unsupported") ? GRETA_ERR_UNSUPPORTED : GRETA_ERR_FORMAT;
+            format_error(err, err_size, "%s", why);
+            goto fail_file;
+        }
+    }
     if (gguf_find_key(file, "tokenizer.ggml.model") >= 0) {
         gm->tok = tokenizer_load(file, why, sizeof why);
         if (!gm->tok) {
@@ -164,9 +172,10 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
             format_error(err, err_size, "%s", why);
             goto fail;
         }
-        if (gm->tok && tokenizer_vocab_size(gm->tok) > gm->m->hp.n_vocab) {
+        if (gm->tok && tokenizer_vocab_size(gm->tok) != gm->m->hp.n_vocab) {
+            /* fewer tokens than rows: the model could sample an id with no text (it failed mid-generation) */
             status = GRETA_ERR_FORMAT;
-            format_error(err, err_size, "the tokenizer has %d tokens but token_embd.weight only %d rows",
+            format_error(err, err_size, "the tokenizer has %d tokens but token_embd.weight has %d rows",
                       tokenizer_vocab_size(gm->tok), gm->m->hp.n_vocab);
             goto fail;
         }

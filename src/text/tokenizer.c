@@ -22,18 +22,9 @@ bool id_list_push(id_list *list, int32_t id) {
     return true;
 }
 
-uint64_t tokenizer_hash_bytes(const char *bytes, size_t len) {
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a 64 */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)bytes[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 int32_t tokenizer_lookup(const tokenizer *tok, const char *text, size_t len) {
     const text_map *map = &tok->vocab;
-    for (uint64_t i = tokenizer_hash_bytes(text, len) & map->mask;; i = (i + 1) & map->mask) {
+    for (uint64_t i = hash_bytes(map->key, text, len) & map->mask;; i = (i + 1) & map->mask) {
         int32_t id = map->slots[i];
         if (id < 0) return -1;
         if (tok->length[id] == len && memcmp(tok_text(tok, id), text, len) == 0) return id;
@@ -46,7 +37,7 @@ static void vocab_insert(tokenizer *tok, int32_t id) {
     text_map *map = &tok->vocab;
     const char *text = tok_text(tok, id);
     size_t len = tok->length[id];
-    for (uint64_t i = tokenizer_hash_bytes(text, len) & map->mask;; i = (i + 1) & map->mask) {
+    for (uint64_t i = hash_bytes(map->key, text, len) & map->mask;; i = (i + 1) & map->mask) {
         int32_t other = map->slots[i];
         if (other < 0 || (tok->length[other] == len && memcmp(tok_text(tok, other), text, len) == 0)) {
             map->slots[i] = id;
@@ -84,6 +75,7 @@ static bool load_tokens(tokenizer *tok, const gguf_file *file, char *err, size_t
     while (cap < n * 2) cap *= 2;
     tok->vocab.slots = malloc(cap * sizeof *tok->vocab.slots);
     tok->vocab.mask = cap - 1;
+    tok->vocab.key = hash_random_key();
     if (!tok->arena || !tok->offset || !tok->length || !tok->score || !tok->type || !tok->is_eog ||
         !tok->vocab.slots)
         return fail(err, err_size, "out of memory");
@@ -203,45 +195,83 @@ static bool is_special_type(uint8_t type) {
     return type == TOKEN_TYPE_CONTROL || type == TOKEN_TYPE_USER_DEFINED || type == TOKEN_TYPE_UNKNOWN;
 }
 
-typedef struct {
-    unsigned char first; /* first byte of the text */
-    uint32_t length;
-    int32_t id;
-} special_key;
+/* Whether a special token of this type may match in mode (see special_mode). */
+static bool special_allowed(const tokenizer *tok, int32_t id, special_mode mode) {
+    bool user = tok->type[id] == TOKEN_TYPE_USER_DEFINED;
+    switch (mode) {
+    case SPECIAL_PARSE: return user ? tok->kind != TOKENIZER_SPM : true;
+    case SPECIAL_PLAIN: return user && tok->kind != TOKENIZER_SPM;
+    case SPECIAL_USER: return user;
+    default: return false;
+    }
+}
 
-static int special_cmp(const void *a, const void *b) {
-    const special_key *x = a, *y = b;
-    if (x->first != y->first) return x->first < y->first ? -1 : 1;
-    if (x->length != y->length) return x->length > y->length ? -1 : 1; /* longest first */
-    return x->id < y->id ? -1 : (x->id > y->id);
+static uint32_t trie_child(const special_trie *t, uint32_t node, unsigned char byte) {
+    if (node == 0) return t->root_child[byte];
+    for (uint64_t i = hash_u64(t->key, ((uint64_t)node << 8) | byte) & t->mask;; i = (i + 1) & t->mask) {
+        const special_edge *e = &t->edges[i];
+        if (e->parent == UINT32_MAX) return 0;
+        if (e->parent == node && e->byte == byte) return e->child;
+    }
+}
+
+static uint32_t trie_add_child(special_trie *t, uint32_t node, unsigned char byte) {
+    uint32_t child = t->n_nodes++;
+    for (int m = 0; m < SPECIAL_MODES; m++) t->ends[child][m] = -1;
+    if (node == 0) {
+        t->root_child[byte] = child;
+        return child;
+    }
+    uint64_t i = hash_u64(t->key, ((uint64_t)node << 8) | byte) & t->mask;
+    while (t->edges[i].parent != UINT32_MAX) i = (i + 1) & t->mask;
+    t->edges[i] = (special_edge){node, child, byte};
+    return child;
 }
 
 static bool build_special_index(tokenizer *tok, char *err, size_t err_size) {
-    special_index *sx = &tok->specials;
-    size_t n = 0;
-    for (int32_t i = 0; i < tok->n_vocab; i++) n += is_special_type(tok->type[i]) && tok->length[i] > 0;
-    special_key *keys = malloc((n ? n : 1) * sizeof *keys);
-    sx->ids = malloc((n ? n : 1) * sizeof *sx->ids);
-    if (!keys || !sx->ids) {
-        free(keys);
-        return fail(err, err_size, "out of memory");
-    }
-    size_t k = 0;
+    special_trie *t = &tok->specials;
+    uint64_t bytes = 0;
     for (int32_t i = 0; i < tok->n_vocab; i++) {
-        if (is_special_type(tok->type[i]) && tok->length[i] > 0)
-            keys[k++] = (special_key){(unsigned char)tok_text(tok, i)[0], tok->length[i], i};
+        if (!is_special_type(tok->type[i]) || tok->length[i] == 0) continue;
+        bytes += tok->length[i];
+        t->n_tokens++;
     }
-    qsort(keys, n, sizeof *keys, special_cmp);
-    for (k = 0; k < n; k++) sx->ids[k] = keys[k].id;
-    sx->n = n;
-    k = 0;
-    for (int b = 0; b < 256; b++) {
-        sx->start[b] = (uint32_t)k;
-        while (k < n && keys[k].first == b) k++;
+    if (bytes >= UINT32_MAX / 2) return fail(err, err_size, "special tokens exceed 2 GiB of text");
+    uint64_t cap = 16;
+    while (cap < bytes * 2) cap *= 2;
+    t->edges = malloc(cap * sizeof *t->edges);
+    t->ends = malloc((bytes + 1) * sizeof *t->ends);
+    if (!t->edges || !t->ends) return fail(err, err_size, "out of memory");
+    for (uint64_t i = 0; i < cap; i++) t->edges[i].parent = UINT32_MAX;
+    t->mask = cap - 1;
+    t->key = hash_random_key();
+    t->n_nodes = 1;
+    for (int m = 0; m < SPECIAL_MODES; m++) t->ends[0][m] = -1;
+    /* ascending ids: the lowest id wins among tokens with the same text */
+    for (int32_t id = 0; id < tok->n_vocab; id++) {
+        if (!is_special_type(tok->type[id]) || tok->length[id] == 0) continue;
+        const unsigned char *text = (const unsigned char *)tok_text(tok, id);
+        uint32_t node = 0;
+        for (uint32_t k = 0; k < tok->length[id]; k++) {
+            uint32_t next = trie_child(t, node, text[k]);
+            node = next ? next : trie_add_child(t, node, text[k]);
+        }
+        for (int m = 0; m < SPECIAL_MODES; m++)
+            if (t->ends[node][m] < 0 && special_allowed(tok, id, (special_mode)m)) t->ends[node][m] = id;
     }
-    sx->start[256] = (uint32_t)k;
-    free(keys);
     return true;
+}
+
+int32_t special_longest(const tokenizer *tok, special_mode mode, const char *text, size_t len, size_t pos) {
+    const special_trie *t = &tok->specials;
+    int32_t best = -1;
+    uint32_t node = 0;
+    for (size_t i = pos; i < len; i++) {
+        node = trie_child(t, node, (unsigned char)text[i]);
+        if (node == 0) break;
+        if (t->ends[node][mode] >= 0) best = t->ends[node][mode];
+    }
+    return best;
 }
 
 static void build_byte_tokens(tokenizer *tok) {
@@ -321,7 +351,8 @@ void tokenizer_free(tokenizer *tok) {
     free(tok->type);
     free(tok->is_eog);
     free(tok->vocab.slots);
-    free(tok->specials.ids);
+    free(tok->specials.edges);
+    free(tok->specials.ends);
     free(tok);
 }
 
@@ -350,25 +381,6 @@ int32_t tokenizer_find_token(const tokenizer *tok, const char *text, size_t len)
 
 /* ---- encoding ---- */
 
-/* The longest special token allowed at text[pos], or -1. */
-static int32_t special_at(const tokenizer *tok, const char *text, size_t len, size_t pos, bool parse_special) {
-    const special_index *sx = &tok->specials;
-    unsigned char b = (unsigned char)text[pos];
-    for (uint32_t k = sx->start[b]; k < sx->start[b + 1]; k++) {
-        int32_t id = sx->ids[k];
-        if (tok->type[id] == TOKEN_TYPE_USER_DEFINED) {
-            /* SentencePiece matches its user-defined pieces inside the text
-             * (spm_encode_fragment); byte-level BPE always splits them out. */
-            if (tok->kind == TOKENIZER_SPM) continue;
-        } else if (!parse_special) {
-            continue;
-        }
-        size_t n = tok->length[id];
-        if (n <= len - pos && memcmp(text + pos, tok_text(tok, id), n) == 0) return id;
-    }
-    return -1;
-}
-
 static bool encode_fragment(const tokenizer *tok, const char *text, size_t len, bool after_special, id_list *out,
                             char *err, size_t err_size) {
     if (tok->kind == TOKENIZER_SPM)
@@ -390,7 +402,9 @@ bool tokenizer_encode(const tokenizer *tok, const char *text, size_t len, bool a
     bool after_special = true;
     size_t frag_start = 0;
     for (size_t pos = 0; pos < n_clean;) {
-        int32_t special = tok->specials.n ? special_at(tok, clean, n_clean, pos, parse_special) : -1;
+        int32_t special = tok->specials.n_tokens
+                              ? special_longest(tok, parse_special ? SPECIAL_PARSE : SPECIAL_PLAIN, clean, n_clean, pos)
+                              : -1;
         if (special < 0) {
             pos++;
             continue;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "text/tokenizer.h"
+#include "base/hash.h"
 #include "base/utf8.h"
 
 /* A growable array of token ids (the encoder's output). */
@@ -21,13 +22,14 @@ typedef struct {
 bool id_list_push(id_list *list, int32_t id);
 
 /* Hash map from byte string to token id (open addressing, linear probing).
- * Keys point into the tokenizer's text arena. */
+ * Keys point into the tokenizer's text arena. Hashed with SipHash under a
+ * random key of its own, so a vocabulary crafted to collide cannot make
+ * loading quadratic (base/hash.h). */
 typedef struct {
     int32_t *slots; /* [capacity], token id or -1 */
     uint64_t mask;  /* capacity - 1 (capacity a power of two) */
+    hash_key key;
 } text_map;
-
-uint64_t tokenizer_hash_bytes(const char *bytes, size_t len);
 
 /* Hash map from a pair of token ids to a merge (BPE ranks). */
 typedef struct {
@@ -39,6 +41,7 @@ typedef struct {
 typedef struct {
     merge_slot *slots; /* [capacity] */
     uint64_t mask;
+    uint64_t seed;     /* random, drawn at load (tokenizer_bpe.c merge_hash) */
 } merge_map;
 
 /* One step of a pre-tokenizer (see pretokenize.c). */
@@ -59,13 +62,37 @@ typedef struct {
     bool ignore_merges; /* a piece that is itself a token is not merged (llama-bpe) */
 } pretokenizer;
 
-/* Special (control / user-defined) tokens for matching in text, grouped by
- * first byte, longest first within a group. */
+/* Special (control / unknown / user-defined) tokens matched in text: a
+ * trie over their bytes. Finding the longest special token at a position
+ * walks at most as many bytes as that token has, whatever the number of
+ * special tokens (a scan over all tokens sharing the first byte took 45 s
+ * for 100 KB against 100k crafted tokens). Edges (node, byte) -> child are
+ * in a hash table under a random key; the root's are a direct table. */
+typedef enum {
+    SPECIAL_PARSE, /* tokenizer_encode with parse_special */
+    SPECIAL_PLAIN, /* tokenizer_encode without parse_special (BPE user-defined tokens only) */
+    SPECIAL_USER,  /* SentencePiece's user-defined pieces (tokenizer_spm.c) */
+    SPECIAL_MODES,
+} special_mode;
+
 typedef struct {
-    int32_t *ids;          /* [n] sorted by (first byte, length desc) */
-    size_t n;
-    uint32_t start[257];   /* ids[start[b] .. start[b+1]) begin with byte b */
-} special_index;
+    uint32_t parent; /* UINT32_MAX when the slot is empty */
+    uint32_t child;
+    uint8_t byte;
+} special_edge;
+
+typedef struct {
+    size_t n_tokens;             /* special tokens in the trie (0: nothing to match) */
+    uint32_t root_child[256];    /* node reached from the root by a byte, 0 = none */
+    special_edge *edges;         /* [mask + 1] edges of the other nodes */
+    uint64_t mask;
+    hash_key key;
+    int32_t (*ends)[SPECIAL_MODES]; /* [node] the token ending at the node, per mode; -1 none */
+    uint32_t n_nodes;            /* node 0 is the root */
+} special_trie;
+
+/* The longest special token allowed in mode at text[pos], or -1. */
+int32_t special_longest(const tokenizer *tok, special_mode mode, const char *text, size_t len, size_t pos);
 
 struct tokenizer {
     tokenizer_kind kind;
@@ -81,7 +108,7 @@ struct tokenizer {
     int32_t bos, eos, eot, unk, pad;
     bool add_bos, add_eos, add_space_prefix;
 
-    special_index specials;
+    special_trie specials;
 
     /* SPM */
     int32_t byte_token[256]; /* id of <0xNN> (or the 1-char token), -1 if none */

@@ -127,15 +127,8 @@ static size_t char_len(unsigned char c) {
 /* Length of the longest USER_DEFINED token at buf[pos] (0 if none): such
  * a token starts as one symbol, as SentencePiece's prefix matcher does. */
 static size_t user_defined_at(const tokenizer *tok, const char *buf, size_t len, size_t pos) {
-    const special_index *sx = &tok->specials;
-    unsigned char b = (unsigned char)buf[pos];
-    for (uint32_t k = sx->start[b]; k < sx->start[b + 1]; k++) {
-        int32_t id = sx->ids[k];
-        size_t n = tok->length[id];
-        if (tok->type[id] == TOKEN_TYPE_USER_DEFINED && n <= len - pos && memcmp(buf + pos, tok_text(tok, id), n) == 0)
-            return n;
-    }
-    return 0;
+    int32_t id = tok->specials.n_tokens ? special_longest(tok, SPECIAL_USER, buf, len, pos) : -1;
+    return id < 0 ? 0 : tok->length[id];
 }
 
 bool spm_encode_fragment(const tokenizer *tok, const char *text, size_t len, bool space_prefix, id_list *out,
