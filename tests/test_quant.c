@@ -135,12 +135,12 @@ static void test_type_table(void) {
     CHECK(quant_type_from_name("IQ2_XXS") == -1 && quant_type_from_name("Q4_K_M") == -1 &&
               quant_type_from_name("") == -1 && quant_type_from_name(NULL) == -1,
           "unsupported or unknown names give -1");
-    const uint32_t writable[] = {QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+    const uint32_t writable[] = {QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
     int writable_ok = 0;
     for (size_t i = 0; i < sizeof writable / sizeof writable[0]; i++) writable_ok += quant_type_quantizable(writable[i]);
-    CHECK(writable_ok == 9 && !quant_type_quantizable(QT_Q5_0) && !quant_type_quantizable(QT_Q2_K) &&
-              !quant_type_quantizable(QT_Q3_K),
-          "quantizable: exactly F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q4_K Q5_K Q6_K");
+    CHECK(writable_ok == 11 && !quant_type_quantizable(QT_Q5_0) && !quant_type_quantizable(QT_Q5_1) &&
+              !quant_type_quantizable(QT_Q8_K),
+          "quantizable: exactly F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q2_K Q3_K Q4_K Q5_K Q6_K");
 }
 
 /* ---- half and bfloat16, hand-computed values ---- */
@@ -347,7 +347,8 @@ static void test_dot_edges(void) {
 
 /* ---- quantizers ---- */
 
-static const uint32_t QUANTIZABLE[] = {QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+static const uint32_t QUANTIZABLE[] = {QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_1,
+                                       QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
 #define N_QUANTIZABLE (sizeof(QUANTIZABLE) / sizeof(QUANTIZABLE[0]))
 
 static void test_quant_fixture(uint32_t type, const char *reference) {
@@ -464,7 +465,7 @@ static void test_quantize_bad_arguments(void) {
     float x[256];
     uint8_t out[1024];
     for (int i = 0; i < 256; i++) x[i] = (float)i;
-    CHECK(quant_quantize(QT_Q5_0, x, out, 32) == 0 && quant_quantize(QT_Q2_K, x, out, 256) == 0 &&
+    CHECK(quant_quantize(QT_Q5_0, x, out, 32) == 0 && quant_quantize(QT_Q8_K, x, out, 256) == 0 &&
               quant_quantize(16, x, out, 256) == 0,
           "quantize to a type greta does not write returns 0");
     CHECK(quant_quantize(QT_Q4_K, x, out, 128) == 0 && quant_quantize(QT_Q8_0, x, out, 48) == 0,
@@ -582,7 +583,7 @@ int main(void) {
     test_dot_edges();
     for (size_t i = 1; i < N_QUANTIZABLE; i++) {
         uint32_t type = QUANTIZABLE[i];
-        bool k_quant = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
+        bool k_quant = type == QT_Q2_K || type == QT_Q3_K || type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
         test_quant_fixture(type, k_quant ? "the numpy port of llama.cpp's reference (scripts/pylib/kquant_reference.py)"
                                          : "gguf.quants.quantize");
     }

@@ -52,9 +52,10 @@ static int type_of(const char *target_name, const quantize_model_info *info, con
 }
 
 static void test_tensor_type(void) {
-    quantize_model_info smollm = {30, 30, true, false};  /* dim 576, ffn 1536, tied */
-    quantize_model_info llama = {32, 32, false, false};  /* dim 4096 */
-    quantize_model_info llama70 = {80, 80, false, true}; /* 70B GQA */
+    quantize_model_info smollm = {30, 30, true, false, 3};  /* dim 576, ffn 1536, tied, 9/3 heads */
+    quantize_model_info llama = {32, 32, false, false, 1};  /* dim 4096 */
+    quantize_model_info llama3 = {32, 32, false, false, 4}; /* Llama 3 8B: 32/8 heads */
+    quantize_model_info llama70 = {80, 80, false, true, 8}; /* 70B GQA */
     /* Q4_K_M on SmolLM2: 576 % 256 != 0 forces fallbacks. */
     CHECK(type_of("Q4_K_M", &smollm, "token_embd.weight", 0, 576) == QT_Q8_0, "tied token_embd, 576 -> Q8_0");
     CHECK(type_of("Q4_K_M", &smollm, "blk.0.attn_v.weight", 0, 576) == QT_Q8_0, "attn_v 0: Q6_K -> Q8_0");
@@ -74,6 +75,27 @@ static void test_tensor_type(void) {
     CHECK(type_of("Q4_K_M", &llama, "blk.4.ffn_up.weight", 4, 4096) == QT_Q4_K, "ffn_up -> Q4_K");
     CHECK(type_of("Q4_K_M", &llama, "blk.1.attn_output.weight", 1, 4096) == QT_Q4_K, "attn_output -> Q4_K");
     CHECK(type_of("Q4_K_M", &llama70, "blk.11.attn_v.weight", 11, 8192) == QT_Q5_K, "70B attn_v 11 -> Q5_K");
+    /* Q3_K_M and Q2_K (llama.cpp's ATTENTION_V / FFN_DOWN / ATTENTION_OUTPUT branches). */
+    CHECK(type_of("Q3_K_M", &llama, "blk.1.attn_v.weight", 1, 4096) == QT_Q5_K, "Q3_K_M attn_v 1 -> Q5_K");
+    CHECK(type_of("Q3_K_M", &llama, "blk.2.attn_v.weight", 2, 4096) == QT_Q4_K, "Q3_K_M attn_v 2 -> Q4_K");
+    CHECK(type_of("Q3_K_M", &llama70, "blk.2.attn_v.weight", 2, 8192) == QT_Q5_K, "Q3_K_M 70B attn_v 2 -> Q5_K");
+    CHECK(type_of("Q3_K_M", &llama, "blk.1.ffn_down.weight", 1, 11008) == QT_Q5_K, "Q3_K_M ffn_down 1 (< 32/16) -> Q5_K");
+    CHECK(type_of("Q3_K_M", &llama, "blk.2.ffn_down.weight", 2, 11008) == QT_Q4_K, "Q3_K_M ffn_down 2 -> Q4_K");
+    CHECK(type_of("Q3_K_M", &llama, "blk.5.attn_output.weight", 5, 4096) == QT_Q4_K, "Q3_K_M attn_output -> Q4_K");
+    CHECK(type_of("Q3_K_M", &llama, "blk.5.ffn_gate.weight", 5, 4096) == QT_Q3_K, "Q3_K_M ffn_gate -> Q3_K");
+    CHECK(type_of("Q3_K_M", &llama, "output.weight", 0, 4096) == QT_Q6_K, "Q3_K_M output -> Q6_K");
+    CHECK(type_of("Q3_K_M", &llama, "token_embd.weight", 0, 4096) == QT_Q3_K, "Q3_K_M untied token_embd -> Q3_K");
+    CHECK(type_of("Q3_K_M", &smollm, "blk.5.attn_q.weight", 5, 576) == QT_Q4_0, "Q3_K_M 576: Q3_K -> Q4_0");
+    CHECK(type_of("Q3_K_M", &smollm, "blk.0.attn_v.weight", 0, 576) == QT_Q5_1, "Q3_K_M 576 attn_v 0: Q5_K -> Q5_1");
+    CHECK(type_of("Q2_K", &llama, "blk.7.attn_v.weight", 7, 4096) == QT_Q3_K, "Q2_K attn_v, n_gqa 1 -> Q3_K");
+    CHECK(type_of("Q2_K", &llama3, "blk.7.attn_v.weight", 7, 4096) == QT_Q4_K, "Q2_K attn_v, n_gqa 4 -> Q4_K");
+    CHECK(type_of("Q2_K", &llama70, "blk.7.attn_v.weight", 7, 8192) == QT_Q5_K, "Q2_K 70B attn_v -> Q5_K");
+    CHECK(type_of("Q2_K", &llama, "blk.7.ffn_down.weight", 7, 11008) == QT_Q3_K, "Q2_K ffn_down -> Q3_K");
+    CHECK(type_of("Q2_K", &llama, "blk.7.attn_output.weight", 7, 4096) == QT_Q3_K, "Q2_K attn_output -> Q3_K");
+    CHECK(type_of("Q2_K", &llama, "blk.7.ffn_up.weight", 7, 4096) == QT_Q2_K, "Q2_K ffn_up -> Q2_K");
+    CHECK(type_of("Q2_K", &llama, "output.weight", 0, 4096) == QT_Q6_K, "Q2_K output -> Q6_K");
+    CHECK(type_of("Q2_K", &smollm, "blk.7.ffn_up.weight", 7, 576) == QT_Q4_0, "Q2_K 576: -> Q4_0");
+    CHECK(type_of("Q3_K", &llama, "output.weight", 0, 4096) == QT_Q3_K, "pure Q3_K output -> Q3_K");
     /* Plain types are pure: no Q6_K for output, fallbacks only. */
     CHECK(type_of("Q4_K", &llama, "output.weight", 0, 4096) == QT_Q4_K, "plain Q4_K output -> Q4_K");
     CHECK(type_of("Q4_0", &llama, "output.weight", 0, 4096) == QT_Q4_0, "plain Q4_0 output -> Q4_0");
@@ -101,7 +123,14 @@ static void test_targets(void) {
     CHECK(quantize_target_find("BF16", &t) && t.file_type == 32 && !t.mix, "BF16 file type 32");
     CHECK(quantize_target_find("Q8_0", &t) && t.file_type == 7, "Q8_0 file type 7");
     CHECK(quantize_target_find("Q4_K", &t) && !t.mix && t.file_type == 14, "pure Q4_K: file type 14");
-    CHECK(!quantize_target_find("Q3_K", &t) && !quantize_target_find("", &t), "unknown targets refused");
+    CHECK(quantize_target_find("Q3_K_M", &t) && t.base_type == QT_Q3_K && t.mix && t.file_type == 12,
+          "Q3_K_M: Q3_K base, mix, LLAMA_FTYPE_MOSTLY_Q3_K_M = 12");
+    CHECK(quantize_target_find("q2_k", &t) && t.base_type == QT_Q2_K && t.mix && t.file_type == 10,
+          "Q2_K: llama.cpp's mix, LLAMA_FTYPE_MOSTLY_Q2_K = 10");
+    CHECK(quantize_target_find("Q3_K", &t) && !t.mix && t.file_type == 11, "pure Q3_K: file type 11");
+    CHECK(!quantize_target_find("Q3_K_L", &t) && !quantize_target_find("Q2_K_S", &t) &&
+              !quantize_target_find("", &t),
+          "unknown targets refused");
 }
 
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }

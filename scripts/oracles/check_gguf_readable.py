@@ -55,13 +55,16 @@ def report(ok, what):
 
 BASE = {
     "F32": QT.F32, "F16": QT.F16, "BF16": QT.BF16, "Q8_0": QT.Q8_0, "Q4_0": QT.Q4_0,
-    "Q4_1": QT.Q4_1, "Q4_K": QT.Q4_K, "Q5_K": QT.Q5_K, "Q6_K": QT.Q6_K,
-    "Q4_K_M": QT.Q4_K, "Q5_K_M": QT.Q5_K,
+    "Q4_1": QT.Q4_1, "Q3_K": QT.Q3_K, "Q4_K": QT.Q4_K, "Q5_K": QT.Q5_K, "Q6_K": QT.Q6_K,
+    "Q2_K": QT.Q2_K, "Q3_K_M": QT.Q3_K, "Q4_K_M": QT.Q4_K, "Q5_K_M": QT.Q5_K,
 }
+MIXES = ("Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M")
 FILE_TYPE = {
     "F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
     "BF16": gguf.LlamaFileType.MOSTLY_BF16, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
     "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "Q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
+    "Q3_K": gguf.LlamaFileType.MOSTLY_Q3_K_S, "Q2_K": gguf.LlamaFileType.MOSTLY_Q2_K,
+    "Q3_K_M": gguf.LlamaFileType.MOSTLY_Q3_K_M,
     "Q4_K": gguf.LlamaFileType.MOSTLY_Q4_K_S, "Q5_K": gguf.LlamaFileType.MOSTLY_Q5_K_S,
     "Q6_K": gguf.LlamaFileType.MOSTLY_Q6_K, "Q4_K_M": gguf.LlamaFileType.MOSTLY_Q4_K_M,
     "Q5_K_M": gguf.LlamaFileType.MOSTLY_Q5_K_M,
@@ -70,10 +73,10 @@ FILE_TYPE = {
 BOUNDS = {
     "gaussian": {QT.F32: 0.0, QT.F16: 3e-4, QT.BF16: 2.5e-3, QT.Q8_0: 0.0065, QT.Q6_K: 0.0196,
                  QT.Q5_1: 0.045, QT.Q5_0: 0.05, QT.Q5_K: 0.040, QT.Q4_1: 0.09, QT.Q4_0: 0.1,
-                 QT.Q4_K: 0.078},
+                 QT.Q4_K: 0.078, QT.Q3_K: 0.165, QT.Q2_K: 0.32},
     "real": {QT.F32: 0.0, QT.F16: 5e-4, QT.BF16: 4e-3, QT.Q8_0: 0.01, QT.Q6_K: 0.025,
              QT.Q5_1: 0.07, QT.Q5_0: 0.08, QT.Q5_K: 0.06, QT.Q4_1: 0.15, QT.Q4_0: 0.16,
-             QT.Q4_K: 0.12},
+             QT.Q4_K: 0.12, QT.Q3_K: 0.25, QT.Q2_K: 0.45},
 }
 
 
@@ -101,7 +104,7 @@ def is_weight(name, n_dims):
 def fallback(t, ne0):
     if ne0 % block_size(t) == 0:
         return t
-    nxt = {QT.Q4_K: QT.Q5_0, QT.Q5_K: QT.Q5_1, QT.Q6_K: QT.Q8_0}.get(t)
+    nxt = {QT.Q2_K: QT.Q4_0, QT.Q3_K: QT.Q4_0, QT.Q4_K: QT.Q5_0, QT.Q5_K: QT.Q5_1, QT.Q6_K: QT.Q8_0}.get(t)
     if nxt is None:
         raise ValueError("no fallback")
     return nxt if ne0 % block_size(nxt) == 0 else QT.F16
@@ -110,7 +113,7 @@ def fallback(t, ne0):
 def expected_types(target, tensors, n_layer, n_head, n_head_kv):
     """tensors: list of (name, n_dims, ne0, current type). Returns {name: type}."""
     base = BASE[target]
-    mix = target.endswith("_M")
+    mix = target in MIXES
     names = [t[0] for t in tensors]
     tied = "output.weight" not in names
     # llama.cpp iterates weights sorted by (layer, name) and counts attn_v / ffn_down.
@@ -133,13 +136,25 @@ def expected_types(target, tensors, n_layer, n_head, n_head_kv):
             elif name == "token_embd.weight":
                 t = base
             elif "attn_v.weight" in name:
-                if use_more_bits(attn_v.index(name), len(attn_v)):
+                i = attn_v.index(name)
+                if target == "Q2_K":
+                    t = QT.Q4_K if n_head // n_head_kv >= 4 else QT.Q3_K
+                elif target == "Q3_K_M":
+                    t = QT.Q5_K if i < 2 else QT.Q4_K
+                elif use_more_bits(i, len(attn_v)):
                     t = QT.Q6_K
-                if is_70b and t == QT.Q4_K:
+                if is_70b and t in (QT.Q3_K, QT.Q4_K):
                     t = QT.Q5_K
             elif "ffn_down" in name:
-                if use_more_bits(ffn_down.index(name), n_layer):
+                i = ffn_down.index(name)
+                if target == "Q2_K":
+                    t = QT.Q3_K
+                elif target == "Q3_K_M":
+                    t = QT.Q5_K if i < n_layer // 16 else QT.Q4_K
+                elif use_more_bits(i, n_layer):
                     t = QT.Q6_K
+            elif "attn_output.weight" in name and target in ("Q2_K", "Q3_K_M"):
+                t = QT.Q3_K if target == "Q2_K" else QT.Q4_K
         out[name] = fallback(t, ne0)
     return out
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A numpy port of llama.cpp's reference K-quant quantizers (no importance
-matrix): quantize_row_q4_K_ref, quantize_row_q5_K_ref, quantize_row_q6_K_ref
-and their helpers make_qkx2_quants / make_qx_quants (ggml/src/ggml-quants.c).
+matrix): quantize_row_q2_K_ref, quantize_row_q3_K_ref, quantize_row_q4_K_ref,
+quantize_row_q5_K_ref, quantize_row_q6_K_ref and their helpers make_qkx2_quants /
+make_q3_quants / make_qx_quants (ggml/src/ggml-quants.c).
 
 The `gguf` Python package dequantizes K-quants but cannot quantize them, so
 this port supplies the reference round-trip RMSE that greta's quantizers are
@@ -35,8 +36,15 @@ def f16(v):
     return np.float16(F(v))
 
 
-def make_qkx2_quants(nmax, x, weights, rmin, rdelta, nstep):
-    """Returns (scale, the_min, L) as llama.cpp's make_qkx2_quants (use_mad=false)."""
+def nearest_int_wrapping(v):
+    """ggml's nearest_int bit for bit, also where |v| >= 2^22 and its
+    magic-number rounding wraps: (bits(v + 12582912f) & 0x7fffff) - 0x400000."""
+    biased = np.array([F(v) + F(12582912.0)], dtype=F)
+    return int((int(biased.view(np.uint32)[0]) & 0x7FFFFF) - 0x400000)
+
+
+def make_qkx2_quants(nmax, x, weights, rmin, rdelta, nstep, use_mad=False):
+    """Returns (scale, the_min, L) as llama.cpp's make_qkx2_quants."""
     x = x.astype(F)
     w = weights.astype(F)
     mn = F(min(F(0), x.min()))
@@ -50,7 +58,7 @@ def make_qkx2_quants(nmax, x, weights, rmin, rdelta, nstep):
     scale = F(F(1) / iscale)
     L = np.clip(nearest_int(iscale * (x - mn)), 0, nmax)
     diff = F(scale) * L.astype(F) + mn - x
-    best_error = seqsum(w * (diff * diff))
+    best_error = seqsum(w * (np.abs(diff) if use_mad else diff * diff))
     for step in range(nstep + 1):
         iscale = F(F(F(rmin) + F(F(rdelta) * F(step)) + F(nmax)) / F(mx - mn))
         laux = np.clip(nearest_int(iscale * (x - mn)), 0, nmax)
@@ -66,7 +74,7 @@ def make_qkx2_quants(nmax, x, weights, rmin, rdelta, nstep):
                 this_min = F(0)
                 this_scale = F(sum_xl / sum_l2)
             diff = this_scale * lf + this_min - x
-            cur_error = seqsum(w * (diff * diff))
+            cur_error = seqsum(w * (np.abs(diff) if use_mad else diff * diff))
             if cur_error < best_error:
                 L = laux
                 best_error = cur_error
@@ -219,7 +227,136 @@ def quantize_q6_k(x):
     return np.concatenate(out)
 
 
-QUANTIZERS = {"Q4_K": quantize_q4_k, "Q5_K": quantize_q5_k, "Q6_K": quantize_q6_k}
+def pack_2bit(L):
+    """64 bytes: byte 32*h + l holds L[128h + l + 32k] at bits 2k."""
+    qs = np.zeros(64, dtype=np.uint8)
+    for h in range(2):
+        Lh = L[128 * h:128 * h + 128].astype(np.uint8)
+        qs[32 * h:32 * h + 32] = Lh[0:32] | (Lh[32:64] << 2) | (Lh[64:96] << 4) | (Lh[96:128] << 6)
+    return qs
+
+
+def quantize_q2_k(x):
+    """quantize_row_q2_K_ref: scales[16] | qs[64] | d | dmin."""
+    out = []
+    for b in range(x.size // QK_K):
+        xb = x[b * QK_K:(b + 1) * QK_K].astype(F)
+        scales = np.zeros(16, dtype=F)
+        mins = np.zeros(16, dtype=F)
+        L = np.zeros(QK_K, dtype=np.int64)
+        for j in range(16):
+            seg = xb[16 * j:16 * j + 16]
+            scales[j], mins[j], L[16 * j:16 * j + 16] = make_qkx2_quants(3, seg, np.abs(seg), -0.5, 0.1, 15,
+                                                                         use_mad=True)
+        max_scale = F(max(F(0), scales.max()))
+        max_min = F(max(F(0), mins.max()))
+        sc = np.zeros(16, dtype=np.int64)
+        d16 = f16(0)
+        dmin16 = f16(0)
+        if max_scale > 0:
+            iscale = F(F(15) / max_scale)
+            sc = nearest_int(iscale * scales) & 0xFF
+            d16 = f16(F(max_scale / F(15)))
+        if max_min > 0:
+            iscale = F(F(15) / max_min)
+            sc = (sc | (nearest_int(iscale * mins) << 4)) & 0xFF
+            dmin16 = f16(F(max_min / F(15)))
+        for j in range(16):
+            d = F(F(d16) * F(sc[j] & 0xF))
+            if d == 0:
+                continue
+            dm = F(F(dmin16) * F(sc[j] >> 4))
+            seg = xb[16 * j:16 * j + 16]
+            L[16 * j:16 * j + 16] = np.clip(nearest_int((seg + dm) / d), 0, 3)
+        out.append(np.concatenate([sc.astype(np.uint8), pack_2bit(L),
+                                   np.array([d16, dmin16], dtype=np.float16).view(np.uint8)]))
+    return np.concatenate(out)
+
+
+def make_q3_quants(nmax, x):
+    """make_q3_quants with do_rmse = true: (scale, L) with L = level + nmax
+    (L = 0 for an all-zero group, as the C code leaves it)."""
+    x = x.astype(F)
+    ax = np.abs(x)
+    amax = ax.max()
+    if amax < F(1e-15):
+        return F(0), np.zeros(x.size, dtype=np.int64)
+    mx = x[int(np.argmax(ax))]
+    iscale = F(F(-nmax) / mx)
+    L = [int(v) for v in np.clip(nearest_int(iscale * x), -nmax, nmax - 1)]
+    sumlx = F(0)
+    suml2 = F(0)
+    for i in range(x.size):
+        w = F(x[i] * x[i])
+        sumlx = F(sumlx + F(F(w * x[i]) * F(L[i])))
+        suml2 = F(suml2 + F(F(w * F(L[i])) * F(L[i])))
+    for _ in range(5):
+        n_changed = 0
+        for i in range(x.size):
+            w = F(x[i] * x[i])
+            slx = F(sumlx - F(F(w * x[i]) * F(L[i])))
+            if slx > 0:
+                sl2 = F(suml2 - F(F(w * F(L[i])) * F(L[i])))
+                with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                    q = F(F(x[i] * sl2) / slx)
+                new_l = max(-nmax, min(nmax - 1, nearest_int_wrapping(q)))
+                if new_l != L[i]:
+                    slx = F(slx + F(F(w * x[i]) * F(new_l)))
+                    sl2 = F(sl2 + F(F(w * F(new_l)) * F(new_l)))
+                    if sl2 > 0 and F(F(slx * slx) * suml2) > F(F(sumlx * sumlx) * sl2):
+                        L[i] = new_l
+                        sumlx = slx
+                        suml2 = sl2
+                        n_changed += 1
+        if not n_changed:
+            break
+    scale = F(sumlx / suml2) if suml2 > 0 else F(0)
+    return scale, np.array(L, dtype=np.int64) + nmax
+
+
+def quantize_q3_k(x):
+    """quantize_row_q3_K_ref: hmask[32] | qs[64] | scales[12] | d."""
+    out = []
+    for b in range(x.size // QK_K):
+        xb = x[b * QK_K:(b + 1) * QK_K].astype(F)
+        scales = np.zeros(16, dtype=F)
+        L = np.zeros(QK_K, dtype=np.int64)
+        max_scale = F(0)
+        amax = F(0)
+        for j in range(16):
+            scales[j], L[16 * j:16 * j + 16] = make_q3_quants(4, xb[16 * j:16 * j + 16])
+            if abs(scales[j]) > amax:
+                amax = F(abs(scales[j]))
+                max_scale = scales[j]
+        sc = np.zeros(12, dtype=np.uint8)
+        d16 = f16(0)
+        if max_scale != 0:
+            iscale = F(F(-32) / max_scale)
+            for j in range(16):
+                lv = int(max(-32, min(31, int(nearest_int(F(iscale * scales[j])))))) + 32
+                if j < 8:
+                    sc[j] = lv & 0xF
+                else:
+                    sc[j - 8] |= (lv & 0xF) << 4
+                sc[j % 4 + 8] |= (lv >> 4) << (2 * (j // 4))
+            d16 = f16(F(F(1) / iscale))
+        for j in range(16):
+            low = int(sc[j] & 0xF) if j < 8 else int(sc[j - 8] >> 4)
+            s = (low | (((int(sc[8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
+            d = F(F(d16) * F(s))
+            if d == 0:
+                continue
+            L[16 * j:16 * j + 16] = np.clip(nearest_int(xb[16 * j:16 * j + 16] / d), -4, 3) + 4
+        hmask = np.zeros(32, dtype=np.uint8)
+        for j in range(QK_K):
+            if L[j] > 3:
+                hmask[j % 32] |= 1 << (j // 32)
+                L[j] -= 4
+        out.append(np.concatenate([hmask, pack_2bit(L), sc, np.array([d16], dtype=np.float16).view(np.uint8)]))
+    return np.concatenate(out)
+
+
+QUANTIZERS = {"Q2_K": quantize_q2_k, "Q3_K": quantize_q3_k, "Q4_K": quantize_q4_k, "Q5_K": quantize_q5_k, "Q6_K": quantize_q6_k}
 
 
 def roundtrip(name, x):

@@ -14,7 +14,7 @@ static void usage(FILE *out) {
             "Converts every weight of IN to TYPE and writes OUT (metadata copied, 1-D\n"
             "tensors and norms unchanged). TYPE: %s.\n"
             "Plain types apply to every weight (rows the block does not divide fall back\n"
-            "as llama.cpp does); Q4_K_M and Q5_K_M follow llama.cpp's mix rule.\n"
+            "as llama.cpp does); Q2_K, Q3_K_M, Q4_K_M and Q5_K_M follow llama.cpp's\nmix rule.\n"
             "See docs/quantize.md.\n",
             quantize_target_list());
 }

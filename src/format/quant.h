@@ -47,7 +47,7 @@ int quant_type_from_name(const char *name);
  * Q2_K Q3_K Q4_K Q5_K Q6_K. */
 bool quant_type_supported(uint32_t type);
 
-/* True for the types greta can write: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q4_K Q5_K Q6_K. */
+/* True for the types greta can write: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q2_K Q3_K Q4_K Q5_K Q6_K. */
 bool quant_type_quantizable(uint32_t type);
 
 /* Values per block (1 for F32/F16/BF16, 32 or 256) and bytes per block;

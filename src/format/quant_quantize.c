@@ -1,4 +1,4 @@
-/* quant_quantize.c: float32 -> F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K.
+/* quant_quantize.c: float32 -> F16, BF16, Q8_0, Q4_0, Q4_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
  *
  * The algorithms are llama.cpp's reference quantizers without importance
  * matrix (quantize_row_*_ref in ggml-quants.c), re-implemented here with the
@@ -10,6 +10,7 @@
 #include "format/quant_impl.h"
 
 #include <float.h>
+#include <stdbool.h>
 #include <math.h>
 #include <string.h>
 
@@ -23,6 +24,16 @@ static int nearest_int(float v) {
     if (!(v > -4194303.0f)) return v != v ? 0 : -4194303;
     if (v > 4194303.0f) return 4194303;
     return (int)rintf(v);
+}
+
+/* ggml's nearest_int exactly, also outside |v| < 2^22 where its
+ * magic-number rounding wraps (the Q3_K refinement step can divide by a
+ * tiny sum; the wrapped level is then clamped as in the reference). */
+static int nearest_int_wrapping(float v) {
+    float biased = v + 12582912.0f;
+    int32_t bits;
+    memcpy(&bits, &biased, sizeof bits);
+    return (bits & 0x007fffff) - 0x00400000;
 }
 
 static int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
@@ -93,11 +104,14 @@ static void quantize_block_q4_1(const float *x, uint8_t *out) {
 
 /* ---- K-quant helpers ---- */
 
+/* Weighted error term of one value: |diff| (use_mad) or diff^2. */
+static float error_term(float diff, bool use_mad) { return use_mad ? fabsf(diff) : diff * diff; }
+
 /* Best (scale, min) for n values at levels 0..nmax, minimizing the weighted
- * squared error over a few candidate scales (llama.cpp's make_qkx2_quants
- * with use_mad = false). Returns the scale, *neg_min = -min >= 0. */
+ * squared (or, use_mad, absolute) error over a few candidate scales
+ * (llama.cpp's make_qkx2_quants). Returns the scale, *neg_min = -min >= 0. */
 static float fit_scale_min(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
-                           float rmin, float rdelta, int nstep) {
+                           float rmin, float rdelta, int nstep, bool use_mad) {
     uint8_t Laux[32];
     float min = x[0], max = x[0];
     float sum_w = weights[0];
@@ -120,7 +134,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *weights
     for (int i = 0; i < n; i++) {
         L[i] = (uint8_t)clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax);
         float diff = scale * (float)L[i] + min - x[i];
-        best_error += weights[i] * (diff * diff);
+        best_error += weights[i] * error_term(diff, use_mad);
     }
     for (int step = 0; step <= nstep; step++) {
         iscale = (rmin + rdelta * (float)step + (float)nmax) / (max - min);
@@ -144,7 +158,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *weights
             float error = 0.0f;
             for (int i = 0; i < n; i++) {
                 float diff = this_scale * (float)Laux[i] + this_min - x[i];
-                error += weights[i] * (diff * diff);
+                error += weights[i] * error_term(diff, use_mad);
             }
             if (error < best_error) {
                 memcpy(L, Laux, (size_t)n);
@@ -217,7 +231,7 @@ static void quantize_k4_scales(const float *x, int nmax, float rmin, float rdelt
         for (int l = 0; l < 32; l++) sum_x2 += xs[l] * xs[l];
         const float av_x = sqrtf(sum_x2 / 32.0f);
         for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(xs[l]);
-        scales[j] = fit_scale_min(32, nmax, xs, weights, L + 32 * j, &mins[j], rmin, rdelta, nstep);
+        scales[j] = fit_scale_min(32, nmax, xs, weights, L + 32 * j, &mins[j], rmin, rdelta, nstep, false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -250,6 +264,157 @@ static void quantize_k4_scales(const float *x, int nmax, float rmin, float rdelt
         const float dm = dmin_all * (float)m;
         for (int i = 0; i < 32; i++) L[32 * j + i] = (uint8_t)clamp_int(nearest_int((x[32 * j + i] + dm) / d), 0, nmax);
     }
+}
+
+/* Packs 256 two-bit levels: byte 32*h + l holds L[128h + l + 32k] at bits 2k
+ * (Q2_K and Q3_K share this layout). */
+static void pack_2bit(const uint8_t *L, uint8_t *qs) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *Lh = L + 128 * h;
+        for (int l = 0; l < 32; l++)
+            qs[32 * h + l] = (uint8_t)(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
+    }
+}
+
+/* Q2_K: scales[16] (low nibble scale, high nibble min) | qs[64] | d | dmin.
+ * llama.cpp's quantize_row_q2_K_ref: 16 sub-blocks of 16 values at levels
+ * 0..3, fitted with absolute-error weights |x|; 4-bit scales and mins. */
+static void quantize_block_q2_k(const float *x, uint8_t *out) {
+    uint8_t L[QK_K];
+    float scales[16], mins[16], weights[16];
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int j = 0; j < 16; j++) {
+        for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
+        scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    uint8_t *sc = out;
+    uint8_t *qs = out + 16;
+    memset(sc, 0, 16);
+    if (max_scale > 0) {
+        const float iscale = 15.0f / max_scale;
+        for (int j = 0; j < 16; j++) sc[j] = (uint8_t)nearest_int(iscale * scales[j]);
+        write_f16(out + 80, max_scale / 15.0f);
+    } else {
+        write_f16(out + 80, 0.0f);
+    }
+    if (max_min > 0) {
+        const float iscale = 15.0f / max_min;
+        for (int j = 0; j < 16; j++) sc[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+        write_f16(out + 82, max_min / 15.0f);
+    } else {
+        write_f16(out + 82, 0.0f);
+    }
+    const float d_all = quant_read_f16(out + 80), dmin_all = quant_read_f16(out + 82);
+    for (int j = 0; j < 16; j++) {
+        const float d = d_all * (float)(sc[j] & 0x0f);
+        if (d == 0.0f) continue;
+        const float dm = dmin_all * (float)(sc[j] >> 4);
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (uint8_t)clamp_int(nearest_int((x[16 * j + i] + dm) / d), 0, 3);
+    }
+    pack_2bit(L, qs);
+}
+
+/* Symmetric scale for n values at levels -nmax..nmax-1 with weights x^2,
+ * refined by moving single values to a better level (llama.cpp's
+ * make_q3_quants with do_rmse). L[i] = level + nmax; an all-(near-)zero
+ * group gets L = 0 and scale 0, as in the reference. */
+static float fit_scale_q3(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0.0f, amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < 1e-15f) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    const float iscale = (float)(-nmax) / max;
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < n; i++) {
+        int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)l;
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * (float)L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * (float)L[i] * (float)L[i];
+                int new_l = clamp_int(nearest_int_wrapping(x[i] * sl2 / slx), -nmax, nmax - 1);
+                if (new_l != L[i]) {
+                    slx += w * x[i] * (float)new_l;
+                    sl2 += w * (float)new_l * (float)new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* Q3_K: hmask[32] | qs[64] | scales[12] | d (llama.cpp's
+ * quantize_row_q3_K_ref): 16 sub-blocks of 16 at levels -4..3, 6-bit signed
+ * scales (stored +32: low nibbles in bytes 0..7, top two bits in 8..11). */
+static void quantize_block_q3_k(const float *x, uint8_t *out) {
+    int8_t L[QK_K];
+    float scales[16];
+    float max_scale = 0.0f, amax = 0.0f;
+    for (int j = 0; j < 16; j++) {
+        scales[j] = fit_scale_q3(16, 4, x + 16 * j, L + 16 * j);
+        if (fabsf(scales[j]) > amax) {
+            amax = fabsf(scales[j]);
+            max_scale = scales[j];
+        }
+    }
+    uint8_t *hmask = out, *qs = out + 32, *sc = out + 96;
+    memset(sc, 0, 12);
+    if (max_scale != 0.0f) {
+        const float iscale = -32.0f / max_scale;
+        for (int j = 0; j < 16; j++) {
+            int l = clamp_int(nearest_int(iscale * scales[j]), -32, 31) + 32;
+            if (j < 8) sc[j] = (uint8_t)(l & 0x0f);
+            else sc[j - 8] |= (uint8_t)((l & 0x0f) << 4);
+            sc[j % 4 + 8] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+        }
+        write_f16(out + 108, 1.0f / iscale);
+    } else {
+        write_f16(out + 108, 0.0f);
+    }
+    const float d_all = quant_read_f16(out + 108);
+    for (int j = 0; j < 16; j++) {
+        int low = j < 8 ? (sc[j] & 0x0f) : (sc[j - 8] >> 4);
+        int s = (low | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+        const float d = d_all * (float)s;
+        if (d == 0.0f) continue;
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (int8_t)(clamp_int(nearest_int(x[16 * j + i] / d), -4, 3) + 4);
+    }
+    memset(hmask, 0, 32);
+    uint8_t low[QK_K];
+    for (int j = 0; j < QK_K; j++) {
+        int level = L[j];
+        if (level > 3) {
+            hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+            level -= 4;
+        }
+        low[j] = (uint8_t)level;
+    }
+    pack_2bit(low, qs);
 }
 
 /* Q4_K: d | dmin | scales[12] | qs[128]. */
@@ -331,6 +496,8 @@ static block_encoder encoder_of(uint32_t type) {
     case QT_Q8_0: return quantize_block_q8_0;
     case QT_Q4_0: return quantize_block_q4_0;
     case QT_Q4_1: return quantize_block_q4_1;
+    case QT_Q2_K: return quantize_block_q2_k;
+    case QT_Q3_K: return quantize_block_q3_k;
     case QT_Q4_K: return quantize_block_q4_k;
     case QT_Q5_K: return quantize_block_q5_k;
     case QT_Q6_K: return quantize_block_q6_k;

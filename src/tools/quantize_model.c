@@ -1,5 +1,5 @@
 /* quantize_model.c: `greta quantize` as a library call, and the per-tensor
- * type rule (plain types and llama.cpp's Q4_K_M / Q5_K_M mixes).
+ * type rule (plain types and llama.cpp's Q2_K / Q3_K_M / Q4_K_M / Q5_K_M mixes).
  * docs/quantize.md explains every decision and where it comes from. */
 #include "tools/quantize_model.h"
 
@@ -26,6 +26,9 @@ enum {
     FTYPE_MOSTLY_Q4_0 = 2,
     FTYPE_MOSTLY_Q4_1 = 3,
     FTYPE_MOSTLY_Q8_0 = 7,
+    FTYPE_MOSTLY_Q2_K = 10,
+    FTYPE_MOSTLY_Q3_K_S = 11,
+    FTYPE_MOSTLY_Q3_K_M = 12,
     FTYPE_MOSTLY_Q4_K_S = 14,
     FTYPE_MOSTLY_Q4_K_M = 15,
     FTYPE_MOSTLY_Q5_K_S = 16,
@@ -43,9 +46,13 @@ static const quantize_target targets[] = {
     {"Q4_1", QT_Q4_1, false, FTYPE_MOSTLY_Q4_1},
     /* Pure K types: llama.cpp has no ftype for them; `llama-quantize --pure`
      * with Q4_K_S / Q5_K_S writes these file types. */
+    {"Q3_K", QT_Q3_K, false, FTYPE_MOSTLY_Q3_K_S},
     {"Q4_K", QT_Q4_K, false, FTYPE_MOSTLY_Q4_K_S},
     {"Q5_K", QT_Q5_K, false, FTYPE_MOSTLY_Q5_K_S},
     {"Q6_K", QT_Q6_K, false, FTYPE_MOSTLY_Q6_K},
+    /* llama.cpp's "Q2_K" is a mix (it has no pure Q2_K ftype); greta keeps the name. */
+    {"Q2_K", QT_Q2_K, true, FTYPE_MOSTLY_Q2_K},
+    {"Q3_K_M", QT_Q3_K, true, FTYPE_MOSTLY_Q3_K_M},
     {"Q4_K_M", QT_Q4_K, true, FTYPE_MOSTLY_Q4_K_M},
     {"Q5_K_M", QT_Q5_K, true, FTYPE_MOSTLY_Q5_K_M},
 };
@@ -62,7 +69,7 @@ bool quantize_target_find(const char *name, quantize_target *out) {
 }
 
 const char *quantize_target_list(void) {
-    return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M";
+    return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q3_K, Q4_K, Q5_K, Q6_K, Q2_K, Q3_K_M, Q4_K_M, Q5_K_M";
 }
 
 /* ---- The per-tensor rule ---- */
@@ -104,6 +111,8 @@ static int fallback_type(uint32_t type, int64_t row_len) {
     if (row_len % quant_block_size(type) == 0) return (int)type;
     uint32_t next;
     switch (type) {
+    case QT_Q2_K:
+    case QT_Q3_K: next = QT_Q4_0; break;
     case QT_Q4_K: next = QT_Q5_0; break;
     case QT_Q5_K: next = QT_Q5_1; break;
     case QT_Q6_K: next = QT_Q8_0; break;
@@ -113,8 +122,27 @@ static int fallback_type(uint32_t type, int64_t row_len) {
     return (int)next;
 }
 
+/* attn_v under each mix (llama.cpp's ATTENTION_V branch). */
+static uint32_t mix_attn_v(const quantize_target *target, const quantize_model_info *info, int ordinal) {
+    uint32_t type = target->base_type;
+    if (target->file_type == FTYPE_MOSTLY_Q2_K) type = info->n_gqa >= 4 ? QT_Q4_K : QT_Q3_K;
+    else if (target->file_type == FTYPE_MOSTLY_Q3_K_M) type = ordinal < 2 ? QT_Q5_K : QT_Q4_K;
+    else if (quantize_use_more_bits(ordinal, info->n_attn_v)) type = QT_Q6_K; /* Q4_K_M, Q5_K_M */
+    if (info->is_70b && (type == QT_Q3_K || type == QT_Q4_K)) type = QT_Q5_K;
+    return type;
+}
+
+/* ffn_down under each mix (llama.cpp's FFN_DOWN branch, llama architecture). */
+static uint32_t mix_ffn_down(const quantize_target *target, const quantize_model_info *info, int ordinal) {
+    switch (target->file_type) {
+    case FTYPE_MOSTLY_Q2_K: return QT_Q3_K;
+    case FTYPE_MOSTLY_Q3_K_M: return ordinal < info->n_layer / 16 ? QT_Q5_K : QT_Q4_K;
+    default: return quantize_use_more_bits(ordinal, info->n_layer) ? QT_Q6_K : target->base_type;
+    }
+}
+
 /* The mix part of llama.cpp's llama_tensor_get_type_impl for the llama
- * architecture and ftypes Q4_K_M / Q5_K_M (no experts). */
+ * architecture and ftypes Q2_K / Q3_K_M / Q4_K_M / Q5_K_M (no experts). */
 static uint32_t mix_type(const quantize_target *target, const quantize_model_info *info,
                          const char *name, int ordinal, int64_t row_len) {
     uint32_t type = target->base_type;
@@ -125,14 +153,11 @@ static uint32_t mix_type(const quantize_target *target, const quantize_model_inf
         return QT_Q6_K;
     }
     if (is_embd) return type;
-    if (strstr(name, "attn_v.weight")) {
-        if (quantize_use_more_bits(ordinal, info->n_attn_v)) type = QT_Q6_K;
-        if (info->is_70b && type == QT_Q4_K) type = QT_Q5_K;
-        return type;
-    }
-    if (strstr(name, "ffn_down")) {
-        if (quantize_use_more_bits(ordinal, info->n_layer)) type = QT_Q6_K;
-        return type;
+    if (strstr(name, "attn_v.weight")) return mix_attn_v(target, info, ordinal);
+    if (strstr(name, "ffn_down")) return mix_ffn_down(target, info, ordinal);
+    if (strstr(name, "attn_output.weight")) {
+        if (target->file_type == FTYPE_MOSTLY_Q2_K) return QT_Q3_K;
+        if (target->file_type == FTYPE_MOSTLY_Q3_K_M) return QT_Q4_K;
     }
     return type;
 }
@@ -346,6 +371,7 @@ static bool model_info_of(const gguf_file *file, const quantize_target *target, 
     bool has_head_kv = gguf_get_uint(file, key, &n_head_kv);
     info->is_70b = gguf_str_eq(arch, "llama") && info->n_layer == 80 && has_head && has_head_kv &&
                    n_head != n_head_kv;
+    if (has_head && has_head_kv && n_head_kv > 0 && n_head / n_head_kv < 1000) info->n_gqa = (int)(n_head / n_head_kv);
     snprintf(key, sizeof key, "%.*s.expert_count", (int)(arch.len < 100 ? arch.len : 100), arch.ptr);
     if (target->mix && gguf_get_uint(file, key, &value) && value > 1) {
         format_error(err, err_size, "%s: mixture-of-experts models (%s = %llu) are not supported",

@@ -3,10 +3,11 @@
  *
  * A target is either a plain type (every quantizable weight gets that type,
  * like llama.cpp's `llama-quantize --pure`) or one of llama.cpp's mixes
- * Q4_K_M / Q5_K_M (output and some attn_v / ffn_down tensors get Q6_K, as
- * llama_tensor_get_type does for the llama architecture). Rows whose length
- * the chosen block size does not divide fall back as llama.cpp does
- * (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, else F16). docs/quantize.md
+ * Q2_K / Q3_K_M / Q4_K_M / Q5_K_M (output, attn_v, attn_output, ffn_down get
+ * other types, as llama_tensor_get_type does for the llama architecture).
+ * Rows whose length the chosen block size does not divide fall back as
+ * llama.cpp does (Q2_K, Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1,
+ * Q6_K -> Q8_0, else F16). docs/quantize.md
  * states the rule and the source of every decision. */
 #ifndef GRETA_QUANTIZE_MODEL_H
 #define GRETA_QUANTIZE_MODEL_H
@@ -19,12 +20,13 @@
 typedef struct {
     const char *name;   /* "Q4_K_M" */
     uint32_t base_type; /* ggml type of most weights (quant.h ids) */
-    bool mix;           /* llama.cpp's per-tensor rule for Q4_K_M / Q5_K_M */
+    bool mix;           /* llama.cpp's per-tensor rule (Q2_K, Q3_K_M, Q4_K_M, Q5_K_M) */
     uint32_t file_type; /* general.file_type: llama.cpp's LLAMA_FTYPE value */
 } quantize_target;
 
 /* Finds a target by name, case-insensitively: F32 F16 BF16 Q8_0 Q4_0 Q4_1
- * Q4_K Q5_K Q6_K Q4_K_M Q5_K_M. Returns false for anything else. */
+ * Q3_K Q4_K Q5_K Q6_K (pure) and Q2_K Q3_K_M Q4_K_M Q5_K_M (mixes). Returns
+ * false for anything else. */
 bool quantize_target_find(const char *name, quantize_target *out);
 /* "F32, F16, ..., Q5_K_M" for usage and error messages. */
 const char *quantize_target_list(void);
@@ -35,6 +37,7 @@ typedef struct {
     int n_layer;   /* <arch>.block_count (llama.cpp: n_ffn_down) */
     bool tied;     /* no output.weight: token_embd doubles as the output */
     bool is_70b;   /* llama arch, 80 layers, GQA (llama.cpp's LLM_TYPE_70B) */
+    int n_gqa;     /* head_count / head_count_kv (llama.cpp's n_gqa()); 0 if unknown */
 } quantize_model_info;
 
 /* The layer number N of a "blk.N." name, -1 for others. */

@@ -309,7 +309,8 @@ static int64_t list_tensors(const synth_shape *s, tensor_spec *specs) {
 static bool choose_types(const synth_options *o, tensor_spec *specs, int64_t n, char *err, size_t err_size) {
     const synth_shape *s = &o->shape;
     quantize_model_info info = {(int)s->n_layers, (int)s->n_layers, s->tied,
-                                s->n_layers == 80 && s->n_heads != s->n_kv_heads};
+                                s->n_layers == 80 && s->n_heads != s->n_kv_heads,
+                                s->n_kv_heads > 0 ? (int)(s->n_heads / s->n_kv_heads) : 0};
     for (int64_t i = 0; i < n; i++) {
         tensor_spec *t = &specs[i];
         if (!quantize_tensor_is_weight(t->name, t->n_dims)) {

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 CHECKER="$GRETA_REPO/scripts/oracles/check_gguf_readable.py"
 MODEL="$GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY=(--dim 256 --ffn 512 --layers 2 --heads 4 --kv-heads 2 --vocab 320 --ctx 512)
-TYPES=(F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M)
+TYPES=(F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q3_K Q4_K Q5_K Q6_K Q2_K Q3_K_M Q4_K_M Q5_K_M)
 
 # job LABEL MODE ARGS...: queues a checker run; run_jobs runs them all in one
 # Python process at the end (numpy and gguf load once); each ok/FAIL line counts.
@@ -114,6 +114,19 @@ if [[ -f $MODEL ]]; then
     done
     job "default model Q4_K_M layers" types "$TMP/m-q4km.gguf" "${specs[@]}"
     expect_ok "greta inspect reads the Q4_K_M model" "$GRETA" inspect "$TMP/m-q4km.gguf"
+    # Q3_K_M (llama.cpp's rule, hand-derived): attn_v 0-1 Q5_K -> Q5_1, others
+    # Q4_K -> Q5_0; attn_output Q4_K -> Q5_0; ffn_down 0 (< 30/16) Q5_K, others
+    # Q4_K; the other 576-wide matrices Q3_K -> Q4_0; tied embedding Q8_0.
+    expect_ok "quantize default model to Q3_K_M" "$GRETA" quantize -q "$MODEL" "$TMP/m-q3km.gguf" Q3_K_M
+    job "default model Q3_K_M" compare "$MODEL" "$TMP/m-q3km.gguf" --type Q3_K_M --bounds real
+    specs=(token_embd.weight=Q8_0)
+    for i in $(seq 0 29); do
+        case $i in 0|1) v=Q5_1 ;; *) v=Q5_0 ;; esac
+        case $i in 0) d=Q5_K ;; *) d=Q4_K ;; esac
+        specs+=("blk.$i.attn_v.weight=$v" "blk.$i.ffn_down.weight=$d" "blk.$i.attn_output.weight=Q5_0"
+                "blk.$i.attn_q.weight=Q4_0" "blk.$i.ffn_up.weight=Q4_0")
+    done
+    job "default model Q3_K_M layers" types "$TMP/m-q3km.gguf" "${specs[@]}"
 else
     fail "default model missing: $MODEL (bash scripts/fetch-model)"
 fi
@@ -137,8 +150,8 @@ else fail "synth vocabulary: greta '$ids' vs HF '$ref' $(head -c 200 "$TMP/err")
 
 # 8. Errors: one line, non-zero exit.
 one_line() { [[ $(wc -l <"$TMP/err") -eq 1 ]]; }
-expect_error "quantize: unknown type" "^greta: error: quantize: unknown type 'Q3_K'" \
-    "$GRETA" quantize "$TMP/tiny-F32.gguf" "$TMP/x.gguf" Q3_K
+expect_error "quantize: unknown type" "^greta: error: quantize: unknown type 'Q3_K_L'" \
+    "$GRETA" quantize "$TMP/tiny-F32.gguf" "$TMP/x.gguf" Q3_K_L
 one_line && pass "unknown type: one line" || fail "unknown type: $(wc -l <"$TMP/err") lines"
 expect_error "quantize: missing input" "^greta: error: quantize: $TMP/none.gguf: cannot open" \
     "$GRETA" quantize "$TMP/none.gguf" "$TMP/x.gguf" Q8_0
@@ -169,7 +182,7 @@ expect_error "synth: bad head split" "heads 4 must be a multiple of kv-heads 3" 
     "$GRETA" synth --shape tiny --kv-heads 3 -o "$TMP/x.gguf"
 expect_error "synth: Q4_0 with dim 200" "row length 200 .* block size 32" \
     "$GRETA" synth --shape tiny --dim 200 --type Q4_0 -o "$TMP/x.gguf"
-expect_error "synth: unknown type" "unknown type 'Q2_K'" "$GRETA" synth --shape tiny --type Q2_K -o "$TMP/x.gguf"
+expect_error "synth: unknown type" "unknown type 'Q2_K_S'" "$GRETA" synth --shape tiny --type Q2_K_S -o "$TMP/x.gguf"
 expect_error "synth: unknown option (last, no value)" "^greta: error: synth: unknown option '--bogus'" "$GRETA" synth --shape tiny --bogus
 expect_error "synth: missing value" "^greta: error: synth: --dim needs a value" "$GRETA" synth --shape tiny --dim
 expect_error "quantize: unknown option" "^greta: error: quantize: unknown option '--bogus'" "$GRETA" quantize --bogus
