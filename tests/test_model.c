@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "format/quant.h"
+#include "greta.h"
 #include "model/model.h"
 #include "support/check.h"
 #include "support/random_model.h"
@@ -216,7 +217,72 @@ static void test_default_model(void) {
     json_decref(fx);
 }
 
+/* A NaN weight makes the logits NaN: the sampler's error names them and
+ * points at the trace (it said "invalid argument (check the sampler
+ * parameters)"). */
+static void test_nan_logits(void) {
+    /* tm_default: n_embd 64, vocab 50 */
+    tm_spec s = tm_default();
+    const char *path = tmp_path("nan.gguf");
+    CHECK(tm_write(&s, path), "write nan.gguf");
+    char err[512] = "";
+    gguf_file *f = gguf_open(path, err, sizeof err);
+    const gguf_tensor *t = f ? gguf_find_tensor(f, "output_norm.weight") : NULL;
+    long at = t ? (long)(gguf_data_offset(f) + t->offset) : -1;
+    gguf_close(f);
+    /* finite (the loader refuses non-finite norms) but so large that the
+     * output projection overflows: +inf and -inf terms sum to NaN */
+    FILE *w = at >= 0 ? fopen(path, "r+b") : NULL;
+    float huge[64];
+    for (int i = 0; i < 64; i++) huge[i] = 3e38f;
+    bool patched = w && fseek(w, at, SEEK_SET) == 0 && fwrite(huge, sizeof huge, 1, w) == 1;
+    if (w) fclose(w);
+    CHECK(patched, "3e38 written into output_norm.weight");
+    greta_model *model = NULL;
+    greta_session *session = NULL;
+    if (greta_model_load(path, NULL, &model, err, sizeof err) != GRETA_OK ||
+        greta_session_new(model, NULL, &session, err, sizeof err) != GRETA_OK) {
+        CHECK(false, "load the NaN model: %s", err);
+        greta_model_free(model);
+        return;
+    }
+    int32_t ids[2] = {1, 2}, tok = -1;
+    greta_sampler_params sp = greta_sampler_default_params();
+    sp.greedy = true;
+    greta_status st = greta_eval(session, ids, 2);
+    st = st == GRETA_OK ? greta_sample(session, &sp, &tok) : st;
+    const char *msg = greta_session_error(session);
+    CHECK(st != GRETA_OK && strstr(msg, "the logits are not finite (") && strstr(msg, " of 50; first at token id ") &&
+              strstr(msg, "StageTrace") && !strstr(msg, "sampler parameters"),
+          "NaN logits are named with the trace hint: %s", msg);
+    greta_session_free(session);
+    greta_model_free(model);
+}
+
+/* The vocabulary and the embedding rows must agree: 10 tokens with a
+ * 50-row embedding loaded and failed mid-generation (an id without text). */
+static void test_vocab_rows(void) {
+    tm_spec s = tm_default();
+    s.vocab_tokens = 10;
+    const char *path = tmp_path("vocab10.gguf");
+    CHECK(tm_write(&s, path), "write vocab10.gguf");
+    greta_model *model = NULL;
+    char err[512] = "";
+    greta_status st = greta_model_load(path, NULL, &model, err, sizeof err);
+    CHECK(st == GRETA_ERR_FORMAT && strstr(err, "the tokenizer has 10 tokens but token_embd.weight has 50 rows"),
+          "10 tokens, 50 rows: refused at load: %s", err);
+    greta_model_free(model);
+    s.vocab_tokens = 50;
+    err[0] = 0;
+    CHECK(tm_write(&s, tmp_path("vocab50.gguf")), "write vocab50.gguf");
+    st = greta_model_load(tmp_path("vocab50.gguf"), NULL, &model, err, sizeof err);
+    CHECK(st == GRETA_OK, "50 tokens, 50 rows: loads (%s)", err);
+    greta_model_free(model);
+}
+
 int main(void) {
+    test_vocab_rows();
+    test_nan_logits();
     test_good_model();
     test_tied_and_scaling();
     test_errors();

@@ -2,6 +2,7 @@
  * sampler. Argument checking and error strings live here; the modules
  * below report through their err buffers. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,7 +137,15 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
     gm->vocab_only = p->vocab_only;
     greta_status status = GRETA_OK;
     gguf_str s;
-    if (gguf_get_str(file, "tokenizer.chat_template", &s)) gm->chat_template = gguf_str_dup(s);
+    if (gguf_find_key(file, "tokenizer.chat_template") >= 0) {
+        if (!gguf_get_str(file, "tokenizer.chat_template", &s)) { /* it was ignored: "the model has no template" */
+            status = GRETA_ERR_FORMAT;
+            format_error(err, err_size, "key tokenizer.chat_template is a %s, not a string",
+                         gguf_type_name(gguf_kv_type(file, (uint64_t)gguf_find_key(file, "tokenizer.chat_template"))));
+            goto fail_file;
+        }
+        gm->chat_template = gguf_str_dup(s);
+    }
     gm->name = gguf_get_str(file, "general.name", &s) && s.len > 0 ? gguf_str_dup(s) : base_name(path);
     if (!gm->name) {
         status = GRETA_ERR_NO_MEMORY;
@@ -536,8 +545,21 @@ greta_status greta_sample(greta_session *session, const greta_sampler_params *pa
     if (!logits) return GRETA_ERR_STATE;
     greta_status st = greta_sampler_sample(session->sampler, params, logits, session->model->m->hp.n_vocab,
                                            session->e->tokens, (size_t)session->e->n_pos, out_token);
-    if (st != GRETA_OK) session_fail(session, st, "sampling failed: %s (check the sampler parameters)",
-                                     greta_status_string(st));
+    if (st == GRETA_OK) return st;
+    /* non-finite logits are the forward pass's fault, not the parameters' */
+    int32_t n_vocab = session->model->m->hp.n_vocab, n_nan = 0, n_inf = 0, first = -1;
+    for (int32_t i = 0; i < n_vocab; i++) {
+        if (isfinite(logits[i])) continue;
+        if (isnan(logits[i])) n_nan++;
+        else n_inf++;
+        if (first < 0) first = i;
+    }
+    if (first >= 0)
+        return session_fail(session, st,
+                            "the logits are not finite (%d NaN, %d infinite of %d; first at token id %d): the forward "
+                            "pass produced them; record a StageTrace (--trace, docs/trace.md) to find the first layer "
+                            "that did", n_nan, n_inf, n_vocab, first);
+    session_fail(session, st, "sampling failed: %s (check the sampler parameters)", greta_status_string(st));
     return st;
 }
 

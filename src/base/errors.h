@@ -16,4 +16,11 @@ void format_error(char *err, size_t err_size, const char *fmt, ...) __attribute_
 void format_error_v(char *err, size_t err_size, const char *fmt, va_list args)
     __attribute__((format(printf, 3, 0)));
 
+/* Copies len bytes of text into buf (at most size bytes, NUL-terminated,
+ * cut with "..." when longer) with control bytes (below 0x20, 0x7F), NUL
+ * and backslash written as \xNN, so a string taken from a file cannot move
+ * the terminal's cursor, ring its bell, fake a new line or hide what
+ * follows a NUL. Returns buf. */
+const char *escape_text(const char *text, size_t len, char *buf, size_t size);
+
 #endif

@@ -214,9 +214,25 @@ int cli_chat(int argc, char **argv) {
                 fputc('\n', stdout);
                 continue;
             }
+            if (ferror(stdin)) { /* a directory, a closed descriptor: not an end of input */
+                cli_error("chat: stdin: %s", strerror(errno ? errno : EIO));
+                goto done;
+            }
             break; /* end of input */
         }
         size_t len = chomp(line, (size_t)got);
+        if (memchr(line, '\0', len)) {
+            cli_error("chat: the line contains a NUL byte (not sent)");
+            continue;
+        }
+        /* a message that cannot fit the context is refused for this turn (a 20 MB line
+         * used to end the session with a template error) */
+        size_t max_message = (size_t)greta_session_n_ctx(session) * CLI_PROMPT_BYTES_PER_POSITION;
+        if (len > max_message) {
+            cli_error("chat: the message is %zu bytes, more than a context of %d can hold (%zu); not sent", len,
+                      greta_session_n_ctx(session), max_message);
+            continue;
+        }
         chat_line_kind kind = chat_classify(line);
         if (kind == CHAT_SKIP) continue;
         if (kind == CHAT_QUIT) break;

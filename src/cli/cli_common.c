@@ -430,12 +430,21 @@ static bool append_text(cli_gen_result *r, const char *text, size_t len, size_t 
     return true;
 }
 
+/* Longest name written inside the --dump-logits directory ("/step_NNNNN.bin",
+ * with room for more digits). */
+#define DUMP_NAME_MAX 32
+
 bool cli_dump_logits_open(const char *dir) {
+    char path[4096];
+    if (strlen(dir) + DUMP_NAME_MAX >= sizeof path) { /* file names inside would be cut short */
+        cli_error("--dump-logits: the directory path is too long (%zu bytes; at most %zu)", strlen(dir),
+                  sizeof path - DUMP_NAME_MAX - 1);
+        return false;
+    }
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
         cli_error("--dump-logits: %s: %s", dir, strerror(errno));
         return false;
     }
-    char path[4096];
     snprintf(path, sizeof path, "%s/index.jsonl", dir);
     FILE *f = fopen(path, "w");
     if (!f) {

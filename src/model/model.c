@@ -24,6 +24,12 @@ const char *rope_scaling_name(rope_scaling_type type) {
 #define MAX_CTX (1 << 24)
 
 /* Reads a required positive integer key "llama.<suffix>". */
+/* The GGUF type of key's value ("uint32", "string", ...), for errors. */
+static const char *value_type(const gguf_file *file, const char *key) {
+    int64_t kv = gguf_find_key(file, key);
+    return kv < 0 ? "missing key" : gguf_type_name(gguf_kv_type(file, (uint64_t)kv));
+}
+
 static bool get_pos_int(const gguf_file *file, const char *key, bool required, int64_t dflt,
                         int64_t max, int32_t *out, char *err, size_t err_size) {
     int64_t v = dflt;
@@ -33,7 +39,12 @@ static bool get_pos_int(const gguf_file *file, const char *key, bool required, i
             return false;
         }
     } else if (!gguf_get_int(file, key, &v)) {
-        format_error(err, err_size, "key %s is not an integer", key);
+        uint64_t u;
+        if (gguf_get_uint(file, key, &u)) /* an integer too large for int64 */
+            format_error(err, err_size, "key %s = %llu is out of range [1, %lld]", key, (unsigned long long)u,
+                         (long long)max);
+        else
+            format_error(err, err_size, "key %s is a %s, not an integer", key, value_type(file, key));
         return false;
     }
     if (v <= 0 || v > max) {
@@ -49,7 +60,7 @@ static bool get_opt_float(const gguf_file *file, const char *key, double dflt, d
     *out = dflt;
     if (gguf_find_key(file, key) < 0) return true;
     if (!gguf_get_float(file, key, out)) {
-        format_error(err, err_size, "key %s is not a float", key);
+        format_error(err, err_size, "key %s is a %s, not a number", key, value_type(file, key));
         return false;
     }
     if (!isfinite(*out)) {
@@ -61,13 +72,19 @@ static bool get_opt_float(const gguf_file *file, const char *key, double dflt, d
 
 static bool check_architecture(const gguf_file *file, char *err, size_t err_size) {
     gguf_str arch;
-    if (!gguf_get_str(file, "general.architecture", &arch)) {
+    if (gguf_find_key(file, "general.architecture") < 0) {
         format_error(err, err_size, "missing key general.architecture");
         return false;
     }
+    if (!gguf_get_str(file, "general.architecture", &arch)) {
+        format_error(err, err_size, "key general.architecture is a %s, not a string",
+                     value_type(file, "general.architecture"));
+        return false;
+    }
     if (!gguf_str_eq(arch, "llama")) {
-        int len = arch.len > 64 ? 64 : (int)arch.len;
-        format_error(err, err_size, "unsupported architecture '%.*s' (greta runs 'llama')", len, arch.ptr);
+        char shown[80];
+        format_error(err, err_size, "unsupported architecture '%s' (greta runs 'llama')",
+                     escape_text(arch.ptr, arch.len, shown, sizeof shown));
         return false;
     }
     return true;
@@ -79,10 +96,20 @@ bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, siz
     int32_t experts = 0;
     if (gguf_find_key(file, "llama.expert_count") >= 0) {
         int64_t e = 0;
-        if (gguf_get_int(file, "llama.expert_count", &e) && e > 0) experts = (int32_t)e;
+        if (!gguf_get_int(file, "llama.expert_count", &e)) {
+            format_error(err, err_size, "key llama.expert_count is a %s, not an integer",
+                         value_type(file, "llama.expert_count"));
+            return false;
+        }
+        if (e > 0) experts = e > INT32_MAX ? INT32_MAX : (int32_t)e;
     }
     if (experts > 0) {
         format_error(err, err_size, "unsupported model: mixture of experts (llama.expert_count = %d)", experts);
+        return false;
+    }
+    int64_t vocab_size;
+    if (gguf_find_key(file, "llama.vocab_size") >= 0 && !gguf_get_int(file, "llama.vocab_size", &vocab_size)) {
+        format_error(err, err_size, "key llama.vocab_size is a %s, not an integer", value_type(file, "llama.vocab_size"));
         return false;
     }
     if (!get_pos_int(file, "llama.embedding_length", true, 0, MAX_DIM, &hp->n_embd, err, err_size) ||
@@ -130,16 +157,17 @@ bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, siz
     gguf_str type;
     bool has_type = gguf_find_key(file, "llama.rope.scaling.type") >= 0;
     if (has_type && !gguf_get_str(file, "llama.rope.scaling.type", &type)) {
-        format_error(err, err_size, "key llama.rope.scaling.type is not a string");
+        format_error(err, err_size, "key llama.rope.scaling.type is a %s, not a string",
+                     value_type(file, "llama.rope.scaling.type"));
         return false;
     }
     double factor = 1.0;
     if (has_type && gguf_str_eq(type, "linear")) {
         if (!get_opt_float(file, "llama.rope.scaling.factor", 1.0, &factor, err, err_size)) return false;
     } else if (has_type && !gguf_str_eq(type, "none")) {
-        int len = type.len > 32 ? 32 : (int)type.len;
-        format_error(err, err_size, "unsupported rope scaling type '%.*s' (greta supports none, linear, llama3)", len,
-                type.ptr);
+        char shown[48];
+        format_error(err, err_size, "unsupported rope scaling type '%s' (greta supports none, linear, llama3)",
+                     escape_text(type.ptr, type.len, shown, sizeof shown));
         return false;
     } else if (!has_type) {
         if (!get_opt_float(file, "llama.rope.scale_linear", 1.0, &factor, err, err_size)) return false;
@@ -308,7 +336,12 @@ static bool bind_all(binder *b) {
     hp->n_vocab = (int32_t)emb->ne[1];
     if (gguf_find_key(m->file, "llama.vocab_size") >= 0) {
         int64_t v = 0;
-        if (!gguf_get_int(m->file, "llama.vocab_size", &v) || v != hp->n_vocab) {
+        if (!gguf_get_int(m->file, "llama.vocab_size", &v)) {
+            format_error(b->err, b->err_size, "key llama.vocab_size is a %s, not an integer",
+                         value_type(m->file, "llama.vocab_size"));
+            return false;
+        }
+        if (v != hp->n_vocab) {
             format_error(b->err, b->err_size, "llama.vocab_size = %lld disagrees with token_embd.weight rows %d",
                     (long long)v, hp->n_vocab);
             return false;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/errors.h"
 #include "base/utf8.h"
 #include "text/tokenizer_internal.h"
 
@@ -102,8 +103,10 @@ bool pretokenizer_init(pretokenizer *pre, const char *name, char *err, size_t er
     memset(pre, 0, sizeof *pre);
     const pretok_spec *spec = find_spec(name);
     if (!spec) {
+        char shown[96];
         snprintf(err, err_size, "unknown tokenizer.ggml.pre '%s' (supported: default, gpt-2, llama-bpe, "
-                 "smollm, starcoder, refact, qwen2, deepseek-llm, deepseek-coder, falcon, mpt and aliases)", name);
+                 "smollm, starcoder, refact, qwen2, deepseek-llm, deepseek-coder, falcon, mpt and aliases)",
+                 escape_text(name, strlen(name), shown, sizeof shown));
         return false;
     }
     snprintf(pre->name, sizeof pre->name, "%s", name);

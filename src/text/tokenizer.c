@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/errors.h"
 #include "text/tokenizer_internal.h"
 
 /* ---- small containers ---- */
@@ -295,7 +296,8 @@ tokenizer *tokenizer_load(const gguf_file *file, char *err, size_t err_size) {
         return NULL;
     }
     if (!gguf_get_str(file, "tokenizer.ggml.model", &model)) {
-        snprintf(err, err_size, "tokenizer.ggml.model is not a string");
+        snprintf(err, err_size, "tokenizer.ggml.model is a %s, not a string",
+                 gguf_type_name(gguf_kv_type(file, (uint64_t)gguf_find_key(file, "tokenizer.ggml.model"))));
         return NULL;
     }
     tokenizer *tok = calloc(1, sizeof *tok);
@@ -308,8 +310,9 @@ tokenizer *tokenizer_load(const gguf_file *file, char *err, size_t err_size) {
     } else if (gguf_str_eq(model, "gpt2")) {
         tok->kind = TOKENIZER_BPE;
     } else {
-        snprintf(err, err_size, "unsupported tokenizer.ggml.model '%.*s' (supported: llama, gpt2)",
-                 (int)(model.len > 64 ? 64 : model.len), model.ptr);
+        char shown[80];
+        snprintf(err, err_size, "unsupported tokenizer.ggml.model '%s' (supported: llama, gpt2)",
+                 escape_text(model.ptr, model.len, shown, sizeof shown));
         free(tok);
         return NULL;
     }
@@ -328,7 +331,8 @@ tokenizer *tokenizer_load(const gguf_file *file, char *err, size_t err_size) {
             }
             snprintf(pre, sizeof pre, "%.*s", (int)(s.len > 63 ? 63 : s.len), s.ptr);
             if (s.len > 63 || memchr(s.ptr, '\0', s.len)) {
-                snprintf(err, err_size, "unknown tokenizer.ggml.pre '%s...'", pre);
+                char shown[80];
+                snprintf(err, err_size, "unknown tokenizer.ggml.pre '%s'", escape_text(s.ptr, s.len, shown, sizeof shown));
                 goto fail;
             }
         }

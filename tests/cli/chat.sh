@@ -29,6 +29,21 @@ expect_error "chat: a malformed template is an error at start" \
 expect_error "chat: --chat-template /dev/zero is refused" \
     "^greta: error: --chat-template: /dev/zero: larger than 1048576 bytes" "$GRETA" chat -m x.gguf --chat-template /dev/zero
 
+# stdin problems and lines that cannot be sent
+printf 'hi\0there\n/quit\n' >"$TMP/nul.txt"
+expect_ok "chat: a line with a NUL byte" "$GRETA" chat -m "$TMP/tiny.gguf" --chat-template chatml -n 2 <"$TMP/nul.txt"
+grep -q "^greta: error: chat: the line contains a NUL byte (not sent)$" "$TMP/err" \
+    && pass "a NUL byte is refused for that line (it cut the line silently)" || fail "NUL line: $(cat "$TMP/err")"
+expect_error "chat: stdin is a directory" "^greta: error: chat: stdin: Is a directory$" \
+    "$GRETA" chat -m "$TMP/tiny.gguf" --chat-template chatml <"$TMP"
+expect_error "chat: stdin closed" "^greta: error: chat: stdin: Bad file descriptor$" \
+    "$GRETA" chat -m "$TMP/tiny.gguf" --chat-template chatml <&-
+{ head -c 5000 /dev/zero | tr '\0' 'a'; printf '\n/quit\n'; } >"$TMP/big.txt"
+expect_ok "chat: a message larger than the context" "$GRETA" chat -m "$TMP/tiny.gguf" --chat-template chatml --ctx 16 -n 2 \
+    <"$TMP/big.txt"
+grep -q "^greta: error: chat: the message is 5000 bytes, more than a context of 16 can hold (4096); not sent$" "$TMP/err" \
+    && pass "an oversized message is refused for its turn, the session goes on" || fail "big message: $(cat "$TMP/err")"
+
 if [[ ! -f $MODEL ]]; then
     fail "MODEL MISSING: $MODEL (run 'make fetch-model'); the chat tests cannot run"
     finish; exit

@@ -54,6 +54,11 @@ if [[ -f $GRETA_REPO/models/SmolLM2-135M-Instruct.Q4_1.gguf ]]; then
     ! grep -q "warning" "$TMP/t.err" && grep -q "cpu backend, $((cpus + 1)) threads" "$TMP/t.err" \
         && pass "--force-threads keeps -t" || fail "--force-threads: $(cat "$TMP/t.err")"
 fi
+# --dump-logits with a directory path so long that the file names inside would be cut
+long_dir=$TMP
+while [[ ${#long_dir} -lt 4080 ]]; do long_dir=$long_dir/$(printf 'd%.0s' $(seq 1 200)); done
+expect_error "--dump-logits path too long" "greta: error: --dump-logits: the directory path is too long \(4[0-9]{3} bytes; at most 4063\)" \
+    "$GRETA" run -m x.gguf -p hi --dump-logits "$long_dir"
 # unbounded inputs are refused at a documented size, not read until memory runs out
 expect_error "prompt file /dev/zero with --ctx 16" "greta: error: --prompt-file: /dev/zero: larger than 4096 bytes" \
     "$GRETA" run -m x.gguf -f /dev/zero --ctx 16

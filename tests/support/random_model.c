@@ -74,6 +74,19 @@ bool tm_write(const tm_spec *s, const char *path) {
     gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", (float)s->eps);
     if (s->rope_base > 0) gguf_writer_set_f32(w, "llama.rope.freq_base", (float)s->rope_base);
     if (s->rope_dim > 0) gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)s->rope_dim);
+    if (s->vocab_tokens > 0) {
+        gguf_str *tokens = calloc((size_t)s->vocab_tokens, sizeof *tokens);
+        char *texts = calloc((size_t)s->vocab_tokens, 16);
+        for (int i = 0; tokens && texts && i < s->vocab_tokens; i++) {
+            char *t = texts + (size_t)i * 16;
+            snprintf(t, 16, "t%d", i);
+            tokens[i] = (gguf_str){t, strlen(t)};
+        }
+        gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+        if (tokens && texts) gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tokens, (uint64_t)s->vocab_tokens);
+        free(tokens);
+        free(texts);
+    }
     if (s->linear_factor != 1.0) {
         gguf_writer_set_str(w, "llama.rope.scaling.type", "linear");
         gguf_writer_set_f32(w, "llama.rope.scaling.factor", (float)s->linear_factor);

@@ -21,6 +21,7 @@ typedef struct {
     const char *misshape;  /* tensor written with one row too many */
     const char *extra;     /* an extra tensor the model does not know */
     const char *arch;      /* NULL = "llama" */
+    int vocab_tokens;      /* > 0: a SentencePiece vocabulary of this many tokens ("t0", "t1", ...) */
     uint64_t seed;
 } tm_spec;
 

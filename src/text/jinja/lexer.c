@@ -4,6 +4,7 @@
  * lexer does, decodes string escapes, and handles {% raw %} blocks. */
 #include "text/jinja/internal.h"
 
+#include "base/errors.h"
 #include "base/utf8.h"
 
 #include <errno.h>
@@ -27,10 +28,13 @@ void jj_fmt_error(char *err, size_t err_size, const char *src, size_t len, size_
     int line, col;
     pos_to_line_col(src, len, pos, &line, &col);
     int k = snprintf(err, err_size, "%d:%d: ", line, col);
-    if (k < 0) k = 0;
-    if ((size_t)k < err_size) vsnprintf(err + k, err_size - (size_t)k, fmt, ap);
-    /* one line: newlines in messages become spaces */
-    for (char *p = err; *p; p++) if (*p == '\n' || *p == '\r') *p = ' ';
+    if (k < 0 || (size_t)k >= err_size) return;
+    /* one line, and nothing from the template that a terminal obeys:
+     * newlines become spaces, other control bytes \xNN (escape_text) */
+    char message[1024];
+    vsnprintf(message, sizeof message, fmt, ap);
+    for (char *p = message; *p; p++) if (*p == '\n' || *p == '\r') *p = ' ';
+    escape_text(message, strlen(message), err + k, err_size - (size_t)k);
 }
 
 __attribute__((format(printf, 3, 4)))
