@@ -18,19 +18,22 @@ LDSAN   :=
 endif
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -Iinclude -Isrc -pthread $(EXTRA_CFLAGS)
-LDLIBS  := -lpcre2-8 -ljansson -lm -pthread
+LDLIBS  := -lpcre2-8 -ljansson -lmicrohttpd -lm -pthread
 
 # Layers (src/README.md): the library is base, format, model, text, backend,
-# engine and api; tools/ is a separate library above greta.h; cli/ on top.
+# engine and api; tools/ and server/ are separate libraries above greta.h;
+# cli/ on top.
 LIB_DIRS := base format model text text/jinja backend/cpu backend/ref engine api
 LIB_SRC  := $(sort $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c)))
 TOOLS_SRC := $(sort $(wildcard src/tools/*.c))
+SERVER_SRC := $(sort $(wildcard src/server/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/server_page.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -50,11 +53,28 @@ $(BUILD)/libgreta-tools.a: $(TOOLS_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/greta: $(CLI_OBJ) $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a
-	$(CC) $(LDSAN) -o $@ $(CLI_OBJ) $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a $(LDLIBS)
+# The chat page (src/server/page.html) as a C byte array, made with od and sed.
+$(BUILD)/gen/server_page.c: src/server/page.html
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from src/server/page.html by the Makefile: do not edit */'; \
+	  echo '#include "server/page.h"'; \
+	  echo 'const unsigned char server_page_html[] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '};'; \
+	  echo 'const size_t server_page_html_len = sizeof server_page_html;'; } >$@.tmp && mv $@.tmp $@
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a
-	$(CC) $(LDSAN) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a $(LDLIBS)
+$(BUILD)/gen/server_page.o: $(BUILD)/gen/server_page.c
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libgreta-server.a: $(SERVER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/greta: $(CLI_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a
+	$(CC) $(LDSAN) -o $@ $(CLI_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a
+	$(CC) $(LDSAN) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a $(LDLIBS)
 
 tests-build: $(BUILD)/greta $(TEST_BIN)
 
@@ -82,7 +102,7 @@ $(BUILD)/tests/test_faults: $(BUILD)/faults/tests/test_faults.o $(TEST_SUPPORT_O
 	@mkdir -p $(dir $@)
 	$(CC) $(LDSAN) -o $@ $(BUILD)/faults/tests/test_faults.o $(TEST_SUPPORT_OBJ) $(FAULT_OBJ) $(LDLIBS)
 
--include $(LIB_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(FAULT_OBJ:.o=.d) $(BUILD)/faults/tests/test_faults.d
+-include $(LIB_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(FAULT_OBJ:.o=.d) $(BUILD)/faults/tests/test_faults.d
 
 # fuzz: libFuzzer harness for the GGUF reader (clang); fuzz/run.sh runs it, docs/fuzzing.md records runs.
 .PHONY: fuzz

@@ -17,6 +17,7 @@ int cli_quantize(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"trace", cli_trace, "record a StageTrace, or compare two (trace record / trace diff)"},
@@ -28,6 +29,7 @@ static const cli_command commands[] = {
     {"run", cli_run, "generate text from a prompt (-m MODEL -p TEXT [--chat] [-n N] ...)"},
     {"chat", cli_chat, "interactive multi-turn chat with the model's template (-m MODEL)"},
     {"bench", cli_bench, "prefill and decode speed, bytes per token, memory bandwidth"},
+    {"serve", cli_serve, "OpenAI-compatible HTTP server with continuous batching (-m MODEL)"},
     {NULL, NULL, NULL},
 };
 

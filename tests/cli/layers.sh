@@ -20,6 +20,7 @@ layer_rank() {
         engine/*) echo 5 ;;
         api/*) echo 6 ;;
         tools/*) echo 7 ;;
+        server/*) echo 7 ;;
         cli/*) echo 8 ;;
         *) echo -1 ;;
     esac
@@ -66,8 +67,16 @@ printf '#include "errors.h"\n' >"$TMP/src/base/bad.c"
 out=$(check_tree "$TMP/src") && fail "unqualified include not caught" \
     || { [[ $out == *'not a layer-qualified path'* ]] && pass "unqualified include caught" || fail "unqualified: $out"; }
 
+# server/ stands on the public API alone (like the generation front ends):
+# greta.h and its own headers, nothing of the library's internals or tools/.
+if out=$(grep -Hn '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' src/server/*.[ch] | grep -vE '"(greta\.h|server/[a-z_]+\.h)"'); then
+    fail "src/server/ includes more than greta.h and server/ headers:"$'\n'"$out"
+else
+    pass "src/server/ includes only greta.h and its own headers"
+fi
+
 # Every layer folder says what it owns and what it may include.
-for d in base format model text backend engine api tools cli; do
+for d in base format model text backend engine api tools server cli; do
     if [[ -s src/$d/README.md ]] && grep -q 'May include' "src/$d/README.md"; then
         pass "src/$d/README.md says what it may include"
     else
