@@ -195,6 +195,7 @@ static void slot_fail(slot *sl, const char *what, const char *why) {
 
 /* Pushes generated text through the stop matcher; true when a stop string completed. */
 static bool slot_push_text(slot *sl, const char *text, size_t len) {
+    if (len == 0) return false; /* a token with no text (e.g. a control token): nothing to match */
     const char *out = NULL;
     size_t out_len = 0;
     bool stopped = false;
