@@ -356,6 +356,16 @@ static void run_stop(const char *const *stops, size_t n_stops, const char *const
 }
 
 static void test_stop_strings(void) {
+    {   /* a flush before any push (a generation with no text) emits nothing; UBSan
+           caught a memcpy from the NULL pending buffer here (greta serve) */
+        const char *stops[] = {"x"};
+        greta_stop *st = greta_stop_new(stops, 1);
+        const char *o = NULL;
+        size_t n = 99;
+        CHECK(st && greta_stop_flush(st, &o, &n) == GRETA_OK && n == 0 && o && o[0] == '\0',
+              "flush before any push emits the empty string (got %zu bytes)", n);
+        greta_stop_free(st);
+    }
     char out[256];
     bool stopped;
     int at;

@@ -387,7 +387,7 @@ static size_t held_suffix(const greta_stop *st, const char *text, size_t n) {
 /* Hands out text[0..n) through st->out. */
 static greta_status emit(greta_stop *st, const char *text, size_t n, const char **out, size_t *out_len) {
     if (!grow(&st->out, &st->cap_out, n + 1)) return GRETA_ERR_NO_MEMORY;
-    memcpy(st->out, text, n);
+    if (n) memcpy(st->out, text, n); /* text is NULL when nothing was ever pushed */
     st->out[n] = '\0';
     *out = st->out;
     *out_len = n;
