@@ -23,7 +23,7 @@ LDLIBS  := -lpcre2-8 -ljansson -lmicrohttpd -lm -pthread
 # Layers (src/README.md): the library is base, format, model, text, backend,
 # engine and api; tools/ and server/ are separate libraries above greta.h;
 # cli/ on top.
-LIB_DIRS := base format model text text/jinja backend/cpu backend/ref engine api
+LIB_DIRS := base format model text text/jinja backend backend/cpu backend/ref engine api
 LIB_SRC  := $(sort $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c)))
 TOOLS_SRC := $(sort $(wildcard src/tools/*.c))
 SERVER_SRC := $(sort $(wildcard src/server/*.c))

@@ -13,6 +13,7 @@
 
 struct greta_model {
     model *m;             /* NULL when vocab_only */
+    engine_model *em;     /* m's weight placements per backend; NULL when vocab_only */
     tokenizer *tok;       /* NULL when the file has no tokenizer */
     char *chat_template;  /* NULL when absent */
     char *name;

@@ -181,6 +181,12 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
             format_error(err, err_size, "%s", why);
             goto fail;
         }
+        gm->em = engine_model_new(gm->m);
+        if (!gm->em) {
+            status = GRETA_ERR_NO_MEMORY;
+            format_error(err, err_size, "out of memory");
+            goto fail;
+        }
         if (gm->tok && tokenizer_vocab_size(gm->tok) != gm->m->hp.n_vocab) {
             /* fewer tokens than rows: the model could sample an id with no text (it failed mid-generation) */
             status = GRETA_ERR_FORMAT;
@@ -211,6 +217,7 @@ fail:
 
 void greta_model_free(greta_model *model) {
     if (!model) return;
+    engine_model_free(model->em); /* every session of the model is gone */
     model_free(model->m);
     tokenizer_free(model->tok);
     free(model->chat_template);
@@ -443,7 +450,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
     s->model = model;
     s->backend = p->backend;
     greta_status status = GRETA_OK;
-    s->e = engine_new(model->m, &cfg, &status, err, err_size);
+    s->e = engine_new(model->em, &cfg, &status, err, err_size);
     if (!s->e) {
         free(s);
         return status;

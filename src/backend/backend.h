@@ -1,15 +1,44 @@
-/* backend.h: the math of one forward, behind a small table of operations.
+/* backend.h: the math of one forward, behind a table of operations
+ * (interface v2, docs/engine.md "The backend interface").
  *
- * The engine (engine.c) owns the order of the forward: for each layer it
- * calls rmsnorm, matmul, rope, attention, add, swiglu on the backend's
- * activation buffers, and records trace points in between. A backend owns
- * the activation buffers, the KV cache and the kernels, at its precision
- * (cpu: float32, ref: float64). Every operation works on rows [0, n) of
- * the current forward; row i holds the token at position pos[i].
+ * Three objects with three lifetimes:
  *
- * Contract that makes prefill/decode parity possible: the value a backend
- * computes for row i depends only on that row's inputs and the KV cache,
- * never on n, on the other rows, or on the number of threads. */
+ *   backend_model  per model and backend: the weights placed where the
+ *                  kernels read them, addressed by weight id (below), never
+ *                  by host pointer. cpu and ref reference the file mapping
+ *                  (no copy, memory does not grow); a GPU backend uploads
+ *                  once. Created once per model per backend and shared by
+ *                  every session of that model; read-only afterwards, so
+ *                  sessions on different threads may use it at once.
+ *   backend_kv     per sequence: the K and V cache of every layer for
+ *                  n_ctx positions.
+ *   backend_ctx    per session (or per batch of sessions): the activation
+ *                  buffers of max_rows rows, scratch, the worker threads
+ *                  (cpu) or the stream (GPU). One thread at a time.
+ *
+ * The engine owns the order of a forward and drives a ctx: begin() loads
+ * the rows' embeddings and RoPE angles, then per layer rmsnorm, matmul,
+ * rope, kv_store, attend, add, swiglu on the ctx's buffers (or the fused
+ * layer() when nothing inside the layer is traced), then the logits;
+ * read_rows() copies results out in bulk (one call for many rows: one
+ * device sync on a GPU).
+ *
+ * Rows of different sequences in one forward (continuous batching): the
+ * rows of a forward need not belong to one sequence. kv_store and attend
+ * take, per row, the sequence's cache and the row's position in it
+ * (backend_kv_row); every other step is per row and does not care. The
+ * engine uses this in engine_step() to evaluate one token of several
+ * sessions of the same model in one forward; a server schedules its
+ * sessions' prefill chunks and decode tokens the same way.
+ *
+ * Contract that makes prefill/decode parity and batching possible: the
+ * value a backend computes for row i depends only on that row's inputs
+ * and its own sequence's cache, never on n, on the other rows (of its own
+ * or of other sequences), or on the number of threads.
+ *
+ * Errors: every operation returns a greta_status and, on failure, writes
+ * one line into the caller's (err, err_size). cpu and ref steps cannot
+ * fail once created; a GPU backend reports launch and copy errors. */
 #ifndef GRETA_BACKEND_H
 #define GRETA_BACKEND_H
 
@@ -17,9 +46,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "greta.h"
 #include "model/model.h"
 
-/* Activation buffers, each [max_rows][width] (width in parentheses). */
+/* Activation buffers of a ctx, each [max_rows][width] (width in
+ * parentheses; backend_buf_width() in backend_common.h). */
 typedef enum {
     BUF_X,      /* residual stream (n_embd) */
     BUF_XN,     /* normed input of a projection (n_embd) */
@@ -34,45 +65,115 @@ typedef enum {
     BUF_COUNT
 } backend_buf;
 
-typedef struct {
-    int32_t n_ctx;       /* KV cache positions */
-    int32_t max_rows;    /* rows per forward */
-    int32_t logits_rows; /* rows of BUF_LOGITS (1 or max_rows) */
-    int32_t n_threads;   /* cpu only */
-} backend_config;
+/* Weight ids. The three model-wide weights come first, then each layer's
+ * nine: backend_layer_weight(layer, kind). */
+typedef int32_t backend_weight;
 
-typedef struct backend backend;
+enum {
+    WEIGHT_TOKEN_EMBD = 0,  /* matrix n_embd -> n_vocab (row t: embedding of token t) */
+    WEIGHT_OUTPUT_NORM = 1, /* vector [n_embd] */
+    WEIGHT_OUTPUT = 2,      /* matrix n_embd -> n_vocab (may be token_embd: tied) */
+    WEIGHTS_GLOBAL = 3
+};
+
+typedef enum {
+    WEIGHT_ATTN_NORM, /* vector [n_embd] */
+    WEIGHT_Q,         /* matrix n_embd -> n_embd */
+    WEIGHT_K,         /* matrix n_embd -> kv_dim */
+    WEIGHT_V,         /* matrix n_embd -> kv_dim */
+    WEIGHT_O,         /* matrix n_embd -> n_embd */
+    WEIGHT_FFN_NORM,  /* vector [n_embd] */
+    WEIGHT_GATE,      /* matrix n_embd -> n_ff */
+    WEIGHT_UP,        /* matrix n_embd -> n_ff */
+    WEIGHT_DOWN,      /* matrix n_ff -> n_embd */
+    WEIGHTS_PER_LAYER
+} layer_weight_kind;
+
+static inline backend_weight backend_layer_weight(int layer, layer_weight_kind kind) {
+    return WEIGHTS_GLOBAL + layer * WEIGHTS_PER_LAYER + (int)kind;
+}
+
+typedef struct {
+    int32_t max_rows;    /* rows per forward */
+    int32_t logits_rows; /* rows of BUF_LOGITS (1 .. max_rows) */
+    int32_t max_keys;    /* longest sequence attend reads (a kv's n_ctx at most) */
+    int32_t n_threads;   /* worker threads (cpu); others ignore it */
+} backend_ctx_config;
+
+typedef struct backend_model backend_model;
+typedef struct backend_ctx backend_ctx;
+typedef struct backend_kv backend_kv;
+
+/* Row i of a forward in its sequence: the sequence's cache and the
+ * position the row occupies in it (it attends to positions 0 .. pos).
+ * The caller guarantees pos < the kv's n_ctx and pos < the ctx's max_keys,
+ * and that positions 0 .. pos - 1 were stored before. */
+typedef struct {
+    backend_kv *kv;
+    int32_t pos;
+} backend_kv_row;
 
 typedef struct {
     const char *name;      /* "cpu", "ref" */
-    const char *precision; /* "f32", "f64": activations and accumulation */
+    const char *precision; /* "f32", "f64": activations, accumulation, KV cache */
     bool f64;              /* activations are double (trace records keep them) */
 
-    backend *(*create)(const model *m, const backend_config *config, char *err, size_t err_size);
-    void (*destroy)(backend *be);
+    /* ---- per model ---- */
+    /* Places m's weights for this backend (m outlives it). */
+    greta_status (*model_new)(const model *m, backend_model **out, char *err, size_t err_size);
+    void (*model_free)(backend_model *bm);
 
-    /* Starts a forward of n rows: X[i] = embedding of tokens[i]; RoPE
-     * angles for positions pos[i]. */
-    void (*begin)(backend *be, const int32_t *tokens, const int32_t *pos, int n);
-    /* dst[i] = src[i] / sqrt(mean(src[i]^2) + eps) * weight, for n_embd-wide buffers. */
-    void (*rmsnorm)(backend *be, backend_buf dst, backend_buf src, const float *weight, int n);
-    /* dst[k][i - src_row0] = W[k] . src[i] for i in [src_row0, src_row0 + n), k < n_mats:
-     * several matrices that read the same input, in one pass over the rows. */
-    void (*matmul)(backend *be, int n_mats, const model_weight *const *weights, const backend_buf *dst,
-                   backend_buf src, int src_row0, int n);
-    /* Rotates the first rope_dim dims of every head of buf (Q or K) at pos[i]. */
-    void (*rope)(backend *be, backend_buf buf, int n);
-    /* Writes K, V rows into the cache of layer at pos[i], then
-     * ATT[i] = causal attention of Q[i] over cache positions [0, pos[i]]. */
-    void (*attention)(backend *be, int layer, int n);
+    /* ---- per session ---- */
+    greta_status (*ctx_new)(backend_model *bm, const backend_ctx_config *config, backend_ctx **out, char *err,
+                            size_t err_size);
+    void (*ctx_free)(backend_ctx *ctx);
+    /* A KV cache of n_ctx positions for every layer (its contents start
+     * undefined: a position is read only after kv_store wrote it). */
+    greta_status (*kv_new)(backend_model *bm, int32_t n_ctx, backend_kv **out, char *err, size_t err_size);
+    void (*kv_free)(backend_kv *kv);
+
+    /* ---- one forward of n <= max_rows rows ---- */
+    /* X[i] = embedding of tokens[i]; RoPE angles of row i for position
+     * pos[i] (used by rope() until the next begin). */
+    greta_status (*begin)(backend_ctx *ctx, const int32_t *tokens, const int32_t *pos, int n, char *err,
+                          size_t err_size);
+    /* dst[i] = src[i] / sqrt(mean(src[i]^2) + eps) * weight (a vector id),
+     * for n_embd-wide buffers. */
+    greta_status (*rmsnorm)(backend_ctx *ctx, backend_buf dst, backend_buf src, backend_weight weight, int n,
+                            char *err, size_t err_size);
+    /* dst[k][i - src_row0] = W[k] . src[i] for i in [src_row0, src_row0 + n),
+     * k < n_mats (at most 4 matrices that read the same input, in one pass). */
+    greta_status (*matmul)(backend_ctx *ctx, int n_mats, const backend_weight *weights, const backend_buf *dst,
+                           backend_buf src, int src_row0, int n, char *err, size_t err_size);
+    /* Rotates the first rope_dim dims of every head of buf (Q or K), row i
+     * by the angles of begin()'s pos[i]. */
+    greta_status (*rope)(backend_ctx *ctx, backend_buf buf, int n, char *err, size_t err_size);
+    /* Writes K[i], V[i] into layer's cache of rows[i].kv at rows[i].pos. */
+    greta_status (*kv_store)(backend_ctx *ctx, int layer, const backend_kv_row *rows, int n, char *err,
+                             size_t err_size);
+    /* ATT[i] = causal attention of Q[i] over positions 0 .. rows[i].pos of
+     * layer's cache of rows[i].kv (softmax(q.k / sqrt(head_dim)) . v). */
+    greta_status (*attend)(backend_ctx *ctx, int layer, const backend_kv_row *rows, int n, char *err,
+                           size_t err_size);
     /* dst[i] += src[i] (n_embd wide). */
-    void (*add)(backend *be, backend_buf dst, backend_buf src, int n);
+    greta_status (*add)(backend_ctx *ctx, backend_buf dst, backend_buf src, int n, char *err, size_t err_size);
     /* GATE[i] = silu(GATE[i]) * UP[i]. */
-    void (*swiglu)(backend *be, int n);
+    greta_status (*swiglu)(backend_ctx *ctx, int n, char *err, size_t err_size);
+    /* Optional (NULL if absent): the whole of layer on X, bit for bit what
+     * the engine's step sequence computes (docs/engine.md). The engine
+     * calls it only when no trace point inside the layer is wanted, since
+     * the intermediate buffers are then left undefined. */
+    greta_status (*layer)(backend_ctx *ctx, int layer, const backend_kv_row *rows, int n, char *err,
+                          size_t err_size);
     /* Copies rows [row0, row0 + n) of buf into out32 [n][width] and/or
-     * out64 [n][width] (either may be NULL; width as in backend_buf). The
-     * engine reads logits and trace records through it. */
-    void (*read_rows)(backend *be, backend_buf buf, int row0, int n, float *out32, double *out64);
+     * out64 [n][width] (either may be NULL). */
+    greta_status (*read_rows)(backend_ctx *ctx, backend_buf buf, int row0, int n, float *out32, double *out64,
+                              char *err, size_t err_size);
+    /* The reverse: rows [row0, row0 + n) of buf from in32 or in64 (exactly
+     * one non-NULL), converted to the backend's precision. For tests and
+     * tools that inject values (the fault backend of tests/support). */
+    greta_status (*write_rows)(backend_ctx *ctx, backend_buf buf, int row0, int n, const float *in32,
+                               const double *in64, char *err, size_t err_size);
 } backend_ops;
 
 extern const backend_ops backend_cpu_ops;

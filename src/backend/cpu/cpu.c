@@ -1,4 +1,4 @@
-/* backend_cpu.c: the float32 CPU backend.
+/* cpu.c: the float32 CPU backend (backend.h).
  *
  * Weights stay in the file's format; matmul decodes a few weight rows at a
  * time into a per-thread buffer (backend_cpu_kernels.c) and multiplies them
@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/backend_common.h"
+#include "base/errors.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_pool.h"
 #include "base/faults.h"
@@ -31,42 +33,52 @@
 /* Below this many rows element-wise ops run on the calling thread. */
 #define PARALLEL_MIN_ROWS 8
 
-struct backend {
+/* The per-model part and the KV cache are backend_common's host_model
+ * (weights in the mapping) and host_kv (float values). */
+
+struct backend_ctx {
+    const host_model *hm;
     const model *m;
-    backend_config config;
     const cpu_kernels *k;
+    backend_ctx_config config;
     cpu_pool *pool;
     int n_threads;
-    float *buf[BUF_COUNT];
+    void *buf[BUF_COUNT];      /* float [rows][stride] */
     int64_t width[BUF_COUNT];
     int64_t stride[BUF_COUNT]; /* width rounded up to 8, zero padded */
-    float *k_cache;            /* [n_layer][n_ctx][kv_dim] */
-    float *v_cache;
-    int32_t *pos;              /* [max_rows] */
     float *rope_cos;           /* [max_rows][rope_dim / 2] */
     float *rope_sin;
+    double *angle_cos;         /* [rope_dim / 2] one row's angles in double */
+    double *angle_sin;
     int64_t max_in;            /* longest weight row, rounded up to 8 */
     float **wbuf;              /* per thread: [DECODE_ROWS][max_in] */
-    float **scores;            /* per thread: [n_ctx] */
+    float **scores;            /* per thread: [max_keys] */
 };
 
 static int64_t round8(int64_t n) {
     return (n + 7) / 8 * 8;
 }
 
-static float *row_of(backend *be, backend_buf b, int i) {
-    return be->buf[b] + (size_t)i * (size_t)be->stride[b];
+static float *row_of(backend_ctx *be, backend_buf b, int i) {
+    return (float *)be->buf[b] + (size_t)i * (size_t)be->stride[b];
 }
 
-static void cpu_destroy(backend *be) {
+/* ---- per model and per sequence: host_model, host_kv ---- */
+
+static greta_status cpu_kv_new(backend_model *bm, int32_t n_ctx, backend_kv **out, char *err, size_t err_size) {
+    return host_kv_new(bm, n_ctx, sizeof(float), out, err, err_size);
+}
+
+/* ---- per session: activations, scratch, threads ---- */
+
+static void cpu_ctx_free(backend_ctx *be) {
     if (!be) return;
     cpu_pool_free(be->pool);
-    for (int b = 0; b < BUF_COUNT; b++) free(be->buf[b]);
-    free(be->k_cache);
-    free(be->v_cache);
-    free(be->pos);
+    host_bufs_free(be->buf);
     free(be->rope_cos);
     free(be->rope_sin);
+    free(be->angle_cos);
+    free(be->angle_sin);
     for (int t = 0; t < be->n_threads; t++) {
         if (be->wbuf) free(be->wbuf[t]);
         if (be->scores) free(be->scores[t]);
@@ -76,61 +88,53 @@ static void cpu_destroy(backend *be) {
     free(be);
 }
 
-static backend *cpu_create(const model *m, const backend_config *config, char *err, size_t err_size) {
-    backend *be = calloc(1, sizeof *be);
+static greta_status cpu_ctx_new(backend_model *bm, const backend_ctx_config *config, backend_ctx **out, char *err,
+                                size_t err_size) {
+    *out = NULL;
+    backend_ctx *be = calloc(1, sizeof *be);
     if (!be) goto oom;
-    be->m = m;
-    be->config = *config;
+    be->hm = host_model_of(bm);
+    be->m = be->hm->m;
     be->k = cpu_kernels_best();
+    be->config = *config;
     be->n_threads = config->n_threads;
-    const model_hparams *hp = &m->hp;
-    be->width[BUF_X] = be->width[BUF_XN] = be->width[BUF_Q] = hp->n_embd;
-    be->width[BUF_ATT] = be->width[BUF_PROJ] = hp->n_embd;
-    be->width[BUF_K] = be->width[BUF_V] = hp->kv_dim;
-    be->width[BUF_GATE] = be->width[BUF_UP] = hp->n_ff;
-    be->width[BUF_LOGITS] = hp->n_vocab;
-    for (int b = 0; b < BUF_COUNT; b++) {
-        be->stride[b] = round8(be->width[b]);
-        size_t rows = b == BUF_LOGITS ? (size_t)config->logits_rows : (size_t)config->max_rows;
-        be->buf[b] = calloc(rows * (size_t)be->stride[b], sizeof(float));
-        if (!be->buf[b]) goto oom;
-    }
-    size_t cache = (size_t)hp->n_layer * (size_t)config->n_ctx * (size_t)hp->kv_dim;
-    be->k_cache = calloc(cache, sizeof(float));
-    be->v_cache = calloc(cache, sizeof(float));
-    be->pos = calloc((size_t)config->max_rows, sizeof(int32_t));
-    be->rope_cos = calloc((size_t)config->max_rows * (size_t)(hp->rope_dim / 2), sizeof(float));
-    be->rope_sin = calloc((size_t)config->max_rows * (size_t)(hp->rope_dim / 2), sizeof(float));
-    be->max_in = round8(hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff);
+    const model_hparams *hp = &be->m->hp;
+    if (!host_bufs_alloc(hp, config, sizeof(float), 8, be->buf, be->width, be->stride)) goto oom;
+    size_t half = (size_t)(hp->rope_dim / 2);
+    be->rope_cos = calloc((size_t)config->max_rows * half, sizeof(float));
+    be->rope_sin = calloc((size_t)config->max_rows * half, sizeof(float));
+    be->angle_cos = calloc(half + 1, sizeof(double));
+    be->angle_sin = calloc(half + 1, sizeof(double));
+    be->max_in = round8(backend_max_in(hp));
     be->wbuf = calloc((size_t)be->n_threads, sizeof(float *));
     be->scores = calloc((size_t)be->n_threads, sizeof(float *));
-    if (!be->k_cache || !be->v_cache || !be->pos || !be->rope_cos || !be->rope_sin || !be->wbuf || !be->scores)
-        goto oom;
+    if (!be->rope_cos || !be->rope_sin || !be->angle_cos || !be->angle_sin || !be->wbuf || !be->scores) goto oom;
     for (int t = 0; t < be->n_threads; t++) {
         be->wbuf[t] = aligned_alloc(64, (size_t)DECODE_ROWS * (size_t)be->max_in * sizeof(float));
-        be->scores[t] = malloc((size_t)config->n_ctx * sizeof(float));
+        be->scores[t] = malloc((size_t)config->max_keys * sizeof(float));
         if (!be->wbuf[t] || !be->scores[t]) goto oom;
     }
     char perr[200] = "";
     be->pool = cpu_pool_new(be->n_threads, perr, sizeof perr);
     if (!be->pool) {
-        snprintf(err, err_size, "%s", perr);
-        cpu_destroy(be);
-        return NULL;
+        format_error(err, err_size, "%s", perr);
+        cpu_ctx_free(be);
+        return GRETA_ERR_INTERNAL;
     }
-    return be;
+    *out = be;
+    return GRETA_OK;
 oom:
-    snprintf(err, err_size, "out of memory for the KV cache and activations (%d positions)", config->n_ctx);
-    cpu_destroy(be);
-    return NULL;
+    format_error(err, err_size, "out of memory for the activations (%d rows)", config->max_rows);
+    cpu_ctx_free(be);
+    return GRETA_ERR_NO_MEMORY;
 }
 
 /* ---- row-parallel element-wise ops ---- */
 
-typedef void (*row_fn)(backend *be, const void *arg, int i);
+typedef void (*row_fn)(backend_ctx *be, const void *arg, int i);
 
 typedef struct {
-    backend *be;
+    backend_ctx *be;
     row_fn fn;
     const void *arg;
     int n;
@@ -143,7 +147,7 @@ static void rows_worker(void *p, int thread) {
     for (int i; (i = atomic_fetch_add(&job->next, 1)) < job->n;) job->fn(job->be, job->arg, i);
 }
 
-static void for_rows(backend *be, int n, row_fn fn, const void *arg) {
+static void for_rows(backend_ctx *be, int n, row_fn fn, const void *arg) {
     if (n < PARALLEL_MIN_ROWS || be->n_threads == 1) {
         for (int i = 0; i < n; i++) fn(be, arg, i);
         return;
@@ -155,32 +159,30 @@ static void for_rows(backend *be, int n, row_fn fn, const void *arg) {
 
 /* ---- begin: embeddings and RoPE angles ---- */
 
-static void cpu_begin(backend *be, const int32_t *tokens, const int32_t *pos, int n) {
+static greta_status cpu_begin(backend_ctx *be, const int32_t *tokens, const int32_t *pos, int n, char *err,
+                              size_t err_size) {
+    (void)err, (void)err_size;
     const model *m = be->m;
     const model_hparams *hp = &m->hp;
     int half = hp->rope_dim / 2;
     for (int i = 0; i < n; i++) {
-        be->pos[i] = pos[i];
-        size_t emb_row = (size_t)tokens[i];
+        int32_t emb_row = tokens[i];
 #ifdef GRETA_FAULTS
-        if (faults_active() == FAULT_EMBED_ROW) emb_row = (emb_row + 1) % (size_t)hp->n_vocab;
+        if (faults_active() == FAULT_EMBED_ROW) emb_row = (emb_row + 1) % hp->n_vocab;
 #endif
-        const uint8_t *emb = m->token_embd.data + emb_row * m->token_embd.row_bytes;
-        quant_dequantize(m->token_embd.type, emb, row_of(be, BUF_X, i), hp->n_embd);
-        /* Angles in double, rounded once to float: theta_j = pos / factor *
-         * base^(-2j / rope_dim) / rope_freqs[j]. */
-        double p = (double)pos[i] / hp->rope_scale_factor;
+        quant_dequantize(m->token_embd.type, backend_embedding_row(m, emb_row), row_of(be, BUF_X, i), hp->n_embd);
+        /* Angles in double, rounded once to float. */
+        int32_t p = pos[i];
 #ifdef GRETA_FAULTS
-        if (faults_active() == FAULT_ROPE_POS) p = (double)i / hp->rope_scale_factor;
+        if (faults_active() == FAULT_ROPE_POS) p = i;
 #endif
+        backend_rope_angles(hp, be->hm->rope_freqs, p, be->angle_cos, be->angle_sin);
         for (int j = 0; j < half; j++) {
-            double freq = pow(hp->rope_freq_base, -2.0 * j / hp->rope_dim);
-            if (m->rope_freqs) freq /= (double)m->rope_freqs[j];
-            double theta = p * freq;
-            be->rope_cos[(size_t)i * half + j] = (float)cos(theta);
-            be->rope_sin[(size_t)i * half + j] = (float)sin(theta);
+            be->rope_cos[(size_t)i * half + j] = (float)be->angle_cos[j];
+            be->rope_sin[(size_t)i * half + j] = (float)be->angle_sin[j];
         }
     }
+    return GRETA_OK;
 }
 
 /* ---- RMSNorm ---- */
@@ -190,7 +192,7 @@ typedef struct {
     const float *weight;
 } rmsnorm_arg;
 
-static void rmsnorm_row(backend *be, const void *p, int i) {
+static void rmsnorm_row(backend_ctx *be, const void *p, int i) {
     const rmsnorm_arg *a = p;
     int64_t d = be->width[a->src];
     const float *x = row_of(be, a->src, i);
@@ -204,15 +206,18 @@ static void rmsnorm_row(backend *be, const void *p, int i) {
     for (int64_t k = 0; k < d; k++) y[k] = (x[k] * scale) * a->weight[k];
 }
 
-static void cpu_rmsnorm(backend *be, backend_buf dst, backend_buf src, const float *weight, int n) {
-    rmsnorm_arg a = {dst, src, weight};
+static greta_status cpu_rmsnorm(backend_ctx *be, backend_buf dst, backend_buf src, backend_weight weight, int n,
+                                char *err, size_t err_size) {
+    (void)err, (void)err_size;
+    rmsnorm_arg a = {dst, src, be->hm->w.vector[weight]};
     for_rows(be, n, rmsnorm_row, &a);
+    return GRETA_OK;
 }
 
 /* ---- matmul ---- */
 
 typedef struct {
-    backend *be;
+    backend_ctx *be;
     int n_mats;
     const model_weight *const *w;
     const backend_buf *dst;
@@ -226,7 +231,7 @@ typedef struct {
 } matmul_job;
 
 static void matmul_unit(matmul_job *job, int thread, int mat, int64_t wblock, int panel) {
-    backend *be = job->be;
+    backend_ctx *be = job->be;
     const model_weight *w = job->w[mat];
     int64_t n8 = round8(w->n_in);
     int64_t r_begin = wblock * job->unit_rows[mat];
@@ -239,13 +244,13 @@ static void matmul_unit(matmul_job *job, int thread, int mat, int64_t wblock, in
     /* One activation row (a decode step): decode in registers, no buffer. */
     if (t_count == 1 && be->k->dot_rows &&
         be->k->dot_rows(w, r_begin, (int)(r_end - r_begin), job->x + (size_t)t_begin * job->xs,
-                        be->buf[dst] + (size_t)t_begin * ys + r_begin))
+                        row_of(be, dst, t_begin) + r_begin))
         return;
     for (int64_t r = r_begin; r < r_end; r += DECODE_ROWS) {
         int rows = (int)(r_end - r < DECODE_ROWS ? r_end - r : DECODE_ROWS);
         be->k->decode_rows(w, r, rows, wbuf, n8);
         be->k->tile(wbuf, n8, rows, job->x + (size_t)t_begin * job->xs, job->xs, t_count,
-                    be->buf[dst] + (size_t)t_begin * ys + r, ys, n8);
+                    row_of(be, dst, t_begin) + r, ys, n8);
     }
 }
 
@@ -264,7 +269,7 @@ static void matmul_worker(void *p, int thread) {
 /* Planted fault k_transposed: each head of K in HF order (i, i + hd/2)
  * instead of the GGUF pair order (2i, 2i+1), as if the converter's Q/K
  * row permutation had been missed. */
-static void fault_permute_k(backend *be, int n_mats, const backend_buf *dst, int n) {
+static void fault_permute_k(backend_ctx *be, int n_mats, const backend_buf *dst, int n) {
     int hd = be->m->hp.head_dim;
     float tmp[1024];
     if (hd > 1024) return;
@@ -282,8 +287,14 @@ static void fault_permute_k(backend *be, int n_mats, const backend_buf *dst, int
 }
 #endif
 
-static void cpu_matmul(backend *be, int n_mats, const model_weight *const *weights, const backend_buf *dst,
-                       backend_buf src, int src_row0, int n) {
+static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight *ids, const backend_buf *dst,
+                               backend_buf src, int src_row0, int n, char *err, size_t err_size) {
+    if (n_mats < 1 || n_mats > 4) {
+        format_error(err, err_size, "matmul of %d matrices (1 to 4)", n_mats);
+        return GRETA_ERR_INTERNAL;
+    }
+    const model_weight *weights[4];
+    for (int i = 0; i < n_mats; i++) weights[i] = be->hm->w.matrix[ids[i]];
     matmul_job job = {
         .be = be,
         .n_mats = n_mats,
@@ -318,11 +329,12 @@ static void cpu_matmul(backend *be, int n_mats, const model_weight *const *weigh
 #ifdef GRETA_FAULTS
     if (faults_active() == FAULT_K_TRANSPOSED) fault_permute_k(be, n_mats, dst, n);
 #endif
+    return GRETA_OK;
 }
 
 /* ---- RoPE (llama normal mode: adjacent pairs) ---- */
 
-static void rope_row(backend *be, const void *p, int i) {
+static void rope_row(backend_ctx *be, const void *p, int i) {
     backend_buf buf = *(const backend_buf *)p;
     const model_hparams *hp = &be->m->hp;
     int half = hp->rope_dim / 2;
@@ -340,29 +352,50 @@ static void rope_row(backend *be, const void *p, int i) {
     }
 }
 
-static void cpu_rope(backend *be, backend_buf buf, int n) {
+static greta_status cpu_rope(backend_ctx *be, backend_buf buf, int n, char *err, size_t err_size) {
+    (void)err, (void)err_size;
     for_rows(be, n, rope_row, &buf);
+    return GRETA_OK;
 }
 
-/* ---- attention ---- */
+/* ---- attention: KV store, then attend ---- */
+
+static greta_status cpu_kv_store(backend_ctx *be, int layer, const backend_kv_row *rows, int n, char *err,
+                                 size_t err_size) {
+    (void)err, (void)err_size;
+    const model_hparams *hp = &be->m->hp;
+    size_t kv_dim = (size_t)hp->kv_dim;
+    for (int i = 0; i < n; i++) {
+#ifdef GRETA_FAULTS
+        if (faults_active() == FAULT_STALE_KV && layer == 1 && n == 1) continue;
+#endif
+        const host_kv *kv = host_kv_of(rows[i].kv);
+        size_t off = backend_kv_offset(hp, kv->n_ctx, layer, rows[i].pos);
+        memcpy((float *)kv->k + off, row_of(be, BUF_K, i), kv_dim * sizeof(float));
+        memcpy((float *)kv->v + off, row_of(be, BUF_V, i), kv_dim * sizeof(float));
+    }
+    return GRETA_OK;
+}
 
 typedef struct {
-    backend *be;
-    const float *kc, *vc; /* this layer's cache */
+    backend_ctx *be;
+    int layer;
+    const backend_kv_row *rows;
     int n;
     atomic_int next;
 } attention_job;
 
 static void attention_unit(attention_job *job, int thread, int i, int h) {
-    backend *be = job->be;
+    backend_ctx *be = job->be;
     const model_hparams *hp = &be->m->hp;
+    const host_kv *kv = host_kv_of(job->rows[i].kv);
     int hd = hp->head_dim;
-    size_t off = (size_t)(h / (hp->n_head / hp->n_head_kv)) * (size_t)hd;
+    size_t off = backend_kv_offset(hp, kv->n_ctx, job->layer, 0) + backend_kv_head_offset(hp, h);
     const float *q = row_of(be, BUF_Q, i) + (size_t)h * hd;
     float *out = row_of(be, BUF_ATT, i) + (size_t)h * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    be->k->attend(q, job->kc + off, job->vc + off, (size_t)hp->kv_dim, hd, be->pos[i] + 1, scale, be->scores[thread],
-                  out);
+    be->k->attend(q, (const float *)kv->k + off, (const float *)kv->v + off, (size_t)hp->kv_dim, hd, job->rows[i].pos + 1, scale,
+                  be->scores[thread], out);
 }
 
 static void attention_worker(void *p, int thread) {
@@ -372,24 +405,16 @@ static void attention_worker(void *p, int thread) {
     for (int u; (u = atomic_fetch_add(&job->next, 1)) < total;) attention_unit(job, thread, u / n_head, u % n_head);
 }
 
-static void cpu_attention(backend *be, int layer, int n) {
-    const model_hparams *hp = &be->m->hp;
-    size_t kv_dim = (size_t)hp->kv_dim;
-    float *kc = be->k_cache + (size_t)layer * (size_t)be->config.n_ctx * kv_dim;
-    float *vc = be->v_cache + (size_t)layer * (size_t)be->config.n_ctx * kv_dim;
-    for (int i = 0; i < n; i++) {
-#ifdef GRETA_FAULTS
-        if (faults_active() == FAULT_STALE_KV && layer == 1 && n == 1) continue;
-#endif
-        memcpy(kc + (size_t)be->pos[i] * kv_dim, row_of(be, BUF_K, i), kv_dim * sizeof(float));
-        memcpy(vc + (size_t)be->pos[i] * kv_dim, row_of(be, BUF_V, i), kv_dim * sizeof(float));
-    }
-    attention_job job = {.be = be, .kc = kc, .vc = vc, .n = n};
+static greta_status cpu_attend(backend_ctx *be, int layer, const backend_kv_row *rows, int n, char *err,
+                               size_t err_size) {
+    (void)err, (void)err_size;
+    attention_job job = {.be = be, .layer = layer, .rows = rows, .n = n};
     atomic_init(&job.next, 0);
     if (be->n_threads == 1)
         attention_worker(&job, 0);
     else
         cpu_pool_run(be->pool, attention_worker, &job);
+    return GRETA_OK;
 }
 
 /* ---- residual add, SwiGLU ---- */
@@ -398,34 +423,65 @@ typedef struct {
     backend_buf dst, src;
 } add_arg;
 
-static void add_row(backend *be, const void *p, int i) {
+static void add_row(backend_ctx *be, const void *p, int i) {
     const add_arg *a = p;
     float *y = row_of(be, a->dst, i);
     const float *x = row_of(be, a->src, i);
     for (int64_t k = 0; k < be->width[a->dst]; k++) y[k] += x[k];
 }
 
-static void cpu_add(backend *be, backend_buf dst, backend_buf src, int n) {
+static greta_status cpu_add(backend_ctx *be, backend_buf dst, backend_buf src, int n, char *err, size_t err_size) {
+    (void)err, (void)err_size;
     add_arg a = {dst, src};
     for_rows(be, n, add_row, &a);
+    return GRETA_OK;
 }
 
-static void swiglu_row(backend *be, const void *p, int i) {
+static void swiglu_row(backend_ctx *be, const void *p, int i) {
     (void)p;
     float *g = row_of(be, BUF_GATE, i);
     const float *u = row_of(be, BUF_UP, i);
     for (int64_t k = 0; k < be->width[BUF_GATE]; k++) g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
 }
 
-static void cpu_swiglu(backend *be, int n) {
+static greta_status cpu_swiglu(backend_ctx *be, int n, char *err, size_t err_size) {
+    (void)err, (void)err_size;
     for_rows(be, n, swiglu_row, NULL);
+    return GRETA_OK;
 }
 
-/* ---- tracing, logits ---- */
+/* ---- the fused layer: the engine's step sequence, without trace points ---- */
 
-/* Copies rows [row0, row0 + n) of buf, each width wide, into out32
- * [n][width] and/or out64 [n][width] (either may be NULL). */
-static void cpu_read_rows(backend *be, backend_buf buf, int row0, int n, float *out32, double *out64) {
+static greta_status cpu_layer(backend_ctx *be, int il, const backend_kv_row *rows, int n, char *err,
+                              size_t err_size) {
+    const backend_weight qkv[3] = {backend_layer_weight(il, WEIGHT_Q), backend_layer_weight(il, WEIGHT_K),
+                                   backend_layer_weight(il, WEIGHT_V)};
+    const backend_buf qkv_dst[3] = {BUF_Q, BUF_K, BUF_V};
+    const backend_weight wo[1] = {backend_layer_weight(il, WEIGHT_O)};
+    const backend_weight gate_up[2] = {backend_layer_weight(il, WEIGHT_GATE), backend_layer_weight(il, WEIGHT_UP)};
+    const backend_buf gate_up_dst[2] = {BUF_GATE, BUF_UP};
+    const backend_weight down[1] = {backend_layer_weight(il, WEIGHT_DOWN)};
+    const backend_buf proj[1] = {BUF_PROJ};
+    greta_status st;
+    if ((st = cpu_rmsnorm(be, BUF_XN, BUF_X, backend_layer_weight(il, WEIGHT_ATTN_NORM), n, err, err_size)) ||
+        (st = cpu_matmul(be, 3, qkv, qkv_dst, BUF_XN, 0, n, err, err_size)) ||
+        (st = cpu_rope(be, BUF_Q, n, err, err_size)) || (st = cpu_rope(be, BUF_K, n, err, err_size)) ||
+        (st = cpu_kv_store(be, il, rows, n, err, err_size)) || (st = cpu_attend(be, il, rows, n, err, err_size)) ||
+        (st = cpu_matmul(be, 1, wo, proj, BUF_ATT, 0, n, err, err_size)) ||
+        (st = cpu_add(be, BUF_X, BUF_PROJ, n, err, err_size)) ||
+        (st = cpu_rmsnorm(be, BUF_XN, BUF_X, backend_layer_weight(il, WEIGHT_FFN_NORM), n, err, err_size)) ||
+        (st = cpu_matmul(be, 2, gate_up, gate_up_dst, BUF_XN, 0, n, err, err_size)) ||
+        (st = cpu_swiglu(be, n, err, err_size)) || (st = cpu_matmul(be, 1, down, proj, BUF_GATE, 0, n, err, err_size)) ||
+        (st = cpu_add(be, BUF_X, BUF_PROJ, n, err, err_size)))
+        return st;
+    return GRETA_OK;
+}
+
+/* ---- reading and writing rows ---- */
+
+static greta_status cpu_read_rows(backend_ctx *be, backend_buf buf, int row0, int n, float *out32, double *out64,
+                                  char *err, size_t err_size) {
+    (void)err, (void)err_size;
     int64_t w = be->width[buf];
     for (int r = 0; r < n; r++) {
         const float *src = row_of(be, buf, row0 + r);
@@ -433,20 +489,42 @@ static void cpu_read_rows(backend *be, backend_buf buf, int row0, int n, float *
         if (out64)
             for (int64_t k = 0; k < w; k++) out64[(size_t)r * (size_t)w + (size_t)k] = (double)src[k];
     }
+    return GRETA_OK;
+}
+
+static greta_status cpu_write_rows(backend_ctx *be, backend_buf buf, int row0, int n, const float *in32,
+                                   const double *in64, char *err, size_t err_size) {
+    (void)err, (void)err_size;
+    int64_t w = be->width[buf];
+    for (int r = 0; r < n; r++) {
+        float *dst = row_of(be, buf, row0 + r);
+        for (int64_t k = 0; k < w; k++) {
+            size_t at = (size_t)r * (size_t)w + (size_t)k;
+            dst[k] = in32 ? in32[at] : (float)in64[at];
+        }
+    }
+    return GRETA_OK;
 }
 
 const backend_ops backend_cpu_ops = {
     .name = "cpu",
     .precision = "f32",
     .f64 = false,
-    .create = cpu_create,
-    .destroy = cpu_destroy,
+    .model_new = host_model_new,
+    .model_free = host_model_free,
+    .ctx_new = cpu_ctx_new,
+    .ctx_free = cpu_ctx_free,
+    .kv_new = cpu_kv_new,
+    .kv_free = host_kv_free,
     .begin = cpu_begin,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
     .rope = cpu_rope,
-    .attention = cpu_attention,
+    .kv_store = cpu_kv_store,
+    .attend = cpu_attend,
     .add = cpu_add,
     .swiglu = cpu_swiglu,
+    .layer = cpu_layer,
     .read_rows = cpu_read_rows,
+    .write_rows = cpu_write_rows,
 };

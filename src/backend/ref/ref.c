@@ -1,4 +1,4 @@
-/* backend_ref.c: the FP64 reference backend, the oracle.
+/* ref.c: the FP64 reference backend, the oracle (backend.h).
  *
  * Weights are dequantized exactly (quant_dequantize, bit-exact with ggml)
  * and promoted to double; every activation, accumulation, the KV cache and
@@ -10,29 +10,34 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/backend_common.h"
+#include "base/errors.h"
 #include "format/quant.h"
 
-struct backend {
+/* The per-model part and the KV cache are backend_common's host_model
+ * (weights in the mapping) and host_kv (double values). */
+
+struct backend_ctx {
+    const host_model *hm;
     const model *m;
-    backend_config config;
-    double *buf[BUF_COUNT];
+    backend_ctx_config config;
+    void *buf[BUF_COUNT]; /* double [rows][width] */
     int64_t width[BUF_COUNT];
-    double *k_cache;      /* [n_layer][n_ctx][kv_dim] */
-    double *v_cache;      /* [n_layer][n_ctx][kv_dim] */
-    int32_t *pos;         /* [max_rows] positions of the current forward */
+    int64_t stride[BUF_COUNT]; /* = width */
     double *rope_cos;     /* [max_rows][rope_dim / 2] */
     double *rope_sin;
-    double *scores;       /* [n_ctx] */
+    double *scores;       /* [max_keys] */
     float *row_f32;       /* [max(n_in of any matrix)] one dequantized weight row */
     double *row_f64;
 };
 
-static void ref_destroy(backend *be) {
+static greta_status ref_kv_new(backend_model *bm, int32_t n_ctx, backend_kv **out, char *err, size_t err_size) {
+    return host_kv_new(bm, n_ctx, sizeof(double), out, err, err_size);
+}
+
+static void ref_ctx_free(backend_ctx *be) {
     if (!be) return;
-    for (int b = 0; b < BUF_COUNT; b++) free(be->buf[b]);
-    free(be->k_cache);
-    free(be->v_cache);
-    free(be->pos);
+    host_bufs_free(be->buf);
     free(be->rope_cos);
     free(be->rope_sin);
     free(be->scores);
@@ -41,70 +46,55 @@ static void ref_destroy(backend *be) {
     free(be);
 }
 
-static backend *ref_create(const model *m, const backend_config *config, char *err, size_t err_size) {
-    backend *be = calloc(1, sizeof *be);
+static greta_status ref_ctx_new(backend_model *bm, const backend_ctx_config *config, backend_ctx **out, char *err,
+                                size_t err_size) {
+    *out = NULL;
+    backend_ctx *be = calloc(1, sizeof *be);
     if (!be) goto oom;
-    be->m = m;
+    be->hm = host_model_of(bm);
+    be->m = be->hm->m;
     be->config = *config;
-    const model_hparams *hp = &m->hp;
-    be->width[BUF_X] = be->width[BUF_XN] = be->width[BUF_Q] = hp->n_embd;
-    be->width[BUF_ATT] = be->width[BUF_PROJ] = hp->n_embd;
-    be->width[BUF_K] = be->width[BUF_V] = hp->kv_dim;
-    be->width[BUF_GATE] = be->width[BUF_UP] = hp->n_ff;
-    be->width[BUF_LOGITS] = hp->n_vocab;
-    for (int b = 0; b < BUF_COUNT; b++) {
-        size_t rows = b == BUF_LOGITS ? (size_t)config->logits_rows : (size_t)config->max_rows;
-        be->buf[b] = calloc(rows * (size_t)be->width[b], sizeof(double));
-        if (!be->buf[b]) goto oom;
-    }
-    size_t cache = (size_t)hp->n_layer * (size_t)config->n_ctx * (size_t)hp->kv_dim;
-    be->k_cache = calloc(cache, sizeof(double));
-    be->v_cache = calloc(cache, sizeof(double));
-    be->pos = calloc((size_t)config->max_rows, sizeof(int32_t));
-    be->rope_cos = calloc((size_t)config->max_rows * (size_t)(hp->rope_dim / 2), sizeof(double));
-    be->rope_sin = calloc((size_t)config->max_rows * (size_t)(hp->rope_dim / 2), sizeof(double));
-    be->scores = calloc((size_t)config->n_ctx, sizeof(double));
-    int64_t max_in = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
-    be->row_f32 = calloc((size_t)max_in, sizeof(float));
-    be->row_f64 = calloc((size_t)max_in, sizeof(double));
-    if (!be->k_cache || !be->v_cache || !be->pos || !be->rope_cos || !be->rope_sin || !be->scores ||
-        !be->row_f32 || !be->row_f64)
-        goto oom;
-    return be;
+    const model_hparams *hp = &be->m->hp;
+    if (!host_bufs_alloc(hp, config, sizeof(double), 1, be->buf, be->width, be->stride)) goto oom;
+    size_t half = (size_t)(hp->rope_dim / 2);
+    be->rope_cos = calloc((size_t)config->max_rows * half + 1, sizeof(double));
+    be->rope_sin = calloc((size_t)config->max_rows * half + 1, sizeof(double));
+    be->scores = calloc((size_t)config->max_keys, sizeof(double));
+    be->row_f32 = calloc((size_t)backend_max_in(hp), sizeof(float));
+    be->row_f64 = calloc((size_t)backend_max_in(hp), sizeof(double));
+    if (!be->rope_cos || !be->rope_sin || !be->scores || !be->row_f32 || !be->row_f64) goto oom;
+    *out = be;
+    return GRETA_OK;
 oom:
-    snprintf(err, err_size, "out of memory for the KV cache and activations (%d positions)", config->n_ctx);
-    ref_destroy(be);
-    return NULL;
+    format_error(err, err_size, "out of memory for the activations (%d rows)", config->max_rows);
+    ref_ctx_free(be);
+    return GRETA_ERR_NO_MEMORY;
 }
 
-static double *row_of(backend *be, backend_buf b, int i) {
-    return be->buf[b] + (size_t)i * (size_t)be->width[b];
+static double *row_of(backend_ctx *be, backend_buf b, int i) {
+    return (double *)be->buf[b] + (size_t)i * (size_t)be->stride[b];
 }
 
-/* theta of pair j at position pos, in double: pos / linear_factor *
- * base^(-2j / rope_dim) / rope_freqs[j]. */
-static void ref_begin(backend *be, const int32_t *tokens, const int32_t *pos, int n) {
+static greta_status ref_begin(backend_ctx *be, const int32_t *tokens, const int32_t *pos, int n, char *err,
+                              size_t err_size) {
+    (void)err, (void)err_size;
     const model *m = be->m;
     const model_hparams *hp = &m->hp;
     int half = hp->rope_dim / 2;
     for (int i = 0; i < n; i++) {
-        be->pos[i] = pos[i];
-        const uint8_t *emb = m->token_embd.data + (size_t)tokens[i] * m->token_embd.row_bytes;
-        quant_dequantize(m->token_embd.type, emb, be->row_f32, hp->n_embd);
+        quant_dequantize(m->token_embd.type, backend_embedding_row(m, tokens[i]), be->row_f32, hp->n_embd);
         double *x = row_of(be, BUF_X, i);
         for (int k = 0; k < hp->n_embd; k++) x[k] = (double)be->row_f32[k];
-        double p = (double)pos[i] / hp->rope_scale_factor;
-        for (int j = 0; j < half; j++) {
-            double freq = pow(hp->rope_freq_base, -2.0 * j / hp->rope_dim);
-            if (m->rope_freqs) freq /= (double)m->rope_freqs[j];
-            double theta = p * freq;
-            be->rope_cos[(size_t)i * half + j] = cos(theta);
-            be->rope_sin[(size_t)i * half + j] = sin(theta);
-        }
+        backend_rope_angles(hp, be->hm->rope_freqs, pos[i], be->rope_cos + (size_t)i * half,
+                            be->rope_sin + (size_t)i * half);
     }
+    return GRETA_OK;
 }
 
-static void ref_rmsnorm(backend *be, backend_buf dst, backend_buf src, const float *weight, int n) {
+static greta_status ref_rmsnorm(backend_ctx *be, backend_buf dst, backend_buf src, backend_weight weight_id, int n,
+                                char *err, size_t err_size) {
+    (void)err, (void)err_size;
+    const float *weight = be->hm->w.vector[weight_id];
     int64_t d = be->width[src];
     for (int i = 0; i < n; i++) {
         const double *x = row_of(be, src, i);
@@ -114,12 +104,14 @@ static void ref_rmsnorm(backend *be, backend_buf dst, backend_buf src, const flo
         double scale = 1.0 / sqrt(ss / (double)d + be->m->hp.rms_eps);
         for (int64_t k = 0; k < d; k++) y[k] = x[k] * scale * (double)weight[k];
     }
+    return GRETA_OK;
 }
 
-static void ref_matmul(backend *be, int n_mats, const model_weight *const *weights, const backend_buf *dst,
-                       backend_buf src, int src_row0, int n) {
+static greta_status ref_matmul(backend_ctx *be, int n_mats, const backend_weight *ids, const backend_buf *dst,
+                               backend_buf src, int src_row0, int n, char *err, size_t err_size) {
+    (void)err, (void)err_size;
     for (int w = 0; w < n_mats; w++) {
-        const model_weight *W = weights[w];
+        const model_weight *W = be->hm->w.matrix[ids[w]];
         for (int64_t r = 0; r < W->n_out; r++) {
             quant_dequantize(W->type, W->data + (size_t)r * W->row_bytes, be->row_f32, W->n_in);
             for (int64_t k = 0; k < W->n_in; k++) be->row_f64[k] = (double)be->row_f32[k];
@@ -131,10 +123,12 @@ static void ref_matmul(backend *be, int n_mats, const model_weight *const *weigh
             }
         }
     }
+    return GRETA_OK;
 }
 
 /* llama "normal" RoPE: adjacent pairs (x[2j], x[2j+1]) of each head. */
-static void ref_rope(backend *be, backend_buf buf, int n) {
+static greta_status ref_rope(backend_ctx *be, backend_buf buf, int n, char *err, size_t err_size) {
+    (void)err, (void)err_size;
     const model_hparams *hp = &be->m->hp;
     int half = hp->rope_dim / 2;
     int64_t heads = be->width[buf] / hp->head_dim;
@@ -151,28 +145,39 @@ static void ref_rope(backend *be, backend_buf buf, int n) {
             }
         }
     }
+    return GRETA_OK;
 }
 
-static void ref_attention(backend *be, int layer, int n) {
+static greta_status ref_kv_store(backend_ctx *be, int layer, const backend_kv_row *rows, int n, char *err,
+                                 size_t err_size) {
+    (void)err, (void)err_size;
+    const model_hparams *hp = &be->m->hp;
+    for (int i = 0; i < n; i++) {
+        const host_kv *kv = host_kv_of(rows[i].kv);
+        size_t off = backend_kv_offset(hp, kv->n_ctx, layer, rows[i].pos);
+        memcpy((double *)kv->k + off, row_of(be, BUF_K, i), (size_t)hp->kv_dim * sizeof(double));
+        memcpy((double *)kv->v + off, row_of(be, BUF_V, i), (size_t)hp->kv_dim * sizeof(double));
+    }
+    return GRETA_OK;
+}
+
+static greta_status ref_attend(backend_ctx *be, int layer, const backend_kv_row *rows, int n, char *err,
+                               size_t err_size) {
+    (void)err, (void)err_size;
     const model_hparams *hp = &be->m->hp;
     size_t kv_dim = (size_t)hp->kv_dim;
-    double *kc = be->k_cache + (size_t)layer * (size_t)be->config.n_ctx * kv_dim;
-    double *vc = be->v_cache + (size_t)layer * (size_t)be->config.n_ctx * kv_dim;
-    for (int i = 0; i < n; i++) {
-        memcpy(kc + (size_t)be->pos[i] * kv_dim, row_of(be, BUF_K, i), kv_dim * sizeof(double));
-        memcpy(vc + (size_t)be->pos[i] * kv_dim, row_of(be, BUF_V, i), kv_dim * sizeof(double));
-    }
-    int group = hp->n_head / hp->n_head_kv;
     double scale = 1.0 / sqrt((double)hp->head_dim);
     for (int i = 0; i < n; i++) {
-        int32_t p = be->pos[i];
+        const host_kv *kv = host_kv_of(rows[i].kv);
+        const double *kc = kv->k, *vc = kv->v;
+        int32_t p = rows[i].pos;
         for (int h = 0; h < hp->n_head; h++) {
             const double *q = row_of(be, BUF_Q, i) + (size_t)h * hp->head_dim;
             double *out = row_of(be, BUF_ATT, i) + (size_t)h * hp->head_dim;
-            size_t off = (size_t)(h / group) * hp->head_dim;
+            size_t off = backend_kv_offset(hp, kv->n_ctx, layer, 0) + backend_kv_head_offset(hp, h);
             double max = -INFINITY;
             for (int32_t t = 0; t <= p; t++) {
-                const double *k = kc + (size_t)t * kv_dim + off;
+                const double *k = kc + off + (size_t)t * kv_dim;
                 double s = 0;
                 for (int d = 0; d < hp->head_dim; d++) s += q[d] * k[d];
                 s *= scale;
@@ -186,33 +191,40 @@ static void ref_attention(backend *be, int layer, int n) {
             }
             for (int d = 0; d < hp->head_dim; d++) out[d] = 0;
             for (int32_t t = 0; t <= p; t++) {
-                const double *v = vc + (size_t)t * kv_dim + off;
+                const double *v = vc + off + (size_t)t * kv_dim;
                 double w = be->scores[t] / sum;
                 for (int d = 0; d < hp->head_dim; d++) out[d] += w * v[d];
             }
         }
     }
+    return GRETA_OK;
 }
 
-static void ref_add(backend *be, backend_buf dst, backend_buf src, int n) {
+static greta_status ref_add(backend_ctx *be, backend_buf dst, backend_buf src, int n, char *err, size_t err_size) {
+    (void)err, (void)err_size;
     for (int i = 0; i < n; i++) {
         double *y = row_of(be, dst, i);
         const double *x = row_of(be, src, i);
         for (int64_t k = 0; k < be->width[dst]; k++) y[k] += x[k];
     }
+    return GRETA_OK;
 }
 
-static void ref_swiglu(backend *be, int n) {
+static greta_status ref_swiglu(backend_ctx *be, int n, char *err, size_t err_size) {
+    (void)err, (void)err_size;
     for (int i = 0; i < n; i++) {
         double *g = row_of(be, BUF_GATE, i);
         const double *u = row_of(be, BUF_UP, i);
         for (int64_t k = 0; k < be->width[BUF_GATE]; k++) g[k] = g[k] / (1.0 + exp(-g[k])) * u[k];
     }
+    return GRETA_OK;
 }
 
 /* Copies rows [row0, row0 + n) of buf, each width wide, into out32
  * [n][width] (rounded to float) and/or out64 [n][width]. */
-static void ref_read_rows(backend *be, backend_buf buf, int row0, int n, float *out32, double *out64) {
+static greta_status ref_read_rows(backend_ctx *be, backend_buf buf, int row0, int n, float *out32, double *out64,
+                                  char *err, size_t err_size) {
+    (void)err, (void)err_size;
     int64_t w = be->width[buf];
     for (int r = 0; r < n; r++) {
         const double *src = row_of(be, buf, row0 + r);
@@ -222,20 +234,40 @@ static void ref_read_rows(backend *be, backend_buf buf, int row0, int n, float *
             if (out64) out64[off + (size_t)k] = src[k];
         }
     }
+    return GRETA_OK;
+}
+
+static greta_status ref_write_rows(backend_ctx *be, backend_buf buf, int row0, int n, const float *in32,
+                                   const double *in64, char *err, size_t err_size) {
+    (void)err, (void)err_size;
+    int64_t w = be->width[buf];
+    for (int r = 0; r < n; r++) {
+        double *dst = row_of(be, buf, row0 + r);
+        size_t off = (size_t)r * (size_t)w;
+        for (int64_t k = 0; k < w; k++) dst[k] = in64 ? in64[off + (size_t)k] : (double)in32[off + (size_t)k];
+    }
+    return GRETA_OK;
 }
 
 const backend_ops backend_ref_ops = {
     .name = "ref",
     .precision = "f64",
     .f64 = true,
-    .create = ref_create,
-    .destroy = ref_destroy,
+    .model_new = host_model_new,
+    .model_free = host_model_free,
+    .ctx_new = ref_ctx_new,
+    .ctx_free = ref_ctx_free,
+    .kv_new = ref_kv_new,
+    .kv_free = host_kv_free,
     .begin = ref_begin,
     .rmsnorm = ref_rmsnorm,
     .matmul = ref_matmul,
     .rope = ref_rope,
-    .attention = ref_attention,
+    .kv_store = ref_kv_store,
+    .attend = ref_attend,
     .add = ref_add,
     .swiglu = ref_swiglu,
+    .layer = NULL, /* the engine runs the steps one by one */
     .read_rows = ref_read_rows,
+    .write_rows = ref_write_rows,
 };
