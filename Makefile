@@ -90,19 +90,7 @@ fetch-model:
 clean:
 	rm -rf build build-san
 
-# Planted-fault test build (docs/trace.md): the library objects again with
-# -DGRETA_FAULTS into $(BUILD)/faults/, linked only into tests/test_faults.
-FAULT_OBJ := $(LIB_SRC:%.c=$(BUILD)/faults/%.o) $(TOOLS_SRC:%.c=$(BUILD)/faults/%.o)
-
-$(BUILD)/faults/%.o: %.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DGRETA_FAULTS -MMD -MP -c $< -o $@
-
-$(BUILD)/tests/test_faults: $(BUILD)/faults/tests/test_faults.o $(TEST_SUPPORT_OBJ) $(FAULT_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $(BUILD)/faults/tests/test_faults.o $(TEST_SUPPORT_OBJ) $(FAULT_OBJ) $(LDLIBS)
-
--include $(LIB_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d) $(FAULT_OBJ:.o=.d) $(BUILD)/faults/tests/test_faults.d
+-include $(LIB_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d)
 
 # fuzz: libFuzzer harness for the GGUF reader (clang); fuzz/run.sh runs it, docs/fuzzing.md records runs.
 .PHONY: fuzz

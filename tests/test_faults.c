@@ -1,13 +1,14 @@
-/* test_faults.c: every planted fault (src/base/faults.h) is caught by the right
- * audit, which names the right first layer and point; the other audit of
- * the pair does not see it (why both exist); a correct build passes all
- * four audits. Built only against the -DGRETA_FAULTS library (Makefile). */
+/* test_faults.c: every planted fault (tests/support/fault_backend.h, a
+ * backend wrapping cpu) is caught by the right audit, which names the right
+ * first layer and point; the other audit of the pair does not see it (why
+ * both exist); the wrapper without a fault passes all four audits. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tools/audit.h"
 #include "support/check.h"
-#include "base/faults.h"
+#include "support/fault_backend.h"
 #include "greta.h"
 #include "tools/quantize_model.h"
 #include "tools/synth.h"
@@ -39,6 +40,30 @@ typedef struct {
     int64_t pos_id;       /* -1: any */
 } fault_case;
 
+/* The logits of every prompt row on a 2-thread cpu session (malloc'ed). */
+static float *prompt_logits(greta_model *m, size_t *n_values) {
+    greta_session_params p = greta_session_default_params();
+    p.n_threads = 2;
+    p.n_ctx = 64;
+    p.logits_all = true;
+    greta_session *s = NULL;
+    char err[256] = "";
+    float *copy = NULL;
+    *n_values = 0;
+    if (greta_session_new(m, &p, &s, err, sizeof err) == GRETA_OK && greta_eval(s, prompt, N_PROMPT) == GRETA_OK) {
+        size_t rows = 0;
+        const float *all = greta_logits_all(s, &rows);
+        greta_model_info info;
+        greta_model_get_info(m, &info);
+        *n_values = rows * (size_t)info.vocab_size;
+        copy = malloc(*n_values * sizeof *copy);
+        if (copy) memcpy(copy, all, *n_values * sizeof *copy);
+    }
+    CHECK(copy != NULL, "cpu session: %s", s ? greta_session_error(s) : err);
+    greta_session_free(s);
+    return copy;
+}
+
 int main(void) {
     char path[1024], err[512];
     snprintf(path, sizeof path, "%s/tiny.gguf", check_tmp_dir());
@@ -55,10 +80,19 @@ int main(void) {
         return check_finish("test_faults");
     }
 
-    faults_set(FAULT_NONE);
+    size_t n_plain = 0, n_wrapped = 0;
+    float *plain = prompt_logits(m, &n_plain); /* the cpu backend itself (fused layers) */
+    fault_backend_install();
+    fault_backend_set(FAULT_NONE);
+    float *wrapped = prompt_logits(m, &n_wrapped); /* through the wrapper, step by step */
+    CHECK(plain && wrapped && n_plain == n_wrapped && n_plain > 0 &&
+              memcmp(plain, wrapped, n_plain * sizeof *plain) == 0,
+          "the fault backend without a fault computes cpu's logits bit for bit (%zu values)", n_plain);
+    free(plain);
+    free(wrapped);
     for (int k = 0; k < 4; k++) {
         audit_result r = run(m, path, (audit_kind)k);
-        CHECK(r.pass && r.experiments > 0, "correct build: audit %s passes (%s)", audit_kind_name((audit_kind)k), r.verdict);
+        CHECK(r.pass && r.experiments > 0, "no fault planted: audit %s passes (%s)", audit_kind_name((audit_kind)k), r.verdict);
     }
 
     const int64_t last = (int64_t)N_PROMPT - 1;
@@ -72,7 +106,7 @@ int main(void) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const fault_case *fc = &cases[c];
-        faults_set(fc->fault);
+        fault_backend_set(fc->fault);
         audit_result r = run(m, path, fc->catches);
         CHECK(!r.pass, "fault %s: audit %s fails (%s)", fault_name(fc->fault), audit_kind_name(fc->catches), r.verdict);
         CHECK(r.has_divergence && r.first_layer == fc->layer && r.first_point == (int)fc->point &&
@@ -84,7 +118,7 @@ int main(void) {
         CHECK(other.pass, "fault %s: audit %s does not see it (%s)", fault_name(fc->fault), audit_kind_name(fc->blind),
               other.verdict);
     }
-    faults_set(FAULT_NONE);
+    fault_backend_set(FAULT_NONE);
     audit_result r = run(m, path, AUDIT_PARITY);
     CHECK(r.pass, "fault switched off: parity passes again");
     CHECK(fault_from_name("stale_kv") == FAULT_STALE_KV && fault_from_name("nope") == -1, "fault names");

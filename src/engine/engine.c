@@ -4,7 +4,6 @@
 #include "backend/backend_common.h"
 #include "backend/backend_registry.h"
 #include "base/errors.h"
-#include "base/faults.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -409,13 +408,6 @@ static greta_status forward(engine *lead, int n, char *err, size_t err_size) {
     lead->chunk_traced = false;
     for (int i = 0; i < n; i++)
         if (lead->owners[i]->tracer) lead->chunk_traced = true;
-#ifdef GRETA_FAULTS
-    if (faults_active() == FAULT_DECODE_POS && n == 1 && !lead->rows[0].is_prefill &&
-        lead->rows[0].pos_id + 1 < lead->owners[0]->config.n_ctx) {
-        lead->chunk_pos[0] += 1;
-        lead->kv_rows[0].pos += 1;
-    }
-#endif
     greta_status st = lead->ops->begin(lead->ctx, lead->chunk_tokens, lead->chunk_pos, n, err, err_size);
     for (int il = 0; st == GRETA_OK && il < lead->m->hp.n_layer; il++) st = forward_layer(lead, il, n, err, err_size);
     if (st == GRETA_OK) st = forward_logits(lead, n, err, err_size);

@@ -20,7 +20,6 @@
 #include "base/errors.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_pool.h"
-#include "base/faults.h"
 #include "format/quant.h"
 
 /* Weight rows per matmul unit and decoded together; activation rows per panel. */
@@ -166,17 +165,9 @@ static greta_status cpu_begin(backend_ctx *be, const int32_t *tokens, const int3
     const model_hparams *hp = &m->hp;
     int half = hp->rope_dim / 2;
     for (int i = 0; i < n; i++) {
-        int32_t emb_row = tokens[i];
-#ifdef GRETA_FAULTS
-        if (faults_active() == FAULT_EMBED_ROW) emb_row = (emb_row + 1) % hp->n_vocab;
-#endif
-        quant_dequantize(m->token_embd.type, backend_embedding_row(m, emb_row), row_of(be, BUF_X, i), hp->n_embd);
+        quant_dequantize(m->token_embd.type, backend_embedding_row(m, tokens[i]), row_of(be, BUF_X, i), hp->n_embd);
         /* Angles in double, rounded once to float. */
-        int32_t p = pos[i];
-#ifdef GRETA_FAULTS
-        if (faults_active() == FAULT_ROPE_POS) p = i;
-#endif
-        backend_rope_angles(hp, be->hm->rope_freqs, p, be->angle_cos, be->angle_sin);
+        backend_rope_angles(hp, be->hm->rope_freqs, pos[i], be->angle_cos, be->angle_sin);
         for (int j = 0; j < half; j++) {
             be->rope_cos[(size_t)i * half + j] = (float)be->angle_cos[j];
             be->rope_sin[(size_t)i * half + j] = (float)be->angle_sin[j];
@@ -199,9 +190,6 @@ static void rmsnorm_row(backend_ctx *be, const void *p, int i) {
     float *y = row_of(be, a->dst, i);
     float ss = be->k->dot(x, x, d);
     float eps = (float)be->m->hp.rms_eps;
-#ifdef GRETA_FAULTS
-    if (faults_active() == FAULT_RMS_EPS) eps *= 1000.0f;
-#endif
     float scale = 1.0f / sqrtf(ss / (float)d + eps);
     for (int64_t k = 0; k < d; k++) y[k] = (x[k] * scale) * a->weight[k];
 }
@@ -265,27 +253,6 @@ static void matmul_worker(void *p, int thread) {
     }
 }
 
-#ifdef GRETA_FAULTS
-/* Planted fault k_transposed: each head of K in HF order (i, i + hd/2)
- * instead of the GGUF pair order (2i, 2i+1), as if the converter's Q/K
- * row permutation had been missed. */
-static void fault_permute_k(backend_ctx *be, int n_mats, const backend_buf *dst, int n) {
-    int hd = be->m->hp.head_dim;
-    float tmp[1024];
-    if (hd > 1024) return;
-    for (int k = 0; k < n_mats; k++) {
-        if (dst[k] != BUF_K) continue;
-        for (int i = 0; i < n; i++) {
-            float *row = row_of(be, BUF_K, i);
-            for (int64_t h = 0; h < be->width[BUF_K] / hd; h++) {
-                float *v = row + h * hd;
-                for (int j = 0; j < hd / 2; j++) tmp[2 * j] = v[j], tmp[2 * j + 1] = v[j + hd / 2];
-                memcpy(v, tmp, (size_t)hd * sizeof *v);
-            }
-        }
-    }
-}
-#endif
 
 static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight *ids, const backend_buf *dst,
                                backend_buf src, int src_row0, int n, char *err, size_t err_size) {
@@ -326,9 +293,6 @@ static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight
         matmul_worker(&job, 0);
     else
         cpu_pool_run(be->pool, matmul_worker, &job);
-#ifdef GRETA_FAULTS
-    if (faults_active() == FAULT_K_TRANSPOSED) fault_permute_k(be, n_mats, dst, n);
-#endif
     return GRETA_OK;
 }
 
@@ -366,9 +330,6 @@ static greta_status cpu_kv_store(backend_ctx *be, int layer, const backend_kv_ro
     const model_hparams *hp = &be->m->hp;
     size_t kv_dim = (size_t)hp->kv_dim;
     for (int i = 0; i < n; i++) {
-#ifdef GRETA_FAULTS
-        if (faults_active() == FAULT_STALE_KV && layer == 1 && n == 1) continue;
-#endif
         const host_kv *kv = host_kv_of(rows[i].kv);
         size_t off = backend_kv_offset(hp, kv->n_ctx, layer, rows[i].pos);
         memcpy((float *)kv->k + off, row_of(be, BUF_K, i), kv_dim * sizeof(float));
