@@ -230,13 +230,31 @@ typedef enum {
     GRETA_BACKEND_CUDA = 2, /* reserved: "not built with CUDA" in CPU builds */
 } greta_backend;
 
-/* "cpu", "ref", "cuda". */
+/* "cpu", "ref", "cuda" ("unknown" for another value). */
 const char *greta_backend_name(greta_backend backend);
 /* Parses "cpu" / "ref" / "cuda"; GRETA_ERR_INVALID_ARGUMENT otherwise. */
 greta_status greta_backend_from_name(const char *name, greta_backend *out);
 
 /* The most worker threads a session takes (greta_session_params.n_threads). */
 #define GRETA_MAX_THREADS 512
+
+/* One row of the backend registry: what this build knows about a backend. */
+typedef struct {
+    greta_backend id;
+    const char *name;        /* "cpu", "ref", "cuda" */
+    const char *precision;   /* activations, accumulation, KV cache: "f32" or "f64" */
+    int32_t value_bytes;     /* bytes of one activation / KV-cache value: 4 or 8 */
+    bool available;          /* built into this library (a session can be created) */
+    bool threaded;           /* uses the session's thread count (else one thread) */
+    const char *unavailable; /* why not, e.g. "greta was not built with CUDA"; "" if available */
+} greta_backend_info;
+
+/* Number of backends greta knows, available or not; their ids are
+ * 0 .. count - 1. */
+int32_t greta_backend_count(void);
+/* Fills *info for backend (strings belong to the library). An unknown id
+ * is GRETA_ERR_INVALID_ARGUMENT with *info zeroed and its strings "". */
+greta_status greta_backend_get_info(greta_backend backend, greta_backend_info *info);
 
 typedef struct {
     int32_t n_ctx;        /* positions in the KV cache; 0 = the model's trained

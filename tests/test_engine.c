@@ -417,6 +417,37 @@ static void test_errors(void) {
     greta_backend b;
     CHECK(greta_backend_from_name("ref", &b) == GRETA_OK && b == GRETA_BACKEND_REF, "backend name ref");
     CHECK(greta_backend_from_name("gpu", &b) == GRETA_ERR_INVALID_ARGUMENT, "backend name gpu refused");
+    /* The registry, as the CLI and the audits read it. */
+    greta_backend_info bi;
+    CHECK(greta_backend_count() == 3, "three backends known (%d)", (int)greta_backend_count());
+    CHECK(greta_backend_get_info(GRETA_BACKEND_CPU, &bi) == GRETA_OK && strcmp(bi.name, "cpu") == 0 &&
+              strcmp(bi.precision, "f32") == 0 && bi.value_bytes == 4 && bi.available && bi.threaded &&
+              bi.unavailable[0] == 0,
+          "registry: cpu is f32, 4-byte values, available, threaded");
+    CHECK(greta_backend_get_info(GRETA_BACKEND_REF, &bi) == GRETA_OK && strcmp(bi.name, "ref") == 0 &&
+              strcmp(bi.precision, "f64") == 0 && bi.value_bytes == 8 && bi.available && !bi.threaded,
+          "registry: ref is f64, 8-byte values, available, one thread");
+    CHECK(greta_backend_get_info(GRETA_BACKEND_CUDA, &bi) == GRETA_OK && strcmp(bi.name, "cuda") == 0 &&
+              !bi.available && strstr(bi.unavailable, "not built with CUDA"),
+          "registry: cuda is not available in this build, and says why");
+    CHECK(greta_backend_get_info((greta_backend)7, &bi) == GRETA_ERR_INVALID_ARGUMENT && bi.name[0] == 0 &&
+              strcmp(greta_backend_name((greta_backend)7), "unknown") == 0,
+          "registry: an unknown id is refused");
+    for (int32_t i = 0; i < greta_backend_count(); i++) {
+        greta_backend back = GRETA_BACKEND_CPU;
+        greta_status got = greta_backend_get_info((greta_backend)i, &bi);
+        CHECK(got == GRETA_OK && bi.id == (greta_backend)i && greta_backend_from_name(bi.name, &back) == GRETA_OK &&
+                  back == (greta_backend)i,
+              "registry: id %d and its name '%s' agree", (int)i, bi.name);
+    }
+    p = greta_session_default_params();
+    p.backend = GRETA_BACKEND_REF;
+    p.n_threads = 4;
+    greta_status made = greta_session_new(m, &p, &x, err, sizeof err);
+    CHECK(made == GRETA_OK && greta_session_n_threads(x) == 1,
+          "a backend the registry marks single-threaded runs one thread (%d)", x ? greta_session_n_threads(x) : -1);
+    greta_session_free(x);
+    x = NULL;
 
     greta_session *s16 = session(m, GRETA_BACKEND_CPU, 2, false, 16);
     if (s16) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/backend_registry.h"
 #include "base/errors.h"
 #include "api/api_internal.h"
 #include "format/quant.h"
@@ -378,20 +379,34 @@ bool greta_model_adds_bos(const greta_model *model) {
 /* ------------------------------------------------------------------ */
 
 const char *greta_backend_name(greta_backend backend) {
-    switch (backend) {
-    case GRETA_BACKEND_CPU: return "cpu";
-    case GRETA_BACKEND_REF: return "ref";
-    case GRETA_BACKEND_CUDA: return "cuda";
-    }
-    return "unknown";
+    const backend_entry *entry = backend_registry_find(backend);
+    return entry ? entry->name : "unknown";
 }
 
 greta_status greta_backend_from_name(const char *name, greta_backend *out) {
-    if (!name || !out) return GRETA_ERR_INVALID_ARGUMENT;
-    if (strcmp(name, "cpu") == 0) *out = GRETA_BACKEND_CPU;
-    else if (strcmp(name, "ref") == 0) *out = GRETA_BACKEND_REF;
-    else if (strcmp(name, "cuda") == 0) *out = GRETA_BACKEND_CUDA;
-    else return GRETA_ERR_INVALID_ARGUMENT;
+    const backend_entry *entry = backend_registry_find_name(name);
+    if (!entry || !out) return GRETA_ERR_INVALID_ARGUMENT;
+    *out = entry->id;
+    return GRETA_OK;
+}
+
+int32_t greta_backend_count(void) {
+    return backend_registry_count();
+}
+
+greta_status greta_backend_get_info(greta_backend backend, greta_backend_info *info) {
+    if (!info) return GRETA_ERR_INVALID_ARGUMENT;
+    memset(info, 0, sizeof *info);
+    info->name = info->precision = info->unavailable = "";
+    const backend_entry *entry = backend_registry_find(backend);
+    if (!entry) return GRETA_ERR_INVALID_ARGUMENT;
+    info->id = entry->id;
+    info->name = entry->name;
+    info->precision = entry->precision;
+    info->value_bytes = entry->value_bytes;
+    info->available = entry->available;
+    info->threaded = entry->threaded;
+    info->unavailable = entry->unavailable;
     return GRETA_OK;
 }
 
@@ -426,7 +441,8 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
         format_error(err, err_size, "thread count %d is outside [1, %d]", p->n_threads, GRETA_MAX_THREADS);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
-    if (p->backend != GRETA_BACKEND_CPU && p->backend != GRETA_BACKEND_REF && p->backend != GRETA_BACKEND_CUDA) {
+    const backend_entry *backend = backend_registry_find(p->backend);
+    if (!backend) {
         format_error(err, err_size, "unknown backend id %d", (int)p->backend);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
@@ -435,7 +451,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         threads = online > 0 ? (online > GRETA_MAX_THREADS ? GRETA_MAX_THREADS : (int)online) : 1;
     }
-    if (p->backend == GRETA_BACKEND_REF) threads = 1;
+    if (!backend->threaded) threads = 1;
     engine_config cfg = {
         .n_ctx = p->n_ctx ? p->n_ctx : hp->n_ctx_train,
         .n_threads = threads,

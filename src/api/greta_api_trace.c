@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend_registry.h"
 #include "base/errors.h"
 #include "greta.h"
 #include "api/api_internal.h"
@@ -64,7 +65,7 @@ greta_status greta_session_open_trace(greta_session *session, const greta_trace_
     trace_model_info tinfo = {
         .n_layers = info.n_layer,
         .backend = greta_backend_name(session->backend),
-        .precision = session->backend == GRETA_BACKEND_REF ? "f64" : "f32",
+        .precision = backend_registry_find(session->backend)->precision,
         .model_path = model_path,
         .build = NULL,
     };

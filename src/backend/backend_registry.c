@@ -4,9 +4,9 @@
 #include <string.h>
 
 static const backend_entry entries[] = {
-    {GRETA_BACKEND_CPU, "cpu", "f32", true, true, NULL, &backend_cpu_ops},
-    {GRETA_BACKEND_REF, "ref", "f64", true, false, NULL, &backend_ref_ops},
-    {GRETA_BACKEND_CUDA, "cuda", "f32", false, true, "greta was not built with CUDA", NULL},
+    {GRETA_BACKEND_CPU, "cpu", "f32", 4, true, true, "", &backend_cpu_ops},
+    {GRETA_BACKEND_REF, "ref", "f64", 8, true, false, "", &backend_ref_ops},
+    {GRETA_BACKEND_CUDA, "cuda", "f32", 4, false, true, "greta was not built with CUDA", NULL},
 };
 
 #define N_ENTRIES ((int)(sizeof entries / sizeof entries[0]))

@@ -14,13 +14,14 @@ typedef struct {
     greta_backend id;
     const char *name;        /* "cpu", "ref", "cuda" */
     const char *precision;   /* "f32", "f64" */
+    int32_t value_bytes;     /* bytes of one activation / KV value */
     bool available;          /* built into this library */
     bool threaded;           /* uses the session's thread count (else 1 thread) */
     const char *unavailable; /* why not, when !available */
     const backend_ops *ops;  /* NULL when !available */
 } backend_entry;
 
-/* Entries in id order: backend_registry_at(0 .. count - 1). */
+/* Entries in id order (entry i has id i): backend_registry_at(0 .. count - 1). */
 int backend_registry_count(void);
 const backend_entry *backend_registry_at(int index);
 /* NULL if no backend has that id / name. */

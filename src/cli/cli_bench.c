@@ -210,9 +210,11 @@ int cli_bench(int argc, char **argv) {
     if (n_gen > 0) mean_stddev(tg, (int)reps, &tg_mean, &tg_sd);
     /* Bytes per decoded token: the weights (token_embd one row, or all of it
      * when tied) plus the K and V rows of every layer at every earlier
-     * position and itself; the cpu backend keeps the cache in float32, ref
-     * in float64. Averaged over the tg run: depth d = 0 .. n-1 reads d + 1 rows. */
-    double kv_elem = greta_session_backend(session) == GRETA_BACKEND_REF ? 8.0 : 4.0;
+     * position and itself, values of the backend's precision (cpu float32,
+     * ref float64). Averaged over the tg run: depth d = 0 .. n-1 reads d + 1 rows. */
+    greta_backend_info backend_info;
+    greta_backend_get_info(greta_session_backend(session), &backend_info);
+    double kv_elem = (double)backend_info.value_bytes;
     double kv_row = 2.0 * info.n_layer * info.n_head_kv * info.head_dim * kv_elem;
     double kv_mean = kv_row * ((double)n_gen + 1.0) / 2.0;
     double bytes_per_token = (double)info.decode_bytes_per_token + kv_mean;
@@ -220,7 +222,7 @@ int cli_bench(int argc, char **argv) {
     double bw_read = measure_bandwidth(n_threads, false, 5);
     double bw_copy = measure_bandwidth(n_threads, true, 5);
     double fraction = bw_read > 0 ? achieved / bw_read : 0.0;
-    const char *backend = greta_backend_name(greta_session_backend(session));
+    const char *backend = backend_info.name;
     if (json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:s, s:i, s:i, s:i, s:i}", "model", o.model_path, "name",
                               info.name, "file_type", info.file_type, "file_weight_bytes",

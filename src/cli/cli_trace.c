@@ -224,8 +224,9 @@ static int trace_record_command(int argc, char **argv) {
     }
     greta_model_info info;
     greta_model_get_info(m, &info);
-    trace_model_info tinfo = {info.n_layer, greta_backend_name(backend),
-                              backend == GRETA_BACKEND_REF ? "f64" : "f32", model_path, NULL};
+    greta_backend_info backend_info;
+    greta_backend_get_info(backend, &backend_info);
+    trace_model_info tinfo = {info.n_layer, backend_info.name, backend_info.precision, model_path, NULL};
     tracer = trace_open(&config, &tinfo, err, sizeof err);
     if (!tracer) {
         cli_error("trace record: %s", err);

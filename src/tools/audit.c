@@ -34,9 +34,6 @@ void audit_options_init(audit_options *o) {
     strcpy(o->points, "all");
 }
 
-static const char *backend_label(greta_backend b) {
-    return b == GRETA_BACKEND_REF ? "ref" : b == GRETA_BACKEND_CPU ? "cpu" : "cuda";
-}
 
 /* ------------------------------------------------------------------ */
 /* One session                                                          */
@@ -192,8 +189,9 @@ static trace *open_memory_tracer(greta_model *m, const char *model_path, greta_b
     if (trace_config_set(&config, "layers", o->layers, err, err_size) != 0 ||
         trace_config_set(&config, "points", o->points, err, err_size) != 0)
         return NULL;
-    trace_model_info info = {model_layers(m), backend_label(backend),
-                             backend == GRETA_BACKEND_REF ? "f64" : "f32", model_path, NULL};
+    greta_backend_info backend_info;
+    greta_backend_get_info(backend, &backend_info);
+    trace_model_info info = {model_layers(m), backend_info.name, backend_info.precision, model_path, NULL};
     return trace_open(&config, &info, err, err_size);
 }
 
@@ -343,7 +341,7 @@ static int audit_backends(greta_model *m, const char *path, const int32_t *ids, 
         return -1;
     }
     char name[128];
-    snprintf(name, sizeof name, "backends: %s vs %s", backend_label(o->backend_a), backend_label(o->backend_b));
+    snprintf(name, sizeof name, "backends: %s vs %s", greta_backend_name(o->backend_a), greta_backend_name(o->backend_b));
     trace_diff_result d;
     int status = compare(name, &a, &b, &tol, o, r, &d);
     if (status == 0 && o->report) {
@@ -408,7 +406,7 @@ static int audit_neutrality(greta_model *m, const char *path, const int32_t *ids
         }
         size_t records = trace_records(tracer) ? trace_records(tracer)->count : 0;
         char name[128];
-        snprintf(name, sizeof name, "neutrality: tracing on vs off (%s)", backend_label(o->backend));
+        snprintf(name, sizeof name, "neutrality: tracing on vs off (%s)", greta_backend_name(o->backend));
         if (bad_row == rows) {
             if (o->report)
                 fprintf(o->report, "%-44s ok    logits of %zu rows (%zu prompt + %d decode) bitwise equal; %zu "
