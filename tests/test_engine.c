@@ -621,6 +621,87 @@ done:
 
 /* ---- kernels: AVX2 == portable, decode == quant_dequantize ---- */
 
+/* The reduction order cpu_kernels.h documents, written independently: one
+ * 8-lane accumulator fed chunk by chunk with fmaf, the lanes summed as
+ * ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)), then the tail in order. */
+static float dot_recipe(const float *a, const float *b, int64_t n) {
+    float lane[8] = {0};
+    int64_t n8 = n - n % 8;
+    for (int64_t i = 0; i < n8; i++) lane[i % 8] = fmaf(a[i], b[i], lane[i % 8]);
+    float s = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+    for (int64_t i = n8; i < n; i++) s = fmaf(a[i], b[i], s);
+    return s;
+}
+
+/* |dot - exact| <= (n/8 + n%8 + 4) * 2^-24 * sum|a*b|: a lane is a chain of
+ * n/8 fmas, three additions join the lanes, each tail value one fma. */
+static bool dot_within_bound(float got, const float *a, const float *b, int64_t n, double *worst) {
+    double exact = 0.0, magnitude = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        exact += (double)a[i] * (double)b[i];
+        magnitude += fabs((double)a[i] * (double)b[i]);
+    }
+    double bound = (double)(n / 8 + n % 8 + 4) * 0x1p-24 * magnitude + 1e-38;
+    double share = fabs((double)got - exact) / bound;
+    if (share > *worst) *worst = share;
+    return share <= 1.0;
+}
+
+/* The forward's dot products (the portable and the best kernels, and the
+ * fused decode + dot on quantized rows) follow the documented order bit
+ * for bit and stay within the float32 error bound of the exact value. */
+static void test_kernel_dot_order(void) {
+    const cpu_kernels *best = cpu_kernels_best(), *port = cpu_kernels_portable();
+    uint64_t rng = 99;
+    const int64_t max_n = 2304;
+    float *a = malloc((size_t)max_n * sizeof(float)), *b = malloc((size_t)max_n * sizeof(float));
+    for (int64_t i = 0; i < max_n; i++) a[i] = (float)tm_normal(&rng), b[i] = (float)tm_normal(&rng);
+    int lengths = 0, as_recipe = 0, bounded = 0;
+    double worst = 0.0;
+    for (int64_t n = 1; n <= max_n; n = n < 64 ? n + 1 : n * 3 / 2) {
+        float r = dot_recipe(a, b, n), p = port->dot(a, b, n), k = best->dot(a, b, n);
+        lengths++;
+        as_recipe += memcmp(&r, &p, sizeof r) == 0 && memcmp(&r, &k, sizeof r) == 0;
+        bounded += dot_within_bound(p, a, b, n, &worst);
+    }
+    CHECK(as_recipe == lengths, "portable and %s dot follow the documented order bitwise on %d lengths (%d)",
+          best->name, lengths, as_recipe);
+    CHECK(bounded == lengths, "dot within the float32 error bound on %d lengths (worst %.3g of the bound)", lengths,
+          worst);
+    /* Quantized N(0,1) rows of every type the kernels decode themselves:
+     * the fused decode+dot of a decode step, against the recipe on the
+     * exactly dequantized row and against float64. */
+    const uint32_t types[] = {QT_F32, QT_Q4_0, QT_Q4_1, QT_Q8_0, QT_Q4_K, QT_Q6_K};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        const int64_t n = max_n; /* 72 blocks of 32, 9 of 256 */
+        size_t rb = quant_row_bytes(types[t], n);
+        uint8_t *q = malloc(rb);
+        float *w = malloc((size_t)n * sizeof(float));
+        quant_quantize(types[t], a, q, n);
+        quant_dequantize(types[t], q, w, n);
+        model_weight mw = {"w", types[t], n, 1, rb, q};
+        /* What a decode step computes: the fused kernel where the type has
+         * one, else decode_rows + a 1 x 1 tile (as prefill does). */
+        float got = 0.0f, recipe = dot_recipe(w, b, n);
+        bool fused = best->dot_rows && best->dot_rows(&mw, 0, 1, b, &got);
+        if (!fused) {
+            float *decoded = malloc((size_t)n * sizeof(float));
+            best->decode_rows(&mw, 0, 1, decoded, n);
+            best->tile(decoded, n, 1, b, n, 1, &got, 1, n);
+            free(decoded);
+        }
+        double share = 0.0;
+        bool in_bound = dot_within_bound(got, w, b, n, &share);
+        CHECK(memcmp(&got, &recipe, sizeof got) == 0 && in_bound,
+              "%s row of %lld: %s == the recipe on the dequantized row, error %.3g of the float32 bound",
+              quant_type_name(types[t]), (long long)n, fused ? "fused decode+dot" : "decode_rows + tile", share);
+        free(q);
+        free(w);
+    }
+    free(a);
+    free(b);
+}
+
 static void test_kernels(void) {
     const cpu_kernels *best = cpu_kernels_best(), *port = cpu_kernels_portable();
     printf("# cpu kernels in use: %s\n", best->name);
@@ -752,6 +833,7 @@ static void test_default_model(void) {
 
 int main(void) {
     test_kernels();
+    test_kernel_dot_order();
     test_tiny_fixture();
     test_random_models();
     test_long_prompt();

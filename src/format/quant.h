@@ -2,13 +2,12 @@
  *
  * Every format stores a row of n values (n a multiple of the block size) as
  * n / block_size blocks of type_size bytes, little-endian, exactly as ggml
- * lays them out. This module dequantizes, takes dot products against float32
- * vectors, and quantizes; it knows nothing of files or models.
+ * lays them out. This module dequantizes and quantizes; it knows nothing of
+ * files or models. (Dot products belong to the backends: the cpu backend's
+ * kernels decode blocks themselves, bit-exact with quant_dequantize.)
  *
  * Numerics: dequantization is bit-exact with ggml / the `gguf` Python
- * package. quant_dot() accumulates in float32 in a fixed order that depends
- * only on n (never on threads or on how many rows a caller batches), so any
- * output element computed through it is reproducible bit for bit. */
+ * package. */
 #ifndef GRETA_QUANT_H
 #define GRETA_QUANT_H
 
@@ -68,25 +67,6 @@ void quant_dequantize(uint32_t type, const void *src, float *dst, int64_t n);
  * bit-exact with quant_dequantize(). For matmul kernels that decode a block
  * once and use it against several vectors. */
 void quant_dequantize_block(uint32_t type, const void *block, float *dst);
-
-/* sum_i row[i] * x[i] for a stored row of n values, float32 accumulation in
- * a fixed order that depends only on n. Exactly: with w = the dequantized
- * row (bit-exact with quant_dequantize) and 32 lanes starting at +0,
- *   lane[i % 32] = fmaf(w[i], x[i], lane[i % 32])   for i = 0, 1, ..., n-1
- *   v[l] = (lane[l] + lane[l+8]) + (lane[l+16] + lane[l+24])   (l < 8)
- *   h[l] = v[l] + v[l+4] (l < 4),  g[l] = h[l] + h[l+2] (l < 2),  g[0] + g[1].
- * A batched kernel that follows this recipe gets the same bits. Returns NaN
- * if the type is unsupported or n is not a multiple of the block size; 0 for
- * n == 0. Uses AVX2+FMA when the CPU has it, else the portable path; both
- * give identical results. */
-float quant_dot(uint32_t type, const void *row, const float *x, int64_t n);
-
-/* The two implementations of quant_dot, callable explicitly (tests,
- * benchmarks). quant_dot_avx2 must only be called when
- * quant_dot_avx2_available() (on non-x86 builds it is the portable path). */
-float quant_dot_portable(uint32_t type, const void *row, const float *x, int64_t n);
-float quant_dot_avx2(uint32_t type, const void *row, const float *x, int64_t n);
-bool quant_dot_avx2_available(void);
 
 /* Quantizes n floats into dst (quant_row_bytes(type, n) bytes) the way
  * llama.cpp's reference quantizer does (no importance matrix). Returns the
