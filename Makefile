@@ -95,6 +95,6 @@ clean:
 # fuzz: libFuzzer harness for the GGUF reader (clang); fuzz/run.sh runs it, docs/fuzzing.md records runs.
 .PHONY: fuzz
 fuzz: build/fuzz/fuzz_gguf
-build/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c src/format/gguf.c src/format/gguf.h src/format/quant.c src/format/quant.h
+build/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c src/format/gguf.c src/format/gguf.h src/format/quant.c src/format/quant.h src/base/errors.c
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o $@ fuzz/fuzz_gguf.c src/format/gguf.c src/format/quant.c -lm
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc -o $@ fuzz/fuzz_gguf.c src/format/gguf.c src/format/quant.c src/base/errors.c -lm

@@ -84,7 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     char path[64], err[256];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    gguf_file *f = gguf_open(path, err, sizeof err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
     if (f) {
         volatile uint64_t sink = walk(f);
         (void)sink;

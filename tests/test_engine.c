@@ -599,7 +599,8 @@ static void test_trace(void) {
         }
         if (r->point == TP_X_IN && r->layer == 0 && r->pos_id == 1) {
             /* x_in of layer 0 is the embedding row of token 7, dequantized. */
-            gguf_file *f = gguf_open(path, err, sizeof err);
+            gguf_file *f = NULL;
+            gguf_open(path, &f, err, sizeof err);
             const gguf_tensor *t = f ? gguf_find_tensor(f, "token_embd.weight") : NULL;
             float row[64];
             if (t) {

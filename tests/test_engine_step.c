@@ -135,9 +135,11 @@ int main(void) {
     spec.type = QT_Q8_0;
     spec.n_embd = 64;
     CHECK(tm_write(&spec, path), "write a tiny Q8_0 model");
-    gguf_file *f = gguf_open(path, err, sizeof err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
     CHECK(f != NULL, "open: %s", err);
-    model *m = f ? model_load(f, err, sizeof err) : NULL;
+    model *m = NULL;
+    if (f) model_load(f, &m, err, sizeof err);
     CHECK(m != NULL, "load: %s", err);
     engine_model *em = m ? engine_model_new(m) : NULL;
     if (!em) return check_finish("test_engine_step");

@@ -312,7 +312,8 @@ static void test_python_written(void) {
     snprintf(args, sizeof args, "'%s'", path);
     if (!run_python("gguf_pywrite.py", args)) return;
     char err[256];
-    gguf_file *f = gguf_open(path, err, sizeof err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
     CHECK(f != NULL, "greta opens the GGUFWriter file (%s)", f ? "ok" : err);
     if (!f) return;
     CHECK(gguf_version(f) == 3, "python file: version 3");
@@ -471,7 +472,8 @@ static uint8_t *pattern_data(const expected_tensor *t) {
 
 static void check_written_file(const char *label, const char *path) {
     char err[256];
-    gguf_file *f = gguf_open(path, err, sizeof err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
     CHECK(f != NULL, "%s: greta opens it (%s)", label, f ? "ok" : err);
     if (f) {
         CHECK(gguf_version(f) == 3 && gguf_alignment(f) == 32, "%s: version 3, alignment 32", label);
@@ -503,7 +505,8 @@ static void test_greta_written(void) {
     path_in_tmp(py_path, sizeof py_path, "python_written.gguf");
     path_in_tmp(path, sizeof path, "greta_written.gguf");
     path_in_tmp(stream_path, sizeof stream_path, "greta_streamed.gguf");
-    gguf_file *py = gguf_open(py_path, err, sizeof err);
+    gguf_file *py = NULL;
+    gguf_open(py_path, &py, err, sizeof err);
     CHECK(py != NULL, "the package's file is there to copy a nested array from");
 
     gguf_writer *w = gguf_writer_new();
@@ -633,7 +636,8 @@ static void test_alignment_and_vocab_only(void) {
     gguf_writer_add_tensor(w, "empty", QT_F32, 1, empty, data, 0);
     CHECK(gguf_writer_write(w, path, err, sizeof err), "write with alignment 256");
     gguf_writer_free(w);
-    gguf_file *f = gguf_open(path, err, sizeof err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
     CHECK(f != NULL, "read alignment-256 file (%s)", f ? "ok" : err);
     if (f) {
         CHECK(gguf_alignment(f) == 256 && gguf_data_offset(f) % 256 == 0, "alignment 256 and data offset %llu",
@@ -651,7 +655,7 @@ static void test_alignment_and_vocab_only(void) {
     gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 3);
     CHECK(gguf_writer_write(w, path, err, sizeof err), "write a vocabulary-only file");
     gguf_writer_free(w);
-    f = gguf_open(path, err, sizeof err);
+    gguf_open(path, &f, err, sizeof err);
     CHECK(f != NULL && gguf_tensor_count(f) == 0, "vocabulary-only file loads with 0 tensors (%s)", f ? "ok" : err);
     if (f) {
         int64_t kv = gguf_find_key(f, "tokenizer.ggml.tokens");

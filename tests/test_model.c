@@ -20,24 +20,31 @@ static const char *tmp_path(const char *name) {
     return path_buf;
 }
 
-/* Writes spec, loads it; returns the model (NULL on error, message in err). */
-static model *load_spec(const tm_spec *spec, const char *name, char *err, size_t err_size) {
+/* Writes spec, loads it; returns the model (NULL on error, message in err
+ * and the status in *status when status is not NULL). */
+static model *load_spec(const tm_spec *spec, const char *name, char *err, size_t err_size, greta_status *status) {
     const char *path = tmp_path(name);
     err[0] = 0;
     if (!tm_write(spec, path)) {
         snprintf(err, err_size, "writer failed");
         return NULL;
     }
-    gguf_file *f = gguf_open(path, err, err_size);
-    if (!f) return NULL;
-    return model_load(f, err, err_size);
+    gguf_file *f = NULL;
+    model *m = NULL;
+    greta_status st = gguf_open(path, &f, err, err_size);
+    if (st == GRETA_OK) st = model_load(f, &m, err, err_size);
+    if (status) *status = st;
+    return m;
 }
 
-static void expect_error(const tm_spec *spec, const char *name, const char *needle) {
+/* Expects loading spec to fail with status want and a message containing needle. */
+static void expect_error(const tm_spec *spec, const char *name, greta_status want, const char *needle) {
     char err[512];
-    model *m = load_spec(spec, name, err, sizeof err);
-    CHECK(m == NULL && strstr(err, needle) != NULL, "%s: expected an error containing \"%s\", got \"%s\"", name,
-          needle, m ? "(loaded)" : err);
+    greta_status st = GRETA_OK;
+    model *m = load_spec(spec, name, err, sizeof err, &st);
+    CHECK(m == NULL && st == want && strstr(err, needle) != NULL,
+          "%s: expected %s with an error containing \"%s\", got %s \"%s\"", name, greta_status_string(want), needle,
+          greta_status_string(st), m ? "(loaded)" : err);
     model_free(m);
 }
 
@@ -55,7 +62,7 @@ static void test_good_model(void) {
     s.type = QT_Q4_1;
     s.embd_type = QT_Q8_0;
     char err[512];
-    model *m = load_spec(&s, "good.gguf", err, sizeof err);
+    model *m = load_spec(&s, "good.gguf", err, sizeof err, NULL);
     CHECK(m != NULL, "good model loads (%s)", err);
     if (!m) return;
     const model_hparams *hp = &m->hp;
@@ -90,7 +97,7 @@ static void test_tied_and_scaling(void) {
     s.tied = true;
     s.linear_factor = 4.0;
     char err[512];
-    model *m = load_spec(&s, "tied.gguf", err, sizeof err);
+    model *m = load_spec(&s, "tied.gguf", err, sizeof err, NULL);
     CHECK(m && m->tied_embeddings && m->output.data == m->token_embd.data, "tied: output is token_embd (%s)", err);
     CHECK(m && m->hp.rope_scaling == ROPE_SCALING_LINEAR && m->hp.rope_scale_factor == 4.0, "linear scaling 4");
     if (m) {
@@ -102,7 +109,7 @@ static void test_tied_and_scaling(void) {
 
     s = tm_default();
     s.rope_freqs = true;
-    m = load_spec(&s, "llama3.gguf", err, sizeof err);
+    m = load_spec(&s, "llama3.gguf", err, sizeof err, NULL);
     CHECK(m && m->rope_freqs && m->hp.rope_scaling == ROPE_SCALING_LLAMA3, "rope_freqs bound as llama3 (%s)", err);
     if (m) CHECK(m->rope_freqs[0] == 1.0f && m->rope_freqs[3] == 2.5f, "rope_freqs values");
     if (m) {
@@ -115,7 +122,7 @@ static void test_tied_and_scaling(void) {
     s = tm_default();
     s.rope_dim = 8;
     s.rope_base = 0; /* key absent: default 10000 */
-    m = load_spec(&s, "partial.gguf", err, sizeof err);
+    m = load_spec(&s, "partial.gguf", err, sizeof err, NULL);
     CHECK(m && m->hp.rope_dim == 8 && m->hp.rope_freq_base == 10000.0, "partial rope dim 8, default base (%s)", err);
     model_free(m);
 }
@@ -123,41 +130,41 @@ static void test_tied_and_scaling(void) {
 static void test_errors(void) {
     tm_spec s = tm_default();
     s.omit = "blk.1.attn_k.weight";
-    expect_error(&s, "missing.gguf", "missing tensor 'blk.1.attn_k.weight'");
+    expect_error(&s, "missing.gguf", GRETA_ERR_FORMAT, "missing tensor 'blk.1.attn_k.weight'");
     s = tm_default();
     s.omit = "output_norm.weight";
-    expect_error(&s, "missing_norm.gguf", "missing tensor 'output_norm.weight'");
+    expect_error(&s, "missing_norm.gguf", GRETA_ERR_FORMAT, "missing tensor 'output_norm.weight'");
     s = tm_default();
     s.omit = "token_embd.weight";
-    expect_error(&s, "missing_embd.gguf", "missing tensor 'token_embd.weight'");
+    expect_error(&s, "missing_embd.gguf", GRETA_ERR_FORMAT, "missing tensor 'token_embd.weight'");
     s = tm_default();
     s.misshape = "blk.0.ffn_up.weight";
-    expect_error(&s, "shape.gguf", "tensor 'blk.0.ffn_up.weight' has shape [64, 97], expected [64, 96]");
+    expect_error(&s, "shape.gguf", GRETA_ERR_FORMAT, "tensor 'blk.0.ffn_up.weight' has shape [64, 97], expected [64, 96]");
     s = tm_default();
     s.misshape = "blk.0.attn_v.weight";
-    expect_error(&s, "shape_v.gguf", "'blk.0.attn_v.weight' has shape [64, 33], expected [64, 32]");
+    expect_error(&s, "shape_v.gguf", GRETA_ERR_FORMAT, "'blk.0.attn_v.weight' has shape [64, 33], expected [64, 32]");
     s = tm_default();
     s.misshape = "blk.1.attn_norm.weight";
-    expect_error(&s, "shape_norm.gguf", "'blk.1.attn_norm.weight' has shape [64, 2], expected [64]");
+    expect_error(&s, "shape_norm.gguf", GRETA_ERR_FORMAT, "'blk.1.attn_norm.weight' has shape [64, 2], expected [64]");
     s = tm_default();
     s.misshape = "output.weight";
-    expect_error(&s, "shape_out.gguf", "'output.weight' has shape [64, 51], expected [64, 50]");
+    expect_error(&s, "shape_out.gguf", GRETA_ERR_FORMAT, "'output.weight' has shape [64, 51], expected [64, 50]");
     s = tm_default();
     s.extra = "blk.0.attn_q.bias";
-    expect_error(&s, "extra.gguf", "unexpected tensor 'blk.0.attn_q.bias'");
+    expect_error(&s, "extra.gguf", GRETA_ERR_FORMAT, "unexpected tensor 'blk.0.attn_q.bias'");
     s = tm_default();
     s.arch = "gpt2";
-    expect_error(&s, "arch.gguf", "unsupported architecture 'gpt2'");
+    expect_error(&s, "arch.gguf", GRETA_ERR_UNSUPPORTED, "unsupported architecture 'gpt2'");
     s = tm_default();
     s.n_head_kv = 3; /* 4 heads are not a multiple of 3 */
-    expect_error(&s, "gqa.gguf", "head count 4 is not a multiple of head_count_kv 3");
+    expect_error(&s, "gqa.gguf", GRETA_ERR_FORMAT, "head count 4 is not a multiple of head_count_kv 3");
     s = tm_default();
     s.rope_dim = 20; /* head dim is 16 */
-    expect_error(&s, "ropedim.gguf", "rope dimension 20");
+    expect_error(&s, "ropedim.gguf", GRETA_ERR_FORMAT, "rope dimension 20");
     s = tm_default();
     s.n_head = 5; /* 64 is not a multiple of 5 */
     s.n_head_kv = 5;
-    expect_error(&s, "heads.gguf", "not a multiple of head count 5");
+    expect_error(&s, "heads.gguf", GRETA_ERR_FORMAT, "not a multiple of head count 5");
 }
 
 /* Missing required key: write the model without llama.block_count. */
@@ -169,9 +176,12 @@ static void test_missing_key(void) {
     char err[256] = "";
     CHECK(gguf_writer_write(w, path, err, sizeof err), "write keyless file (%s)", err);
     gguf_writer_free(w);
-    gguf_file *f = gguf_open(path, err, sizeof err);
-    model *m = f ? model_load(f, err, sizeof err) : NULL;
-    CHECK(!m && strstr(err, "missing key llama.feed_forward_length"), "missing key named: %s", err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
+    model *m = NULL;
+    greta_status st = f ? model_load(f, &m, err, sizeof err) : GRETA_ERR_IO;
+    CHECK(!m && st == GRETA_ERR_FORMAT && strstr(err, "missing key llama.feed_forward_length"),
+          "missing key named, bad model file: %s", err);
     model_free(m);
 }
 
@@ -183,9 +193,11 @@ static void test_default_model(void) {
     json_t *fx = json_load_file(fixture, 0, &jerr);
     CHECK(fx != NULL, "fixture %s readable (%s)", fixture, fx ? "" : jerr.text);
     char err[512] = "";
-    gguf_file *f = gguf_open(path, err, sizeof err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
     CHECK(f != NULL, "default model opens (%s) - run scripts/fetch-model", err);
-    model *m = f ? model_load(f, err, sizeof err) : NULL;
+    model *m = NULL;
+    if (f) model_load(f, &m, err, sizeof err);
     CHECK(m != NULL, "default model binds (%s)", err);
     if (!m || !fx) {
         model_free(m);
@@ -226,7 +238,8 @@ static void test_nan_logits(void) {
     const char *path = tmp_path("nan.gguf");
     CHECK(tm_write(&s, path), "write nan.gguf");
     char err[512] = "";
-    gguf_file *f = gguf_open(path, err, sizeof err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
     const gguf_tensor *t = f ? gguf_find_tensor(f, "output_norm.weight") : NULL;
     long at = t ? (long)(gguf_data_offset(f) + t->offset) : -1;
     gguf_close(f);

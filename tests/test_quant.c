@@ -378,7 +378,8 @@ static void test_model_tensors(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", check_repo_dir());
     char err[256] = "";
-    gguf_file *file = gguf_open(path, err, sizeof err);
+    gguf_file *file = NULL;
+    gguf_open(path, &file, err, sizeof err);
     CHECK(file != NULL, "default model %s opens (%s); run `bash scripts/fetch-model` if it is missing", path,
           file ? "ok" : err);
     size_t size = 0;

@@ -97,7 +97,8 @@ static bool write_vocab_gguf(const json_t *vocab, const char *path, const char *
 
 static tokenizer *open_tokenizer(const char *path) {
     char err[512] = "";
-    gguf_file *f = gguf_open(path, err, sizeof err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
     CHECK(f != NULL, "open %s: %s", path, err);
     if (!f) return NULL;
     tokenizer *tok = tokenizer_load(f, err, sizeof err);
@@ -504,7 +505,8 @@ static void test_errors(void) {
     char path[1024], err[512];
     snprintf(path, sizeof path, "%s/badpre.gguf", check_tmp_dir());
     write_vocab_gguf(json_object_get(fx, "vocab"), path, "no-such-pre");
-    gguf_file *f = gguf_open(path, err, sizeof err);
+    gguf_file *f = NULL;
+    gguf_open(path, &f, err, sizeof err);
     tokenizer *tok = f ? tokenizer_load(f, err, sizeof err) : NULL;
     CHECK(f && !tok && strstr(err, "tokenizer.ggml.pre") && strstr(err, "'no-such-pre'"),
           "unknown pre is an error naming it: %s", err);
@@ -515,7 +517,7 @@ static void test_errors(void) {
     snprintf(path, sizeof path, "%s/badmodel.gguf", check_tmp_dir());
     gguf_writer_write(w, path, err, sizeof err);
     gguf_writer_free(w);
-    f = gguf_open(path, err, sizeof err);
+    gguf_open(path, &f, err, sizeof err);
     tok = f ? tokenizer_load(f, err, sizeof err) : NULL;
     CHECK(f && !tok && strstr(err, "'bert'"), "unknown model is an error naming it: %s", err);
     gguf_close(f);
@@ -525,7 +527,7 @@ static void test_errors(void) {
     snprintf(path, sizeof path, "%s/notokens.gguf", check_tmp_dir());
     gguf_writer_write(w, path, err, sizeof err);
     gguf_writer_free(w);
-    f = gguf_open(path, err, sizeof err);
+    gguf_open(path, &f, err, sizeof err);
     tok = f ? tokenizer_load(f, err, sizeof err) : NULL;
     CHECK(f && !tok && strstr(err, "tokenizer.ggml.tokens"), "missing tokens is an error naming the key: %s", err);
     gguf_close(f);
@@ -535,7 +537,7 @@ static void test_errors(void) {
     gguf_writer_set_u32(w, "general.alignment", 32);
     gguf_writer_write(w, path, err, sizeof err);
     gguf_writer_free(w);
-    f = gguf_open(path, err, sizeof err);
+    gguf_open(path, &f, err, sizeof err);
     tok = f ? tokenizer_load(f, err, sizeof err) : NULL;
     CHECK(f && !tok && strstr(err, "tokenizer.ggml.model"), "a file without a tokenizer is an error: %s", err);
     gguf_close(f);
@@ -640,7 +642,8 @@ static tokenizer *load_vocab(const char *name, char **texts, const int32_t *type
     free(scores);
     free(strs);
     CHECK(written, "write %s: %s", path, err);
-    gguf_file *f = written ? gguf_open(path, err, sizeof err) : NULL;
+    gguf_file *f = NULL;
+    if (written) gguf_open(path, &f, err, sizeof err);
     clock_t t0 = clock();
     tokenizer *tok = f ? tokenizer_load(f, err, sizeof err) : NULL;
     *seconds = (double)(clock() - t0) / CLOCKS_PER_SEC;

@@ -119,15 +119,12 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
         format_error(err, err_size, "load cancelled");
         return GRETA_ERR_CANCELLED;
     }
-    if (access(path, R_OK) != 0) {
-        format_error(err, err_size, "cannot open: %s", strerror(errno));
-        return GRETA_ERR_IO;
-    }
     char why[400] = "";
-    gguf_file *file = gguf_open(path, why, sizeof why);
-    if (!file) {
+    gguf_file *file = NULL;
+    greta_status opened = gguf_open(path, &file, why, sizeof why);
+    if (opened != GRETA_OK) {
         format_error(err, err_size, "%s", why);
-        return GRETA_ERR_FORMAT;
+        return opened;
     }
     greta_model *gm = calloc(1, sizeof *gm);
     if (!gm) {
@@ -155,8 +152,8 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
     }
     if (!p->vocab_only) { /* hyperparameters first: a bad file is refused before its vocabulary is built */
         model_hparams hp;
-        if (!model_read_hparams(file, &hp, why, sizeof why)) {
-            status = strstr(why, "unsupported") ? GRETA_ERR_UNSUPPORTED : GRETA_ERR_FORMAT;
+        status = model_read_hparams(file, &hp, why, sizeof why);
+        if (status != GRETA_OK) {
             format_error(err, err_size, "%s", why);
             goto fail_file;
         }
@@ -176,9 +173,8 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
     if (p->vocab_only) {
         gguf_close(file);
     } else {
-        gm->m = model_load(file, why, sizeof why); /* owns (or closes) file */
-        if (!gm->m) {
-            status = strstr(why, "unsupported") ? GRETA_ERR_UNSUPPORTED : GRETA_ERR_FORMAT;
+        status = model_load(file, &gm->m, why, sizeof why); /* owns (or closes) file */
+        if (status != GRETA_OK) {
             format_error(err, err_size, "%s", why);
             goto fail;
         }

@@ -158,7 +158,7 @@ static void print_hparams(const gguf_file *f) {
     model_hparams hp;
     char err[256];
     printf("\nhyperparameters:\n");
-    if (!model_read_hparams(f, &hp, err, sizeof err)) {
+    if (model_read_hparams(f, &hp, err, sizeof err) != GRETA_OK) {
         printf("  not available: %s\n", err);
         return;
     }
@@ -250,7 +250,7 @@ static json_t *json_value(const gguf_file *f, uint64_t kv) {
 static json_t *json_hparams(const gguf_file *f) {
     model_hparams hp;
     char err[256];
-    if (!model_read_hparams(f, &hp, err, sizeof err)) {
+    if (model_read_hparams(f, &hp, err, sizeof err) != GRETA_OK) {
         gguf_str reason = {err, strlen(err)};
         return json_pack("{s:o}", "error", json_bytes(reason));
     }
@@ -381,8 +381,8 @@ int cli_inspect(int argc, char **argv) {
         return 2;
     }
     char err[512];
-    gguf_file *f = gguf_open(path, err, sizeof err);
-    if (!f) {
+    gguf_file *f = NULL;
+    if (gguf_open(path, &f, err, sizeof err) != GRETA_OK) {
         cli_error("%s: %s", path, err);
         return 1;
     }

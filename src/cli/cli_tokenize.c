@@ -201,8 +201,8 @@ int cli_tokenize(int argc, char **argv) {
         return 2;
     }
     char err[512];
-    gguf_file *file = gguf_open(model_path, err, sizeof err);
-    if (!file) {
+    gguf_file *file = NULL;
+    if (gguf_open(model_path, &file, err, sizeof err) != GRETA_OK) {
         cli_error("%s: %s", model_path, err);
         return 1;
     }

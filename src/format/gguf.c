@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/errors.h"
 #include "format/quant.h"
 
 /* One metadata entry. value/value_size span the value bytes in the mapping
@@ -122,14 +123,33 @@ typedef struct {
     uint64_t pos;
     char *err;
     size_t err_size;
+    greta_status status; /* of the first failure */
     char what[192]; /* the item being parsed, e.g. "metadata key 'general.name'" */
 } parser;
 
+static bool fail_v(parser *p, greta_status status, const char *fmt, va_list args) {
+    if (p->status == GRETA_OK) p->status = status;
+    format_error_v(p->err, p->err_size, fmt, args);
+    return false;
+}
+
+/* A malformed file (GRETA_ERR_FORMAT). */
 static bool fail(parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bool fail(parser *p, const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
-    if (p->err && p->err_size) vsnprintf(p->err, p->err_size, fmt, args);
+    fail_v(p, GRETA_ERR_FORMAT, fmt, args);
+    va_end(args);
+    return false;
+}
+
+/* A well-formed file greta cannot read (GRETA_ERR_UNSUPPORTED), or no
+ * memory to read it (GRETA_ERR_NO_MEMORY). */
+static bool fail_as(parser *p, greta_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail_as(parser *p, greta_status status, const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    fail_v(p, status, fmt, args);
     va_end(args);
     return false;
 }
@@ -217,7 +237,7 @@ static bool parse_array(parser *p, int depth, gguf_kv *kv) {
         if (!check_count(p, count, MIN_STRING_BYTES, "array strings")) return false;
         if (kv && count > 0) {
             kv->arr_strs = calloc(count, sizeof *kv->arr_strs);
-            if (!kv->arr_strs) return fail(p, "%s: out of memory for %llu strings", p->what, (unsigned long long)count);
+            if (!kv->arr_strs) return fail_as(p, GRETA_ERR_NO_MEMORY, "%s: out of memory for %llu strings", p->what, (unsigned long long)count);
         }
         for (uint64_t i = 0; i < count; i++) {
             gguf_str s;
@@ -259,7 +279,7 @@ static bool parse_kvs(parser *p, gguf_file *f) {
     if (f->n_kv > 0) {
         f->kvs = calloc(f->n_kv, sizeof *f->kvs);
         f->kv_by_key = calloc(f->n_kv, sizeof *f->kv_by_key);
-        if (!f->kvs || !f->kv_by_key) return fail(p, "out of memory for %llu metadata entries", (unsigned long long)f->n_kv);
+        if (!f->kvs || !f->kv_by_key) return fail_as(p, GRETA_ERR_NO_MEMORY, "out of memory for %llu metadata entries", (unsigned long long)f->n_kv);
     }
     for (uint64_t i = 0; i < f->n_kv; i++) {
         gguf_kv *kv = &f->kvs[i];
@@ -319,7 +339,7 @@ static bool parse_tensor_info(parser *p, gguf_tensor *t, uint64_t index) {
                     GGUF_MAX_NAME_LEN);
     if (has_nul(name)) return fail(p, "tensor name '%s' contains a NUL byte", shown);
     t->name = gguf_str_dup(name);
-    if (!t->name) return fail(p, "out of memory");
+    if (!t->name) return fail_as(p, GRETA_ERR_NO_MEMORY, "out of memory");
     snprintf(p->what, sizeof p->what, "tensor '%s'", shown);
     if (!read_u32(p, &t->n_dims, "dimension count")) return false;
     if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
@@ -344,7 +364,7 @@ static bool check_tensor_shape(parser *p, gguf_tensor *t) {
     if (t->type >= QT_COUNT_MAX || strcmp(quant_type_name(t->type), "unknown") == 0)
         return fail(p, "tensor '%s' has unknown type id %u", shown, t->type);
     if (!quant_type_supported(t->type))
-        return fail(p, "tensor '%s' has unsupported type %s", shown, quant_type_name(t->type));
+        return fail_as(p, GRETA_ERR_UNSUPPORTED, "tensor '%s' has unsupported type %s", shown, quant_type_name(t->type));
     uint64_t elements = 1;
     for (int d = 0; d < GGUF_MAX_DIMS; d++) {
         uint64_t ne = (uint64_t)t->ne[d];
@@ -394,7 +414,7 @@ static bool place_tensors(parser *p, gguf_file *f) {
     }
     if (f->n_tensors < 2) return true;
     gguf_tensor **by_offset = malloc(f->n_tensors * sizeof *by_offset);
-    if (!by_offset) return fail(p, "out of memory");
+    if (!by_offset) return fail_as(p, GRETA_ERR_NO_MEMORY, "out of memory");
     for (uint64_t i = 0; i < f->n_tensors; i++) by_offset[i] = &f->tensors[i];
     qsort(by_offset, f->n_tensors, sizeof *by_offset, compare_tensor_offset);
     /* In offset order, each non-empty tensor must start at or after the end
@@ -425,7 +445,7 @@ static bool parse_tensors(parser *p, gguf_file *f) {
         f->tensors = calloc(f->n_tensors, sizeof *f->tensors);
         f->tensor_by_name = calloc(f->n_tensors, sizeof *f->tensor_by_name);
         if (!f->tensors || !f->tensor_by_name)
-            return fail(p, "out of memory for %llu tensor infos", (unsigned long long)f->n_tensors);
+            return fail_as(p, GRETA_ERR_NO_MEMORY, "out of memory for %llu tensor infos", (unsigned long long)f->n_tensors);
     }
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         if (!parse_tensor_info(p, &f->tensors[i], i)) return false;
@@ -460,11 +480,11 @@ static bool parse_header(parser *p, gguf_file *f) {
     }
     p->pos = 4;
     if (!read_u32(p, &f->version, "version")) return false;
-    if (f->version == 1) return fail(p, "GGUF version 1 is not supported (greta reads versions 2 and 3)");
+    if (f->version == 1) return fail_as(p, GRETA_ERR_UNSUPPORTED, "GGUF version 1 is not supported (greta reads versions 2 and 3)");
     if (f->version != 2 && f->version != 3) {
         if ((f->version & 0xffff) == 0 && (f->version == 0x02000000u || f->version == 0x03000000u))
-            return fail(p, "big-endian GGUF files are not supported");
-        return fail(p, "unsupported GGUF version %u (greta reads versions 2 and 3)", f->version);
+            return fail_as(p, GRETA_ERR_UNSUPPORTED, "big-endian GGUF files are not supported");
+        return fail_as(p, GRETA_ERR_UNSUPPORTED, "unsupported GGUF version %u (greta reads versions 2 and 3)", f->version);
     }
     if (!read_u64(p, &f->n_tensors, "tensor count")) return false;
     if (!read_u64(p, &f->n_kv, "metadata entry count")) return false;
@@ -474,55 +494,53 @@ static bool parse_header(parser *p, gguf_file *f) {
     return parse_kvs(p, f) && parse_alignment(p, f) && parse_tensors(p, f);
 }
 
-static void format_errno(char *err, size_t err_size, const char *what, int error) {
-    if (err && err_size) snprintf(err, err_size, "%s: %s", what, strerror(error));
-}
-
-gguf_file *gguf_open(const char *path, char *err, size_t err_size) {
-    if (err && err_size) err[0] = 0;
+greta_status gguf_open(const char *path, gguf_file **out, char *err, size_t err_size) {
+    *out = NULL;
+    format_error(err, err_size, "%s", "");
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        format_errno(err, err_size, "cannot open", errno);
-        return NULL;
+        format_error(err, err_size, "cannot open: %s", strerror(errno));
+        return GRETA_ERR_IO;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        format_errno(err, err_size, "cannot stat", errno);
+        format_error(err, err_size, "cannot stat: %s", strerror(errno));
         close(fd);
-        return NULL;
+        return GRETA_ERR_IO;
     }
     if (S_ISDIR(st.st_mode) || !S_ISREG(st.st_mode)) {
-        if (err && err_size) snprintf(err, err_size, S_ISDIR(st.st_mode) ? "is a directory, not a GGUF file" : "not a regular file");
+        format_error(err, err_size, "%s", S_ISDIR(st.st_mode) ? "is a directory, not a GGUF file" : "not a regular file");
         close(fd);
-        return NULL;
+        return GRETA_ERR_IO;
     }
     if (st.st_size == 0) {
-        if (err && err_size) snprintf(err, err_size, "empty file (0 bytes), not a GGUF file");
+        format_error(err, err_size, "empty file (0 bytes), not a GGUF file");
         close(fd);
-        return NULL;
+        return GRETA_ERR_FORMAT;
     }
     gguf_file *f = calloc(1, sizeof *f);
     if (!f) {
-        if (err && err_size) snprintf(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         close(fd);
-        return NULL;
+        return GRETA_ERR_NO_MEMORY;
     }
     f->size = (uint64_t)st.st_size;
     void *map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     int map_errno = errno;
     close(fd);
     if (map == MAP_FAILED) {
-        format_errno(err, err_size, "cannot map the file", map_errno);
+        format_error(err, err_size, "cannot map the file: %s", strerror(map_errno));
         free(f);
-        return NULL;
+        return GRETA_ERR_IO;
     }
     f->map = map;
-    parser p = {.base = f->map, .size = f->size, .err = err, .err_size = err_size};
+    parser p = {.base = f->map, .size = f->size, .err = err, .err_size = err_size, .status = GRETA_OK};
     if (!parse_header(&p, f)) {
         gguf_close(f);
-        return NULL;
+        return p.status != GRETA_OK ? p.status : GRETA_ERR_FORMAT;
     }
-    return f;
+    *out = f;
+    return GRETA_OK;
 }
 
 void gguf_close(gguf_file *file) {

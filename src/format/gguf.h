@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "greta.h"
+
 /* Metadata value types, as stored. */
 typedef enum {
     GGUF_UINT8 = 0,
@@ -56,9 +58,12 @@ typedef struct {
 
 typedef struct gguf_file gguf_file;
 
-/* Opens and validates path. On failure returns NULL and writes a one-line
- * reason (without the file name) into err. */
-gguf_file *gguf_open(const char *path, char *err, size_t err_size);
+/* Opens and validates path into *out. On failure *out = NULL, a one-line
+ * reason (without the file name) in err, and the status: GRETA_ERR_IO (cannot
+ * open, stat or map; a directory or device), GRETA_ERR_FORMAT (not GGUF,
+ * malformed, truncated), GRETA_ERR_UNSUPPORTED (GGUF version 1, big-endian,
+ * a tensor type greta cannot read) or GRETA_ERR_NO_MEMORY. */
+greta_status gguf_open(const char *path, gguf_file **out, char *err, size_t err_size);
 void gguf_close(gguf_file *file);
 
 uint32_t gguf_version(const gguf_file *file);

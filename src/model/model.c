@@ -70,47 +70,48 @@ static bool get_opt_float(const gguf_file *file, const char *key, double dflt, d
     return true;
 }
 
-static bool check_architecture(const gguf_file *file, char *err, size_t err_size) {
+static greta_status check_architecture(const gguf_file *file, char *err, size_t err_size) {
     gguf_str arch;
     if (gguf_find_key(file, "general.architecture") < 0) {
         format_error(err, err_size, "missing key general.architecture");
-        return false;
+        return GRETA_ERR_FORMAT;
     }
     if (!gguf_get_str(file, "general.architecture", &arch)) {
         format_error(err, err_size, "key general.architecture is a %s, not a string",
                      value_type(file, "general.architecture"));
-        return false;
+        return GRETA_ERR_FORMAT;
     }
     if (!gguf_str_eq(arch, "llama")) {
         char shown[80];
         format_error(err, err_size, "unsupported architecture '%s' (greta runs 'llama')",
                      escape_text(arch.ptr, arch.len, shown, sizeof shown));
-        return false;
+        return GRETA_ERR_UNSUPPORTED;
     }
-    return true;
+    return GRETA_OK;
 }
 
-bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, size_t err_size) {
+greta_status model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, size_t err_size) {
     memset(hp, 0, sizeof *hp);
-    if (!check_architecture(file, err, err_size)) return false;
+    greta_status st = check_architecture(file, err, err_size);
+    if (st != GRETA_OK) return st;
     int32_t experts = 0;
     if (gguf_find_key(file, "llama.expert_count") >= 0) {
         int64_t e = 0;
         if (!gguf_get_int(file, "llama.expert_count", &e)) {
             format_error(err, err_size, "key llama.expert_count is a %s, not an integer",
                          value_type(file, "llama.expert_count"));
-            return false;
+            return GRETA_ERR_FORMAT;
         }
         if (e > 0) experts = e > INT32_MAX ? INT32_MAX : (int32_t)e;
     }
     if (experts > 0) {
         format_error(err, err_size, "unsupported model: mixture of experts (llama.expert_count = %d)", experts);
-        return false;
+        return GRETA_ERR_UNSUPPORTED;
     }
     int64_t vocab_size;
     if (gguf_find_key(file, "llama.vocab_size") >= 0 && !gguf_get_int(file, "llama.vocab_size", &vocab_size)) {
         format_error(err, err_size, "key llama.vocab_size is a %s, not an integer", value_type(file, "llama.vocab_size"));
-        return false;
+        return GRETA_ERR_FORMAT;
     }
     if (!get_pos_int(file, "llama.embedding_length", true, 0, MAX_DIM, &hp->n_embd, err, err_size) ||
         !get_pos_int(file, "llama.feed_forward_length", true, 0, MAX_DIM, &hp->n_ff, err, err_size) ||
@@ -119,35 +120,35 @@ bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, siz
         !get_pos_int(file, "llama.attention.head_count_kv", false, hp->n_head, MAX_DIM, &hp->n_head_kv,
                      err, err_size) ||
         !get_pos_int(file, "llama.context_length", true, 0, MAX_CTX, &hp->n_ctx_train, err, err_size))
-        return false;
+        return GRETA_ERR_FORMAT;
     if (hp->n_embd % hp->n_head != 0) {
         format_error(err, err_size, "embedding length %d is not a multiple of head count %d", hp->n_embd, hp->n_head);
-        return false;
+        return GRETA_ERR_FORMAT;
     }
     hp->head_dim = hp->n_embd / hp->n_head;
     if (hp->n_head % hp->n_head_kv != 0) {
         format_error(err, err_size, "head count %d is not a multiple of head_count_kv %d", hp->n_head, hp->n_head_kv);
-        return false;
+        return GRETA_ERR_FORMAT;
     }
     hp->kv_dim = hp->n_head_kv * hp->head_dim;
     if (!get_pos_int(file, "llama.rope.dimension_count", false, hp->head_dim, MAX_DIM, &hp->rope_dim, err,
                      err_size))
-        return false;
+        return GRETA_ERR_FORMAT;
     if (hp->rope_dim > hp->head_dim || hp->rope_dim % 2 != 0) {
         format_error(err, err_size, "rope dimension %d must be even and at most the head dimension %d", hp->rope_dim,
                 hp->head_dim);
-        return false;
+        return GRETA_ERR_FORMAT;
     }
-    if (!get_opt_float(file, "llama.rope.freq_base", 10000.0, &hp->rope_freq_base, err, err_size)) return false;
+    if (!get_opt_float(file, "llama.rope.freq_base", 10000.0, &hp->rope_freq_base, err, err_size)) return GRETA_ERR_FORMAT;
     if (hp->rope_freq_base <= 0) {
         format_error(err, err_size, "llama.rope.freq_base = %g must be positive", hp->rope_freq_base);
-        return false;
+        return GRETA_ERR_FORMAT;
     }
     if (!get_opt_float(file, "llama.attention.layer_norm_rms_epsilon", 1e-5, &hp->rms_eps, err, err_size))
-        return false;
+        return GRETA_ERR_FORMAT;
     if (hp->rms_eps < 0) {
         format_error(err, err_size, "llama.attention.layer_norm_rms_epsilon = %g is negative", hp->rms_eps);
-        return false;
+        return GRETA_ERR_FORMAT;
     }
     /* RoPE scaling: llama.rope.scaling.type ("none", "linear"; llama3 is
      * expressed by the rope_freqs tensor, bound by model_load) with
@@ -159,28 +160,28 @@ bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, siz
     if (has_type && !gguf_get_str(file, "llama.rope.scaling.type", &type)) {
         format_error(err, err_size, "key llama.rope.scaling.type is a %s, not a string",
                      value_type(file, "llama.rope.scaling.type"));
-        return false;
+        return GRETA_ERR_FORMAT;
     }
     double factor = 1.0;
     if (has_type && gguf_str_eq(type, "linear")) {
-        if (!get_opt_float(file, "llama.rope.scaling.factor", 1.0, &factor, err, err_size)) return false;
+        if (!get_opt_float(file, "llama.rope.scaling.factor", 1.0, &factor, err, err_size)) return GRETA_ERR_FORMAT;
     } else if (has_type && !gguf_str_eq(type, "none")) {
         char shown[48];
         format_error(err, err_size, "unsupported rope scaling type '%s' (greta supports none, linear, llama3)",
                      escape_text(type.ptr, type.len, shown, sizeof shown));
-        return false;
+        return GRETA_ERR_UNSUPPORTED;
     } else if (!has_type) {
-        if (!get_opt_float(file, "llama.rope.scale_linear", 1.0, &factor, err, err_size)) return false;
+        if (!get_opt_float(file, "llama.rope.scale_linear", 1.0, &factor, err, err_size)) return GRETA_ERR_FORMAT;
     }
     if (factor <= 0) {
         format_error(err, err_size, "rope scaling factor %g must be positive", factor);
-        return false;
+        return GRETA_ERR_FORMAT;
     }
     if (factor != 1.0) {
         hp->rope_scaling = ROPE_SCALING_LINEAR;
         hp->rope_scale_factor = factor;
     }
-    return true;
+    return GRETA_OK;
 }
 
 /* ---- tensor binding ---- */
@@ -189,6 +190,7 @@ typedef struct {
     model *m;
     char *err;
     size_t err_size;
+    greta_status status; /* of a failure: GRETA_ERR_FORMAT unless set otherwise */
     uint8_t *bound; /* [tensor count]: 1 once bound */
 } binder;
 
@@ -215,6 +217,7 @@ static void shape_text(const gguf_tensor *t, char *buf, size_t size) {
 static bool check_type(binder *b, const gguf_tensor *t) {
     if (!quant_type_supported(t->type)) {
         format_error(b->err, b->err_size, "tensor '%s' has unsupported type %s", t->name, quant_type_name(t->type));
+        b->status = GRETA_ERR_UNSUPPORTED;
         return false;
     }
     return true;
@@ -355,6 +358,7 @@ static bool bind_all(binder *b) {
     m->layers = calloc((size_t)hp->n_layer, sizeof(model_layer));
     if (!m->vectors || !m->layers) {
         format_error(b->err, b->err_size, "out of memory binding tensors");
+        b->status = GRETA_ERR_NO_MEMORY;
         return false;
     }
     float *vec = m->vectors;
@@ -398,35 +402,41 @@ static bool bind_all(binder *b) {
     return true;
 }
 
-model *model_load(gguf_file *file, char *err, size_t err_size) {
+greta_status model_load(gguf_file *file, model **out, char *err, size_t err_size) {
+    *out = NULL;
     if (!file) {
         format_error(err, err_size, "no file");
-        return NULL;
+        return GRETA_ERR_INVALID_ARGUMENT;
     }
     model *m = calloc(1, sizeof *m);
     if (!m) {
         gguf_close(file);
         format_error(err, err_size, "out of memory");
-        return NULL;
+        return GRETA_ERR_NO_MEMORY;
     }
     m->file = file;
-    if (!model_read_hparams(file, &m->hp, err, err_size)) {
+    greta_status st = model_read_hparams(file, &m->hp, err, err_size);
+    if (st != GRETA_OK) {
         model_free(m);
-        return NULL;
+        return st;
     }
     gguf_str s;
     m->architecture = strdup("llama");
     m->name = gguf_get_str(file, "general.name", &s) ? gguf_str_dup(s) : strdup("");
-    binder b = {m, err, err_size, calloc(gguf_tensor_count(file) + 1, 1)};
-    bool ok = m->architecture && m->name && b.bound;
-    if (!ok) format_error(err, err_size, "out of memory");
-    ok = ok && bind_all(&b);
-    free(b.bound);
-    if (!ok) {
-        model_free(m);
-        return NULL;
+    binder b = {m, err, err_size, GRETA_ERR_FORMAT, calloc(gguf_tensor_count(file) + 1, 1)};
+    if (!m->architecture || !m->name || !b.bound) {
+        format_error(err, err_size, "out of memory");
+        st = GRETA_ERR_NO_MEMORY;
+    } else if (!bind_all(&b)) {
+        st = b.status;
     }
-    return m;
+    free(b.bound);
+    if (st != GRETA_OK) {
+        model_free(m);
+        return st;
+    }
+    *out = m;
+    return GRETA_OK;
 }
 
 void model_free(model *m) {

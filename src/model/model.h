@@ -81,15 +81,19 @@ typedef struct {
     uint32_t main_type;       /* most common matrix type */
 } model;
 
-/* Binds a model to an open GGUF file and takes ownership of it (also on
- * failure, where it is closed). Returns NULL and one line in err naming
- * the problem, e.g. "missing tensor 'blk.0.attn_k.weight'". */
-model *model_load(gguf_file *file, char *err, size_t err_size);
+/* Binds a model to an open GGUF file into *out and takes ownership of the
+ * file (also on failure, where it is closed). On failure *out = NULL, one
+ * line in err naming the problem, e.g. "missing tensor
+ * 'blk.0.attn_k.weight'", and the status: GRETA_ERR_FORMAT (missing,
+ * misshaped or unexpected tensors, bad keys), GRETA_ERR_UNSUPPORTED (an
+ * architecture, tensor type, rope scaling or MoE greta does not run),
+ * GRETA_ERR_NO_MEMORY. */
+greta_status model_load(gguf_file *file, model **out, char *err, size_t err_size);
 void model_free(model *m);
 
 /* Reads only the hyperparameters (used by model_load and by tools such as
- * `greta inspect`). Returns false and a reason in err. */
-bool model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, size_t err_size);
+ * `greta inspect`). On failure a status as model_load's and a reason in err. */
+greta_status model_read_hparams(const gguf_file *file, model_hparams *hp, char *err, size_t err_size);
 
 /* Name of a scaling type: "none", "linear", "llama3". */
 const char *rope_scaling_name(rope_scaling_type type);

@@ -530,8 +530,8 @@ static bool write_output(const gguf_file *file, const char *out_path, const quan
 bool quantize_model_file(const char *in_path, const char *out_path, const quantize_target *target,
                          const quantize_options *options, char *err, size_t err_size) {
     char reason[512] = "";
-    gguf_file *file = gguf_open(in_path, reason, sizeof reason);
-    if (!file) {
+    gguf_file *file = NULL;
+    if (gguf_open(in_path, &file, reason, sizeof reason) != GRETA_OK) {
         format_error(err, err_size, "%s: %s", in_path, reason);
         return false;
     }
