@@ -5,14 +5,16 @@
  * The backend contract (backend.h) promises that a row's result depends
  * only on its own inputs and its own sequence's cache, so the logits of
  * every session must be bitwise equal either way, on cpu (any thread count)
- * and on ref. Also: weights placed once per model per backend, and every
- * bad step refused before anything changes. */
+ * and on ref. Also: cpu's fused layer and the step sequence agree bit for
+ * bit whichever layers are traced; weights are placed once per model per
+ * backend; every bad step is refused before anything changes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "support/check.h"
 #include "engine/engine.h"
+#include "engine/trace.h"
 #include "format/gguf.h"
 #include "model/model.h"
 #include "format/quant.h"
@@ -92,6 +94,72 @@ static void compare_step_with_alone(engine_model *em, greta_backend backend, int
     }
 }
 
+/* An in-memory tracer of layers / points (whole rows). */
+static trace *memory_tracer(const char *layers, const char *points) {
+    trace_config cfg;
+    trace_config_init(&cfg);
+    cfg.enabled = true;
+    cfg.in_memory = true;
+    cfg.sample = 0;
+    char err[256] = "";
+    CHECK(trace_config_set(&cfg, "layers", layers, err, sizeof err) == 0 &&
+              trace_config_set(&cfg, "points", points, err, sizeof err) == 0,
+          "trace config %s / %s: %s", layers, points, err);
+    trace_model_info ti = {.n_layers = 2, .backend = "cpu", .precision = "f32", .model_path = "step.gguf"};
+    trace *t = trace_open(&cfg, &ti, err, sizeof err);
+    CHECK(t != NULL, "in-memory tracer: %s", err);
+    return t;
+}
+
+/* The hash of the record (layer, point, pos) in set, 0 if absent. */
+static uint64_t record_hash(const trace_set *set, int layer, trace_point point, int64_t pos) {
+    for (size_t i = 0; set && i < set->count; i++) {
+        const trace_record *r = &set->records[i];
+        if (r->layer == layer && r->point == (int)point && r->pos_id == pos) return r->hash;
+    }
+    return 0;
+}
+
+/* cpu has a fused layer: the engine takes it for every layer with no
+ * traced point inside, the steps otherwise. Untraced (fused everywhere),
+ * fully traced (steps everywhere), layer 1 traced inside (layer 0 fused,
+ * layer 1 steps) and only the layer boundaries traced (fused, recorded
+ * around) must give the same logits and boundary rows, bit for bit. */
+static void fused_and_steps_agree(engine_model *em) {
+    const char *layers[4] = {NULL, "all", "1", "all"};
+    const char *points[4] = {NULL, "all", "attn_out", "x_in,x_after_mlp"};
+    const char *names[4] = {"untraced", "every point", "layer 1 attn_out", "layer boundaries"};
+    engine *s[4];
+    trace *t[4] = {NULL};
+    char err[256] = "";
+    const int32_t prompt[5] = {4, 9, 1, 7, 3}, next = 5;
+    for (int k = 0; k < 4; k++) {
+        s[k] = open_session(em, GRETA_BACKEND_CPU, 2, false, 16, 0);
+        if (!s[k]) return;
+        if (layers[k]) t[k] = memory_tracer(layers[k], points[k]);
+        s[k]->tracer = t[k];
+        CHECK(engine_eval(s[k], prompt, 5, err, sizeof err) == GRETA_OK &&
+                  engine_eval(s[k], &next, 1, err, sizeof err) == GRETA_OK,
+              "%s: prefill and decode: %s", names[k], err);
+    }
+    const size_t bytes = (size_t)s[0]->m->hp.n_vocab * sizeof(float);
+    for (int k = 1; k < 4; k++)
+        CHECK(memcmp(s[0]->logits, s[k]->logits, bytes) == 0, "logits untraced == %s, bitwise", names[k]);
+    const trace_set *all = trace_records(t[1]), *edges = trace_records(t[3]);
+    int same = 0, compared = 0;
+    for (int layer = 0; layer < 2; layer++)
+        for (int64_t pos = 0; pos < 6; pos++) {
+            uint64_t a = record_hash(all, layer, TP_X_AFTER_MLP, pos), b = record_hash(edges, layer, TP_X_AFTER_MLP, pos);
+            compared++;
+            same += a != 0 && a == b;
+        }
+    CHECK(same == compared, "x_after_mlp of a fused layer == of the steps, %d/%d rows bitwise", same, compared);
+    for (int k = 0; k < 4; k++) {
+        engine_free(s[k]);
+        trace_close(t[k], NULL, 0);
+    }
+}
+
 static void refusals(engine_model *em) {
     char err[256] = "";
     engine *a = open_session(em, GRETA_BACKEND_CPU, 1, false, 8, 0);
@@ -148,6 +216,7 @@ int main(void) {
     compare_step_with_alone(em, GRETA_BACKEND_CPU, 3, 0, "cpu x3");
     compare_step_with_alone(em, GRETA_BACKEND_CPU, 2, 3, "cpu x2, lead max_rows 3 (two chunks)");
     compare_step_with_alone(em, GRETA_BACKEND_REF, 1, 0, "ref");
+    fused_and_steps_agree(em);
     refusals(em);
 
     engine_model_free(em);
