@@ -293,6 +293,19 @@ int32_t greta_session_n_threads(const greta_session *session);
  * for n == 0 or an id outside [0, vocab_size). */
 greta_status greta_eval(greta_session *session, const int32_t *ids, size_t n);
 
+/* Continuous batching: evaluates ids[i] at the current position of
+ * sessions[i], for n distinct sessions of the same model and backend, as
+ * the rows of ONE forward (on sessions[0]'s buffers and threads). Each
+ * session then stands exactly as if greta_eval(sessions[i], &ids[i], 1)
+ * had run alone: the same position, phase and logits, bit for bit (a row
+ * never depends on the other rows). Every session's position must be
+ * below sessions[0]'s n_ctx. Everything is checked before anything is
+ * computed: on GRETA_ERR_INVALID_ARGUMENT (sessions of different models or
+ * backends, a session twice, a bad id), GRETA_ERR_CONTEXT_FULL or
+ * GRETA_ERR_NO_MEMORY no session changes, and the message is in the error
+ * string of every session given. */
+greta_status greta_eval_sessions(greta_session *const *sessions, const int32_t *ids, size_t n);
+
 /* Logits (vocab_size floats) of the last row of the last successful eval;
  * NULL (and GRETA_ERR_STATE in the error string) before any eval or after a
  * rewind. Valid until the next eval/rewind/free. */

@@ -832,6 +832,62 @@ static void test_default_model(void) {
     greta_model_free(m);
 }
 
+/* greta_eval_sessions: one forward over the next token of three sessions
+ * (one fresh) == each greta_eval alone, bitwise; refusals leave sessions
+ * alone and name the problem in every session's error string. */
+static void test_eval_sessions(void) {
+    tm_spec spec = tm_default();
+    spec.type = QT_Q4_1;
+    const char *path = tmp_path("eval_sessions.gguf");
+    if (!tm_write(&spec, path)) return;
+    greta_model *m = load(path);
+    if (!m) return;
+    greta_session *batched[3], *alone[3];
+    const int32_t prompt[4] = {5, 9, 2, 7};
+    const int lengths[3] = {4, 2, 0};
+    for (int i = 0; i < 3; i++) {
+        batched[i] = session(m, GRETA_BACKEND_CPU, 2, false, 32);
+        alone[i] = session(m, GRETA_BACKEND_CPU, 2, false, 32);
+        if (!batched[i] || !alone[i]) goto done;
+        if (lengths[i]) {
+            greta_eval(batched[i], prompt, (size_t)lengths[i]);
+            greta_eval(alone[i], prompt, (size_t)lengths[i]);
+        }
+    }
+    int32_t next[3] = {1, 2, 3};
+    int equal = 0;
+    for (int step = 0; step < 3; step++) {
+        greta_status st = greta_eval_sessions(batched, next, 3);
+        CHECK(st == GRETA_OK, "greta_eval_sessions step %d: %s", step, greta_session_error(batched[0]));
+        for (int i = 0; i < 3; i++) {
+            greta_eval(alone[i], &next[i], 1);
+            const float *a = greta_logits(batched[i]), *b = greta_logits(alone[i]);
+            equal += a && b && memcmp(a, b, (size_t)spec.n_vocab * sizeof(float)) == 0 &&
+                     greta_pos(batched[i]) == greta_pos(alone[i]);
+            next[i] = (next[i] * 7 + step + i) % spec.n_vocab;
+        }
+    }
+    CHECK(equal == 9, "3 steps of 3 sessions: %d/9 logits rows equal to greta_eval alone, bitwise", equal);
+    greta_session *twice[2] = {batched[0], batched[0]};
+    CHECK(greta_eval_sessions(twice, next, 2) == GRETA_ERR_INVALID_ARGUMENT &&
+              strstr(greta_session_error(batched[0]), "twice"),
+          "a session twice is refused: %s", greta_session_error(batched[0]));
+    greta_session *r = session(m, GRETA_BACKEND_REF, 1, false, 32);
+    greta_session *mixed[2] = {batched[1], r};
+    int32_t before = greta_pos(batched[1]);
+    CHECK(r && greta_eval_sessions(mixed, next, 2) == GRETA_ERR_INVALID_ARGUMENT &&
+              strstr(greta_session_error(r), "same model and backend") && greta_pos(batched[1]) == before,
+          "sessions of two backends are refused, nothing changes, both sessions say why: %s",
+          r ? greta_session_error(r) : "");
+    greta_session_free(r);
+done:
+    for (int i = 0; i < 3; i++) {
+        greta_session_free(batched[i]);
+        greta_session_free(alone[i]);
+    }
+    greta_model_free(m);
+}
+
 int main(void) {
     test_kernels();
     test_kernel_dot_order();
@@ -841,6 +897,7 @@ int main(void) {
     test_errors();
     test_load_progress();
     test_trace();
+    test_eval_sessions();
     test_default_model();
     return check_finish("test_engine");
 }

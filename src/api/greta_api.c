@@ -507,6 +507,29 @@ greta_status greta_eval(greta_session *session, const int32_t *ids, size_t n) {
     return engine_eval(session->e, ids, n, session->err, sizeof session->err);
 }
 
+#define EVAL_SESSIONS_INLINE 64
+
+greta_status greta_eval_sessions(greta_session *const *sessions, const int32_t *ids, size_t n) {
+    if (!sessions || !ids || n == 0) return GRETA_ERR_INVALID_ARGUMENT;
+    for (size_t i = 0; i < n; i++)
+        if (!sessions[i]) return GRETA_ERR_INVALID_ARGUMENT;
+    engine *inline_engines[EVAL_SESSIONS_INLINE];
+    engine **engines = n <= EVAL_SESSIONS_INLINE ? inline_engines : malloc(n * sizeof *engines);
+    char err[GRETA_ERR_MAX] = "";
+    greta_status st;
+    if (!engines) {
+        st = GRETA_ERR_NO_MEMORY;
+        format_error(err, sizeof err, "out of memory stepping %zu sessions", n);
+    } else {
+        for (size_t i = 0; i < n; i++) engines[i] = sessions[i]->e;
+        st = engine_step(engines, ids, n, err, sizeof err);
+    }
+    if (engines != inline_engines) free(engines);
+    if (st != GRETA_OK)
+        for (size_t i = 0; i < n; i++) session_fail(sessions[i], st, "%s", err);
+    return st;
+}
+
 static bool have_logits(greta_session *s) {
     if (s->e->has_logits) return true;
     session_fail(s, GRETA_ERR_STATE, "no logits: nothing evaluated since the session began or was rewound");
