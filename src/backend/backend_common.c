@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/errors.h"
 
@@ -158,6 +159,18 @@ void host_kv_free(backend_kv *bkv) {
 
 const host_kv *host_kv_of(const backend_kv *kv) {
     return (const host_kv *)(const void *)kv;
+}
+
+void host_kv_store(const model_hparams *hp, int layer, const backend_kv_row *rows, int n, const void *k_rows,
+                   const void *v_rows, int64_t stride, size_t value_size) {
+    size_t row_bytes = (size_t)hp->kv_dim * value_size;
+    for (int i = 0; i < n; i++) {
+        const host_kv *kv = host_kv_of(rows[i].kv);
+        size_t to = backend_kv_offset(hp, kv->n_ctx, layer, rows[i].pos) * value_size;
+        size_t from = (size_t)i * (size_t)stride * value_size;
+        memcpy((char *)kv->k + to, (const char *)k_rows + from, row_bytes);
+        memcpy((char *)kv->v + to, (const char *)v_rows + from, row_bytes);
+    }
 }
 
 bool host_bufs_alloc(const model_hparams *hp, const backend_ctx_config *config, size_t value_size, int64_t align,

@@ -76,6 +76,11 @@ typedef struct {
 
 greta_status host_kv_new(const backend_model *bm, int32_t n_ctx, size_t value_size, backend_kv **out, char *err,
                          size_t err_size);
+/* kv_store of a host backend: row i of k_rows / v_rows (activation
+ * buffers, rows stride values apart) into layer's cache of rows[i].kv at
+ * rows[i].pos. */
+void host_kv_store(const model_hparams *hp, int layer, const backend_kv_row *rows, int n, const void *k_rows,
+                   const void *v_rows, int64_t stride, size_t value_size);
 void host_kv_free(backend_kv *kv);
 const host_kv *host_kv_of(const backend_kv *kv);
 

@@ -327,14 +327,7 @@ static greta_status cpu_rope(backend_ctx *be, backend_buf buf, int n, char *err,
 static greta_status cpu_kv_store(backend_ctx *be, int layer, const backend_kv_row *rows, int n, char *err,
                                  size_t err_size) {
     (void)err, (void)err_size;
-    const model_hparams *hp = &be->m->hp;
-    size_t kv_dim = (size_t)hp->kv_dim;
-    for (int i = 0; i < n; i++) {
-        const host_kv *kv = host_kv_of(rows[i].kv);
-        size_t off = backend_kv_offset(hp, kv->n_ctx, layer, rows[i].pos);
-        memcpy((float *)kv->k + off, row_of(be, BUF_K, i), kv_dim * sizeof(float));
-        memcpy((float *)kv->v + off, row_of(be, BUF_V, i), kv_dim * sizeof(float));
-    }
+    host_kv_store(&be->m->hp, layer, rows, n, be->buf[BUF_K], be->buf[BUF_V], be->stride[BUF_K], sizeof(float));
     return GRETA_OK;
 }
 
