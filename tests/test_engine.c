@@ -567,7 +567,8 @@ static void test_trace(void) {
     cfg.sample = 0;
     trace_model_info ti = {.n_layers = 2, .backend = "cpu", .precision = "f32", .model_path = path};
     char err[256] = "";
-    trace *tr = trace_open(&cfg, &ti, err, sizeof err);
+    trace *tr = NULL;
+    trace_open(&cfg, &ti, &tr, err, sizeof err);
     CHECK(tr != NULL, "in-memory tracer (%s)", err);
     if (!plain || !traced || !tr) goto done;
     greta_session_set_trace(traced, tr);

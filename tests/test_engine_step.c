@@ -106,7 +106,8 @@ static trace *memory_tracer(const char *layers, const char *points) {
               trace_config_set(&cfg, "points", points, err, sizeof err) == 0,
           "trace config %s / %s: %s", layers, points, err);
     trace_model_info ti = {.n_layers = 2, .backend = "cpu", .precision = "f32", .model_path = "step.gguf"};
-    trace *t = trace_open(&cfg, &ti, err, sizeof err);
+    trace *t = NULL;
+    trace_open(&cfg, &ti, &t, err, sizeof err);
     CHECK(t != NULL, "in-memory tracer: %s", err);
     return t;
 }

@@ -82,13 +82,21 @@ static void test_config(void) {
     c.enabled = true;
     c.in_memory = true;
     CHECK(trace_config_set(&c, "layers", "0,5", err, sizeof err) == 0, "layer 5 syntax ok before open");
-    trace *t = trace_open(&c, &info2, err, sizeof err);
-    CHECK(t == NULL && strstr(err, "layer 5 out of range"), "out-of-range layer fails at open: %s", err);
+    trace *t = NULL;
+    greta_status st = trace_open(&c, &info2, &t, err, sizeof err);
+    CHECK(st == GRETA_ERR_INVALID_ARGUMENT && t == NULL && strstr(err, "layer 5 out of range"),
+          "out-of-range layer fails at open as an invalid argument: %s", err);
+
+    /* an output that cannot be created is an i/o error */
+    trace_config_init(&c);
+    CHECK(trace_config_set(&c, "out", "/nonexistent-dir/t.jsonl", err, sizeof err) == 0, "out path set");
+    st = trace_open(&c, &info2, &t, err, sizeof err);
+    CHECK(st == GRETA_ERR_IO && t == NULL && strstr(err, "cannot create"), "unwritable output: i/o error: %s", err);
 
     /* disabled config: NULL and no message */
     trace_config_init(&c);
-    t = trace_open(&c, &info2, err, sizeof err);
-    CHECK(t == NULL && err[0] == '\0', "disabled config opens no tracer and reports no error");
+    st = trace_open(&c, &info2, &t, err, sizeof err);
+    CHECK(st == GRETA_OK && t == NULL && err[0] == '\0', "disabled config opens no tracer and reports no error");
 
     /* env then flags: flags win */
     setenv("GRETA_TRACE_STAGE", "1", 1);
@@ -137,7 +145,8 @@ static void test_selection(void) {
     trace_config_set(&c, "layers", "1", err, sizeof err);
     trace_config_set(&c, "points", "q_rope,logits", err, sizeof err);
     trace_config_set(&c, "phases", "prefill_last,decode1", err, sizeof err);
-    trace *t = trace_open(&c, &info2, err, sizeof err);
+    trace *t = NULL;
+    trace_open(&c, &info2, &t, err, sizeof err);
     CHECK(t != NULL, "open selective tracer: %s", err);
     trace_row p0 = prefill_row(0, 5, 0, 2, false), p1 = prefill_row(1, 6, 1, 2, true);
     trace_row d0 = decode_row(0, 2, 7), d1 = decode_row(1, 3, 8);
@@ -156,7 +165,7 @@ static void test_selection(void) {
     const trace_set *set = trace_records(t);
     CHECK(set && set->count == 1 && strcmp(set->records[0].phase, "prefill_last") == 0,
           "only the wanted row is kept");
-    CHECK(trace_close(t, err, sizeof err) == 0, "close in-memory tracer");
+    CHECK(trace_close(t, err, sizeof err) == GRETA_OK, "close in-memory tracer");
 }
 
 /* Reads a JSONL file into an array of jansson objects. */
@@ -197,7 +206,8 @@ static void test_jsonl_schema(void) {
     trace_config_set(&c, "sample", "5", err, sizeof err);
     trace_config_set(&c, "top_k", "3", err, sizeof err);
     trace_config_set(&c, "prompt_id", "q\"\\\n\xff", err, sizeof err);
-    trace *t = trace_open(&c, &info2, err, sizeof err);
+    trace *t = NULL;
+    trace_open(&c, &info2, &t, err, sizeof err);
     CHECK(t != NULL, "open file tracer: %s", err);
     enum { N = 37 };
     float row[N];
@@ -210,7 +220,7 @@ static void test_jsonl_schema(void) {
     double drow[6] = {0.1, -0.2, 1.0 / 3.0, 7e-300, 5.5, -1e10};
     trace_row d = decode_row(0, 4, 9);
     trace_record_f64(t, 2, TP_LOGITS, &d, drow, 6);
-    CHECK(trace_close(t, err, sizeof err) == 0, "close file tracer: %s", err);
+    CHECK(trace_close(t, err, sizeof err) == GRETA_OK, "close file tracer: %s", err);
 
     json_t *lines = read_lines(path);
     CHECK(json_array_size(lines) == 4, "header + 3 records (got %zu)", json_array_size(lines));
@@ -495,13 +505,13 @@ static void test_neutrality_engine(void) {
             trace_config_set(&c, "out", trace_path, err, sizeof err);
             trace_config_set(&c, "sample", "0", err, sizeof err);
             trace_model_info ti = {info.n_layer, "cpu", "f32", model_path, NULL};
-            t = trace_open(&c, &ti, err, sizeof err);
+            trace_open(&c, &ti, &t, err, sizeof err);
             CHECK(t != NULL, "open tracer: %s", err);
         }
         audit_session_spec spec = {GRETA_BACKEND_CPU, 2, NULL, 0, 3, t};
         CHECK(audit_run_session(m, ids, 6, &spec, &logits[traced], NULL, NULL, err, sizeof err) == 0,
               "session (traced %d): %s", traced, err);
-        if (t) CHECK(trace_close(t, err, sizeof err) == 0, "close: %s", err);
+        if (t) CHECK(trace_close(t, err, sizeof err) == GRETA_OK, "close: %s", err);
     }
     size_t bytes = (size_t)(6 + 3) * (size_t)info.vocab_size * sizeof(float);
     CHECK(logits[0] && logits[1] && memcmp(logits[0], logits[1], bytes) == 0,

@@ -69,8 +69,9 @@ greta_status greta_session_open_trace(greta_session *session, const greta_trace_
         .model_path = model_path,
         .build = NULL,
     };
-    trace *tracer = trace_open(&config->config, &tinfo, err, err_size);
-    if (!tracer) return GRETA_ERR_INVALID_ARGUMENT;
+    trace *tracer = NULL;
+    greta_status st = trace_open(&config->config, &tinfo, &tracer, err, err_size);
+    if (st != GRETA_OK) return st;
     session->owned_tracer = tracer;
     return greta_session_set_trace(session, tracer);
 }
@@ -78,7 +79,7 @@ greta_status greta_session_open_trace(greta_session *session, const greta_trace_
 greta_status greta_session_close_trace(greta_session *session, char *err, size_t err_size) {
     if (!session || !session->owned_tracer) return GRETA_OK;
     greta_session_set_trace(session, NULL);
-    int rc = trace_close(session->owned_tracer, err, err_size);
+    greta_status st = trace_close(session->owned_tracer, err, err_size);
     session->owned_tracer = NULL;
-    return rc == 0 ? GRETA_OK : GRETA_ERR_IO;
+    return st;
 }

@@ -227,8 +227,7 @@ static int trace_record_command(int argc, char **argv) {
     greta_backend_info backend_info;
     greta_backend_get_info(backend, &backend_info);
     trace_model_info tinfo = {info.n_layer, backend_info.name, backend_info.precision, model_path, NULL};
-    tracer = trace_open(&config, &tinfo, err, sizeof err);
-    if (!tracer) {
+    if (trace_open(&config, &tinfo, &tracer, err, sizeof err) != GRETA_OK) {
         cli_error("trace record: %s", err);
         goto done;
     }
@@ -257,7 +256,7 @@ static int trace_record_command(int argc, char **argv) {
     status = 0;
     fprintf(stderr, "greta: traced %zu prompt tokens + %d decode steps to %s\n", n_ids, n_decode, config.out_path);
 done:
-    if (tracer && trace_close(tracer, err, sizeof err) != 0) {
+    if (tracer && trace_close(tracer, err, sizeof err) != GRETA_OK) {
         cli_error("trace record: %s", err);
         status = 2;
     }

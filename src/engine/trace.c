@@ -548,18 +548,19 @@ static void write_header(trace *t, const trace_model_info *info) {
     fputs("}}\n", out);
 }
 
-trace *trace_open(const trace_config *config, const trace_model_info *info, char *err,
-                  size_t err_size) {
+greta_status trace_open(const trace_config *config, const trace_model_info *info, trace **out, char *err,
+                        size_t err_size) {
+    *out = NULL;
     if (err && err_size) err[0] = '\0';
-    if (!config || !config->enabled) return NULL;
+    if (!config || !config->enabled) return GRETA_OK;
     if (!info || info->n_layers <= 0) {
         format_error(err, err_size, "trace: the model's layer count is unknown");
-        return NULL;
+        return GRETA_ERR_INVALID_ARGUMENT;
     }
     trace *t = calloc(1, sizeof *t);
     if (!t) {
         format_error(err, err_size, "trace: out of memory");
-        return NULL;
+        return GRETA_ERR_NO_MEMORY;
     }
     t->config = *config;
     t->n_layers = info->n_layers;
@@ -570,20 +571,20 @@ trace *trace_open(const trace_config *config, const trace_model_info *info, char
     if (!t->layer_on) {
         format_error(err, err_size, "trace: out of memory");
         trace_close(t, NULL, 0);
-        return NULL;
+        return GRETA_ERR_NO_MEMORY;
     }
     char inner[512];
     layer_ctx lctx = {t->layer_on, t->n_layers};
     if (for_each_item(config->layers, layer_item, &lctx, "layer", inner, sizeof inner) != 0) {
         format_error(err, err_size, "trace layers '%s': %s", config->layers, inner);
         trace_close(t, NULL, 0);
-        return NULL;
+        return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (for_each_item(config->points, point_item, t->point_on, "point", inner, sizeof inner) != 0 ||
         for_each_item(config->phases, phase_item, &t->phases, "phase", inner, sizeof inner) != 0) {
         format_error(err, err_size, "trace: %s", inner);
         trace_close(t, NULL, 0);
-        return NULL;
+        return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (config->in_memory) {
         snprintf(t->set.model, sizeof t->set.model, "%s", info->model_path ? info->model_path : "");
@@ -595,12 +596,13 @@ trace *trace_open(const trace_config *config, const trace_model_info *info, char
         snprintf(t->set.prompt_id, sizeof t->set.prompt_id, "%s", config->prompt_id);
         t->set.n_layers = t->n_layers;
         t->set.sample = config->sample;
-        return t;
+        *out = t;
+        return GRETA_OK;
     }
     if (!config->out_path[0]) {
         format_error(err, err_size, "trace: no output file (GRETA_TRACE_STAGE_OUT or --trace FILE)");
         trace_close(t, NULL, 0);
-        return NULL;
+        return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (strcmp(config->out_path, "-") == 0) {
         t->out = stdout;
@@ -610,18 +612,19 @@ trace *trace_open(const trace_config *config, const trace_model_info *info, char
             format_error(err, err_size, "trace: cannot create '%s': %s", config->out_path,
                     strerror(errno));
             trace_close(t, NULL, 0);
-            return NULL;
+            return GRETA_ERR_IO;
         }
         t->owns_out = true;
     }
     write_header(t, info);
-    return t;
+    *out = t;
+    return GRETA_OK;
 }
 
-int trace_close(trace *tracer, char *err, size_t err_size) {
+greta_status trace_close(trace *tracer, char *err, size_t err_size) {
     if (err && err_size) err[0] = '\0';
-    if (!tracer) return 0;
-    int status = 0;
+    if (!tracer) return GRETA_OK;
+    greta_status status = GRETA_OK;
     if (tracer->out) {
         if (fflush(tracer->out) != 0 || ferror(tracer->out)) {
             if (!tracer->failed) snprintf(tracer->error, sizeof tracer->error, "%s", strerror(errno));
@@ -633,12 +636,14 @@ int trace_close(trace *tracer, char *err, size_t err_size) {
         }
     }
     if (tracer->failed) {
-        if (tracer->config.in_memory)
+        if (tracer->config.in_memory) {
             format_error(err, err_size, "trace: collecting records failed: %s", tracer->error);
-        else
+            status = GRETA_ERR_NO_MEMORY;
+        } else {
             format_error(err, err_size, "trace: writing '%s' failed: %s", tracer->config.out_path,
                     tracer->error);
-        status = -1;
+            status = GRETA_ERR_IO;
+        }
     }
     trace_set_free(&tracer->set);
     free(tracer->layer_on);

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "greta.h"
+
 /* Trace points in forward order (design.md section 2). The layer of
  * TP_FINAL_NORM and TP_LOGITS is the number of layers (after the last). */
 typedef enum {
@@ -128,15 +130,18 @@ typedef struct {
 /* "greta 0.1.0 (gcc VERSION)". */
 const char *trace_build_string(void);
 
-/* Opens a tracer for config (file mode: creates out_path and writes the
- * header line). Returns NULL with err "" when config is not enabled, NULL
- * with a message on error (layer out of range, file not writable). */
-trace *trace_open(const trace_config *config, const trace_model_info *info, char *err,
-                  size_t err_size);
+/* Opens a tracer for config into *out (file mode: creates out_path and
+ * writes the header line). GRETA_OK with *out = NULL and err "" when config
+ * is not enabled. On error *out = NULL, a message, and the status:
+ * GRETA_ERR_INVALID_ARGUMENT (layer out of range, bad list, no output),
+ * GRETA_ERR_IO (file not writable), GRETA_ERR_NO_MEMORY. */
+greta_status trace_open(const trace_config *config, const trace_model_info *info, trace **out, char *err,
+                        size_t err_size);
 
-/* Flushes and closes the output and frees the tracer. Returns 0, or -1 with
- * a message if any write failed (err may be NULL). NULL is fine. */
-int trace_close(trace *tracer, char *err, size_t err_size);
+/* Flushes and closes the output and frees the tracer. GRETA_OK, or with a
+ * message GRETA_ERR_IO if a write failed (GRETA_ERR_NO_MEMORY if an
+ * in-memory tracer could not keep a record); err may be NULL. NULL is fine. */
+greta_status trace_close(trace *tracer, char *err, size_t err_size);
 
 /* ------------------------------------------------------------------ */
 /* Records in memory (in-memory tracers and parsed JSONL files)         */

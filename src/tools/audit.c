@@ -192,7 +192,9 @@ static trace *open_memory_tracer(greta_model *m, const char *model_path, greta_b
     greta_backend_info backend_info;
     greta_backend_get_info(backend, &backend_info);
     trace_model_info info = {model_layers(m), backend_info.name, backend_info.precision, model_path, NULL};
-    return trace_open(&config, &info, err, err_size);
+    trace *tracer = NULL;
+    trace_open(&config, &info, &tracer, err, err_size);
+    return tracer;
 }
 
 /* Runs a session with an in-memory tracer of every selected point (whole
@@ -206,7 +208,7 @@ static int collect(greta_model *m, const char *model_path, const int32_t *ids, s
     int status = audit_run_session(m, ids, n_ids, &spec, NULL, NULL, NULL, err, err_size);
     trace_take_records(tracer, set);
     char close_err[256];
-    if (trace_close(tracer, close_err, sizeof close_err) != 0 && status == 0) {
+    if (trace_close(tracer, close_err, sizeof close_err) != GRETA_OK && status == 0) {
         format_error(err, err_size, "%s", close_err);
         status = -1;
     }
