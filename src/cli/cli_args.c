@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "cli/cli.h"
@@ -29,6 +30,21 @@ int cli_arg_tolerance(const char *flag, const char *text, double *out) {
     }
     *out = v;
     return 0;
+}
+
+int cli_arg_backend(const char *flag, const char *text, greta_backend *out) {
+    if (greta_backend_from_name(text, out) == GRETA_OK) return 0;
+    char names[256] = "";
+    size_t used = 0;
+    for (int32_t i = 0; i < greta_backend_count(); i++) {
+        greta_backend_info info;
+        if (greta_backend_get_info((greta_backend)i, &info) != GRETA_OK) continue;
+        int wrote = snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "", info.name);
+        if (wrote < 0 || (size_t)wrote >= sizeof names - used) break;
+        used += (size_t)wrote;
+    }
+    cli_error("%s: unknown backend '%s' (expected one of: %s)", flag, text, names);
+    return -1;
 }
 
 int cli_arg_id_list(const char *flag, const char *text, int32_t **ids, size_t *n) {

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "greta.h"
+
 /* A whole decimal integer in [lo, hi]. */
 int cli_arg_int(const char *flag, const char *text, int lo, int hi, int *out);
 
@@ -16,5 +18,9 @@ int cli_arg_tolerance(const char *flag, const char *text, double *out);
 /* "1,2,3": at least one id, each in [0, INT32_MAX]. *ids is malloc'ed
  * (the caller frees it); NULL after an error. */
 int cli_arg_id_list(const char *flag, const char *text, int32_t **ids, size_t *n);
+
+/* A backend name of the library's registry ("cpu", "ref", "cuda"); the
+ * error names every backend the registry knows. */
+int cli_arg_backend(const char *flag, const char *text, greta_backend *out);
 
 #endif

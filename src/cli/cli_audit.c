@@ -38,14 +38,6 @@ static void audit_usage(FILE *out) {
             "exit status: 0 pass, 1 fail (the first divergence is named), 2 error\n");
 }
 
-static int backend_arg(const char *flag, const char *name, greta_backend *out) {
-    if (greta_backend_from_name(name, out) != GRETA_OK) {
-        cli_error("%s: unknown backend '%s' (cpu, ref, cuda)", flag, name);
-        return -1;
-    }
-    return 0;
-}
-
 int cli_audit(int argc, char **argv) {
     if (argc < 2) {
         cli_error("audit: missing KIND (parity, backends, determinism, neutrality); try 'greta audit --help'");
@@ -99,9 +91,9 @@ int cli_audit(int argc, char **argv) {
         else if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0) prompt = v;
         else if (strcmp(a, "--ids") == 0) ids_text = v;
         else if (strcmp(a, "--system") == 0) system = v;
-        else if (strcmp(a, "--backend") == 0) rc = backend_arg(a, v, &o.backend);
-        else if (strcmp(a, "--a") == 0) rc = backend_arg(a, v, &o.backend_a);
-        else if (strcmp(a, "--b") == 0) rc = backend_arg(a, v, &o.backend_b);
+        else if (strcmp(a, "--backend") == 0) rc = cli_arg_backend(a, v, &o.backend);
+        else if (strcmp(a, "--a") == 0) rc = cli_arg_backend(a, v, &o.backend_a);
+        else if (strcmp(a, "--b") == 0) rc = cli_arg_backend(a, v, &o.backend_b);
         else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) rc = cli_arg_int(a, v, 1, INT_MAX, &o.n_threads);
         else if (strcmp(a, "--threads-alt") == 0) rc = cli_arg_int(a, v, 1, INT_MAX, &o.n_threads_alt);
         else if (strcmp(a, "--decode") == 0) rc = cli_arg_int(a, v, 0, INT_MAX, &o.n_decode);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_args.h"
 
 void cli_gen_options_init(cli_gen_options *o) {
     memset(o, 0, sizeof *o);
@@ -204,10 +205,7 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
         if (!cli_parse_int(arg, v, 1, GRETA_MAX_THREADS, &n)) return -1; /* the library's limit */
         o->n_threads = (int32_t)n;
     } else if (is_flag(arg, "--backend", NULL)) {
-        if (greta_backend_from_name(v, &o->backend) != GRETA_OK) {
-            cli_error("--backend: unknown backend '%s' (expected cpu, ref or cuda)", v);
-            return -1;
-        }
+        if (cli_arg_backend(arg, v, &o->backend) != 0) return -1;
     } else if (is_flag(arg, "--system", NULL)) {
         o->system = v;
     } else if (is_flag(arg, "--stop", NULL)) {

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_common.h"
+#include "cli/cli_args.h"
 #include "greta.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
@@ -82,8 +83,7 @@ static int parse_flag(serve_options *o, int argc, char **argv, int *i) {
         o->timeout = f;
     }
     else if (strcmp(arg, "--api-key") == 0) o->api_key = v;
-    else if (strcmp(arg, "--backend") == 0 && greta_backend_from_name(v, &o->backend) != GRETA_OK) {
-        cli_error("--backend: unknown backend '%s' (expected cpu, ref or cuda)", v);
+    else if (strcmp(arg, "--backend") == 0 && cli_arg_backend(arg, v, &o->backend) != 0) {
         ok = false;
     }
     if (ok && strcmp(arg, "--api-key") == 0 && !v[0]) {

@@ -186,10 +186,7 @@ static int trace_record_command(int argc, char **argv) {
         else if (strcmp(a, "--ids") == 0) ids_text = v;
         else if (strcmp(a, "--system") == 0) system = v;
         else if (strcmp(a, "--backend") == 0) {
-            if (greta_backend_from_name(v, &backend) != GRETA_OK) {
-                cli_error("--backend: unknown backend '%s' (cpu, ref, cuda)", v);
-                return 2;
-            }
+            if (cli_arg_backend(a, v, &backend) != 0) return 2;
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             if (cli_arg_int(a, v, 1, 1000000, &n_threads) != 0) return 2;
         } else if (strcmp(a, "--split") == 0) {

@@ -29,7 +29,7 @@ expect_error "bad integer" "greta: error: -n: expected an integer, got '12x'" "$
 expect_error "negative token count" "greta: error: -n: -5 is out of range" "$GRETA" run -m x.gguf -p hi -n -5
 expect_error "bad float" "greta: error: --temp: expected a number, got 'warm'" "$GRETA" run -m x.gguf -p hi --temp warm
 expect_error "top-p out of range" "greta: error: --top-p: 1.5 is out of range" "$GRETA" run -m x.gguf -p hi --top-p 1.5
-expect_error "bad backend" "greta: error: --backend: unknown backend 'gpu9'" "$GRETA" run -m x.gguf -p hi --backend gpu9
+expect_error "bad backend, the registry's names listed" "greta: error: --backend: unknown backend 'gpu9' \\(expected one of: cpu, ref, cuda\\)" "$GRETA" run -m x.gguf -p hi --backend gpu9
 expect_error "no prompt" "greta: error: run: no prompt" "$GRETA" run -m x.gguf
 expect_error "no model" "greta: error: run: no model" "$GRETA" run -p hi
 expect_error "both -p and -f" "greta: error: run: pass -p or -f, not both" "$GRETA" run -m x.gguf -p hi -f x.txt
