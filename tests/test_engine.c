@@ -19,6 +19,21 @@
 #include "support/check.h"
 #include "support/random_model.h"
 
+/* The StageTrace hash written out independently of trace.c (as test_trace.c
+ * does): FNV-1a 64 over each float's 4 little-endian bytes, built with shifts. */
+static uint64_t independent_hash(const float *v, size_t n) {
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &v[i], 4);
+        for (int b = 0; b < 4; b++) {
+            h ^= (bits >> (8 * b)) & 0xFFu;
+            h *= 1099511628211ULL;
+        }
+    }
+    return h;
+}
+
 static char path_buf[1024];
 
 static const char *tmp_path(const char *name) {
@@ -97,7 +112,7 @@ static void test_tiny_fixture(void) {
     CHECK(root != NULL, "fixture %s (%s)", fixture, root ? "" : jerr.text);
     if (!root) return;
     json_t *cases = json_object_get(root, "cases");
-    CHECK(json_array_size(cases) == 2, "two fixture cases");
+    CHECK(json_array_size(cases) == 8, "eight fixture cases");
     for (size_t c = 0; c < json_array_size(cases); c++) {
         json_t *cs = json_array_get(cases, c);
         const char *name = json_string_value(json_object_get(cs, "name"));
@@ -150,6 +165,7 @@ static void test_tiny_fixture(void) {
             greta_session *s = session(m, GRETA_BACKEND_REF, 1, true, 0);
             if (!s) break;
             double worst = 0;
+            int rows_checked = 0;
             for (int i = 0; i < n_tok; i++) {
                 const double *row = NULL;
                 if (mode == 0) {
@@ -162,6 +178,7 @@ static void test_tiny_fixture(void) {
                     row = greta_logits_f64(s);
                 }
                 if (!row) break;
+                rows_checked++;
                 json_t *er = json_array_get(expect, (size_t)i);
                 double num = 0, den = 0;
                 for (int k = 0; k < n_vocab; k++) {
@@ -172,13 +189,16 @@ static void test_tiny_fixture(void) {
                 double rel = sqrt(num / den);
                 if (rel > worst) worst = rel;
             }
-            CHECK(worst <= 1e-12, "%s: ref (%s) vs numpy float64, worst relative error %.3g <= 1e-12", name,
-                  mode ? "decode" : "prefill", worst);
+            CHECK(rows_checked == n_tok && worst <= 1e-12,
+                  "%s: ref (%s) vs numpy float64 on %d of %d rows, worst relative error %.3g <= 1e-12", name,
+                  mode ? "decode" : "prefill", rows_checked, n_tok, worst);
             greta_session_free(s);
         }
         /* cpu (float32) against the same numbers */
         greta_session *s = session(m, GRETA_BACKEND_CPU, 2, true, 0);
-        if (s && greta_eval(s, ids, (size_t)n_tok) == GRETA_OK) {
+        bool evaluated = s && greta_eval(s, ids, (size_t)n_tok) == GRETA_OK;
+        CHECK(evaluated, "%s: cpu evaluates the fixture tokens", name);
+        if (evaluated) {
             size_t rows = 0;
             const double *all = greta_logits_all_f64(s, &rows);
             double worst = 0;
@@ -193,7 +213,9 @@ static void test_tiny_fixture(void) {
                 }
                 if (sqrt(num / den) > worst) worst = sqrt(num / den);
             }
-            CHECK(all && worst <= 1e-5, "%s: cpu vs numpy float64, worst relative error %.3g <= 1e-5", name, worst);
+            /* measured 1.4e-7 to 3.8e-7 over the eight cases (AVX2 and scalar paths) */
+            CHECK(all && rows == (size_t)n_tok && worst <= 1e-6,
+                  "%s: cpu vs numpy float64, worst relative error %.3g <= 1e-6", name, worst);
         }
         greta_session_free(s);
         greta_model_free(m);
@@ -281,7 +303,9 @@ static void check_invariants(const model_case *mc) {
     greta_session_free(s);
     /* cpu vs the FP64 reference, every position. */
     greta_session *r = session(m, GRETA_BACKEND_REF, 1, true, 0);
-    if (r && greta_eval(r, ids, (size_t)n) == GRETA_OK) {
+    bool ref_ok = r && greta_eval(r, ids, (size_t)n) == GRETA_OK;
+    CHECK(ref_ok, "%s: ref evaluates the prompt", mc->name);
+    if (ref_ok) {
         size_t rows = 0;
         const double *ref = greta_logits_all_f64(r, &rows);
         double worst = 0;
@@ -292,7 +316,8 @@ static void check_invariants(const model_case *mc) {
             if (e > worst) worst = e;
         }
         free(reff);
-        CHECK(ref && worst <= 1e-4, "%s: cpu vs ref worst relative error %.3g <= 1e-4", mc->name, worst);
+        CHECK(ref && rows == (size_t)n && worst <= 2e-6, "%s: cpu vs ref worst relative error %.3g <= 2e-6",
+              mc->name, worst);
         CHECK(worst > 0, "%s: cpu and ref differ at all (float32 vs float64), %.3g", mc->name, worst);
     }
     greta_session_free(r);
@@ -596,7 +621,7 @@ static void test_trace(void) {
             seen_decode0++;
             CHECK(r->pos_id == 5 && r->token_id == 2 && r->seq_len == 1 && r->tokens_total == 6 && r->step == 0,
                   "decode0 row fields");
-            logits_ok = r->hash == trace_hash_f32(greta_logits(traced), s.n_vocab) && r->n == s.n_vocab;
+            logits_ok = r->hash == independent_hash(greta_logits(traced), s.n_vocab) && r->n == s.n_vocab;
         }
         if (r->point == TP_X_IN && r->layer == 0 && r->pos_id == 1) {
             /* x_in of layer 0 is the embedding row of token 7, dequantized. */
@@ -606,7 +631,7 @@ static void test_trace(void) {
             float row[64];
             if (t) {
                 quant_dequantize(t->type, (const uint8_t *)t->data + quant_row_bytes(t->type, 64) * 7, row, 64);
-                x_in_ok = r->n == 64 && r->n_values == 64 && r->hash == trace_hash_f32(row, 64);
+                x_in_ok = r->n == 64 && r->n_values == 64 && r->hash == independent_hash(row, 64);
             }
             gguf_close(f);
         }
@@ -816,12 +841,14 @@ static void test_default_model(void) {
         CHECK(memcmp(last, greta_logits(b), row_bytes) == 0,
               "default model: prefill_last (2 threads) == decode0 (1 thread) bitwise");
         greta_session *r = session(m, GRETA_BACKEND_REF, 1, false, 256);
-        if (r && greta_eval(r, ids, n) == GRETA_OK) {
+        bool ref_ok = r && greta_eval(r, ids, n) == GRETA_OK;
+        CHECK(ref_ok, "default model: ref evaluates the prompt");
+        if (ref_ok) {
             const double *ref = greta_logits_f64(r);
             float *reff = malloc(row_bytes);
             for (int k = 0; k < info.vocab_size; k++) reff[k] = (float)ref[k];
             double e = rel_err_f(last, reff, info.vocab_size);
-            CHECK(e <= 1e-4, "default model: cpu vs ref relative error %.3g <= 1e-4", e);
+            CHECK(e <= 5e-6, "default model: cpu vs ref relative error %.3g <= 5e-6 (measured 8.5e-7)", e);
             free(reff);
         }
         greta_session_free(r);

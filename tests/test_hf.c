@@ -13,6 +13,8 @@
  *     | ||a|| - ||b|| | <= tol ||b||; |a_i - b_i| <= tol ||b|| for HF's top 9;
  *     any id in greta's top 8 outside HF's top 9 has a_i <= b_9 + tol ||b||
  *   - ||a - b|| / ||b|| <= tol where the fixture stores the full row.
+ * The cpu prompts alternate between a 1-thread and a 3-thread session (an
+ * odd count exposes row-split bugs), independent of the machine's cores.
  * tol = 1e-4 on cpu (all prompts), 1e-9 on ref (a subset, the ref backend
  * being slow: set GRETA_HF_REF_ALL=1 for every prompt). Under sanitizers
  * (make test-san) both backends compare a smaller subset, printed. */
@@ -285,21 +287,32 @@ int main(void) {
     CHECK(json_array_size(prompts) >= 8, "fixture has %zu prompts (>= 8)", json_array_size(prompts));
     CHECK(info.vocab_size == 49152, "vocab size %d", info.vocab_size);
 
-    /* cpu: every prompt, every position */
+    /* cpu: every prompt, every position; prompts alternate between 1 thread
+     * and 3 (an odd count: a row split that only breaks when rows do not
+     * divide evenly shows there), whatever the machine's core count */
     greta_session_params sp = greta_session_default_params();
     sp.n_ctx = 2048;
     sp.logits_all = true;
     sp.backend = GRETA_BACKEND_CPU;
-    greta_session *session = NULL;
-    st = greta_session_new(model, &sp, &session, err, sizeof err);
-    CHECK(st == GRETA_OK, "cpu session: %s", st == GRETA_OK ? "ok" : err);
+    greta_session *sessions[2] = {NULL, NULL};
+    static const int thread_counts[2] = {1, 3};
+    for (int k = 0; k < 2; k++) {
+        sp.n_threads = thread_counts[k];
+        st = greta_session_new(model, &sp, &sessions[k], err, sizeof err);
+        CHECK(st == GRETA_OK, "cpu session, %d thread(s): %s", thread_counts[k], st == GRETA_OK ? "ok" : err);
+        CHECK(!sessions[k] || greta_session_n_threads(sessions[k]) == thread_counts[k], "cpu session runs %d thread(s)",
+              thread_counts[k]);
+    }
+    sp.n_threads = 0;
+    greta_session *session = sessions[0] && sessions[1] ? sessions[0] : NULL;
     run_stats cpu = {.backend_name = "cpu", .backend = GRETA_BACKEND_CPU, .tol = CPU_TOL, .n_vocab = info.vocab_size};
     double t0 = now_s();
+    size_t n_run = 0;
     for (size_t p = 0; session && p < json_array_size(prompts); p++) {
         json_t *pr = json_array_get(prompts, p);
         const char *name = json_string_value(json_object_get(pr, "name"));
         if (SANITIZER_BUILD && strcmp(name, "plain") != 0 && strcmp(name, "chat_system") != 0) continue;
-        run_prompt(&cpu, session, pr, SANITIZER_BUILD && strcmp(name, "chat_system") == 0 ? 8 : -1);
+        run_prompt(&cpu, sessions[n_run++ % 2], pr, SANITIZER_BUILD && strcmp(name, "chat_system") == 0 ? 8 : -1);
     }
     printf("cpu: %s; %.1f s\n", SANITIZER_BUILD ? "sanitizer build: subset plain (64 steps) + chat_system (8 steps)"
                                              : "all prompts, all positions", now_s() - t0);
@@ -308,7 +321,9 @@ int main(void) {
            cpu.positions, cpu.id_steps, cpu.near_ties, cpu.full_rows, cpu.worst_full_rel, cpu.worst_norm_rel,
            cpu.worst_top_abs_rel);
     CHECK(cpu.full_rows >= (SANITIZER_BUILD ? 3 : 8), "cpu compared %ld full rows", cpu.full_rows);
-    greta_session_free(session);
+    CHECK(n_run >= 2, "prompts ran at 1 and at 3 threads (%zu prompts)", n_run);
+    greta_session_free(sessions[0]);
+    greta_session_free(sessions[1]);
 
     /* ref: a subset (plain: 24 steps; chat_system: prompt + 4 steps), or all */
     bool ref_all = getenv("GRETA_HF_REF_ALL") && strcmp(getenv("GRETA_HF_REF_ALL"), "1") == 0;

@@ -163,6 +163,14 @@ static void test_top_p_min_p(void) {
     p.min_p = 0.35f; /* threshold 0.175 */
     ids = filter_ids(l, 5, &p);
     CHECK(strcmp(ids, "2,0") == 0, "min-p 0.35 (p >= 0.175) -> {2,0}: got %s", ids);
+    /* min-p keeps p >= min_p * p_max (llama.cpp, HF): at min_p = 1 exactly the
+     * argmax, and every token tied with it (with '>' nothing survived) */
+    p.min_p = 1.0f;
+    ids = filter_ids(l, 5, &p);
+    CHECK(strcmp(ids, "2") == 0, "min-p 1.0 keeps the argmax (p >= p_max): got %s", ids);
+    float tied[4] = {1.0f, 3.0f, -2.0f, 3.0f};
+    ids = filter_ids(tied, 4, &p);
+    CHECK(strcmp(ids, "1,3") == 0, "min-p 1.0 keeps both tied maxima: got %s", ids);
     /* top-k 4 then top-p over the renormalized four: 0.5/0.95 = 0.526, 0.737, 0.895, 1 */
     p.min_p = 0.0f;
     p.top_k = 4;

@@ -50,16 +50,26 @@ if grep -q '"point":"x_in"' "$TMP/env2.jsonl" && ! grep -q '"point":"ffn_act"' "
     pass "flags win over the environment"; else fail "flags did not win over the environment"; fi
 
 # start-up errors
-expect_error "unknown point" "unknown.*point.*nope|nope" "${run[@]}" --trace "$TMP/x.jsonl" --trace-points nope
-expect_error "layer out of range" "layer" "${run[@]}" --trace "$TMP/x.jsonl" --trace-layers 5
-expect_error "unknown phase" "phase" "${run[@]}" --trace "$TMP/x.jsonl" --trace-phases decodeX
-expect_error "bad env point" "GRETA_TRACE_STAGE_POINTS|nope" env GRETA_TRACE_STAGE=1 GRETA_TRACE_STAGE_POINTS=nope "${run[@]}"
+# (whole messages: a pattern like "layer" would match almost any error)
+expect_error "unknown point" "^greta: error: --trace-points: unknown trace point 'nope' \(points: x_in " \
+    "${run[@]}" --trace "$TMP/x.jsonl" --trace-points nope
+expect_error "layer out of range" \
+    "^greta: error: trace: trace layers '5': layer 5 out of range: the model has 2 layers \(0-1\)$" \
+    "${run[@]}" --trace "$TMP/x.jsonl" --trace-layers 5
+expect_error "unknown phase" "^greta: error: --trace-phases: unknown trace phase 'decodeX' \(phases: prefill, " \
+    "${run[@]}" --trace "$TMP/x.jsonl" --trace-phases decodeX
+expect_error "bad env point" "^greta: error: trace: GRETA_TRACE_STAGE_POINTS: unknown trace point 'nope' \(points: " \
+    env GRETA_TRACE_STAGE=1 GRETA_TRACE_STAGE_POINTS=nope "${run[@]}"
 expect_error "bad env point is named even with --trace flags" "^greta: error: trace: .*nope" \
     env GRETA_TRACE_STAGE=1 GRETA_TRACE_STAGE_POINTS=nope "${run[@]}" --trace "$TMP/x.jsonl"
-expect_error "GRETA_TRACE_STAGE=1 without an output" "GRETA_TRACE_STAGE_OUT|no output" env GRETA_TRACE_STAGE=1 "${run[@]}"
+expect_error "GRETA_TRACE_STAGE=1 without an output" \
+    "^greta: error: trace: tracing is on but has no output \(--trace FILE or GRETA_TRACE_STAGE_OUT\)$" \
+    env GRETA_TRACE_STAGE=1 "${run[@]}"
 GRETA_TRACE_STAGE=1 GRETA_TRACE_STAGE_POINTS=logits "${run[@]}" --trace "$TMP/stage.jsonl" >/dev/null 2>&1
 if grep -q '"point":"logits"' "$TMP/stage.jsonl" 2>/dev/null; then pass "GRETA_TRACE_STAGE=1 completed by --trace FILE"; else fail "GRETA_TRACE_STAGE=1 + --trace FILE wrote no logits record"; fi
-expect_error "unwritable trace file" "trace" "${run[@]}" --trace /nonexistent-dir/t.jsonl
+expect_error "unwritable trace file" \
+    "^greta: error: trace: trace: cannot create '/nonexistent-dir/t.jsonl': No such file or directory$" \
+    "${run[@]}" --trace /nonexistent-dir/t.jsonl
 
 # greta run and greta trace record see the same prompt rows
 "$GRETA" run -m "$M" -p "hello world" --greedy -n 1 -t 2 --trace "$TMP/run.jsonl" --trace-phases prefill --trace-sample 0 >/dev/null 2>&1
