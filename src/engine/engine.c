@@ -12,6 +12,17 @@
 
 #define DEFAULT_MAX_ROWS 512
 #define MAX_PLACEMENTS 8
+#define ACTIVATION_BUDGET ((size_t)64 << 20) /* bytes of activation rows per chunk, by default */
+
+/* Rows per forward chunk: 512, fewer when the activation rows of a chunk
+ * (x, xn, q, att, proj, k, v, gate, up) would pass ACTIVATION_BUDGET, so a
+ * file with n_ff = 2^20 does not make a session reserve gigabytes. */
+static int32_t default_max_rows(const model_hparams *hp) {
+    size_t row_bytes = sizeof(float) * (5 * (size_t)hp->n_embd + 2 * (size_t)hp->kv_dim + 2 * (size_t)hp->n_ff);
+    size_t rows = ACTIVATION_BUDGET / row_bytes;
+    if (rows > DEFAULT_MAX_ROWS) rows = DEFAULT_MAX_ROWS;
+    return rows < 1 ? 1 : (int32_t)rows;
+}
 
 /* ---- placements: weights once per model per backend ---- */
 
@@ -115,7 +126,7 @@ engine *engine_new(engine_model *em, const engine_config *config, greta_status *
     e->m = m;
     e->ops = ops;
     e->config = *config;
-    if (e->config.max_rows == 0) e->config.max_rows = DEFAULT_MAX_ROWS;
+    if (e->config.max_rows == 0) e->config.max_rows = default_max_rows(&m->hp);
     if (e->config.max_rows > e->config.n_ctx) e->config.max_rows = e->config.n_ctx;
     e->decode_step = -1;
     size_t n_vocab = (size_t)m->hp.n_vocab;

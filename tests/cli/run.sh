@@ -192,4 +192,18 @@ rc=$?
     && pass "a model file truncated while in use is named (exit 1)" \
     || fail "truncated model: exit $rc: $(tail -c 300 "$TMP/bus.err")"
 rm -f "$TMP/changing.gguf"
+# Activation rows are chunked by size: n_ff = 2^18 with n_embd 32 (a 14 MB
+# file) took 1 GB of RSS for a long prompt (512 rows of gate and up); now a
+# chunk's activations stay within 64 MiB.
+"$GRETA" synth --dim 32 --ffn 262144 --layers 1 --heads 1 --vocab 320 --type Q4_0 -o "$TMP/wide.gguf" >/dev/null 2>&1
+peak_kb=$(python3 - "$GRETA" "$TMP/wide.gguf" <<'PY'
+import resource, subprocess, sys
+prompt = " ".join("word%d" % i for i in range(40))
+r = subprocess.run([sys.argv[1], "run", "-m", sys.argv[2], "-p", prompt, "-n", "1", "-t", "1"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if r.returncode == 0 else "failed: " + r.stderr.strip())
+PY
+)
+[[ $peak_kb =~ ^[0-9]+$ && $peak_kb -lt 204800 ]] && pass "n_ff 2^18: peak RSS ${peak_kb} KB < 200 MB" \
+    || fail "n_ff 2^18: peak RSS $peak_kb KB"
 finish
