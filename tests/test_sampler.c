@@ -163,6 +163,14 @@ static void test_top_p_min_p(void) {
     p.min_p = 0.35f; /* threshold 0.175 */
     ids = filter_ids(l, 5, &p);
     CHECK(strcmp(ids, "2,0") == 0, "min-p 0.35 (p >= 0.175) -> {2,0}: got %s", ids);
+    /* top-p keeps the shortest prefix whose mass reaches p (>=): four equal
+     * logits and p = 0.5 reach exactly 0.5 after two (the mutation pass's
+     * '>' kept three and went unnoticed) */
+    float equal4[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    p.top_p = 0.5f;
+    ids = filter_ids(equal4, 4, &p);
+    CHECK(strcmp(ids, "0,1") == 0, "top-p 0.5 over four equal logits keeps two (mass >= p): got %s", ids);
+    p.top_p = 1.0f;
     /* min-p keeps p >= min_p * p_max (llama.cpp, HF): at min_p = 1 exactly the
      * argmax, and every token tied with it (with '>' nothing survived) */
     p.min_p = 1.0f;

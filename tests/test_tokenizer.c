@@ -721,7 +721,29 @@ static void test_flooding(void) {
     free(coll);
 }
 
+/* Special tokens that are prefixes of each other: the longest one at a
+ * position wins (leftmost-longest), with parse_special only. */
+static void test_special_longest(void) {
+    char *texts[] = {"<unk>", "x", "\xe2\x96\x81", "<|a", "<|ab", "<|abc|>"};
+    int32_t types[] = {TOKEN_TYPE_UNKNOWN, TOKEN_TYPE_NORMAL, TOKEN_TYPE_NORMAL,
+                       TOKEN_TYPE_CONTROL, TOKEN_TYPE_CONTROL, TOKEN_TYPE_CONTROL};
+    double seconds;
+    tokenizer *tok = load_vocab("prefixes.gguf", texts, types, 6, &seconds);
+    if (!tok) return;
+    const char *text = "<|abc|>x<|abx<|a";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char err[256] = "", got[128] = "";
+    bool ok = tokenizer_encode(tok, text, strlen(text), false, true, &ids, &n, err, sizeof err);
+    for (size_t i = 0; ok && i < n; i++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%d", i ? "," : "", ids[i]);
+    /* <|abc|>, then "x" with SentencePiece's space prefix after a control token (U+2581, x), <|ab, again, <|a */
+    CHECK(ok && strcmp(got, "5,2,1,4,2,1,3") == 0, "longest special token first: got %s, want 5,2,1,4,2,1,3 %s", got, err);
+    free(ids);
+    tokenizer_free(tok);
+}
+
 int main(void) {
+    test_special_longest();
     test_siphash();
     test_flooding();
     test_utf8_decode();
