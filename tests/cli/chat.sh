@@ -115,12 +115,16 @@ grep -q "greta: error: chat: the conversation is .* tokens, the context holds 64
     && pass "the next turn is refused" || fail "next turn: $(cat "$TMP/err")"
 
 # Ctrl-C: a long answer is interrupted, the program goes on to the next line.
+trap "" PIPE  # a write to a greta that has ended fails (and is reported) instead of killing this script
 mkfifo "$TMP/in"
 "$GRETA" chat -m "$MODEL" --greedy -n 4000 --ctx 4096 <"$TMP/in" >"$TMP/int.out" 2>"$TMP/int.err" &
 pid=$!
 exec 3>"$TMP/in"
 echo "Give me three tips for learning to cook." >&3
-for _ in $(seq 1 100); do [[ -s $TMP/int.out ]] && break; sleep 0.1; done
+# Wait for the answer to stream (a sanitizer build on a busy machine needs
+# far more than a second to load and prefill): a Ctrl-C before that would
+# end greta chat by design (see the prefill case below).
+for _ in $(seq 1 1200); do [[ -s $TMP/int.out ]] && break; sleep 0.1; done
 sleep 0.5
 kill -INT "$pid"
 sleep 0.5
