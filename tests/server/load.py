@@ -1,6 +1,9 @@
 """load.py PORT MODEL_ID CLIENTS SECONDS SERVER_PID [check_rss]: CLIENTS
 concurrent streaming chat clients on loopback, each sending requests back
-to back for SECONDS (then finishing the one in flight). Every request must
+to back for SECONDS (then finishing the one in flight). First every client
+sends one request as long as any of the run's (the longest prompt, 32
+tokens), so that every slot's KV cache has touched the positions the run
+will use: RSS that grows after that is not pages seen for the first time. Every request must
 answer 200 with a complete stream (chunks, one finish_reason, usage,
 [DONE]) whose token count fits its max_tokens (equal to it when the
 finish reason is "length"). With check_rss, the server's resident memory
@@ -30,6 +33,13 @@ def rss_kib():
     return 0
 
 
+def warm_up():
+    text = " ".join(["robot"] * 30)
+    body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 32, "temperature": 1.5,
+            "top_k": 0, "min_p": 0, "top_p": 1, "seed": 1}
+    stream_chat(port, body, timeout=600)
+
+
 def client(index):
     rng = random.Random(index)
     while time.monotonic() < deadline:
@@ -51,6 +61,13 @@ def client(index):
 
 
 rss_start = rss_kib()
+warmers = [threading.Thread(target=warm_up, daemon=True) for _ in range(clients)]
+for t in warmers:
+    t.start()
+for t in warmers:
+    t.join(timeout=600)
+rss_warmed = rss_kib()
+deadline = time.monotonic() + seconds
 threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
 t_start = time.monotonic()
 for t in threads:
@@ -71,7 +88,8 @@ tokens = sum(r[1] for r in results)
 latencies = sorted(r[0] for r in results)
 print(f"     {len(results)} requests by {clients} clients in {wall:.1f} s: {tokens} tokens, "
       f"{tokens / wall:.1f} tok/s aggregate; request time p50 {latencies[len(latencies) // 2]:.2f} s, "
-      f"max {latencies[-1]:.2f} s; RSS start {rss_start // 1024} MiB, after a third {rss_warm // 1024} MiB, "
+      f"max {latencies[-1]:.2f} s; RSS start {rss_start // 1024} MiB, warmed up {rss_warmed // 1024} MiB, "
+      f"after a third {rss_warm // 1024} MiB, "
       f"end {rss_end // 1024} MiB, peak {max(samples) // 1024} MiB", flush=True)
 check(f"load: {clients} concurrent streaming clients for {seconds:.0f} s: {len(results)} requests, every one complete",
       len(results) >= clients and not failed, f"{len(failed)} failed: " + "; ".join(r[3] for r in failed[:3]))
