@@ -3,18 +3,23 @@
 server (greta serve, llama-server) at several numbers of concurrent streams.
 
     scripts/tools/server_bench.py --port 8080 --model ID [--streams 1,4,16,32]
-                            [--tokens 64] [--rounds 2] [--label greta]
+                            [--tokens 64] [--rounds 2] [--label greta] [--pid PID]
 
 For each count C: C client threads start together, each sends --rounds
 streamed completion requests back to back (prompt "Once upon a time", flat
 sampling so that an early end-of-text is unlikely, max_tokens --tokens) and
 counts the tokens it received (usage when the server sends it, else the
 content chunks). Aggregate = all tokens / wall time of the round; also the
-median time to the first token. Prints one markdown table row per count.
+median time to the first token. With --pid (the server's process id, same
+machine), also the server's CPU seconds (user + system, /proc) for the round
+and tokens per CPU-second: on a machine shared with other work, wall time
+measures the neighbours too, CPU time much less. Prints one markdown table
+row per count.
 Loopback only; standard library only."""
 import argparse
 import http.client
 import json
+import os
 import statistics
 import threading
 import time
@@ -44,6 +49,15 @@ def one_request(port, model, tokens):
                     first = time.monotonic() - t0
     conn.close()
     return (usage if usage is not None else chunks), first or 0.0
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of process pid so far (0 without a pid)."""
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_count(port, model, streams, tokens, rounds):
@@ -81,13 +95,18 @@ def main():
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--label", default="server")
+    ap.add_argument("--pid", type=int, default=0)
     args = ap.parse_args()
-    print(f"| server | streams | requests | tokens | wall s | aggregate tok/s | median TTFT s | errors |")
-    print(f"|---|---|---|---|---|---|---|---|")
+    print("| server | streams | requests | tokens | wall s | aggregate tok/s | median TTFT s | server CPU s | "
+          "tok per CPU-s | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for streams in (int(s) for s in args.streams.split(",")):
+        cpu0 = cpu_seconds(args.pid)
         tokens, wall, ttft, errors = run_count(args.port, args.model, streams, args.tokens, args.rounds)
+        cpu = cpu_seconds(args.pid) - cpu0
+        per_cpu = f"{tokens / cpu:.1f}" if cpu > 0 else "-"
         print(f"| {args.label} | {streams} | {streams * args.rounds} | {tokens} | {wall:.1f} | {tokens / wall:.1f} | "
-              f"{ttft:.2f} | {len(errors)}{' ' + errors[0][:60] if errors else ''} |", flush=True)
+              f"{ttft:.2f} | {cpu:.1f} | {per_cpu} | {len(errors)}{' ' + errors[0][:60] if errors else ''} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ static void serve_usage(FILE *out) {
             "  --port N                  port (default 8080; 0 = any free port)\n"
             "  -np, --parallel N         slots: requests generated at once (default 4)\n"
             "  -c, --ctx N               context length of each slot (default: the model's, at most 2048)\n"
-            "  -t, --threads N           CPU threads of each slot (default: all with one slot, else 1)\n"
+            "  -t, --threads N           CPU threads of the forward (default: all)\n"
             "  --backend cpu|ref|cuda    (default cpu)\n"
             "  --api-key KEY             require 'Authorization: Bearer KEY' (also GRETA_API_KEY)\n"
             "  --queue N                 requests that may wait for a slot (default 64; more get 503)\n"
@@ -146,10 +146,6 @@ int cli_serve(int argc, char **argv) {
     if (!(model = cli_load_model(o.model_path))) goto done;
     greta_model_info info;
     greta_model_get_info(model, &info);
-    /* Until slots share one batched forward, every slot's session has its
-     * own thread pool, and idle pools spinning beside the one at work slow
-     * it down many times over: with several slots, one thread each. */
-    if (o.threads == 0 && o.parallel > 1) o.threads = 1;
     int32_t n_ctx = (int32_t)o.ctx;
     if (n_ctx == 0) n_ctx = info.context_length > 0 && info.context_length < 2048 ? info.context_length : 2048;
     sched_config sc = {(int32_t)o.parallel, n_ctx, (int32_t)o.threads, o.backend, (int32_t)o.queue, o.queue_timeout,

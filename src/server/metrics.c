@@ -34,6 +34,7 @@ struct server_metrics {
     pthread_mutex_t mutex;
     uint64_t requests[N_ENDPOINTS][N_STATUSES];
     uint64_t prompt_tokens, generated_tokens;
+    uint64_t steps, step_rows;
     histogram ttft, token;
 };
 
@@ -69,6 +70,13 @@ void metrics_add_tokens(server_metrics *m, int64_t prompt_tokens, int64_t genera
     pthread_mutex_lock(&m->mutex);
     m->prompt_tokens += (uint64_t)prompt_tokens;
     m->generated_tokens += (uint64_t)generated_tokens;
+    pthread_mutex_unlock(&m->mutex);
+}
+
+void metrics_add_step(server_metrics *m, int64_t rows) {
+    pthread_mutex_lock(&m->mutex);
+    m->steps++;
+    m->step_rows += (uint64_t)rows;
     pthread_mutex_unlock(&m->mutex);
 }
 
@@ -154,6 +162,12 @@ char *metrics_render(server_metrics *m, int32_t queued, int32_t busy, int32_t n_
     put(&b, "# HELP greta_generated_tokens_total Tokens generated.\n"
             "# TYPE greta_generated_tokens_total counter\ngreta_generated_tokens_total %llu\n",
         (unsigned long long)m->generated_tokens);
+    put(&b, "# HELP greta_decode_steps_total Decode steps (one forward each) of the batching worker.\n"
+            "# TYPE greta_decode_steps_total counter\ngreta_decode_steps_total %llu\n",
+        (unsigned long long)m->steps);
+    put(&b, "# HELP greta_decode_rows_total Tokens those steps evaluated (rows / steps = mean batch).\n"
+            "# TYPE greta_decode_rows_total counter\ngreta_decode_rows_total %llu\n",
+        (unsigned long long)m->step_rows);
     put(&b, "# HELP greta_queue_length Requests waiting for a slot.\n# TYPE greta_queue_length gauge\n"
             "greta_queue_length %d\n", (int)queued);
     put(&b, "# HELP greta_slots_busy Slots generating now.\n# TYPE greta_slots_busy gauge\ngreta_slots_busy %d\n",

@@ -17,6 +17,9 @@ void metrics_free(server_metrics *m);
 void metrics_count_request(server_metrics *m, const char *endpoint, int status);
 /* Prompt tokens of a job that started, tokens it generated. */
 void metrics_add_tokens(server_metrics *m, int64_t prompt_tokens, int64_t generated_tokens);
+/* One decode step of the worker: rows = slots whose tokens it evaluated
+ * in one forward. */
+void metrics_add_step(server_metrics *m, int64_t rows);
 /* Seconds from a request's arrival to its first generated token. */
 void metrics_observe_ttft(server_metrics *m, double seconds);
 /* Seconds between two consecutive tokens of one request. */

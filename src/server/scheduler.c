@@ -7,7 +7,7 @@
  *      free slots;
  *   2. without the lock: prefill the newly admitted slots, then one step:
  *      sample the next token of every active slot (step_slot), then
- *      evaluate those tokens (eval_step);
+ *      evaluate those tokens as the rows of one forward (eval_step);
  *   3. under the lock: publish each slot's new text and counts to its job
  *      and free the slots of finished jobs.
  * A slot's generation follows the loop of `greta run` exactly (sample,
@@ -47,6 +47,10 @@ struct scheduler {
     sched_config config;
     server_metrics *metrics;
     slot *slots;                /* [n_slots] */
+    /* One decode step's rows, [n_slots] each: the sessions, their tokens, their slots. */
+    greta_session **step_sessions;
+    int32_t *step_ids;
+    slot **step_slots;
     pthread_mutex_t mutex;
     pthread_cond_t work;        /* a job was queued or cancelled, or draining began */
     sched_job *queue_head, *queue_tail;
@@ -291,13 +295,25 @@ static void step_slot(scheduler *s, slot *sl) {
     sl->pending = tok;
 }
 
-/* Evaluates the pending token of every slot that has one: the one forward
- * step of this cycle. */
+/* Evaluates the pending token of every slot that has one as the rows of ONE
+ * forward (greta_eval_sessions): each slot's session ends exactly as if it
+ * had evaluated its token alone, so batching changes no token. */
 static void eval_step(scheduler *s) {
+    size_t n = 0;
     for (int32_t i = 0; i < s->config.n_slots; i++) {
         slot *sl = &s->slots[i];
         if (!sl->job || sl->pending < 0) continue;
-        if (greta_eval(sl->session, &sl->pending, 1) != GRETA_OK) slot_fail(sl, "decode", greta_session_error(sl->session));
+        s->step_sessions[n] = sl->session;
+        s->step_ids[n] = sl->pending;
+        s->step_slots[n] = sl;
+        n++;
+    }
+    if (n == 0) return;
+    greta_status st = greta_eval_sessions(s->step_sessions, s->step_ids, n);
+    metrics_add_step(s->metrics, (int64_t)n);
+    for (size_t k = 0; k < n; k++) {
+        slot *sl = s->step_slots[k];
+        if (st != GRETA_OK) slot_fail(sl, "decode", greta_session_error(sl->session));
         sl->pending = -1;
     }
 }
@@ -430,13 +446,24 @@ static void free_slots(scheduler *s) {
         free(s->slots[i].out);
     }
     free(s->slots);
+    free(s->step_sessions);
+    free(s->step_ids);
+    free(s->step_slots);
 }
 
 scheduler *sched_new(greta_model *model, const sched_config *config, server_metrics *metrics, char *err,
                      size_t err_size) {
     scheduler *s = calloc(1, sizeof *s);
-    if (!s || !(s->slots = calloc((size_t)config->n_slots, sizeof *s->slots))) {
+    size_t n = (size_t)config->n_slots;
+    if (s) {
+        s->slots = calloc(n, sizeof *s->slots);
+        s->step_sessions = calloc(n, sizeof *s->step_sessions);
+        s->step_ids = calloc(n, sizeof *s->step_ids);
+        s->step_slots = calloc(n, sizeof *s->step_slots);
+    }
+    if (!s || !s->slots || !s->step_sessions || !s->step_ids || !s->step_slots) {
         snprintf(err, err_size, "out of memory");
+        if (s) free_slots(s);
         free(s);
         return NULL;
     }

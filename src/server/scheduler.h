@@ -5,9 +5,11 @@
  * steps the worker moves queued jobs into free slots (prefilling their
  * prompts, reusing the prefix a slot's cache already holds), then every
  * step samples the next token of every active slot and evaluates those
- * tokens, one per slot, and finished jobs leave their slots. A job's
+ * tokens in one forward, and finished jobs leave their slots. A job's
  * tokens depend only on its prompt, settings and seed, never on which
- * slot it ran in or what ran beside it (tests/cli/serve_batch.sh).
+ * slot it ran in or what ran beside it (tests/cli/serve_batch.sh): the
+ * step's tokens are the rows of one forward (greta_eval_sessions), and a
+ * row never depends on the other rows.
  *
  * The connection threads submit jobs and read their text as it grows; all
  * of a job's output fields are guarded by the scheduler's lock

@@ -56,6 +56,17 @@ for t in threads:
     t.start()
 for t in threads:
     t.join(timeout=900)
+
+def decode_counters():
+    """(steps, rows) from /metrics: rows / steps is the mean batch of the decode steps."""
+    status, _, text = request(port, "GET", "/metrics")
+    values = dict(line.split() for line in text.decode().splitlines() if line.startswith("greta_decode_"))
+    return int(values["greta_decode_steps_total"]), int(values["greta_decode_rows_total"])
+
+
+steps, rows = decode_counters()
+check(f"the {n} requests ran batched: {rows} tokens in {steps} forward steps (mean batch {rows / max(steps, 1):.1f})",
+      steps > 0 and rows / steps >= max(2, n / 4), f"{rows} rows in {steps} steps")
 alone = [answer(*requests[i]) for i in range(n)]
 
 errors = [f"#{i}: {a.get('error')} / {b.get('error')}" for i, (a, b) in enumerate(zip(together, alone))
