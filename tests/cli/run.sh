@@ -160,8 +160,27 @@ grep -q "generated 4 tokens.*context full" "$TMP/err" && pass "5 prompt tokens +
     || fail "full context: $(cat "$TMP/err")"
 
 # ---- the ref backend agrees on the first greedy tokens ----
-expect_ok "ref backend" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 4 --backend ref
+expect_ok "ref backend" "$GRETA" run -m "$MODEL" -p "The capital of France is" --greedy -n 4 --backend ref \
+    --dump-logits "$TMP/ref_logits"
 out_is $' Paris.\n\n' && pass "ref greedy -n 4 = HF's first 4 tokens" || fail "ref output '$(cat "$TMP/out")'"
+# and its logits, not only its text: the first step's row against transformers' float64 row at
+# position 4 (tests/fixtures/hf/rows/plain_p4.f64). ref measured 2.5e-8 (its float64 rounded to the
+# dump's float32); cpu gives 1.6e-6, so the bound tells the backends apart.
+if python3 - "$TMP/ref_logits" "$GRETA_REPO/tests/fixtures/hf" >"$TMP/ref_cmp" 2>&1 <<'PY'
+import json, sys
+import numpy as np
+dump, fix = sys.argv[1], sys.argv[2]
+plain = [p for p in json.load(open(f"{fix}/hf_greedy.json"))["prompts"] if p["name"] == "plain"][0]
+row = [r for r in plain["full_rows"] if r["pos"] == len(plain["prompt_ids"]) - 1][0]
+want = np.fromfile(f"{fix}/{row['file']}", "<f8")
+got = np.fromfile(f"{dump}/step_00000.bin", "<f4").astype(np.float64)
+ids = [json.loads(line)["token_id"] for line in open(f"{dump}/index.jsonl")]
+rel = np.linalg.norm(got - want) / np.linalg.norm(want)
+print(f"relative error {rel:.3g}, ids {ids} (HF {plain['generated_ids'][:4]})")
+sys.exit(0 if rel <= 2e-7 and ids == plain["generated_ids"][:4] else 1)
+PY
+then pass "ref logits at the prompt's end = HF float64 row: $(cat "$TMP/ref_cmp")"
+else fail "ref logits vs HF: $(cat "$TMP/ref_cmp")"; fi
 # ---- greta bench (small sizes): the figures are consistent with the model's shape ----
 expect_error "bench: bad repetitions" "greta: error: -r: 0 is out of range" "$GRETA" bench -m "$MODEL" -r 0
 expect_error "bench: unknown flag" "greta: error: bench: unknown argument '--fast'" "$GRETA" bench -m "$MODEL" --fast
