@@ -2,6 +2,7 @@
 #   make            build/greta (CPU backends; CUDA is a separate target)
 #   make test       build and run the whole suite (unit tests + CLI tests)
 #   make test-san   the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make setup      install the Debian packages the build needs (scripts/setup/install-deps)
 #   make fetch-model  download the default model into models/
 #   make SAN=1      sanitizer build into build-san/
 
@@ -38,7 +39,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-unit test-cli test-san fetch-model clean
+.PHONY: all test test-unit test-cli test-san setup fetch-model clean
 all: $(BUILD)/greta
 
 $(BUILD)/%.o: %.c
@@ -83,6 +84,9 @@ test: tests-build
 
 test-san:
 	$(MAKE) SAN=1 test
+
+setup:
+	@bash scripts/setup/install-deps
 
 fetch-model:
 	bash scripts/fetch-model
