@@ -231,21 +231,38 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
 
 /* ---- model loading with a progress bar ---- */
 
+/* A load that takes longer than this many seconds says where it loads from
+ * (GRETA_LOAD_NOTICE_SECONDS overrides it, e.g. 0 in tests). */
+static double load_notice_seconds(void) {
+    const char *text = getenv("GRETA_LOAD_NOTICE_SECONDS");
+    char *end = NULL;
+    double v = text ? strtod(text, &end) : 1.0;
+    return text && end != text && *end == '\0' && v >= 0.0 ? v : 1.0;
+}
+
 typedef struct {
+    const char *path;
     double start;
+    double notice_after; /* seconds */
     bool tty;
-    bool drawn;
+    bool noticed;        /* the line naming the path was printed (non-tty) */
+    bool drawn;          /* the bar is on screen (tty) */
 } load_progress;
 
 static bool draw_progress(float progress, void *user_data) {
     load_progress *lp = user_data;
-    if (!lp->tty || cli_now() - lp->start < 1.0) return true;
-    int width = 40, filled = (int)(progress * (float)width + 0.5f);
+    if (cli_now() - lp->start < lp->notice_after) return true;
+    if (!lp->tty) {
+        if (!lp->noticed) fprintf(stderr, "greta: loading the model from %s\n", lp->path);
+        lp->noticed = true;
+        return true;
+    }
+    int width = 30, filled = (int)(progress * (float)width + 0.5f);
     if (filled > width) filled = width;
     char bar[64];
     for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : ' ';
     bar[width] = '\0';
-    fprintf(stderr, "\rloading model [%s] %3d%%", bar, (int)(progress * 100.0f + 0.5f));
+    fprintf(stderr, "\rloading %s [%s] %3d%%", lp->path, bar, (int)(progress * 100.0f + 0.5f));
     fflush(stderr);
     lp->drawn = true;
     return true;
@@ -295,14 +312,14 @@ greta_model *cli_load_model(const char *path) {
         cli_error("no model: pass -m MODEL.gguf");
         return NULL;
     }
-    load_progress lp = {cli_now(), isatty(STDERR_FILENO) == 1, false};
+    load_progress lp = {path, cli_now(), load_notice_seconds(), isatty(STDERR_FILENO) == 1, false, false};
     greta_model_params params = greta_model_default_params();
     params.progress = draw_progress;
     params.progress_user_data = &lp;
     greta_model *model = NULL;
     char err[512] = "";
     greta_status st = greta_model_load(path, &params, &model, err, sizeof err);
-    if (lp.drawn) fprintf(stderr, "\r%60s\r", "");
+    if (lp.drawn) fputc('\n', stderr); /* the bar stays: it names the file */
     if (st != GRETA_OK) {
         cli_error("%s: %s", path, err[0] ? err : greta_status_string(st));
         return NULL;

@@ -55,9 +55,10 @@ bool cli_parse_int(const char *flag, const char *text, long lo, long hi, long *o
 bool cli_parse_u64(const char *flag, const char *text, uint64_t *out);
 bool cli_parse_float(const char *flag, const char *text, double lo, double hi, float *out);
 
-/* Loads the model with a progress bar on stderr (only if stderr is a tty
- * and the load takes longer than a second). Prints the error and returns
- * NULL on failure. */
+/* Loads the model. A load that takes longer than a second says where it
+ * loads from on stderr: a progress bar naming the file on a terminal, else
+ * one line "greta: loading the model from PATH" (GRETA_LOAD_NOTICE_SECONDS
+ * sets the threshold). Prints the error and returns NULL on failure. */
 greta_model *cli_load_model(const char *path);
 
 /* Creates the session of o (context, threads, backend, seed); prints the

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "tools/quantize_model.h"
@@ -13,6 +14,7 @@ static void usage(FILE *out) {
             "\n"
             "Converts every weight of IN to TYPE and writes OUT (metadata copied, 1-D\n"
             "tensors and norms unchanged). TYPE: %s.\n"
+            "On a terminal a progress line per tensor goes to stderr (--quiet: none).\n"
             "Plain types apply to every weight (rows the block does not divide fall back\n"
             "as llama.cpp does); Q2_K, Q3_K_M, Q4_K_M and Q5_K_M follow llama.cpp's\nmix rule.\n"
             "See docs/quantize.md.\n",
@@ -22,7 +24,8 @@ static void usage(FILE *out) {
 int cli_quantize(int argc, char **argv) {
     const char *paths[3];
     int n_paths = 0;
-    quantize_options options = {0, stdout};
+    /* progress lines only for a person watching: stderr is a terminal */
+    quantize_options options = {0, isatty(STDERR_FILENO) ? stderr : NULL};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "tools/synth.h"
@@ -11,14 +12,15 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: greta synth (--shape NAME | --dim D --ffn F --layers L --heads H --vocab V)\n"
             "                   [--kv-heads K] [--ctx C] [--rope-base B] [--rms-eps E] [--tied | --untied]\n"
-            "                   [--pre NAME] [--type TYPE] [--seed S] [--threads N] -o FILE\n"
+            "                   [--pre NAME] [--type TYPE] [--seed S] [--threads N] [--quiet] -o FILE\n"
             "\n"
             "Writes a Llama-architecture GGUF model with seeded random weights and a small\n"
             "byte-level BPE vocabulary with a ChatML template (docs/synth.md).\n"
             "  --shape NAME   preset: %s (flags after it override its values)\n"
             "  --type TYPE    %s (default F16)\n"
             "  --seed S       generator seed (default 1); same options, same file bytes\n"
-            "  --threads N    worker threads (default: all CPUs; the output does not depend on it)\n",
+            "  --threads N    worker threads (default: all CPUs; the output does not depend on it)\n"
+            "  --quiet, -q    no progress line per tensor (printed to stderr only on a terminal)\n",
             synth_preset_list(), quantize_target_list());
 }
 
@@ -77,6 +79,7 @@ int cli_synth(int argc, char **argv) {
     o.shape = synth_shape_defaults();
     o.seed = 1;
     quantize_target_find("F16", &o.target);
+    o.log = isatty(STDERR_FILENO) ? stderr : NULL; /* progress only for a person watching */
     given_flags g = {0};
     const char *out_path = NULL;
     for (int i = 1; i < argc; i++) {
@@ -84,6 +87,10 @@ int cli_synth(int argc, char **argv) {
         if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(flag, "--quiet") == 0 || strcmp(flag, "-q") == 0) {
+            o.log = NULL;
+            continue;
         }
         if (strcmp(flag, "--tied") == 0 || strcmp(flag, "--untied") == 0) {
             o.shape.tied = strcmp(flag, "--tied") == 0;

@@ -514,8 +514,10 @@ static bool write_output(const gguf_file *file, const char *out_path, const quan
         release_input(plan->in->data, plan->in->nbytes);
         if (!ok) format_error(err, err_size, "%s: %s", out_path, reason);
         else if (log) {
-            fprintf(log, "%-32s %-5s -> %-5s%s\n", plan->in->name, quant_type_name(plan->in->type),
+            fprintf(log, "[%4llu/%llu] %-32s %-5s -> %s%s\n", (unsigned long long)(i + 1),
+                    (unsigned long long)n_tensors, plan->in->name, quant_type_name(plan->in->type),
                     quant_type_name(plan->out_type), plan->convert ? "" : " (copied)");
+            fflush(log);
         }
     }
     if (ok && !gguf_writer_end(writer, reason, sizeof reason)) {

@@ -79,7 +79,8 @@ int quantize_thread_count(int n_threads);
 
 typedef struct {
     int n_threads; /* 0 = all online CPUs */
-    FILE *log;     /* one line per tensor ("name: F32 -> Q4_K"), NULL = quiet */
+    FILE *log;     /* a progress line per tensor as it is written
+                      ("[  3/272] name  F32 -> Q4_K"), NULL = quiet */
 } quantize_options;
 
 /* Reads in_path, converts every weight to the target's types and writes

@@ -451,6 +451,11 @@ bool synth_write(const synth_options *o, const char *path, char *err, size_t err
     for (int64_t i = 0; ok && i < n; i++) {
         ok = write_tensor(w, &specs[i], o->seed, n_threads, reason, sizeof reason);
         if (!ok) format_error(err, err_size, "%s", reason);
+        else if (o->log) {
+            fprintf(o->log, "[%4lld/%lld] %-32s %s\n", (long long)(i + 1), (long long)n, specs[i].name,
+                    quant_type_name(specs[i].type));
+            fflush(o->log);
+        }
     }
     if (ok && !gguf_writer_end(w, reason, sizeof reason)) {
         format_error(err, err_size, "%s", reason);

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tools/quantize_model.h"
 
@@ -56,6 +57,8 @@ typedef struct {
     quantize_target target;
     uint64_t seed;
     int n_threads; /* 0 = all online CPUs */
+    FILE *log;     /* a progress line per tensor as it is written
+                      ("[  3/30] blk.0.attn_q.weight  Q4_K"), NULL = quiet */
 } synth_options;
 
 /* Writes the model to path. On failure returns false with a one-line
