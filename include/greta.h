@@ -94,8 +94,9 @@ greta_model_params greta_model_default_params(void);
 
 /* Opens path, reads the hyperparameters, binds and validates every tensor
  * (present, exact shape, supported type, inside the file) and loads the
- * tokenizer (a file without tokenizer.* keys loads; greta_tokenize then
- * fails with GRETA_ERR_TOKENIZER). params NULL = defaults. On failure
+ * tokenizer (a file without a vocabulary, i.e. without tokenizer.* keys or
+ * with tokenizer.ggml.model = "none", loads; greta_tokenize then fails with
+ * GRETA_ERR_TOKENIZER and a message saying the model has no vocabulary). params NULL = defaults. On failure
  * returns the status, *out = NULL and one line in err (which may be NULL)
  * saying what is wrong without repeating the path, for the front end to
  * print as "greta: error: PATH: MESSAGE". */
@@ -128,6 +129,9 @@ typedef struct {
     bool tied_embeddings;        /* output projection is token_embd */
     bool has_chat_template;      /* tokenizer.chat_template present */
     bool vocab_only;             /* loaded with vocab_only */
+    bool has_vocab;              /* false for a file without a vocabulary (tokenizer.ggml.model
+                                    "none", or no tokenizer.* keys): it runs on token ids, and
+                                    greta_tokenize / greta_detokenize fail with GRETA_ERR_TOKENIZER */
     int32_t bos_token;           /* -1 if none */
     int32_t eos_token;           /* -1 if none */
     uint64_t n_params;           /* elements of all bound weight tensors */

@@ -14,7 +14,8 @@
 struct greta_model {
     model *m;             /* NULL when vocab_only */
     engine_model *em;     /* m's weight placements per backend; NULL when vocab_only */
-    tokenizer *tok;       /* NULL when the file has no tokenizer */
+    tokenizer *tok;       /* NULL when the file has no vocabulary */
+    bool vocab_none;      /* tokenizer.ggml.model is "none" (a file without a vocabulary) */
     char *chat_template;  /* NULL when absent */
     char *name;
     char file_type[16];

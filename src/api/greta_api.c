@@ -158,7 +158,15 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
             goto fail_file;
         }
     }
-    if (gguf_find_key(file, "tokenizer.ggml.model") >= 0) {
+    /* tokenizer.ggml.model = "none": no vocabulary (llama.cpp's LLAMA_VOCAB_TYPE_NONE,
+     * common in benchmark files); the model runs on token ids alone. */
+    gm->vocab_none = gguf_get_str(file, "tokenizer.ggml.model", &s) && gguf_str_eq(s, "none");
+    if (gm->vocab_none && p->vocab_only) {
+        status = GRETA_ERR_TOKENIZER;
+        format_error(err, err_size, "the model has no vocabulary (tokenizer.ggml.model is 'none')");
+        goto fail_file;
+    }
+    if (!gm->vocab_none && gguf_find_key(file, "tokenizer.ggml.model") >= 0) {
         gm->tok = tokenizer_load(file, why, sizeof why);
         if (!gm->tok) {
             status = GRETA_ERR_TOKENIZER;
@@ -167,7 +175,7 @@ greta_status greta_model_load(const char *path, const greta_model_params *params
         }
     } else if (p->vocab_only) {
         status = GRETA_ERR_TOKENIZER;
-        format_error(err, err_size, "no tokenizer in the file (missing key tokenizer.ggml.model)");
+        format_error(err, err_size, "the model has no vocabulary (missing key tokenizer.ggml.model)");
         goto fail_file;
     }
     if (p->vocab_only) {
@@ -236,6 +244,7 @@ void greta_model_get_info(const greta_model *gm, greta_model_info *info) {
     info->file_type = gm->file_type;
     info->has_chat_template = gm->chat_template != NULL;
     info->vocab_only = gm->vocab_only;
+    info->has_vocab = gm->tok != NULL;
     if (gm->tok) {
         info->bos_token = tokenizer_bos(gm->tok);
         info->eos_token = tokenizer_eos(gm->tok);
@@ -281,7 +290,9 @@ bool greta_model_mapping(const greta_model *model, const void **start, size_t *l
 static greta_status need_tokenizer(greta_model *model) {
     if (!model) return GRETA_ERR_INVALID_ARGUMENT;
     if (!model->tok)
-        return greta_model_fail(model, GRETA_ERR_TOKENIZER, "the model file has no tokenizer (tokenizer.* keys)");
+        return greta_model_fail(model, GRETA_ERR_TOKENIZER, "%s",
+                                model->vocab_none ? "the model has no vocabulary (tokenizer.ggml.model is 'none')"
+                                                  : "the model has no vocabulary (no tokenizer.* keys in the file)");
     return GRETA_OK;
 }
 

@@ -158,7 +158,7 @@ int cli_chat(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         int flag = i;
         int r = cli_parse_gen_flag(&o, argc, argv, &i);
-        if (r <= 0 || o.prompt || o.prompt_file || o.dump_logits_dir || o.chat) {
+        if (r <= 0 || o.prompt || o.prompt_file || o.prompt_ids || o.dump_logits_dir || o.chat) {
             if (r == 0) cli_error("chat: unknown argument '%s' (try 'greta chat --help')", argv[flag]);
             else if (r > 0) cli_error("chat: %s is a 'greta run' flag", argv[flag]);
             cli_gen_options_free(&o);
@@ -182,6 +182,12 @@ int cli_chat(int argc, char **argv) {
     greta_session *session = NULL;
     greta_model *model = cli_load_model(o.model_path);
     if (!model) goto done;
+    greta_model_info info;
+    greta_model_get_info(model, &info);
+    if (!info.has_vocab) {
+        cli_error("chat: the model has no vocabulary (chat needs text; 'greta run --ids' runs on token ids)");
+        goto done;
+    }
     if (!greta_model_chat_template(model) && !o.chat_template) {
         cli_error("chat: the model has no chat template (pass --chat-template NAME|FILE)");
         goto done;

@@ -164,7 +164,7 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
         "-m", "--model", "-p", "--prompt", "-f", "--prompt-file", "-n", "--max-tokens", "--temp",
         "--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n",
         "--seed", "--ctx", "-c", "-t", "--threads", "--backend", "--system", "--stop",
-        "--chat-template", "--dump-logits", NULL};
+        "--chat-template", "--dump-logits", "--ids", NULL};
     bool known = false;
     for (const char *const *k = valued; *k && !known; k++) known = strcmp(arg, *k) == 0;
     if (!known) return 0;
@@ -175,6 +175,8 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
         o->prompt = v;
     } else if (is_flag(arg, "-f", "--prompt-file")) {
         o->prompt_file = v;
+    } else if (is_flag(arg, "--ids", NULL)) {
+        o->prompt_ids = v;
     } else if (is_flag(arg, "-n", "--max-tokens")) {
         if (!cli_parse_int(arg, v, 0, INT32_MAX, &n)) return -1;
         o->n_predict = (int32_t)n;
@@ -521,9 +523,14 @@ bool cli_generate(greta_model *model, greta_session *session, const cli_gen_opti
     }
     greta_model_info info;
     greta_model_get_info(model, &info);
-    greta_detok *detok = greta_detok_new(model, o->render_special);
+    /* A model without a vocabulary generates token ids: printed as numbers. */
+    if (!info.has_vocab && o->n_stops > 0) {
+        cli_error("--stop: the model has no vocabulary (stop strings need one)");
+        return false;
+    }
+    greta_detok *detok = info.has_vocab ? greta_detok_new(model, o->render_special) : NULL;
     greta_stop *stop = greta_stop_new(o->stops, o->n_stops);
-    bool ok = detok && stop, stopped = false;
+    bool ok = (detok || !info.has_vocab) && stop, stopped = false;
     if (!ok) cli_error("generation: out of memory");
     double start = cli_now();
     int32_t local_step = 0;
@@ -553,7 +560,11 @@ bool cli_generate(greta_model *model, greta_session *session, const cli_gen_opti
         r->n_generated++;
         const char *piece = NULL;
         size_t piece_len = 0;
-        if (greta_detok_push(detok, tok, &piece, &piece_len) != GRETA_OK) {
+        char number[16]; /* without a vocabulary: the id, space-separated */
+        if (!detok) {
+            piece_len = (size_t)snprintf(number, sizeof number, "%s%d", r->n_generated > 1 ? " " : "", tok);
+            piece = number;
+        } else if (greta_detok_push(detok, tok, &piece, &piece_len) != GRETA_OK) {
             cli_error("detokenizing token %d: failed", tok);
             ok = false;
             break;
@@ -580,7 +591,7 @@ bool cli_generate(greta_model *model, greta_session *session, const cli_gen_opti
     if (ok && !stopped) {
         const char *tail = NULL, *out = NULL;
         size_t tail_len = 0, out_len = 0;
-        if (greta_detok_flush(detok, &tail, &tail_len) == GRETA_OK) {
+        if (detok && greta_detok_flush(detok, &tail, &tail_len) == GRETA_OK) {
             ok = emit_text(stop, tail, tail_len, r, &cap, &stopped);
         }
         if (ok && !stopped && greta_stop_flush(stop, &out, &out_len) == GRETA_OK) {

@@ -15,6 +15,7 @@ typedef struct {
     const char *model_path;
     const char *prompt;           /* -p */
     const char *prompt_file;      /* -f ("-" = stdin) */
+    const char *prompt_ids;       /* --ids 1,2,3: the prompt as token ids (run) */
     int32_t n_predict;            /* -n: tokens to generate at most */
     greta_sampler_params sampling;
     uint64_t seed;

@@ -5,15 +5,18 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_args.h"
 #include "cli/cli_common.h"
 #include "greta.h"
 
 static void run_usage(FILE *out) {
     fprintf(out,
-            "usage: greta run -m MODEL (-p TEXT | -f FILE) [options]\n"
+            "usage: greta run -m MODEL (-p TEXT | -f FILE | --ids LIST) [options]\n"
             "  -m, --model FILE          GGUF model\n"
             "  -p, --prompt TEXT         prompt text\n"
             "  -f, --prompt-file FILE    prompt from a file ('-' = stdin)\n"
+            "  --ids 1,2,3               prompt as token ids, evaluated as given (no BOS added);\n"
+            "                            a model without a vocabulary prints the generated ids\n"
             "  -n, --max-tokens N        tokens to generate at most (default 256)\n"
             "  --chat                    apply the model's chat template to the prompt\n"
             "  --system TEXT             system message (with --chat)\n"
@@ -100,8 +103,14 @@ int cli_run(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    if (!o.prompt == !o.prompt_file) {
-        cli_error("run: %s", o.prompt ? "pass -p or -f, not both" : "no prompt (pass -p TEXT or -f FILE)");
+    int n_prompts = (o.prompt != NULL) + (o.prompt_file != NULL) + (o.prompt_ids != NULL);
+    if (n_prompts != 1) {
+        cli_error("run: %s", n_prompts ? "pass one of -p, -f and --ids" : "no prompt (pass -p TEXT, -f FILE or --ids LIST)");
+        rc = 2;
+        goto done;
+    }
+    if (o.prompt_ids && o.chat) {
+        cli_error("run: --ids and --chat exclude each other (--chat renders text)");
         rc = 2;
         goto done;
     }
@@ -128,8 +137,11 @@ int cli_run(int argc, char **argv) {
         text = file_text;
     }
     if (o.dump_logits_dir && !cli_dump_logits_open(o.dump_logits_dir)) goto done;
+    if (o.prompt_ids) {
+        if (cli_arg_id_list("--ids", o.prompt_ids, &ids, &n_ids) != 0) goto done;
+    }
     if (!(model = cli_load_model(o.model_path))) goto done;
-    if (!build_prompt(model, &o, text, &ids, &n_ids)) goto done;
+    if (!o.prompt_ids && !build_prompt(model, &o, text, &ids, &n_ids)) goto done;
     if (n_ids == 0) {
         cli_error("run: the prompt is empty (no tokens to evaluate)");
         goto done;

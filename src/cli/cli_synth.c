@@ -12,7 +12,7 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: greta synth (--shape NAME | --dim D --ffn F --layers L --heads H --vocab V)\n"
             "                   [--kv-heads K] [--ctx C] [--rope-base B] [--rms-eps E] [--tied | --untied]\n"
-            "                   [--pre NAME] [--type TYPE] [--seed S] [--threads N] [--quiet] -o FILE\n"
+            "                   [--pre NAME] [--no-vocab] [--type TYPE] [--seed S] [--threads N] [--quiet] -o FILE\n"
             "\n"
             "Writes a Llama-architecture GGUF model with seeded random weights and a small\n"
             "byte-level BPE vocabulary with a ChatML template (docs/synth.md).\n"
@@ -20,6 +20,7 @@ static void usage(FILE *out) {
             "  --type TYPE    %s (default F16)\n"
             "  --seed S       generator seed (default 1); same options, same file bytes\n"
             "  --threads N    worker threads (default: all CPUs; the output does not depend on it)\n"
+            "  --no-vocab     no vocabulary: tokenizer.ggml.model = \"none\" (runs on token ids only)\n"
             "  --quiet, -q    no progress line per tensor (printed to stderr only on a terminal)\n",
             synth_preset_list(), quantize_target_list());
 }
@@ -90,6 +91,10 @@ int cli_synth(int argc, char **argv) {
         }
         if (strcmp(flag, "--quiet") == 0 || strcmp(flag, "-q") == 0) {
             o.log = NULL;
+            continue;
+        }
+        if (strcmp(flag, "--no-vocab") == 0) {
+            o.no_vocab = true;
             continue;
         }
         if (strcmp(flag, "--tied") == 0 || strcmp(flag, "--untied") == 0) {

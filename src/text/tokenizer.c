@@ -309,6 +309,10 @@ tokenizer *tokenizer_load(const gguf_file *file, char *err, size_t err_size) {
         tok->kind = TOKENIZER_SPM;
     } else if (gguf_str_eq(model, "gpt2")) {
         tok->kind = TOKENIZER_BPE;
+    } else if (gguf_str_eq(model, "none")) {
+        snprintf(err, err_size, "the model has no vocabulary (tokenizer.ggml.model is 'none')");
+        free(tok);
+        return NULL;
     } else {
         char shown[80];
         snprintf(err, err_size, "unsupported tokenizer.ggml.model '%s' (supported: llama, gpt2)",

@@ -436,7 +436,8 @@ bool synth_write(const synth_options *o, const char *path, char *err, size_t err
     bool ok = choose_types(o, specs, n, err, err_size);
     if (ok) {
         set_metadata(w, o);
-        ok = set_vocab(w, &o->shape);
+        if (o->no_vocab) gguf_writer_set_str(w, "tokenizer.ggml.model", "none");
+        else ok = set_vocab(w, &o->shape);
         if (!ok) format_error(err, err_size, "out of memory building the vocabulary");
     }
     for (int64_t i = 0; ok && i < n; i++) {

@@ -57,6 +57,8 @@ typedef struct {
     quantize_target target;
     uint64_t seed;
     int n_threads; /* 0 = all online CPUs */
+    bool no_vocab; /* tokenizer.ggml.model = "none" and no other tokenizer key or template
+                      (a file without a vocabulary: runs on token ids only) */
     FILE *log;     /* a progress line per tensor as it is written
                       ("[  3/30] blk.0.attn_q.weight  Q4_K"), NULL = quiet */
 } synth_options;

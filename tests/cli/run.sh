@@ -32,7 +32,7 @@ expect_error "top-p out of range" "greta: error: --top-p: 1.5 is out of range" "
 expect_error "bad backend, the registry's names listed" "greta: error: --backend: unknown backend 'gpu9' \\(expected one of: cpu, ref, cuda\\)" "$GRETA" run -m x.gguf -p hi --backend gpu9
 expect_error "no prompt" "greta: error: run: no prompt" "$GRETA" run -m x.gguf
 expect_error "no model" "greta: error: run: no model" "$GRETA" run -p hi
-expect_error "both -p and -f" "greta: error: run: pass -p or -f, not both" "$GRETA" run -m x.gguf -p hi -f x.txt
+expect_error "both -p and -f" "greta: error: run: pass one of -p, -f and --ids" "$GRETA" run -m x.gguf -p hi -f x.txt
 expect_error "--system without --chat" "greta: error: run: --system needs --chat" "$GRETA" run -m x.gguf -p hi --system s
 expect_error "--chat-template without --chat" "greta: error: run: --chat-template needs --chat" \
     "$GRETA" run -m x.gguf -p hi --chat-template chatml
