@@ -18,6 +18,7 @@ int cli_run(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_perplexity(int argc, char **argv);
 
 static const cli_command commands[] = {
     {"trace", cli_trace, "record a StageTrace, or compare two (trace record / trace diff)"},
@@ -30,6 +31,7 @@ static const cli_command commands[] = {
     {"chat", cli_chat, "interactive multi-turn chat with the model's template (-m MODEL)"},
     {"bench", cli_bench, "prefill and decode speed, bytes per token, memory bandwidth"},
     {"serve", cli_serve, "OpenAI-compatible HTTP server with continuous batching (-m MODEL)"},
+    {"perplexity", cli_perplexity, "perplexity of a text, KL divergence against a base model (-m MODEL -f TEXT)"},
     {NULL, NULL, NULL},
 };
 

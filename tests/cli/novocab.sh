@@ -42,7 +42,7 @@ grep -q "verdict: PASS" "$TMP/out" && pass "audit parity passes" || fail "audit:
 expect_ok "audit backends --ids" "$GRETA" audit backends -m "$NV" --ids 5,6,7
 
 # Commands that need text: one line naming the missing vocabulary.
-for cmd in "run -m $NV -p hello" "tokenize -m $NV hello" \
+for cmd in "run -m $NV -p hello" "tokenize -m $NV hello" "perplexity -m $NV -f $GRETA_REPO/README.md" \
            "trace record -m $NV -p hello --trace $TMP/x.jsonl" "audit parity -m $NV -p hello"; do
     expect_error "greta $(cut -d' ' -f1-2 <<<"$cmd"): no vocabulary" "^greta: error: .*the model has no vocabulary" $GRETA $cmd
     one_line || fail "greta $cmd: $(wc -l <"$TMP/err") lines"
