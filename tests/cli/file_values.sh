@@ -32,6 +32,7 @@ make("eps_str.gguf", {"llama.attention.layer_norm_rms_epsilon": ("small", T.STRI
 make("arch_nul.gguf", {}, arch="llama\0evil")
 make("arch_esc.gguf", {}, arch="ll\x1b[31mama\x07\nX")
 make("rope_esc.gguf", {"llama.rope.scaling.type": ("yarn\x1b[2J", T.STRING)})
+make("hparams_first.gguf", {"llama.block_count": (0, T.UINT32), "tokenizer.ggml.model": ("bert", T.STRING)})
 make("tok_esc.gguf", {"tokenizer.ggml.model": ("bert\x07\x1b[1A", T.STRING), "tokenizer.ggml.tokens": (["a", "b"], T.ARRAY)})
 PY
 m() { echo "$TMP/$1"; }
@@ -57,6 +58,8 @@ expect_error "control bytes in the rope scaling type are escaped" "unsupported r
     "$GRETA" run -m "$(m rope_esc.gguf)" -p hi
 expect_error "control bytes in the tokenizer model are escaped" "unsupported tokenizer.ggml.model 'bert\\\\x07\\\\x1B\[1A'" \
     "$GRETA" tokenize -m "$(m tok_esc.gguf)" hi
+expect_error "hyperparameters are checked before the vocabulary is built" \
+    "key llama.block_count = 0 is out of range \[1, 4096\]$" "$GRETA" run -m "$(m hparams_first.gguf)" -p hi
 # no raw control byte reached stderr in any of the above
 for f in "$TMP"/*.gguf; do "$GRETA" run -m "$f" -p hi 2>>"$TMP/all.err" >/dev/null; done
 if LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$TMP/all.err"; then fail "a raw control byte reached stderr"; else pass "no raw control byte on stderr"; fi
