@@ -5,9 +5,16 @@
 #   make setup      install the Debian packages the build needs (scripts/setup/install-deps)
 #   make fetch-model  download the default model into models/
 #   make SAN=1      sanitizer build into build-san/
+#   make CUDA=1     adds the cuda backend (nvcc, sm_90 + PTX) into build-cuda/
+#                   (docs/cuda.md); EXTRA_CFLAGS / EXTRA_LDFLAGS add paths
 
 CC      ?= gcc
 SAN     ?= 0
+CUDA    ?= 0
+NVCC    ?= nvcc
+ifeq ($(CUDA),1)
+BUILD   ?= build-cuda
+endif
 ifeq ($(SAN),1)
 BUILD   ?= build-san
 OPT     ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -19,7 +26,7 @@ LDSAN   :=
 endif
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -Iinclude -Isrc -pthread $(EXTRA_CFLAGS)
-LDLIBS  := -lpcre2-8 -ljansson -lmicrohttpd -lm -pthread
+LDLIBS  := $(EXTRA_LDFLAGS) -lpcre2-8 -ljansson -lmicrohttpd -lm -pthread
 
 # Layers (src/README.md): the library is base, format, model, text, backend,
 # engine and api; tools/ and server/ are separate libraries above greta.h;
@@ -33,6 +40,19 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+
+# The cuda backend (src/backend/cuda): C through $(CC), kernels through nvcc
+# for sm_90 with PTX for newer GPUs; --fmad=false keeps a*b+c unfused so the
+# kernels' dequantization rounds as quant.c does (docs/cuda.md).
+ifeq ($(CUDA),1)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC)))
+CU_SRC    := $(sort $(wildcard src/backend/cuda/*.cu))
+LIB_SRC   += $(sort $(wildcard src/backend/cuda/*.c))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.o)
+CFLAGS    += -DGRETA_CUDA
+NVCCFLAGS ?= -O3 -std=c++17 --fmad=false -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++
+endif
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/server_page.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -45,6 +65,10 @@ all: $(BUILD)/greta
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -Iinclude -Isrc -Xcompiler -Wall,-Wextra,-Werror -MMD -MP -c $< -o $@
 
 $(BUILD)/libgreta.a: $(LIB_OBJ)
 	@rm -f $@
@@ -92,7 +116,7 @@ fetch-model:
 	bash scripts/fetch-model
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-cuda
 
 -include $(LIB_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d)
 

@@ -178,5 +178,8 @@ typedef struct {
 
 extern const backend_ops backend_cpu_ops;
 extern const backend_ops backend_ref_ops;
+#ifdef GRETA_CUDA
+extern const backend_ops backend_cuda_ops; /* make CUDA=1: src/backend/cuda, docs/cuda.md */
+#endif
 
 #endif

@@ -27,7 +27,7 @@ static void audit_usage(FILE *out) {
             "  -p, --prompt TEXT    prompt text (--chat: the user message of the chat template)\n"
             "  --ids LIST           token ids instead of a prompt\n"
             "  --chat, --system T   apply the model's chat template (with a system message)\n"
-            "  --backend B          backend of parity/determinism/neutrality (cpu, ref; default cpu)\n"
+            "  --backend B          backend of parity/determinism/neutrality (cpu, ref, cuda; default cpu)\n"
             "  --a B, --b B         backends of 'backends' (B is the reference)\n"
             "  -t, --threads N      threads (default 2); --threads-alt M (default 1)\n"
             "  --decode N           neutrality: greedy decode steps (default 4)\n"

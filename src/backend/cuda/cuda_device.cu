@@ -1,0 +1,687 @@
+/* cuda_device.cu: the kernels of the cuda backend and the runtime calls
+ * around them (cuda_device.h). Plain CUDA C++ behind gpu_compat.h.
+ *
+ * Build: nvcc --fmad=false (Makefile): a*b+c is never contracted, so the
+ * dequantization below rounds exactly as quant.c's C code does, and every
+ * fused multiply-add is an explicit fmaf. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_device.h"
+#include "backend/cuda/gpu_compat.h"
+
+/* ggml type ids (format/quant.h; repeated here so this file includes no C
+ * header of the library). */
+enum {
+    T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8,
+    T_Q2_K = 10, T_Q3_K = 11, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_BF16 = 30
+};
+
+struct gpu_stream {
+    gpuStream_t stream;
+};
+
+static int fail(char *err, size_t err_size, const char *what, gpuError_t e) {
+    snprintf(err, err_size, "cuda: %s: %s", what, gpuGetErrorString(e));
+    return -1;
+}
+
+/* After a launch: the launch's own error, without waiting for the stream. */
+static int launched(char *err, size_t err_size, const char *what) {
+    gpuError_t e = gpuGetLastError();
+    return e == gpuSuccess ? 0 : fail(err, err_size, what, e);
+}
+
+/* ---- runtime ---- */
+
+extern "C" int gpu_device_open(char *name, size_t name_size, size_t *free_bytes, size_t *total_bytes, char *err,
+                               size_t err_size) {
+    int count = 0;
+    gpuError_t e = gpuGetDeviceCount(&count);
+    if (e != gpuSuccess) return fail(err, err_size, "no usable GPU", e);
+    if (count < 1) {
+        snprintf(err, err_size, "cuda: no GPU found");
+        return -1;
+    }
+    if ((e = gpuSetDevice(0)) != gpuSuccess) return fail(err, err_size, "selecting device 0", e);
+    gpuDeviceProp prop;
+    if ((e = gpuGetDeviceProperties(&prop, 0)) != gpuSuccess) return fail(err, err_size, "device properties", e);
+    snprintf(name, name_size, "%s", prop.name);
+    return gpu_mem_info(free_bytes, total_bytes, err, err_size);
+}
+
+extern "C" int gpu_mem_info(size_t *free_bytes, size_t *total_bytes, char *err, size_t err_size) {
+    gpuError_t e = gpuMemGetInfo(free_bytes, total_bytes);
+    return e == gpuSuccess ? 0 : fail(err, err_size, "memory info", e);
+}
+
+extern "C" int gpu_alloc(void **ptr, size_t bytes, const char *what, char *err, size_t err_size) {
+    *ptr = NULL;
+    gpuError_t e = gpuMalloc(ptr, bytes ? bytes : 1);
+    if (e != gpuSuccess) {
+        *ptr = NULL;
+        gpuGetLastError(); /* clear the sticky-free error state */
+        snprintf(err, err_size, "cuda: allocating %zu bytes for %s: %s", bytes, what, gpuGetErrorString(e));
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" void gpu_free(void *ptr) {
+    if (ptr) gpuFree(ptr);
+}
+
+extern "C" int gpu_upload(void *dst, const void *src, size_t bytes, char *err, size_t err_size) {
+    gpuError_t e = gpuMemcpy(dst, src, bytes, gpuMemcpyHostToDevice);
+    return e == gpuSuccess ? 0 : fail(err, err_size, "copying to the GPU", e);
+}
+
+extern "C" int gpu_stream_new(gpu_stream **out, char *err, size_t err_size) {
+    *out = (gpu_stream *)calloc(1, sizeof(gpu_stream));
+    if (!*out) {
+        snprintf(err, err_size, "cuda: out of host memory");
+        return -1;
+    }
+    gpuError_t e = gpuStreamCreate(&(*out)->stream);
+    if (e != gpuSuccess) {
+        free(*out);
+        *out = NULL;
+        return fail(err, err_size, "creating a stream", e);
+    }
+    return 0;
+}
+
+extern "C" void gpu_stream_free(gpu_stream *s) {
+    if (!s) return;
+    gpuStreamSynchronize(s->stream);
+    gpuStreamDestroy(s->stream);
+    free(s);
+}
+
+extern "C" int gpu_stream_sync(gpu_stream *s, char *err, size_t err_size) {
+    gpuError_t e = gpuStreamSynchronize(s->stream);
+    return e == gpuSuccess ? 0 : fail(err, err_size, "running the forward", e);
+}
+
+extern "C" int gpu_upload_async(gpu_stream *s, void *dst, const void *src, size_t bytes, char *err,
+                                size_t err_size) {
+    gpuError_t e = gpuMemcpyAsync(dst, src, bytes, gpuMemcpyHostToDevice, s->stream);
+    return e == gpuSuccess ? 0 : fail(err, err_size, "copying to the GPU", e);
+}
+
+extern "C" int gpu_copy_rows_to_host(gpu_stream *s, float *dst, const float *src, int64_t src_stride, int64_t width,
+                                     int n, char *err, size_t err_size) {
+    gpuError_t e = gpuMemcpy2DAsync(dst, (size_t)width * sizeof(float), src, (size_t)src_stride * sizeof(float),
+                                    (size_t)width * sizeof(float), (size_t)n, gpuMemcpyDeviceToHost, s->stream);
+    if (e != gpuSuccess) return fail(err, err_size, "copying rows from the GPU", e);
+    return gpu_stream_sync(s, err, err_size);
+}
+
+extern "C" int gpu_copy_rows_to_device(gpu_stream *s, float *dst, int64_t dst_stride, const float *src,
+                                       int64_t width, int n, char *err, size_t err_size) {
+    gpuError_t e = gpuMemcpy2DAsync(dst, (size_t)dst_stride * sizeof(float), src, (size_t)width * sizeof(float),
+                                    (size_t)width * sizeof(float), (size_t)n, gpuMemcpyHostToDevice, s->stream);
+    return e == gpuSuccess ? 0 : fail(err, err_size, "copying rows to the GPU", e);
+}
+
+extern "C" int gpu_type_supported(uint32_t type) {
+    switch (type) {
+    case T_F32: case T_F16: case T_BF16: case T_Q4_0: case T_Q4_1: case T_Q5_0: case T_Q5_1: case T_Q8_0:
+    case T_Q2_K: case T_Q3_K: case T_Q4_K: case T_Q5_K: case T_Q6_K: return 1;
+    default: return 0;
+    }
+}
+
+/* ---- dequantization: 32 values ("a unit") at a time ----
+ *
+ * Unit u of a row is values [32u, 32u + 32): one block of the 32-value
+ * types, one sub-block of a 256-value K-quant superblock, or 32 plain
+ * values (the last unit of a float row may be shorter: the return value is
+ * the count). Each decoder is quant.c's block decoder restricted to the
+ * unit, with the same float operations in the same order. */
+
+__device__ __forceinline__ float f16_at(const uint8_t *p) {
+    return __half2float(__ushort_as_half((unsigned short)(p[0] | (p[1] << 8))));
+}
+
+__device__ __forceinline__ uint32_t u32_at(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+template <int TYPE> struct unit;
+
+template <> struct unit<T_F32> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        const float *p = (const float *)row + 32 * u;
+        int cnt = n - 32 * u < 32 ? (int)(n - 32 * u) : 32;
+#pragma unroll
+        for (int l = 0; l < 32; l++) w[l] = l < cnt ? p[l] : 0.0f;
+        return cnt;
+    }
+};
+
+template <> struct unit<T_F16> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        const unsigned short *p = (const unsigned short *)row + 32 * u;
+        int cnt = n - 32 * u < 32 ? (int)(n - 32 * u) : 32;
+#pragma unroll
+        for (int l = 0; l < 32; l++) w[l] = l < cnt ? __half2float(__ushort_as_half(p[l])) : 0.0f;
+        return cnt;
+    }
+};
+
+template <> struct unit<T_BF16> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        const unsigned short *p = (const unsigned short *)row + 32 * u;
+        int cnt = n - 32 * u < 32 ? (int)(n - 32 * u) : 32;
+#pragma unroll
+        for (int l = 0; l < 32; l++) w[l] = l < cnt ? __uint_as_float((uint32_t)p[l] << 16) : 0.0f;
+        return cnt;
+    }
+};
+
+template <> struct unit<T_Q4_0> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 18 * u;
+        const float d = f16_at(b);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int q = b[2 + j];
+            w[j] = __fmul_rn(d, (float)((q & 0x0f) - 8));
+            w[j + 16] = __fmul_rn(d, (float)((q >> 4) - 8));
+        }
+        return 32;
+    }
+};
+
+template <> struct unit<T_Q4_1> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 20 * u;
+        const float d = f16_at(b), m = f16_at(b + 2);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int q = b[4 + j];
+            w[j] = __fadd_rn(__fmul_rn(d, (float)(q & 0x0f)), m);
+            w[j + 16] = __fadd_rn(__fmul_rn(d, (float)(q >> 4)), m);
+        }
+        return 32;
+    }
+};
+
+template <> struct unit<T_Q5_0> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 22 * u;
+        const float d = f16_at(b);
+        const uint32_t qh = u32_at(b + 2);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int q = b[6 + j];
+            const int lo = (q & 0x0f) | (int)(((qh >> j) & 1u) << 4);
+            const int hi = (q >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+            w[j] = __fmul_rn(d, (float)(lo - 16));
+            w[j + 16] = __fmul_rn(d, (float)(hi - 16));
+        }
+        return 32;
+    }
+};
+
+template <> struct unit<T_Q5_1> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 24 * u;
+        const float d = f16_at(b), m = f16_at(b + 2);
+        const uint32_t qh = u32_at(b + 4);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int q = b[8 + j];
+            const int lo = (q & 0x0f) | (int)(((qh >> j) & 1u) << 4);
+            const int hi = (q >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+            w[j] = __fadd_rn(__fmul_rn(d, (float)lo), m);
+            w[j + 16] = __fadd_rn(__fmul_rn(d, (float)hi), m);
+        }
+        return 32;
+    }
+};
+
+template <> struct unit<T_Q8_0> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 34 * u;
+        const float d = f16_at(b);
+#pragma unroll
+        for (int j = 0; j < 32; j++) w[j] = __fmul_rn((float)(int8_t)b[2 + j], d);
+        return 32;
+    }
+};
+
+/* Q2_K: unit u = 4h + s of superblock u / 8: values 16k + l are bits 2s..
+ * of qs[32h + 16k + l], scale byte 8h + 2s + k. */
+template <> struct unit<T_Q2_K> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 84 * (u / 8);
+        const int h = (int)(u % 8) / 4, s = (int)(u % 4);
+        const float d = f16_at(b + 80), dmin = f16_at(b + 82);
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            const int sc = b[8 * h + 2 * s + k];
+            const float dl = __fmul_rn(d, (float)(sc & 0x0f));
+            const float ml = __fmul_rn(dmin, (float)(sc >> 4));
+#pragma unroll
+            for (int l = 0; l < 16; l++) {
+                const int q = (b[16 + 32 * h + 16 * k + l] >> (2 * s)) & 3;
+                w[16 * k + l] = __fsub_rn(__fmul_rn(dl, (float)q), ml);
+            }
+        }
+        return 32;
+    }
+};
+
+/* Q3_K: as Q2_K's positions; high bit = bit 4h + s of hmask[16k + l]. */
+template <> struct unit<T_Q3_K> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 110 * (u / 8);
+        const int h = (int)(u % 8) / 4, s = (int)(u % 4);
+        const float d = f16_at(b + 108);
+        const uint8_t *packed = b + 96;
+        const int mask = 1 << (4 * h + s);
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            const int j = 8 * h + 2 * s + k;
+            const int low = j < 8 ? (packed[j] & 0x0f) : (packed[j - 8] >> 4);
+            const int high = (packed[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+            const float dl = __fmul_rn(d, (float)((low | (high << 4)) - 32));
+#pragma unroll
+            for (int l = 0; l < 16; l++) {
+                const int q = (b[32 + 32 * h + 16 * k + l] >> (2 * s)) & 3;
+                const int value = q - ((b[16 * k + l] & mask) ? 0 : 4);
+                w[16 * k + l] = __fmul_rn(dl, (float)value);
+            }
+        }
+        return 32;
+    }
+};
+
+/* Q4_K/Q5_K 6-bit scale and min j of the 12 packed bytes q. */
+__device__ __forceinline__ void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+template <> struct unit<T_Q4_K> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 144 * (u / 8);
+        const int j = (int)(u % 8);
+        int sc, m;
+        k4_scale_min(j, b + 4, &sc, &m);
+        const float d1 = __fmul_rn(f16_at(b), (float)sc), m1 = __fmul_rn(f16_at(b + 2), (float)m);
+        const uint8_t *q = b + 16 + 32 * (j / 2);
+        const int shift = (j & 1) * 4;
+#pragma unroll
+        for (int l = 0; l < 32; l++) w[l] = __fsub_rn(__fmul_rn(d1, (float)((q[l] >> shift) & 0x0f)), m1);
+        return 32;
+    }
+};
+
+template <> struct unit<T_Q5_K> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 176 * (u / 8);
+        const int j = (int)(u % 8);
+        int sc, m;
+        k4_scale_min(j, b + 4, &sc, &m);
+        const float d1 = __fmul_rn(f16_at(b), (float)sc), m1 = __fmul_rn(f16_at(b + 2), (float)m);
+        const uint8_t *qh = b + 16;
+        const uint8_t *ql = b + 48 + 32 * (j / 2);
+        const int shift = (j & 1) * 4;
+        const int bit = 1 << j;
+#pragma unroll
+        for (int l = 0; l < 32; l++) {
+            const int q = ((ql[l] >> shift) & 0x0f) + ((qh[l] & bit) ? 16 : 0);
+            w[l] = __fsub_rn(__fmul_rn(d1, (float)q), m1);
+        }
+        return 32;
+    }
+};
+
+/* Q6_K: unit u = 4h + s: low 4 bits from ql[64h + l + 32(s & 1)] (low
+ * nibble for s < 2), top 2 bits = bits 2s.. of qh[32h + l], minus 32;
+ * scale sc[8h + 2s + l/16]; y = (d * sc) * q. */
+template <> struct unit<T_Q6_K> {
+    static __device__ __forceinline__ int get(const uint8_t *row, int64_t u, int64_t n, float *w) {
+        (void)n;
+        const uint8_t *b = row + 210 * (u / 8);
+        const int h = (int)(u % 8) / 4, s = (int)(u % 4);
+        const float d = f16_at(b + 208);
+        const uint8_t *ql = b + 64 * h + 32 * (s & 1);
+        const uint8_t *qh = b + 128 + 32 * h;
+        const int8_t *sc = (const int8_t *)(b + 192) + 8 * h + 2 * s;
+        const int lshift = s < 2 ? 0 : 4;
+#pragma unroll
+        for (int l = 0; l < 32; l++) {
+            const int q = (((ql[l] >> lshift) & 0x0f) | (((qh[l] >> (2 * s)) & 3) << 4)) - 32;
+            w[l] = __fmul_rn(__fmul_rn(d, (float)sc[l / 16]), (float)q);
+        }
+        return 32;
+    }
+};
+
+/* ---- matmul: one warp per weight row, up to MM_ROWS activation rows ----
+ *
+ * Lane l takes units l, l + 32, ... of the weight row; for each activation
+ * row it accumulates fmaf(w, x, acc) over the unit's values in order; the
+ * 32 lane sums are added by a butterfly (every lane ends with the same
+ * bits). The result depends only on n_in: batch-invariant. */
+
+#define MM_WARPS 4
+#define MM_ROWS 8
+
+template <int TYPE>
+__global__ void matmul_kernel(const uint8_t *W, size_t row_bytes, int64_t n_in, int64_t n_out, const float *x,
+                              int64_t xs, float *y, int64_t ys, int n) {
+    const int lane = threadIdx.x % GPU_WARP;
+    const int64_t r = (int64_t)blockIdx.x * MM_WARPS + threadIdx.x / GPU_WARP;
+    const int i0 = blockIdx.y * MM_ROWS;
+    if (r >= n_out) return; /* the whole warp leaves together */
+    const int nr = n - i0 < MM_ROWS ? n - i0 : MM_ROWS;
+    const uint8_t *wr = W + (size_t)r * row_bytes;
+    const float *x0 = x + (int64_t)i0 * xs;
+    float acc[MM_ROWS];
+#pragma unroll
+    for (int k = 0; k < MM_ROWS; k++) acc[k] = 0.0f;
+    const int64_t n_units = (n_in + 31) / 32;
+    for (int64_t u = lane; u < n_units; u += GPU_WARP) {
+        float w[32];
+        const int cnt = unit<TYPE>::get(wr, u, n_in, w);
+        const float *xu = x0 + 32 * u;
+#pragma unroll
+        for (int k = 0; k < MM_ROWS; k++) {
+            if (k < nr) {
+                const float *xk = xu + (int64_t)k * xs;
+                float a = acc[k];
+#pragma unroll
+                for (int l = 0; l < 32; l++)
+                    if (l < cnt) a = fmaf(w[l], xk[l], a);
+                acc[k] = a;
+            }
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < MM_ROWS; k++) {
+        float v = acc[k];
+        for (int off = GPU_WARP / 2; off > 0; off >>= 1) v += GPU_SHFL_XOR(v, off);
+        acc[k] = v;
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int k = 0; k < MM_ROWS; k++)
+            if (k < nr) y[(int64_t)(i0 + k) * ys + r] = acc[k];
+    }
+}
+
+template <int TYPE>
+__global__ void embed_kernel(const uint8_t *table, size_t row_bytes, int64_t n_embd, const int32_t *tokens,
+                             float *x, int64_t xs) {
+    const int i = blockIdx.x;
+    const uint8_t *row = table + (size_t)tokens[i] * row_bytes;
+    float *out = x + (int64_t)i * xs;
+    const int64_t n_units = (n_embd + 31) / 32;
+    for (int64_t u = threadIdx.x; u < n_units; u += blockDim.x) {
+        float w[32];
+        const int cnt = unit<TYPE>::get(row, u, n_embd, w);
+#pragma unroll
+        for (int l = 0; l < 32; l++)
+            if (l < cnt) out[32 * u + l] = w[l];
+    }
+}
+
+/* Calls LAUNCH(T) with the type as a compile-time constant. */
+#define FOR_TYPE(type, LAUNCH)                    \
+    switch (type) {                               \
+    case T_F32: LAUNCH(T_F32); break;             \
+    case T_F16: LAUNCH(T_F16); break;             \
+    case T_BF16: LAUNCH(T_BF16); break;           \
+    case T_Q4_0: LAUNCH(T_Q4_0); break;           \
+    case T_Q4_1: LAUNCH(T_Q4_1); break;           \
+    case T_Q5_0: LAUNCH(T_Q5_0); break;           \
+    case T_Q5_1: LAUNCH(T_Q5_1); break;           \
+    case T_Q8_0: LAUNCH(T_Q8_0); break;           \
+    case T_Q2_K: LAUNCH(T_Q2_K); break;           \
+    case T_Q3_K: LAUNCH(T_Q3_K); break;           \
+    case T_Q4_K: LAUNCH(T_Q4_K); break;           \
+    case T_Q5_K: LAUNCH(T_Q5_K); break;           \
+    case T_Q6_K: LAUNCH(T_Q6_K); break;           \
+    default: snprintf(err, err_size, "cuda: tensor type %u has no GPU kernel", (unsigned)type); return -1; \
+    }
+
+extern "C" int gpu_matmul(gpu_stream *s, uint32_t type, const void *w, size_t row_bytes, int64_t n_in,
+                          int64_t n_out, const float *x, int64_t xs, float *y, int64_t ys, int n, char *err,
+                          size_t err_size) {
+    if (n <= 0) return 0;
+    dim3 grid((unsigned)((n_out + MM_WARPS - 1) / MM_WARPS), (unsigned)((n + MM_ROWS - 1) / MM_ROWS));
+#define MATMUL(T) \
+    matmul_kernel<T><<<grid, MM_WARPS * GPU_WARP, 0, s->stream>>>((const uint8_t *)w, row_bytes, n_in, n_out, x, xs, y, ys, n)
+    FOR_TYPE(type, MATMUL)
+#undef MATMUL
+    return launched(err, err_size, "matmul");
+}
+
+extern "C" int gpu_embed(gpu_stream *s, uint32_t type, const void *table, size_t row_bytes, int64_t n_embd,
+                         const int32_t *tokens, int n, float *x, int64_t xs, char *err, size_t err_size) {
+    if (n <= 0) return 0;
+#define EMBED(T) embed_kernel<T><<<n, 128, 0, s->stream>>>((const uint8_t *)table, row_bytes, n_embd, tokens, x, xs)
+    FOR_TYPE(type, EMBED)
+#undef EMBED
+    return launched(err, err_size, "embedding");
+}
+
+/* ---- RMSNorm: one block of 256 threads per row ---- */
+
+#define NORM_THREADS 256
+
+__global__ void rmsnorm_kernel(float *dst, int64_t ds, const float *src, int64_t ss, const float *w, int64_t d,
+                               float eps) {
+    __shared__ float partial[NORM_THREADS / GPU_WARP];
+    const float *x = src + (int64_t)blockIdx.x * ss;
+    float *y = dst + (int64_t)blockIdx.x * ds;
+    float sum = 0.0f;
+    for (int64_t k = threadIdx.x; k < d; k += NORM_THREADS) sum = fmaf(x[k], x[k], sum);
+    for (int off = GPU_WARP / 2; off > 0; off >>= 1) sum += GPU_SHFL_XOR(sum, off);
+    if (threadIdx.x % GPU_WARP == 0) partial[threadIdx.x / GPU_WARP] = sum;
+    __syncthreads();
+    float total = 0.0f;
+    for (int k = 0; k < NORM_THREADS / GPU_WARP; k++) total += partial[k];
+    const float scale = 1.0f / sqrtf(total / (float)d + eps);
+    for (int64_t k = threadIdx.x; k < d; k += NORM_THREADS) y[k] = (x[k] * scale) * w[k];
+}
+
+extern "C" int gpu_rmsnorm(gpu_stream *s, float *dst, int64_t ds, const float *src, int64_t ss, const float *w,
+                           int64_t d, float eps, int n, char *err, size_t err_size) {
+    if (n <= 0) return 0;
+    rmsnorm_kernel<<<n, NORM_THREADS, 0, s->stream>>>(dst, ds, src, ss, w, d, eps);
+    return launched(err, err_size, "rmsnorm");
+}
+
+/* ---- RoPE (adjacent pairs), add, SwiGLU ---- */
+
+__global__ void rope_kernel(float *buf, int64_t stride, int64_t width, int head_dim, int rope_dim,
+                            const float *cos_table, const float *sin_table) {
+    const int i = blockIdx.x;
+    const int half = rope_dim / 2;
+    const int64_t pairs = width / head_dim * half;
+    float *row = buf + (int64_t)i * stride;
+    for (int64_t p = threadIdx.x; p < pairs; p += blockDim.x) {
+        const int64_t h = p / half;
+        const int j = (int)(p % half);
+        float *v = row + h * head_dim;
+        const float c = cos_table[(int64_t)i * half + j], sn = sin_table[(int64_t)i * half + j];
+        const float x0 = v[2 * j], x1 = v[2 * j + 1];
+        v[2 * j] = x0 * c - x1 * sn;
+        v[2 * j + 1] = x0 * sn + x1 * c;
+    }
+}
+
+extern "C" int gpu_rope(gpu_stream *s, float *buf, int64_t stride, int64_t width, int head_dim, int rope_dim,
+                        const float *cos_table, const float *sin_table, int n, char *err, size_t err_size) {
+    if (n <= 0 || rope_dim < 2) return 0;
+    rope_kernel<<<n, 128, 0, s->stream>>>(buf, stride, width, head_dim, rope_dim, cos_table, sin_table);
+    return launched(err, err_size, "rope");
+}
+
+__global__ void add_kernel(float *dst, int64_t ds, const float *src, int64_t ss, int64_t width) {
+    const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k < width) dst[(int64_t)blockIdx.y * ds + k] += src[(int64_t)blockIdx.y * ss + k];
+}
+
+extern "C" int gpu_add(gpu_stream *s, float *dst, int64_t ds, const float *src, int64_t ss, int64_t width, int n,
+                       char *err, size_t err_size) {
+    if (n <= 0) return 0;
+    dim3 grid((unsigned)((width + 255) / 256), (unsigned)n);
+    add_kernel<<<grid, 256, 0, s->stream>>>(dst, ds, src, ss, width);
+    return launched(err, err_size, "add");
+}
+
+__global__ void swiglu_kernel(float *g, int64_t gs, const float *u, int64_t us, int64_t width) {
+    const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= width) return;
+    float *gp = g + (int64_t)blockIdx.y * gs + k;
+    const float v = *gp;
+    *gp = v / (1.0f + expf(-v)) * u[(int64_t)blockIdx.y * us + k];
+}
+
+extern "C" int gpu_swiglu(gpu_stream *s, float *g, int64_t gs, const float *u, int64_t us, int64_t width, int n,
+                          char *err, size_t err_size) {
+    if (n <= 0) return 0;
+    dim3 grid((unsigned)((width + 255) / 256), (unsigned)n);
+    swiglu_kernel<<<grid, 256, 0, s->stream>>>(g, gs, u, us, width);
+    return launched(err, err_size, "swiglu");
+}
+
+/* ---- KV cache and attention ---- */
+
+/* KV cache values: f16 (the default) or float32 (diagnostic). */
+__device__ __forceinline__ float kv_load(const unsigned short *p) { return __half2float(__ushort_as_half(*p)); }
+__device__ __forceinline__ float kv_load(const float *p) { return *p; }
+__device__ __forceinline__ void kv_put(unsigned short *p, float v) { *p = __half_as_ushort(__float2half_rn(v)); }
+__device__ __forceinline__ void kv_put(float *p, float v) { *p = v; }
+
+template <typename KV>
+__global__ void kv_store_kernel(const float *k, const float *v, int64_t stride, int64_t kv_dim, gpu_kv_group group) {
+    const int g = blockIdx.x;
+    const int i = group.row0 + g;
+    KV *kc = (KV *)group.k[g] + (int64_t)group.pos[g] * kv_dim;
+    KV *vc = (KV *)group.v[g] + (int64_t)group.pos[g] * kv_dim;
+    for (int64_t d = threadIdx.x; d < kv_dim; d += blockDim.x) {
+        kv_put(kc + d, k[(int64_t)i * stride + d]);
+        kv_put(vc + d, v[(int64_t)i * stride + d]);
+    }
+}
+
+extern "C" int gpu_kv_store(gpu_stream *s, const float *k, const float *v, int64_t stride, int64_t kv_dim,
+                            const gpu_kv_group *group, char *err, size_t err_size) {
+    if (group->n <= 0) return 0;
+    if (group->f32) kv_store_kernel<float><<<group->n, 128, 0, s->stream>>>(k, v, stride, kv_dim, *group);
+    else kv_store_kernel<unsigned short><<<group->n, 128, 0, s->stream>>>(k, v, stride, kv_dim, *group);
+    return launched(err, err_size, "kv_store");
+}
+
+/* One block of ATT_WARPS warps per (head, row). Warp w takes keys w,
+ * w + ATT_WARPS, ... with an online softmax (running max, sum and
+ * weighted V in registers, lane l holding dims l, l + 32, ...); the warps
+ * are then merged in warp order. The order depends only on pos. */
+#define ATT_WARPS 4
+#define ATT_MAX_DIMS 8 /* head_dim <= 256 */
+
+template <typename KV>
+__global__ void attend_kernel(const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
+                              int n_head_kv, int head_dim, float scale, gpu_kv_group group) {
+    __shared__ float s_max[ATT_WARPS], s_sum[ATT_WARPS];
+    __shared__ float s_acc[ATT_WARPS][ATT_MAX_DIMS * GPU_WARP];
+    const int h = blockIdx.x, g = blockIdx.y;
+    const int i = group.row0 + g;
+    const int lane = threadIdx.x % GPU_WARP, warp = threadIdx.x / GPU_WARP;
+    const int kvh = h / (n_head / n_head_kv);
+    const int pos = group.pos[g];
+    const KV *kc = (const KV *)group.k[g] + (int64_t)kvh * head_dim;
+    const KV *vc = (const KV *)group.v[g] + (int64_t)kvh * head_dim;
+    const float *qh = q + (int64_t)i * qs + (int64_t)h * head_dim;
+    float qr[ATT_MAX_DIMS], acc[ATT_MAX_DIMS];
+#pragma unroll
+    for (int t = 0; t < ATT_MAX_DIMS; t++) {
+        const int d = lane + GPU_WARP * t;
+        qr[t] = d < head_dim ? qh[d] : 0.0f;
+        acc[t] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int key = warp; key <= pos; key += ATT_WARPS) {
+        const KV *kr = kc + (int64_t)key * kv_dim;
+        float sc = 0.0f;
+#pragma unroll
+        for (int t = 0; t < ATT_MAX_DIMS; t++) {
+            const int d = lane + GPU_WARP * t;
+            if (d < head_dim) sc = fmaf(qr[t], kv_load(kr + d), sc);
+        }
+        for (int off = GPU_WARP / 2; off > 0; off >>= 1) sc += GPU_SHFL_XOR(sc, off);
+        sc *= scale;
+        const float m_new = fmaxf(m, sc);
+        const float corr = expf(m - m_new);
+        const float p = expf(sc - m_new);
+        l = l * corr + p;
+        const KV *vr = vc + (int64_t)key * kv_dim;
+#pragma unroll
+        for (int t = 0; t < ATT_MAX_DIMS; t++) {
+            const int d = lane + GPU_WARP * t;
+            if (d < head_dim) acc[t] = acc[t] * corr + p * kv_load(vr + d);
+        }
+        m = m_new;
+    }
+    if (lane == 0) {
+        s_max[warp] = m;
+        s_sum[warp] = l;
+    }
+#pragma unroll
+    for (int t = 0; t < ATT_MAX_DIMS; t++) s_acc[warp][lane + GPU_WARP * t] = acc[t];
+    __syncthreads();
+    float mx = s_max[0];
+    for (int w = 1; w < ATT_WARPS; w++) mx = fmaxf(mx, s_max[w]);
+    float total = 0.0f, factor[ATT_WARPS];
+    for (int w = 0; w < ATT_WARPS; w++) {
+        factor[w] = expf(s_max[w] - mx);
+        total += s_sum[w] * factor[w];
+    }
+    float *out = att + (int64_t)i * as + (int64_t)h * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float v = 0.0f;
+        for (int w = 0; w < ATT_WARPS; w++) v += s_acc[w][d] * factor[w];
+        out[d] = v / total;
+    }
+}
+
+extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim,
+                          int n_head, int n_head_kv, int head_dim, float scale, const gpu_kv_group *group, char *err,
+                          size_t err_size) {
+    if (group->n <= 0) return 0;
+    if (head_dim > ATT_MAX_DIMS * GPU_WARP) {
+        snprintf(err, err_size, "cuda: head_dim %d is above the attention kernel's %d", head_dim,
+                 ATT_MAX_DIMS * GPU_WARP);
+        return -1;
+    }
+    dim3 grid((unsigned)n_head, (unsigned)group->n);
+    if (group->f32)
+        attend_kernel<float><<<grid, ATT_WARPS * GPU_WARP, 0, s->stream>>>(q, qs, att, as, kv_dim, n_head, n_head_kv,
+                                                                         head_dim, scale, *group);
+    else
+        attend_kernel<unsigned short><<<grid, ATT_WARPS * GPU_WARP, 0, s->stream>>>(
+            q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, *group);
+    return launched(err, err_size, "attention");
+}
