@@ -30,7 +30,8 @@ static void usage(FILE *out) {
             "                              with it: read them and compare this model\n"
             "  --kl-divergence             report KL divergence, top-1 agreement and the\n"
             "                              perplexity ratio against FILE (the text comes from\n"
-            "                              FILE; -f, if given, must tokenize to the same)\n");
+            "                              FILE, and so does the context: --ctx, if given, must\n"
+            "                              equal it; -f, if given, must tokenize to the same)\n");
 }
 
 typedef struct {
@@ -41,6 +42,7 @@ typedef struct {
     greta_backend backend;
     const char *base_path;
     bool kl;
+    bool ctx_given; /* --ctx on the command line (KL mode: must be the file's) */
 } ppl_options;
 
 /* Parses argv into o; returns 0 to go on, 1 after --help, 2 after an error. */
@@ -74,6 +76,7 @@ static int parse_options(int argc, char **argv, ppl_options *o) {
         else if (strcmp(a, "--kl-divergence-base") == 0) o->base_path = v;
         else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx") == 0) {
             if (!cli_parse_int(a, v, 4, 1 << 20, &o->n_ctx)) return 2;
+            o->ctx_given = true;
         } else if (strcmp(a, "-b") == 0 || strcmp(a, "--batch") == 0) {
             if (!cli_parse_int(a, v, 1, 1 << 20, &o->n_batch)) return 2;
         } else if (strcmp(a, "--chunks") == 0) {
@@ -266,6 +269,13 @@ int cli_perplexity(int argc, char **argv) {
         }
         sp.n_ctx = probe.n_ctx;
         perplexity_base_close(&probe);
+        if (o.ctx_given && o.n_ctx != sp.n_ctx) {
+            cli_error("perplexity: --ctx %ld differs from the context of %s (%d); with --kl-divergence the "
+                      "context comes from the file",
+                      o.n_ctx, o.base_path, sp.n_ctx);
+            rc = 2;
+            goto done;
+        }
     }
     if (greta_session_new(model, &sp, &session, err, sizeof err) != GRETA_OK) {
         cli_error("session: %s", err);

@@ -82,6 +82,9 @@ expect_error "--kl-divergence with a foreign base" "^greta: error: --kl-divergen
 printf 'a b c d e f g h i j k l m n o p q r s t u v w x y z %.0s' {1..20} >"$TMP/other.txt"
 expect_error "--kl-divergence with -f of another text" "does not tokenize to the tokens of" \
     "$GRETA" perplexity -m "$M" -f "$TMP/other.txt" --kl-divergence-base "$TMP/base.logits" --kl-divergence
+expect_error "--kl-divergence with another --ctx" "^greta: error: perplexity: --ctx 32 differs from the context of $TMP/base.logits \(64\)" \
+    "$GRETA" perplexity -m "$M" --kl-divergence-base "$TMP/base.logits" --kl-divergence --ctx 32
+expect_ok "--kl-divergence with the file's --ctx" "$GRETA" perplexity -m "$M" --kl-divergence-base "$TMP/base.logits" --kl-divergence --ctx 64
 expect_error "unwritable base file" "^greta: error: --kl-divergence-base: $TMP/no/dir.logits: cannot create" \
     "$GRETA" perplexity -m "$M" -f "$TMP/text.txt" --ctx 64 --kl-divergence-base "$TMP/no/dir.logits"
 expect_ok "perplexity --help" "$GRETA" perplexity --help
