@@ -156,7 +156,7 @@ char *metrics_render(server_metrics *m, int32_t queued, int32_t busy, int32_t n_
             if (m->requests[e][s])
                 put(&b, "greta_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", endpoints[e], statuses[s],
                     (unsigned long long)m->requests[e][s]);
-    put(&b, "# HELP greta_prompt_tokens_total Prompt tokens of started generations.\n"
+    put(&b, "# HELP greta_prompt_tokens_total Prompt tokens evaluated (tokens reused from a slot's cache not counted).\n"
             "# TYPE greta_prompt_tokens_total counter\ngreta_prompt_tokens_total %llu\n",
         (unsigned long long)m->prompt_tokens);
     put(&b, "# HELP greta_generated_tokens_total Tokens generated.\n"

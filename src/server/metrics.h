@@ -15,7 +15,7 @@ void metrics_free(server_metrics *m);
 /* One HTTP request answered: endpoint is the path of a known route (other
  * paths are counted as "other"), status the HTTP status sent. */
 void metrics_count_request(server_metrics *m, const char *endpoint, int status);
-/* Prompt tokens of a job that started, tokens it generated. */
+/* Prompt tokens evaluated, tokens generated. */
 void metrics_add_tokens(server_metrics *m, int64_t prompt_tokens, int64_t generated_tokens);
 /* One decode step of the worker: rows = slots whose tokens it evaluated
  * in one forward. */

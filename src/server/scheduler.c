@@ -5,7 +5,8 @@
  *   1. under the lock: expire queued jobs past their wait limit, stop the
  *      jobs whose clients left or whose time ran out, move queued jobs into
  *      free slots;
- *   2. without the lock: prefill the newly admitted slots, then one step:
+ *   2. without the lock: evaluate the next chunk of every prefilling
+ *      slot's prompt (PREFILL_CHUNK tokens), then one step:
  *      sample the next token of every active slot (step_slot), then
  *      evaluate those tokens as the rows of one forward (eval_step);
  *   3. under the lock: publish each slot's new text and counts to its job
@@ -22,13 +23,20 @@
 #include <string.h>
 #include <time.h>
 
+/* Prompt tokens a slot evaluates per cycle of the worker: a long prompt
+ * neither stalls the other slots' decoding nor outlives its client by
+ * more than one chunk. */
+#define PREFILL_CHUNK 64
+
 /* One slot: a session and what its current job has produced this step. */
 typedef struct {
     greta_session *session;
     greta_detok *detok;         /* reused: flushed between jobs */
     greta_stop *stop;           /* the current job's stop strings */
     sched_job *job;             /* NULL = free */
-    bool needs_prefill;
+    bool needs_prefill;         /* admitted, prefill not begun */
+    bool prefilling;            /* prompt tokens [prefill_at, n_prompt) still to evaluate */
+    size_t prefill_at;
     int32_t n_max;              /* tokens the job may generate (max_tokens, context) */
     int32_t n_generated;
     int32_t pending;            /* token to evaluate this step; -1 = none */
@@ -222,9 +230,9 @@ static void slot_flush_text(slot *sl) {
         slot_emit(sl, tail, tail_len);
 }
 
-/* Starts the slot's job: keeps the prefix its cache already holds,
- * evaluates the rest of the prompt, reseeds the sampler. */
-static void slot_prefill(scheduler *s, slot *sl) {
+/* Starts the slot's job: keeps the prefix its cache already holds; the
+ * rest of the prompt is evaluated by slot_prefill_chunk. */
+static void slot_prefill_begin(slot *sl) {
     sched_job *job = sl->job;
     sl->needs_prefill = false;
     sl->n_generated = 0;
@@ -244,13 +252,34 @@ static void slot_prefill(scheduler *s, slot *sl) {
     size_t n_cached = (size_t)greta_pos(sl->session), common = 0;
     while (common < n_cached && common < job->n_prompt && cached[common] == job->prompt[common]) common++;
     if (common == job->n_prompt) common--; /* evaluate at least one token to get logits */
-    if (greta_rewind(sl->session, (int32_t)common) != GRETA_OK ||
-        greta_eval(sl->session, job->prompt + common, job->n_prompt - common) != GRETA_OK) {
+    if (greta_rewind(sl->session, (int32_t)common) != GRETA_OK) {
         slot_fail(sl, "prompt", greta_session_error(sl->session));
-        greta_rewind(sl->session, 0);
         return;
     }
     job->n_cached = (int32_t)common; /* written without the lock: readers look only after JOB_DONE */
+    sl->prefill_at = common;
+    sl->prefilling = true;
+}
+
+/* Evaluates the next PREFILL_CHUNK tokens of the slot's prompt. A prompt
+ * in chunks gives the same logits, bit for bit, as in one call (greta.h's
+ * greta_eval contract), and between two chunks the worker runs a decode
+ * step for the other slots and notices a client that left. After the last
+ * chunk: reseeds the sampler and the slot starts generating. */
+static void slot_prefill_chunk(scheduler *s, slot *sl) {
+    sched_job *job = sl->job;
+    size_t n = job->n_prompt - sl->prefill_at;
+    if (n > PREFILL_CHUNK) n = PREFILL_CHUNK;
+    if (greta_eval(sl->session, job->prompt + sl->prefill_at, n) != GRETA_OK) {
+        slot_fail(sl, "prompt", greta_session_error(sl->session));
+        sl->prefilling = false;
+        greta_rewind(sl->session, 0);
+        return;
+    }
+    metrics_add_tokens(s->metrics, (int64_t)n, 0);
+    sl->prefill_at += n;
+    if (sl->prefill_at < job->n_prompt) return;
+    sl->prefilling = false;
     greta_session_reseed(sl->session, job->seed);
     int32_t room = s->config.n_ctx - (int32_t)job->n_prompt + 1; /* the last token is not evaluated */
     sl->n_max = job->max_tokens < room ? job->max_tokens : room;
@@ -349,6 +378,7 @@ static void stop_abandoned(scheduler *s, double t) {
         job_finish(s, sl->job, sl->job->cancelled ? FINISH_CANCELLED : FINISH_TIMEOUT, NULL);
         sl->job = NULL;
         sl->pending = -1;
+        sl->prefilling = false;
         sl->out_len = 0;
         sl->out_failed = false;
         s->n_busy--; /* the cache keeps what was evaluated: a later prompt may share its prefix */
@@ -400,6 +430,7 @@ static void publish(scheduler *s) {
         job_finish(s, job, sl->finish, sl->finish == FINISH_ERROR ? sl->error : NULL);
         sl->job = NULL;
         sl->pending = -1;
+        sl->prefilling = false;
         s->n_busy--;
     }
 }
@@ -420,13 +451,12 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&s->mutex);
         for (int32_t i = 0; i < s->config.n_slots; i++) {
             slot *sl = &s->slots[i];
-            if (!sl->job || !sl->needs_prefill) continue;
-            slot_prefill(s, sl);
-            if (sl->finish == FINISH_NONE) metrics_add_tokens(s->metrics, (int64_t)sl->job->n_prompt, 0);
+            if (sl->job && sl->needs_prefill) slot_prefill_begin(sl);
+            if (sl->job && sl->prefilling && sl->finish == FINISH_NONE) slot_prefill_chunk(s, sl);
         }
         for (int32_t i = 0; i < s->config.n_slots; i++) {
             slot *sl = &s->slots[i];
-            if (sl->job && sl->finish == FINISH_NONE) step_slot(s, sl);
+            if (sl->job && !sl->prefilling && sl->finish == FINISH_NONE) step_slot(s, sl);
         }
         eval_step(s);
         pthread_mutex_lock(&s->mutex);

@@ -76,6 +76,27 @@ kill "$CURL"; wait "$CURL" 2>/dev/null
 wait_busy 0 || fail "slot busy at the end"
 stop_server || fail "server 1 exit"
 
+# ---- a client that leaves during a long prefill: the prefill stops at the next chunk ----
+prompt_evaluated() { http GET /metrics; sed -n 's/^greta_prompt_tokens_total //p' "$TMP/body"; }
+if start_server "$TMP/s4.log" -m "$MODEL" -np 1 --ctx 8192 -t 2; then
+    ids=$(python3 -c "print(','.join(str(100 + i % 5000) for i in range(8000)))")
+    p0=$(prompt_evaluated); g0=$(generated)
+    curl -s --max-time 1 "http://127.0.0.1:$PORT/v1/completions" -d "{\"model\":\"$M\",\"prompt\":[$ids],\"max_tokens\":4}" >/dev/null
+    wait_busy 0 && pass "client left during an 8000-token prefill: slot free" || fail "slot still busy"
+    p1=$(prompt_evaluated); sleep 1; p2=$(prompt_evaluated)
+    # an 8000-token prompt takes many seconds (bench: ~580 tok/s on 2 quiet cores); the client gave up after 1 s
+    [[ $p1 == "$p2" && $((p1 - p0)) -lt 8000 && $((p1 - p0)) -gt 0 ]] \
+        && pass "the prefill stopped with the client: $((p1 - p0)) of 8000 prompt tokens evaluated" \
+        || fail "prompt tokens evaluated: $p0 -> $p1 -> $p2"
+    [[ $(generated) == "$g0" ]] && pass "nothing generated for it" || fail "tokens generated after the client left"
+    http POST /v1/completions -d "$(long 3)"
+    [[ $STATUS == 200 && $(jfield 'd["usage"]["completion_tokens"]') == 3 ]] && pass "the slot serves the next request" \
+        || fail "next request: $STATUS $(cat "$TMP/body")"
+    stop_server || fail "server 4 exit"
+else
+    fail "server 4 did not start: $(cat "$TMP/s4.log")"
+fi
+
 # ---- --timeout: a generation that runs too long ----
 if start_server "$TMP/s2.log" -m "$MODEL" -np 2 --timeout 1 --ctx 2048 -t 2; then
     http POST /v1/completions -d "$(long 1800)"

@@ -1,6 +1,6 @@
 """batch_invariance.py PORT MODEL_ID N MAX_TOKENS OUT.json: N different
 requests (chat and completions, streamed and not, prompts of different
-lengths, each its own seed) sent all at once, then each one alone; a
+lengths, some longer than the server's 64-token prefill chunk, each its own seed) sent all at once, then each one alone; a
 request's text, token count and finish reason must be the same both ways.
 Writes the requests and their answers to OUT.json for the caller to
 compare with `greta run`. Prints ok/FAIL lines (checks.py)."""
@@ -15,7 +15,8 @@ words = "the quick brown fox jumps over a lazy dog while seven wizards quietly j
 
 
 def make_request(i):
-    text = " ".join(words[(i * 3 + k) % len(words)] for k in range(1 + (i * 7) % 23))
+    n_words = 90 if i % 8 in (6, 7) else 1 + (i * 7) % 23  # 90 words: a prompt of several prefill chunks
+    text = " ".join(words[(i * 3 + k) % len(words)] for k in range(n_words))
     body = {"model": model, "max_tokens": max_tokens, "seed": 1000 + i}
     if i % 5 == 4:
         body["temperature"] = 0  # greedy rows beside sampled ones
