@@ -243,6 +243,48 @@ static void test_synth_files(void) {
     }
 }
 
+/* The llama3.2-1b preset (meta-llama/Llama-3.2-1B config.json) and its
+ * rope_freqs.weight, loaded by the model as llama3 scaling. */
+static void test_llama32_preset(void) {
+    synth_shape s;
+    CHECK(synth_preset("llama3.2-1b", &s), "llama3.2-1b preset exists");
+    CHECK(s.dim == 2048 && s.ffn == 8192 && s.n_layers == 16 && s.n_heads == 32 && s.n_kv_heads == 8 &&
+              s.vocab == 128256 && s.tied && s.rope_base == 500000.0 && s.llama3_rope == 32.0,
+          "llama3.2-1b: dim 2048 ffn 8192 16 layers 32/8 heads vocab 128256 tied rope 500000 llama3 x32");
+    /* Hand-computed factors, head size 64, base 500000: i = 0 -> freq 1, wavelength 2 pi < 2048 -> 1;
+     * i = 31 -> wavelength 2 pi * 500000^(62/64) ~ 2.06e6 > 8192 -> 32; i = 12 -> freq =
+     * 500000^(-24/64) = 0.007302, wavelength 860.5 < 2048 -> 1; i = 16 -> freq 500000^(-1/2) =
+     * 1.41421e-3, wavelength 4442.88 in [2048, 8192]: smooth = (8192 / 4442.88 - 1) / 3 = 0.281281,
+     * factor = 1 / ((1 - 0.281281) / 32 + 0.281281) = 1 / 0.303741 = 3.29227. */
+    float f[32];
+    synth_llama3_rope_factors(32.0, 500000.0, 64, f);
+    CHECK(f[0] == 1.0f && f[12] == 1.0f && f[31] == 32.0f, "llama3 factors: 1 at high frequencies, 32 at low");
+    CHECK(f[16] > 3.2921f && f[16] < 3.2924f, "llama3 factor in the smooth band: %.6f (hand: 3.29227)", f[16]);
+    synth_options o;
+    memset(&o, 0, sizeof o);
+    synth_preset("tiny", &o.shape);
+    o.shape.llama3_rope = 32.0;
+    o.shape.rope_base = 500000.0;
+    quantize_target_find("Q8_0", &o.target);
+    o.seed = 3;
+    char path[512], err[256] = "";
+    snprintf(path, sizeof path, "%s/l3.gguf", check_tmp_dir());
+    bool ok = synth_write(&o, path, err, sizeof err);
+    CHECK(ok, "tiny with llama3 RoPE written (%s)", err);
+    gguf_file *g = NULL;
+    model *m = NULL;
+    if (ok && gguf_open(path, &g, err, sizeof err) == GRETA_OK) model_load(g, &m, err, sizeof err);
+    CHECK(m && m->rope_freqs && m->hp.rope_scaling == ROPE_SCALING_LLAMA3, "model binds rope_freqs as llama3 (%s)",
+          err);
+    if (m) {
+        float want[128];
+        synth_llama3_rope_factors(32.0, 500000.0, m->hp.rope_dim, want);
+        CHECK(m->hp.rope_dim == 64 && memcmp(m->rope_freqs, want, 32 * sizeof(float)) == 0,
+              "the model's factors are the file's");
+        model_free(m);
+    }
+}
+
 static void test_errors(void) {
     synth_shape s;
     char err[256] = "";
@@ -256,6 +298,9 @@ static void test_errors(void) {
     s.vocab = 100;
     CHECK(!synth_shape_check(&s, err, sizeof err) && strstr(err, "vocab"), "small vocab: %s", err);
     CHECK(!synth_preset("llama9", &s), "unknown preset refused");
+    synth_preset("tiny", &s);
+    s.llama3_rope = 0.5;
+    CHECK(!synth_shape_check(&s, err, sizeof err) && strstr(err, "rope-llama3"), "llama3 factor < 1: %s", err);
     synth_options o;
     memset(&o, 0, sizeof o);
     synth_preset("tiny", &o.shape);
@@ -280,6 +325,7 @@ int main(void) {
     test_q5_blocks();
     test_vocab();
     test_synth_files();
+    test_llama32_preset();
     test_errors();
     return check_finish("test_synth");
 }

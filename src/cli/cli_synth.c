@@ -12,12 +12,14 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: greta synth (--shape NAME | --dim D --ffn F --layers L --heads H --vocab V)\n"
             "                   [--kv-heads K] [--ctx C] [--rope-base B] [--rms-eps E] [--tied | --untied]\n"
-            "                   [--pre NAME] [--no-vocab] [--type TYPE] [--seed S] [--threads N] [--quiet] -o FILE\n"
+            "                   [--rope-llama3 F] [--pre NAME] [--no-vocab] [--type TYPE] [--seed S] [--threads N] [--quiet]\n"
+            "                   -o FILE\n"
             "\n"
             "Writes a Llama-architecture GGUF model with seeded random weights and a small\n"
             "byte-level BPE vocabulary with a ChatML template (docs/synth.md).\n"
             "  --shape NAME   preset: %s (flags after it override its values)\n"
             "  --type TYPE    %s (default F16)\n"
+            "  --rope-llama3 F  llama3 RoPE scaling with factor F (writes rope_freqs.weight; 0 = none)\n"
             "  --seed S       generator seed (default 1); same options, same file bytes\n"
             "  --threads N    worker threads (default: all CPUs; the output does not depend on it)\n"
             "  --no-vocab     no vocabulary: tokenizer.ggml.model = \"none\" (runs on token ids only)\n"
@@ -68,7 +70,7 @@ static int64_t *dim_flag(synth_shape *s, given_flags *g, const char *flag) {
 /* The flags besides the dimensions that take a value. */
 static bool takes_value(const char *flag) {
     static const char *const names[] = {"--shape",   "--type", "--seed", "--threads", "--rope-base",
-                                        "--rms-eps", "--pre",  "-o",     "--output"};
+                                        "--rms-eps", "--pre",  "-o",     "--output", "--rope-llama3"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
         if (strcmp(flag, names[k]) == 0) return true;
     return false;
@@ -141,6 +143,8 @@ int cli_synth(int argc, char **argv) {
             o.n_threads = (int)n;
         } else if (strcmp(flag, "--rope-base") == 0) {
             if (!parse_f64(flag, value, &o.shape.rope_base)) return 2;
+        } else if (strcmp(flag, "--rope-llama3") == 0) {
+            if (!parse_f64(flag, value, &o.shape.llama3_rope)) return 2;
         } else if (strcmp(flag, "--rms-eps") == 0) {
             if (!parse_f64(flag, value, &o.shape.rms_eps)) return 2;
         } else if (strcmp(flag, "--pre") == 0) {

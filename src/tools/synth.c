@@ -31,18 +31,21 @@ typedef struct {
     double rope_base, rms_eps;
     bool tied;
     const char *pre;
+    double llama3_rope; /* 0: no rope_freqs.weight */
 } preset;
 
 static const preset presets[] = {
     /* Small enough for fast tests; row lengths are multiples of 256 so
      * every type (K quants included) applies without fallback. */
-    {"tiny", 256, 512, 2, 4, 2, 320, 512, 10000.0, 1e-5, false, "default"},
+    {"tiny", 256, 512, 2, 4, 2, 320, 512, 10000.0, 1e-5, false, "default", 0.0},
     /* HuggingFaceTB/SmolLM2-135M(-Instruct) config.json. */
-    {"smollm2-135m", 576, 1536, 30, 9, 3, 49152, 8192, 100000.0, 1e-5, true, "smollm"},
+    {"smollm2-135m", 576, 1536, 30, 9, 3, 49152, 8192, 100000.0, 1e-5, true, "smollm", 0.0},
+    /* meta-llama/Llama-3.2-1B config.json: rope_scaling llama3, factor 32. */
+    {"llama3.2-1b", 2048, 8192, 16, 32, 8, 128256, 131072, 500000.0, 1e-5, true, "default", 32.0},
     /* meta-llama/Llama-2-7b-hf config.json. */
-    {"llama2-7b", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0, 1e-5, false, "default"},
+    {"llama2-7b", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0, 1e-5, false, "default", 0.0},
     /* meta-llama/Meta-Llama-3-8B config.json. */
-    {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0, 1e-5, false, "default"},
+    {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0, 1e-5, false, "default", 0.0},
 };
 #define N_PRESETS (sizeof presets / sizeof presets[0])
 
@@ -62,6 +65,7 @@ bool synth_preset(const char *name, synth_shape *out) {
         s.rope_base = p->rope_base;
         s.rms_eps = p->rms_eps;
         s.tied = p->tied;
+        s.llama3_rope = p->llama3_rope;
         snprintf(s.pre, sizeof s.pre, "%s", p->pre);
         *out = s;
         return true;
@@ -69,7 +73,27 @@ bool synth_preset(const char *name, synth_shape *out) {
     return false;
 }
 
-const char *synth_preset_list(void) { return "tiny, smollm2-135m, llama2-7b, llama3-8b"; }
+const char *synth_preset_list(void) { return "tiny, smollm2-135m, llama3.2-1b, llama2-7b, llama3-8b"; }
+
+void synth_llama3_rope_factors(double factor, double base, int64_t rope_dim, float *out) {
+    const double pi = 3.14159265358979323846;
+    const double old_ctx = 8192.0, low_freq_factor = 1.0, high_freq_factor = 4.0;
+    const double low_freq_wavelen = old_ctx / low_freq_factor, high_freq_wavelen = old_ctx / high_freq_factor;
+    for (int64_t i = 0; i < rope_dim / 2; i++) {
+        double freq = pow(base, -2.0 * (double)i / (double)rope_dim);
+        double wavelen = 2.0 * pi / freq;
+        double f;
+        if (wavelen < high_freq_wavelen) {
+            f = 1.0;
+        } else if (wavelen > low_freq_wavelen) {
+            f = factor;
+        } else {
+            double smooth = (old_ctx / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+            f = 1.0 / ((1.0 - smooth) / factor + smooth);
+        }
+        out[i] = (float)f;
+    }
+}
 
 #define BASE_VOCAB 259 /* 3 special tokens + 256 byte tokens */
 
@@ -104,6 +128,10 @@ bool synth_shape_check(const synth_shape *s, char *err, size_t err_size) {
     }
     if (!(s->rope_base > 0.0 && isfinite(s->rope_base))) {
         format_error(err, err_size, "rope-base %g must be a positive number", s->rope_base);
+        return false;
+    }
+    if (!(s->llama3_rope == 0.0 || (s->llama3_rope >= 1.0 && isfinite(s->llama3_rope)))) {
+        format_error(err, err_size, "rope-llama3 factor %g must be 0 (none) or at least 1", s->llama3_rope);
         return false;
     }
     if (!(s->rms_eps > 0.0 && s->rms_eps < 1.0)) {
@@ -271,6 +299,7 @@ typedef struct {
     int64_t ne[2]; /* ne[0] = row length */
     uint32_t type;
     bool is_norm;  /* values 1 + N(0, 0.02^2), else N(0, 1/ne[0]) */
+    bool is_rope_freqs; /* llama3 RoPE factors, not random */
 } tensor_spec;
 
 static void spec_set(tensor_spec *t, const char *name, uint32_t n_dims, int64_t ne0, int64_t ne1) {
@@ -282,7 +311,7 @@ static void spec_set(tensor_spec *t, const char *name, uint32_t n_dims, int64_t 
     t->is_norm = n_dims == 1;
 }
 
-/* Fills specs (room for 3 + 9 * n_layers) in file order; returns the count. */
+/* Fills specs (room for 4 + 9 * n_layers) in file order; returns the count. */
 static int64_t list_tensors(const synth_shape *s, tensor_spec *specs) {
     int64_t kv_dim = s->dim / s->n_heads * s->n_kv_heads;
     int64_t n = 0;
@@ -303,6 +332,11 @@ static int64_t list_tensors(const synth_shape *s, tensor_spec *specs) {
     }
     spec_set(&specs[n++], "output_norm.weight", 1, s->dim, 1);
     if (!s->tied) spec_set(&specs[n++], "output.weight", 2, s->dim, s->vocab);
+    if (s->llama3_rope > 0.0) {
+        spec_set(&specs[n], "rope_freqs.weight", 1, s->dim / s->n_heads / 2, 1);
+        specs[n].is_norm = false;
+        specs[n++].is_rope_freqs = true;
+    }
     return n;
 }
 
@@ -387,6 +421,18 @@ static void generate_rows(void *arg, int64_t first, int64_t end) {
     free(row);
 }
 
+static bool write_rope_freqs(gguf_writer *w, const synth_shape *s, const tensor_spec *t, char *err, size_t err_size) {
+    float *f = malloc((size_t)t->ne[0] * sizeof(float));
+    if (!f) {
+        format_error(err, err_size, "out of memory generating %s", t->name);
+        return false;
+    }
+    synth_llama3_rope_factors(s->llama3_rope, s->rope_base, s->dim / s->n_heads, f);
+    bool ok = gguf_writer_append(w, f, (uint64_t)t->ne[0] * sizeof(float), err, err_size);
+    free(f);
+    return ok;
+}
+
 static bool write_tensor(gguf_writer *w, const tensor_spec *t, uint64_t seed, int n_threads, char *err,
                          size_t err_size) {
     size_t row_bytes = quant_row_bytes(t->type, t->ne[0]);
@@ -424,7 +470,7 @@ bool synth_write(const synth_options *o, const char *path, char *err, size_t err
         format_error(err, err_size, "type %s cannot be written", o->target.name);
         return false;
     }
-    tensor_spec *specs = calloc((size_t)(3 + 9 * o->shape.n_layers), sizeof *specs);
+    tensor_spec *specs = calloc((size_t)(4 + 9 * o->shape.n_layers), sizeof *specs);
     gguf_writer *w = gguf_writer_new();
     if (!specs || !w) {
         free(specs);
@@ -450,7 +496,10 @@ bool synth_write(const synth_options *o, const char *path, char *err, size_t err
     }
     int n_threads = quantize_thread_count(o->n_threads);
     for (int64_t i = 0; ok && i < n; i++) {
-        ok = write_tensor(w, &specs[i], o->seed, n_threads, reason, sizeof reason);
+        if (specs[i].is_rope_freqs)
+            ok = write_rope_freqs(w, &o->shape, &specs[i], reason, sizeof reason);
+        else
+            ok = write_tensor(w, &specs[i], o->seed, n_threads, reason, sizeof reason);
         if (!ok) format_error(err, err_size, "%s", reason);
         else if (o->log) {
             fprintf(o->log, "[%4lld/%lld] %-32s %s\n", (long long)(i + 1), (long long)n, specs[i].name,

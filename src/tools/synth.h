@@ -37,9 +37,19 @@ typedef struct {
     double rms_eps;     /* llama.attention.layer_norm_rms_epsilon */
     bool tied;          /* no output.weight: token_embd is the output */
     char pre[32];       /* tokenizer.ggml.pre */
+    double llama3_rope; /* llama3 RoPE scaling factor (rope_freqs.weight), 0 = none */
 } synth_shape;
 
-/* Presets: tiny, smollm2-135m, llama2-7b, llama3-8b (docs/synth.md). */
+/* The rope_freqs.weight values of llama3 RoPE scaling, as llama.cpp's
+ * converter computes them from a config.json rope_scaling of rope_type
+ * "llama3" with the given factor, low_freq_factor 1, high_freq_factor 4,
+ * original_max_position_embeddings 8192 (Llama 3.1 and 3.2): for
+ * i < rope_dim / 2, freq = base^(-2i / rope_dim), wavelen = 2 pi / freq;
+ * 1 if wavelen < 8192 / 4, factor if wavelen > 8192 / 1, else
+ * 1 / ((1 - s) / factor + s) with s = (8192 / wavelen - 1) / (4 - 1). */
+void synth_llama3_rope_factors(double factor, double base, int64_t rope_dim, float *out);
+
+/* Presets: tiny, smollm2-135m, llama3.2-1b, llama2-7b, llama3-8b (docs/synth.md). */
 bool synth_preset(const char *name, synth_shape *out);
 const char *synth_preset_list(void);
 

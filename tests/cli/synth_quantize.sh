@@ -148,6 +148,36 @@ EOF
 if [[ -n $ids && $ids == "$ref" ]]; then pass "greta tokenize on a synth model = HF tokenizers BPE: $ids"
 else fail "synth vocabulary: greta '$ids' vs HF '$ref' $(head -c 200 "$TMP/err")"; fi
 
+# 7b. llama3 RoPE scaling (the llama3.2-1b preset's rope_freqs.weight, here on a tiny shape with
+#     head size 64 and base 500000): the values llama.cpp's converter computes
+#     (convert_hf_to_gguf.py, rope_type llama3: freqs in float32, factor 32, low 1, high 4, 8192).
+expect_ok "synth tiny --rope-llama3 32" "$GRETA" synth --shape tiny --rope-base 500000 --rope-llama3 32 --type Q8_0 -o "$TMP/l3.gguf"
+out=$(python3 - "$TMP/l3.gguf" <<'EOF'
+import sys, math, numpy as np, gguf
+r = gguf.GGUFReader(sys.argv[1])
+t = [x for x in r.tensors if x.name == "rope_freqs.weight"]
+if len(t) != 1 or int(t[0].tensor_type) != 0 or list(t[0].shape) != [32]:
+    print("bad tensor", [(x.name, x.shape) for x in t]); sys.exit()
+dim, base, factor, lo, hi, old = 64, 500000.0, 32.0, 1.0, 4.0, 8192
+freqs = (1.0 / (np.float32(base) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))).astype(np.float32)
+want = []
+for f in freqs:
+    wl = 2 * math.pi / float(f)
+    if wl < old / hi: want.append(1.0)
+    elif wl > old / lo: want.append(factor)
+    else:
+        s = (old / wl - lo) / (hi - lo)
+        want.append(1 / ((1 - s) / factor + s))
+got = np.array(t[0].data, dtype=np.float64)
+err = np.max(np.abs(got - np.array(want)) / np.array(want))
+print("ok" if err < 1e-5 and got[-1] == 32.0 and got[0] == 1.0 else "mismatch", "%.3g" % err)
+EOF
+)
+[[ $out == ok* ]] && pass "rope_freqs.weight = llama.cpp converter's llama3 factors (max rel diff ${out#ok })" || fail "rope_freqs: $out"
+"$GRETA" inspect "$TMP/l3.gguf" >"$TMP/out" 2>&1
+grep -q "llama3" "$TMP/out" && pass "inspect reports llama3 RoPE scaling" || fail "inspect: $(head -c 300 "$TMP/out")"
+expect_error "synth: bad llama3 factor" "rope-llama3 factor 0.5 must be 0" "$GRETA" synth --shape tiny --rope-llama3 0.5 -o "$TMP/x.gguf"
+
 # 8. Errors: one line, non-zero exit.
 one_line() { [[ $(wc -l <"$TMP/err") -eq 1 ]]; }
 expect_error "quantize: unknown type" "^greta: error: quantize: unknown type 'Q3_K_L'" \
