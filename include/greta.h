@@ -234,6 +234,20 @@ typedef enum {
     GRETA_BACKEND_CUDA = 2, /* reserved: "not built with CUDA" in CPU builds */
 } greta_backend;
 
+/* Arithmetic of a cpu session (docs/engine.md, "Precision"). */
+typedef enum {
+    GRETA_PRECISION_DEFAULT = 0, /* the backend's default: f32 */
+    GRETA_PRECISION_F32 = 1,     /* float32 activations, weights decoded exactly (ref: float64) */
+    GRETA_PRECISION_Q8 = 2,      /* cpu only: activations quantized to 8 bits per block, integer
+                                    dot products for Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K weights
+                                    (other types use the f32 kernels); faster, not bit-equal to f32 */
+} greta_precision;
+
+/* "default", "f32", "q8". */
+const char *greta_precision_name(greta_precision precision);
+/* Parses "f32" / "q8"; GRETA_ERR_INVALID_ARGUMENT otherwise. */
+greta_status greta_precision_from_name(const char *name, greta_precision *out);
+
 /* "cpu", "ref", "cuda" ("unknown" for another value). */
 const char *greta_backend_name(greta_backend backend);
 /* Parses "cpu" / "ref" / "cuda"; GRETA_ERR_INVALID_ARGUMENT otherwise. */
@@ -267,6 +281,7 @@ typedef struct {
     int32_t n_threads;    /* worker threads for cpu; 0 = online CPUs (default 0);
                              at most GRETA_MAX_THREADS */
     greta_backend backend;/* default GRETA_BACKEND_CPU */
+    greta_precision precision; /* default GRETA_PRECISION_DEFAULT; q8 only on cpu */
     uint64_t seed;        /* sampler RNG seed (default 0x67726574 "gret") */
     bool logits_all;      /* keep the logits of every row of the last eval
                              (greta_logits_all), not only the last (default false) */
@@ -286,6 +301,8 @@ const char *greta_session_error(const greta_session *session);
 greta_backend greta_session_backend(const greta_session *session);
 int32_t greta_session_n_ctx(const greta_session *session);
 int32_t greta_session_n_threads(const greta_session *session);
+/* The precision the session computes in (f32 or q8 for cpu, f32 for ref). */
+greta_precision greta_session_precision(const greta_session *session);
 
 /* Evaluates n tokens appended at the current position: row i has token
  * ids[i] at position greta_pos() + i and attends to everything before it.

@@ -28,6 +28,7 @@ struct greta_session {
     engine *e;
     greta_sampler *sampler;
     greta_backend backend;
+    greta_precision precision; /* f32 or q8 (never DEFAULT) */
     struct trace *owned_tracer; /* opened by greta_session_open_trace; NULL if none */
     char err[GRETA_ERR_MAX];
 };

@@ -417,6 +417,23 @@ greta_status greta_backend_get_info(greta_backend backend, greta_backend_info *i
     return GRETA_OK;
 }
 
+const char *greta_precision_name(greta_precision precision) {
+    switch (precision) {
+    case GRETA_PRECISION_DEFAULT: return "default";
+    case GRETA_PRECISION_F32: return "f32";
+    case GRETA_PRECISION_Q8: return "q8";
+    }
+    return "unknown";
+}
+
+greta_status greta_precision_from_name(const char *name, greta_precision *out) {
+    if (!name || !out) return GRETA_ERR_INVALID_ARGUMENT;
+    if (strcmp(name, "f32") == 0) *out = GRETA_PRECISION_F32;
+    else if (strcmp(name, "q8") == 0) *out = GRETA_PRECISION_Q8;
+    else return GRETA_ERR_INVALID_ARGUMENT;
+    return GRETA_OK;
+}
+
 greta_session_params greta_session_default_params(void) {
     greta_session_params p;
     memset(&p, 0, sizeof p);
@@ -453,6 +470,16 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
         format_error(err, err_size, "unknown backend id %d", (int)p->backend);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
+    if (p->precision != GRETA_PRECISION_DEFAULT && p->precision != GRETA_PRECISION_F32 &&
+        p->precision != GRETA_PRECISION_Q8) {
+        format_error(err, err_size, "unknown precision id %d", (int)p->precision);
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
+    if (p->precision == GRETA_PRECISION_Q8 && p->backend != GRETA_BACKEND_CPU) {
+        format_error(err, err_size, "precision q8 is only available on the cpu backend (not %s)",
+                     greta_backend_name(p->backend));
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
     int threads = p->n_threads;
     if (threads == 0) {
         long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -463,6 +490,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
         .n_ctx = p->n_ctx ? p->n_ctx : hp->n_ctx_train,
         .n_threads = threads,
         .backend = p->backend,
+        .q8 = p->precision == GRETA_PRECISION_Q8,
         .logits_all = p->logits_all,
     };
     greta_session *s = calloc(1, sizeof *s);
@@ -472,6 +500,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
     }
     s->model = model;
     s->backend = p->backend;
+    s->precision = p->precision == GRETA_PRECISION_Q8 ? GRETA_PRECISION_Q8 : GRETA_PRECISION_F32;
     greta_status status = GRETA_OK;
     s->e = engine_new(model->em, &cfg, &status, err, err_size);
     if (!s->e) {
@@ -498,6 +527,10 @@ void greta_session_free(greta_session *session) {
 
 const char *greta_session_error(const greta_session *session) {
     return session ? session->err : "no session";
+}
+
+greta_precision greta_session_precision(const greta_session *session) {
+    return session ? session->precision : GRETA_PRECISION_F32;
 }
 
 greta_backend greta_session_backend(const greta_session *session) {

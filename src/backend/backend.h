@@ -98,6 +98,7 @@ typedef struct {
     int32_t logits_rows; /* rows of BUF_LOGITS (1 .. max_rows) */
     int32_t max_keys;    /* longest sequence attend reads (a kv's n_ctx at most) */
     int32_t n_threads;   /* worker threads (cpu); others ignore it */
+    bool q8;             /* cpu: 8-bit activations, integer dot products (cpu_q8.h); others ignore it */
 } backend_ctx_config;
 
 typedef struct backend_model backend_model;

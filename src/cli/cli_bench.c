@@ -120,11 +120,13 @@ static void fill_tokens(int32_t *ids, int32_t n, int32_t vocab, uint64_t seed) {
 
 static void bench_usage(FILE *out) {
     fprintf(out,
-            "usage: greta bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [--backend cpu|ref|cuda] [--json]\n"
+            "usage: greta bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [--backend cpu|ref|cuda]\n"
+            "                   [--precision f32|q8] [--json]\n"
             "  -p N       prompt tokens of the prefill test (pp; 0 = skip)\n"
             "  -n N       tokens of the decode test (tg; 0 = skip)\n"
             "  -r N       repetitions (after one warm-up run that is not counted)\n"
             "  -t N       threads (default: all CPUs)\n"
+            "  --precision f32|q8  cpu arithmetic: float32 (default) or 8-bit activations (docs/engine.md)\n"
             "  --json     one JSON object on stdout instead of the table\n");
 }
 
@@ -149,7 +151,7 @@ int cli_bench(int argc, char **argv) {
                 return 2;
             }
         } else if (strcmp(arg, "-m") == 0 || strcmp(arg, "--model") == 0 || strcmp(arg, "-t") == 0 ||
-                   strcmp(arg, "--threads") == 0 || strcmp(arg, "--backend") == 0) {
+                   strcmp(arg, "--threads") == 0 || strcmp(arg, "--backend") == 0 || strcmp(arg, "--precision") == 0) {
             if (cli_parse_gen_flag(&o, argc, argv, &i) < 0) {
                 cli_gen_options_free(&o);
                 return 2;
@@ -233,6 +235,7 @@ int cli_bench(int argc, char **argv) {
                               (json_int_t)info.weight_bytes, "backend", backend, "threads", n_threads,
                               "n_prompt", (int)n_prompt, "n_gen", (int)n_gen, "repetitions", (int)reps);
         if (j) {
+            json_object_set_new(j, "precision", json_string(greta_precision_name(greta_session_precision(session))));
             json_object_set_new(j, "pp_tok_s", json_real(pp_mean));
             json_object_set_new(j, "pp_tok_s_stddev", json_real(pp_sd));
             json_object_set_new(j, "tg_tok_s", json_real(tg_mean));
@@ -252,7 +255,8 @@ int cli_bench(int argc, char **argv) {
     } else {
         printf("model    %s (%s, %.1f MiB of weights)\n", info.name, info.file_type,
                (double)info.weight_bytes / (1024.0 * 1024.0));
-        printf("backend  %s, %d threads, %ld repetitions after 1 warm-up\n", backend, n_threads, reps);
+        printf("backend  %s (%s), %d threads, %ld repetitions after 1 warm-up\n", backend,
+               greta_precision_name(greta_session_precision(session)), n_threads, reps);
         if (n_prompt > 0) printf("pp%-5ld  %10.1f tok/s  +- %.1f\n", n_prompt, pp_mean, pp_sd);
         if (n_gen > 0) {
             printf("tg%-5ld  %10.1f tok/s  +- %.1f\n", n_gen, tg_mean, tg_sd);

@@ -163,7 +163,7 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
     static const char *const valued[] = {
         "-m", "--model", "-p", "--prompt", "-f", "--prompt-file", "-n", "--max-tokens", "--temp",
         "--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n",
-        "--seed", "--ctx", "-c", "-t", "--threads", "--backend", "--system", "--stop",
+        "--seed", "--ctx", "-c", "-t", "--threads", "--backend", "--precision", "--system", "--stop",
         "--chat-template", "--dump-logits", "--ids", NULL};
     bool known = false;
     for (const char *const *k = valued; *k && !known; k++) known = strcmp(arg, *k) == 0;
@@ -208,6 +208,11 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
         o->n_threads = (int32_t)n;
     } else if (is_flag(arg, "--backend", NULL)) {
         if (cli_arg_backend(arg, v, &o->backend) != 0) return -1;
+    } else if (is_flag(arg, "--precision", NULL)) {
+        if (greta_precision_from_name(v, &o->precision) != GRETA_OK) {
+            cli_error("--precision: unknown precision '%s' (expected f32 or q8)", v);
+            return -1;
+        }
     } else if (is_flag(arg, "--system", NULL)) {
         o->system = v;
     } else if (is_flag(arg, "--stop", NULL)) {
@@ -342,6 +347,7 @@ greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, boo
         sp.n_threads = (int32_t)online;
     }
     sp.backend = o->backend;
+    sp.precision = o->precision;
     sp.seed = o->seed;
     sp.logits_all = logits_all;
     greta_session *session = NULL;

@@ -23,6 +23,7 @@ typedef struct {
     int32_t n_threads;            /* 0 = all CPUs */
     bool force_threads;           /* --force-threads: -t above the online CPUs is kept */
     greta_backend backend;
+    greta_precision precision;    /* --precision f32|q8 (default: the backend's) */
     bool chat;                    /* --chat: apply the chat template */
     const char *system;           /* --system */
     const char *chat_template;    /* --chat-template NAME|FILE (NULL = the model's) */

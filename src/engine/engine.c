@@ -151,6 +151,7 @@ engine *engine_new(engine_model *em, const engine_config *config, greta_status *
         .logits_rows = e->config.logits_all ? e->config.max_rows : 1,
         .max_keys = e->config.n_ctx,
         .n_threads = e->config.n_threads,
+        .q8 = e->config.q8,
     };
     if (*status == GRETA_OK) *status = ops->ctx_new(e->bm, &bc, &e->ctx, berr, sizeof berr);
     if (*status == GRETA_OK) *status = ops->kv_new(e->bm, e->config.n_ctx, &e->kv, berr, sizeof berr);
@@ -521,6 +522,10 @@ static greta_status check_step(engine *const *sessions, const int32_t *tokens, s
         engine *s = sessions[i];
         if (!s || s->bm != lead->bm || s->ops != lead->ops) {
             format_error(err, err_size, "step: session %zu is not a session of the same model and backend", i);
+            return GRETA_ERR_INVALID_ARGUMENT;
+        }
+        if (s->config.q8 != lead->config.q8) {
+            format_error(err, err_size, "step: session %zu computes at another precision than session 0", i);
             return GRETA_ERR_INVALID_ARGUMENT;
         }
         for (size_t j = 0; j < i; j++) {

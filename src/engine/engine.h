@@ -36,6 +36,7 @@ typedef struct {
     int32_t n_ctx;      /* KV cache positions (> 0) */
     int32_t n_threads;  /* >= 1 (cpu) */
     greta_backend backend;
+    bool q8;            /* cpu: 8-bit activations (backend_config.q8) */
     bool logits_all;    /* keep every row's logits of the last eval */
     int32_t max_rows;   /* rows per forward chunk; 0 = min(512, n_ctx), fewer when a chunk's
                            activation rows would pass 64 MiB (engine.c default_max_rows) */

@@ -20,6 +20,7 @@
 #include "base/errors.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_pool.h"
+#include "backend/cpu/cpu_q8.h"
 #include "format/quant.h"
 
 /* Weight rows per matmul unit and decoded together; activation rows per panel. */
@@ -52,6 +53,9 @@ struct backend_ctx {
     int64_t max_in;            /* longest weight row, rounded up to 8 */
     float **wbuf;              /* per thread: [DECODE_ROWS][max_in] */
     float **scores;            /* per thread: [max_keys] */
+    const cpu_q8_kernels *q8;  /* config.q8: integer kernels, else NULL */
+    uint8_t *xq[2];            /* q8: [max_rows] quantized rows, blocks of 32 / of 256 */
+    size_t xq_stride[2];       /* their row bytes */
 };
 
 static int64_t round8(int64_t n) {
@@ -84,6 +88,8 @@ static void cpu_ctx_free(backend_ctx *be) {
     }
     free(be->wbuf);
     free(be->scores);
+    free(be->xq[0]);
+    free(be->xq[1]);
     free(be);
 }
 
@@ -112,6 +118,14 @@ static greta_status cpu_ctx_new(backend_model *bm, const backend_ctx_config *con
         be->wbuf[t] = aligned_alloc(64, (size_t)DECODE_ROWS * (size_t)be->max_in * sizeof(float));
         be->scores[t] = malloc((size_t)config->max_keys * sizeof(float));
         if (!be->wbuf[t] || !be->scores[t]) goto oom;
+    }
+    if (config->q8) {
+        be->q8 = cpu_q8_best();
+        for (int f = 0; f < 2; f++) {
+            be->xq_stride[f] = cpu_q8_act_row_bytes(f == 0 ? 32 : 256, be->max_in);
+            be->xq[f] = malloc((size_t)config->max_rows * be->xq_stride[f] + 64);
+            if (!be->xq[f]) goto oom;
+        }
     }
     char perr[200] = "";
     be->pool = cpu_pool_new(be->n_threads, perr, sizeof perr);
@@ -215,6 +229,8 @@ typedef struct {
     int n_panels;
     int64_t unit_rows[4]; /* weight rows per unit, per matrix */
     int64_t unit_end[4];  /* cumulative unit counts per matrix */
+    const uint8_t *xq[4]; /* q8: the quantized rows for matrix k, NULL = float32 path */
+    size_t xq_stride[4];
     atomic_long next;
 } matmul_job;
 
@@ -229,6 +245,11 @@ static void matmul_unit(matmul_job *job, int thread, int mat, int64_t wblock, in
     float *wbuf = be->wbuf[thread];
     backend_buf dst = job->dst[mat];
     int64_t ys = be->stride[dst];
+    if (job->xq[mat]) {
+        be->q8->tile(w, r_begin, (int)(r_end - r_begin), job->xq[mat] + (size_t)t_begin * job->xq_stride[mat],
+                     job->xq_stride[mat], t_count, row_of(be, dst, t_begin) + r_begin, ys);
+        return;
+    }
     /* One activation row (a decode step): decode in registers, no buffer. */
     if (t_count == 1 && be->k->dot_rows &&
         be->k->dot_rows(w, r_begin, (int)(r_end - r_begin), job->x + (size_t)t_begin * job->xs,
@@ -253,6 +274,37 @@ static void matmul_worker(void *p, int thread) {
     }
 }
 
+
+/* q8: quantizes the n input rows once per activation format the job's
+ * matrices need (cpu_q8.h) and points job->xq at them. */
+typedef struct {
+    backend_buf src;
+    int src_row0;
+    int act_block;
+} quantize_arg;
+
+static void quantize_row(backend_ctx *be, const void *p, int i) {
+    const quantize_arg *a = p;
+    int f = a->act_block == 32 ? 0 : 1;
+    cpu_q8_quantize_row(a->act_block, row_of(be, a->src, a->src_row0 + i), be->width[a->src],
+                        be->xq[f] + (size_t)i * be->xq_stride[f]);
+}
+
+static void cpu_matmul_quantize(backend_ctx *be, matmul_job *job, backend_buf src, int src_row0) {
+    bool done[2] = {false, false};
+    for (int k = 0; k < job->n_mats; k++) {
+        int act = cpu_q8_act_block(job->w[k]->type);
+        if (act == 0 || be->width[src] % act != 0) continue;
+        int f = act == 32 ? 0 : 1;
+        if (!done[f]) {
+            quantize_arg a = {src, src_row0, act};
+            for_rows(be, job->n, quantize_row, &a);
+            done[f] = true;
+        }
+        job->xq[k] = be->xq[f];
+        job->xq_stride[k] = be->xq_stride[f];
+    }
+}
 
 static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight *ids, const backend_buf *dst,
                                backend_buf src, int src_row0, int n, char *err, size_t err_size) {
@@ -288,6 +340,7 @@ static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight
         units += (weights[i]->n_out + rows - 1) / rows * job.n_panels;
         job.unit_end[i] = units;
     }
+    if (be->q8) cpu_matmul_quantize(be, &job, src, src_row0);
     atomic_init(&job.next, 0);
     if (be->n_threads == 1)
         matmul_worker(&job, 0);

@@ -165,6 +165,22 @@ static AVX2 void decode_f16_row(const uint8_t *src, int64_t n, float *dst) {
     for (; k < n; k++) dst[k] = f16_at(src + 2 * k);
 }
 
+/* BF16: the top 16 bits of a float32; y = bits << 16 (exact). */
+static inline AVX2 __m256 bf16x8(const uint8_t *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+static AVX2 void decode_bf16_row(const uint8_t *src, int64_t n, float *dst) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, bf16x8(src + 2 * k));
+    for (; k < n; k++) {
+        uint16_t h;
+        memcpy(&h, src + 2 * k, 2);
+        dst[k] = quant_bf16_to_f32(h);
+    }
+}
+
 static AVX2 void decode_rows_avx2(const model_weight *w, int64_t r0, int n_rows, float *dst, int64_t stride) {
     for (int r = 0; r < n_rows; r++) {
         const uint8_t *src = w->data + (size_t)(r0 + r) * w->row_bytes;
@@ -174,6 +190,7 @@ static AVX2 void decode_rows_avx2(const model_weight *w, int64_t r0, int n_rows,
         case QT_Q4_1: decode_q4_1_row(src, w->n_in / 32, d); break;
         case QT_Q8_0: decode_q8_0_row(src, w->n_in / 32, d); break;
         case QT_F16: decode_f16_row(src, w->n_in, d); break;
+        case QT_BF16: decode_bf16_row(src, w->n_in, d); break;
         case QT_F32: memcpy(d, src, (size_t)w->n_in * sizeof(float)); break;
         default: quant_dequantize(w->type, src, d, w->n_in); break;
         }
@@ -385,6 +402,49 @@ static AVX2 void fused_q8_0_1(const model_weight *w, int64_t r0, const float *x,
     fused_block_rows(w, r0, x, y, 1, QT_Q8_0);
 }
 
+/* NR rows of F16 or BF16 (n_in a multiple of 8): chunk c of 8 values is
+ * converted exactly (as decode_f16_row / decode_bf16_row) and multiplied
+ * into the row's accumulator in chunk order: the bits of decode_rows +
+ * tile_fixed(., 1), with the rows that follow prefetched as above. */
+static inline __attribute__((always_inline)) AVX2 void fused_half_rows(const model_weight *w, int64_t r0, const float *x,
+                                                                        float *y, const int NR, const bool bf16) {
+    const int64_t n = w->n_in;
+    const uint8_t *rows[FUSED_ROWS];
+    __m256 acc[FUSED_ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
+        acc[r] = _mm256_setzero_ps();
+    }
+    const char *ahead = (const char *)rows[0] + (size_t)NR * w->row_bytes * PREFETCH_GROUPS;
+    for (int64_t c = 0; c < n; c += 8) {
+        if (c % 32 == 0)
+            for (int off = 0; off < NR * 64; off += 64) _mm_prefetch(ahead + (size_t)(c / 32) * (size_t)NR * 64 + off, _MM_HINT_T0);
+        __m256 xv = _mm256_loadu_ps(x + c);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m256 wv = bf16 ? bf16x8(rows[r] + 2 * c)
+                             : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(rows[r] + 2 * c)));
+            acc[r] = _mm256_fmadd_ps(wv, xv, acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) y[r] = hsum_avx2(acc[r]);
+}
+
+static AVX2 void fused_f16_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_half_rows(w, r0, x, y, 4, false);
+}
+static AVX2 void fused_f16_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_half_rows(w, r0, x, y, 1, false);
+}
+static AVX2 void fused_bf16_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_half_rows(w, r0, x, y, 4, true);
+}
+static AVX2 void fused_bf16_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    fused_half_rows(w, r0, x, y, 1, true);
+}
+
 static AVX2 bool dot_rows_avx2(const model_weight *w, int64_t r0, int n_rows, const float *x, float *y) {
     typedef void (*fused_fn)(const model_weight *, int64_t, const float *, float *);
     fused_fn four, one;
@@ -392,6 +452,14 @@ static AVX2 bool dot_rows_avx2(const model_weight *w, int64_t r0, int n_rows, co
     case QT_Q4_1: four = fused_q4_1_4; one = fused_q4_1_1; break;
     case QT_Q4_0: four = fused_q4_0_4; one = fused_q4_0_1; break;
     case QT_Q8_0: four = fused_q8_0_4; one = fused_q8_0_1; break;
+    case QT_F16:
+        if (w->n_in % 8 != 0) return false;
+        four = fused_f16_4, one = fused_f16_1;
+        break;
+    case QT_BF16:
+        if (w->n_in % 8 != 0) return false;
+        four = fused_bf16_4, one = fused_bf16_1;
+        break;
     case QT_F32:
         if (w->n_in % 8 != 0) return false;
         tile_avx2((const float *)(const void *)(w->data + (size_t)r0 * w->row_bytes), w->n_in, n_rows, x, 0, 1, y, 0,

@@ -1,0 +1,77 @@
+/* cpu_q8.h: the CPU backend's fast precision ("q8"): activations quantized
+ * to 8 bits, integer dot products per weight block.
+ *
+ * Layout. An activation row of n values (n a multiple of the weight's block)
+ * is quantized once per matmul into one of two formats:
+ *   - blocks of 32 (for Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 weights): cpu_q8_block =
+ *     d (float) | s = d * sum(q) (float) | q[32] (int8);
+ *   - blocks of 256 (for Q4_K Q5_K Q6_K): cpu_q8k_block = d (float) |
+ *     bsums[16] (int16, sums of q over 16 values) | q[256] (int8),
+ * with d = max|x| / 127 and q = x / d rounded to nearest even (so |q| <= 127).
+ * A weight block's values stay in their packed form until the kernel
+ * unpacks them to bytes in registers; the products are integer (exact).
+ *
+ * The fixed order (both builds, AVX2 and portable C, give the same bits):
+ * for each weight block b in order, eight int32 lanes L[k] are formed, lane
+ * k holding the exact integer sum of w_e * q_e over the values e = 4k..4k+3
+ * of every 32-value chunk of the block (each chunk's sum multiplied by the
+ * integer scale of the sub-block it belongs to, for K quants), then
+ *   acc[k] = fmaf(dw * dx, (float)L[k], acc[k])              (dw * dx in float)
+ * and, for types with a minimum, one scalar accumulator
+ *   Q4_1 / Q5_1: summ = fmaf(m_w, s_x, summ);   result = hsum(acc) + summ
+ *   Q4_K / Q5_K: summ = fmaf(dmin * dx, (float)sum_j(m_j * bsum_j), summ);
+ *                result = hsum(acc) - summ
+ * with hsum(acc) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). Each output element
+ * is computed so whatever tile, row count or thread computes it: results do
+ * not depend on batch size or thread count. They differ from the float32
+ * path (the activation rounding); docs/engine.md gives the bounds. */
+#ifndef GRETA_BACKEND_CPU_Q8_H
+#define GRETA_BACKEND_CPU_Q8_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+typedef struct {
+    float d;
+    float s;
+    int8_t q[32];
+} cpu_q8_block;
+
+typedef struct {
+    float d;
+    int16_t bsums[16];
+    int8_t q[256];
+} cpu_q8k_block;
+
+/* True for weight types with an integer kernel (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K). */
+bool cpu_q8_supported(uint32_t type);
+
+/* Values per activation block a weight type needs (32 or 256; 0 if unsupported),
+ * and the bytes of one quantized activation row of n values in that format. */
+int cpu_q8_act_block(uint32_t type);
+size_t cpu_q8_act_row_bytes(int act_block, int64_t n);
+
+/* dst = x[0..n) quantized as act_block (32 or 256) blocks; n a multiple of it. */
+void cpu_q8_quantize_row(int act_block, const float *x, int64_t n, void *dst);
+
+typedef struct {
+    const char *name; /* "avx2", "portable" */
+    /* y[t * ys + r] = dot(row r0 + r of w, activation row t) for r < n_rows,
+     * t < n_x; activation row t at xq + t * xq_stride bytes, quantized in
+     * w's activation format. */
+    void (*tile)(const model_weight *w, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride, int n_x,
+                 float *y, int64_t ys);
+} cpu_q8_kernels;
+
+/* The best kernels the running CPU has: AVX-512 VNNI (avx512f, vl, bw,
+ * vnni; 256-bit vectors, 32 registers) for prefill tiles of 32-value block
+ * types, else AVX2 (+FMA, F16C), else portable C. All give the same bits. */
+const cpu_q8_kernels *cpu_q8_best(void);
+const cpu_q8_kernels *cpu_q8_portable(void);
+/* The AVX2 kernels, or NULL if the CPU lacks AVX2 (tests). */
+const cpu_q8_kernels *cpu_q8_avx2(void);
+
+#endif

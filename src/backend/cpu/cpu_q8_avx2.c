@@ -1,0 +1,234 @@
+/* cpu_q8_avx2.c: the AVX2 (+FMA, F16C) q8 kernels: 4 weight rows x 1
+ * activation row (decode), 1 x 4 (prefill), 1 x 1 (tails), each in the
+ * fixed order of cpu_q8.h. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC target("avx2,fma,f16c")
+#include "backend/cpu/cpu_q8_x86.h"
+
+/* NR weight rows x NX activation rows of a 32-value block type. */
+INLINE void tile32(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xq_stride, float *y, int64_t ys,
+                        const int NR, const int NX, const uint32_t type) {
+    const bool has_m = type == QT_Q4_1 || type == QT_Q5_1;
+    const bool is_signed = !has_m;
+    const int64_t n_blocks = w->n_in / 32;
+    const size_t bs = (size_t)quant_type_size(type);
+    const uint8_t *rows[4];
+    __m256 acc[4][4];
+    float summ[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) acc[r][t] = _mm256_setzero_ps(), summ[r][t] = 0.0f;
+    }
+    /* The NR rows are contiguous: prefetch the ones PREFETCH_GROUPS groups
+     * ahead, a block's share per block, so the next rows stream in while
+     * these compute (harmless past the end of the matrix: no fault). */
+    const char *ahead = (const char *)rows[0] + (size_t)NR * w->row_bytes * PREFETCH_GROUPS;
+    const size_t slice = (size_t)NR * bs;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        for (size_t off = 0; off < slice; off += 64) _mm_prefetch(ahead + (size_t)b * slice + off, _MM_HINT_T0);
+        const cpu_q8_block *x[4];
+        __m256i xv[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) {
+            x[t] = (const cpu_q8_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
+            xv[t] = _mm256_loadu_si256((const __m256i *)(const void *)x[t]->q);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            wblock32 wb = load_block32(rows[r] + (size_t)b * bs, type);
+            __m256i aw = is_signed ? _mm256_sign_epi8(wb.w, wb.w) : wb.w;
+#pragma GCC unroll 4
+            for (int t = 0; t < NX; t++) {
+                __m256i l = is_signed ? lanes_us(aw, _mm256_sign_epi8(xv[t], wb.w)) : lanes_us(wb.w, xv[t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wb.d * x[t]->d), _mm256_cvtepi32_ps(l), acc[r][t]);
+                if (has_m) summ[r][t] = fmaf(wb.m, x[t]->s, summ[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) y[t * ys + r] = hsum_ps(acc[r][t]) + summ[r][t];
+}
+
+/* Q4_K / Q5_K scales and mins of a block, unpacked from their 12 bytes
+ * with 32-bit operations: out[j] = scale j, out[8 + j] = min j (j < 8),
+ * the values of k4_scale_min. */
+INLINE void k4_scales(const uint8_t *scales, uint8_t *out) {
+    uint32_t u[4];
+    memcpy(u, scales, 12);
+    const uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
+    u[3] = ((u[2] >> 4) & low4) | (((u[1] >> 6) & low2) << 4); /* mins 4..7 */
+    uint32_t mins_lo = u[1] & low6;                            /* mins 0..3 */
+    u[1] = (u[2] & low4) | (((u[0] >> 6) & low2) << 4);        /* scales 4..7 */
+    u[2] = mins_lo;
+    u[0] &= low6;                                              /* scales 0..3 */
+    memcpy(out, u, 16);
+}
+
+/* sum_j mins[j] * (bsums[2j] + bsums[2j+1]), exact. */
+INLINE int32_t k4_mins(const uint8_t *mins, const int16_t *bsums) {
+    __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)bsums);
+    __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    __m128i m = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)mins));
+    __m128i p = _mm_madd_epi16(m, pairs);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4e));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xb1));
+    return _mm_cvtsi128_si32(p);
+}
+
+/* One 256-value K block against one Q8_K activation block: the int32 lanes
+ * (scales applied) and, for Q4_K / Q5_K, the integer minimum term. */
+INLINE __m256i kblock_lanes(const uint8_t *b, const cpu_q8k_block *x, const uint8_t *sc, int32_t *mins,
+                                 const uint32_t type) {
+    __m256i sum = _mm256_setzero_si256();
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    if (type == QT_Q6_K) {
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *s = (const int8_t *)(b + 192);
+        const __m256i m3 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, s += 8) {
+            const int8_t *q8 = x->q + 128 * half;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(q8 + 32 * c));
+                /* (q - 32) * x as q * x - 32 * x, pairwise int16 (|.| <= 63 * 127 * 2) */
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[c], xv), _mm256_maddubs_epi16(m32, xv));
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        return sum;
+    }
+    const uint8_t *qh = b + 16, *qs = type == QT_Q5_K ? b + 48 : b + 16;
+    __m256i hbits = type == QT_Q5_K ? _mm256_loadu_si256((const __m256i *)(const void *)qh) : _mm256_setzero_si256();
+    const __m256i one = _mm256_set1_epi8(1);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if (type == QT_Q5_K) {
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c + 1), one), 4));
+        }
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)(x->q + 64 * c));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(const void *)(x->q + 64 * c + 32));
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16((short)sc[2 * c]));
+        __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16((short)sc[2 * c + 1]));
+        sum = _mm256_add_epi32(sum, _mm256_add_epi32(p0, p1));
+    }
+    *mins = k4_mins(sc + 8, x->bsums);
+    return sum;
+}
+
+INLINE void tilek(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xq_stride, float *y, int64_t ys,
+                       const int NR, const int NX, const uint32_t type) {
+    const bool has_m = type != QT_Q6_K;
+    const int64_t n_blocks = w->n_in / 256;
+    const size_t bs = (size_t)quant_type_size(type);
+    const uint8_t *rows[4];
+    __m256 acc[4][4];
+    float summ[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) acc[r][t] = _mm256_setzero_ps(), summ[r][t] = 0.0f;
+    }
+    const char *ahead = (const char *)rows[0] + (size_t)NR * w->row_bytes * PREFETCH_GROUPS;
+    const size_t slice = (size_t)NR * bs;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        for (size_t off = 0; off < slice; off += 64) _mm_prefetch(ahead + (size_t)b * slice + off, _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *blk = rows[r] + (size_t)b * bs;
+            uint8_t sc[16];
+            float d, dmin = 0.0f;
+            if (has_m) {
+                k4_scales(blk + 4, sc);
+                d = f16_load(blk);
+                dmin = f16_load(blk + 2);
+            } else {
+                d = f16_load(blk + 208);
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < NX; t++) {
+                const cpu_q8k_block *x = (const cpu_q8k_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
+                int32_t mins = 0;
+                __m256i l = kblock_lanes(blk, x, sc, &mins, type);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(l), acc[r][t]);
+                if (has_m) summ[r][t] = fmaf(dmin * x->d, (float)mins, summ[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) y[t * ys + r] = hsum_ps(acc[r][t]) - summ[r][t];
+}
+
+/* Fixed-shape instances: 4 x 1 (decode), 1 x 4 (prefill), 1 x 1 (tails). */
+#define TILE_FNS(NAME, KERNEL, TYPE)                                                                                 \
+    static void NAME##_4x1(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y,          \
+                                int64_t ys) {                                                                       \
+        KERNEL(w, r0, xq, xs, y, ys, 4, 1, TYPE);                                                                   \
+    }                                                                                                                \
+    static void NAME##_1x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y,          \
+                                int64_t ys) {                                                                       \
+        KERNEL(w, r0, xq, xs, y, ys, 1, 4, TYPE);                                                                   \
+    }                                                                                                                \
+    static void NAME##_1x1(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y,          \
+                                int64_t ys) {                                                                       \
+        KERNEL(w, r0, xq, xs, y, ys, 1, 1, TYPE);                                                                   \
+    }
+
+TILE_FNS(q8_0, tile32, QT_Q8_0)
+TILE_FNS(q4_0, tile32, QT_Q4_0)
+TILE_FNS(q4_1, tile32, QT_Q4_1)
+TILE_FNS(q5_0, tile32, QT_Q5_0)
+TILE_FNS(q5_1, tile32, QT_Q5_1)
+TILE_FNS(q4_k, tilek, QT_Q4_K)
+TILE_FNS(q5_k, tilek, QT_Q5_K)
+TILE_FNS(q6_k, tilek, QT_Q6_K)
+
+typedef void (*tile_fn)(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys);
+
+void cpu_q8_tile_avx2(const model_weight *w, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
+                           int n_x, float *y, int64_t ys) {
+    tile_fn f4x1, f1x4, f1x1;
+    switch (w->type) {
+    case QT_Q8_0: f4x1 = q8_0_4x1, f1x4 = q8_0_1x4, f1x1 = q8_0_1x1; break;
+    case QT_Q4_0: f4x1 = q4_0_4x1, f1x4 = q4_0_1x4, f1x1 = q4_0_1x1; break;
+    case QT_Q4_1: f4x1 = q4_1_4x1, f1x4 = q4_1_1x4, f1x1 = q4_1_1x1; break;
+    case QT_Q5_0: f4x1 = q5_0_4x1, f1x4 = q5_0_1x4, f1x1 = q5_0_1x1; break;
+    case QT_Q5_1: f4x1 = q5_1_4x1, f1x4 = q5_1_1x4, f1x1 = q5_1_1x1; break;
+    case QT_Q4_K: f4x1 = q4_k_4x1, f1x4 = q4_k_1x4, f1x1 = q4_k_1x1; break;
+    case QT_Q5_K: f4x1 = q5_k_4x1, f1x4 = q5_k_1x4, f1x1 = q5_k_1x1; break;
+    case QT_Q6_K: f4x1 = q6_k_4x1, f1x4 = q6_k_1x4, f1x1 = q6_k_1x1; break;
+    default: return;
+    }
+    int t = 0;
+    for (; t + 4 <= n_x; t += 4)
+        for (int r = 0; r < n_rows; r++)
+            f1x4(w, r0 + r, xq + (size_t)t * xq_stride, xq_stride, y + t * ys + r, ys);
+    for (; t < n_x; t++) {
+        const uint8_t *x = xq + (size_t)t * xq_stride;
+        int r = 0;
+        for (; r + 4 <= n_rows; r += 4) f4x1(w, r0 + r, x, xq_stride, y + t * ys + r, ys);
+        for (; r < n_rows; r++) f1x1(w, r0 + r, x, xq_stride, y + t * ys + r, ys);
+    }
+}
+#endif

@@ -1,0 +1,164 @@
+/* test_cpu_q8.c: the q8 kernels (src/backend/cpu/cpu_q8.c) on random
+ * weight blocks of every supported type (random bytes: every bit pattern of
+ * the packed values, scales set to sane halves):
+ *   - the activation quantizer against hand-computed blocks;
+ *   - each kernel's result against an independent double-precision dot
+ *     product of the dequantized weights (quant_dequantize, the float path's
+ *     decoder) with the dequantized activations (d * q): the integer products
+ *     are exact, so only float32 accumulation separates them;
+ *   - against the float32 dot product with the unquantized activations:
+ *     within the activation rounding bound sum_i |w_i| * d_x / 2;
+ *   - AVX2 and portable builds bit for bit, for every tile shape and row
+ *     count (the fixed order of cpu_q8.h), so results do not depend on
+ *     batch size either. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_q8.h"
+#include "support/check.h"
+#include "format/quant.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next_u32(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float uniform(void) { return (float)(next_u32() % 2000001) / 1e6f - 1.0f; }
+
+static void put_f16(uint8_t *p, float v) {
+    uint16_t h = quant_f32_to_f16(v);
+    memcpy(p, &h, 2);
+}
+
+/* Random bytes with each block's f16 scale fields set to values in [0.001, 0.02). */
+static void random_row(uint32_t type, uint8_t *row, int64_t n) {
+    size_t bytes = quant_row_bytes(type, n);
+    for (size_t i = 0; i < bytes; i++) row[i] = (uint8_t)next_u32();
+    int64_t bs = quant_type_size(type), nb = n / quant_block_size(type);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = row + b * bs;
+        float d = 0.001f + 0.019f * (float)(next_u32() % 1000) / 1000.0f;
+        switch (type) {
+        case QT_Q6_K: put_f16(blk + 208, d); break;
+        case QT_Q4_1:
+        case QT_Q5_1:
+        case QT_Q4_K:
+        case QT_Q5_K:
+            put_f16(blk, d);
+            put_f16(blk + 2, d * uniform());
+            break;
+        default: put_f16(blk, d); break;
+        }
+    }
+}
+
+static void test_quantizer(void) {
+    float x[32];
+    for (int i = 0; i < 32; i++) x[i] = 0.0f;
+    x[0] = 1.27f;
+    x[1] = -0.635f; /* -63.5 -> -64 (nearest even) */
+    x[2] = 0.005f;  /* 0.5 -> 0 */
+    x[3] = 0.015f;  /* 1.5 -> 2 */
+    cpu_q8_block b;
+    cpu_q8_quantize_row(32, x, 32, &b);
+    CHECK(b.d == 1.27f / 127.0f, "d = max|x| / 127");
+    CHECK(b.q[0] == 127 && b.q[1] == -64 && b.q[2] == 0 && b.q[3] == 2 && b.q[4] == 0,
+          "q = x / d to nearest even: %d %d %d %d", b.q[0], b.q[1], b.q[2], b.q[3]);
+    CHECK(b.s == b.d * 65.0f, "s = d * sum(q) = d * 65");
+    float z[256] = {0};
+    cpu_q8k_block k;
+    z[17] = -2.0f;
+    z[18] = 1.0f;
+    cpu_q8_quantize_row(256, z, 256, &k);
+    CHECK(k.d == 2.0f / 127.0f && k.q[17] == -127 && k.q[18] == 64 && k.bsums[1] == -63 && k.bsums[0] == 0,
+          "Q8_K: d, q, bsums (bsum[1] = -127 + 64)");
+}
+
+static const uint32_t types[] = {QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+
+static void test_kernels(void) {
+    const int64_t n = 768; /* 24 blocks of 32, 3 of 256 */
+    const int rows = 7, nx = 9;
+    const cpu_q8_kernels *best = cpu_q8_best(), *port = cpu_q8_portable();
+    printf("kernels: %s\n", best->name);
+    float *x = malloc(sizeof(float) * (size_t)(nx * n));
+    float *wf = malloc(sizeof(float) * (size_t)n);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        uint32_t type = types[t];
+        const char *name = quant_type_name(type);
+        CHECK(cpu_q8_supported(type), "%s supported", name);
+        int act = cpu_q8_act_block(type);
+        size_t rb = quant_row_bytes(type, n), xs = cpu_q8_act_row_bytes(act, n);
+        uint8_t *wdata = malloc(rb * (size_t)rows);
+        uint8_t *xq = malloc(xs * (size_t)nx);
+        for (int r = 0; r < rows; r++) random_row(type, wdata + (size_t)r * rb, n);
+        for (int i = 0; i < nx * n; i++) x[i] = uniform() * (1.0f + (float)(i % 7));
+        for (int i = 0; i < nx; i++) cpu_q8_quantize_row(act, x + (size_t)i * n, n, xq + (size_t)i * xs);
+        model_weight w = {.type = type, .n_in = n, .n_out = rows, .row_bytes = rb, .data = wdata};
+        float yb[9 * 7], yp[9 * 7];
+        /* every tile shape: all rows x all activations at once, and one by one */
+        best->tile(&w, 0, rows, xq, xs, nx, yb, rows);
+        port->tile(&w, 0, rows, xq, xs, nx, yp, rows);
+        CHECK(memcmp(yb, yp, sizeof yb) == 0, "%s: %s == portable bit for bit (7 rows x 9 activations)", name,
+              best->name);
+        const cpu_q8_kernels *avx2 = cpu_q8_avx2();
+        if (avx2 && avx2 != best) {
+            float ya[9 * 7];
+            avx2->tile(&w, 0, rows, xq, xs, nx, ya, rows);
+            CHECK(memcmp(ya, yp, sizeof ya) == 0, "%s: avx2 == portable bit for bit (7 rows x 9 activations)", name);
+        }
+        int mismatch = 0;
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < nx; i++) {
+                float one;
+                best->tile(&w, r, 1, xq + (size_t)i * xs, xs, 1, &one, 1);
+                if (memcmp(&one, &yb[i * rows + r], sizeof one) != 0) mismatch++;
+            }
+        CHECK(mismatch == 0, "%s: each element alone equals it in the 7 x 9 tile (%d differ)", name, mismatch);
+        double worst_int = 0.0, worst_act = 0.0;
+        for (int r = 0; r < rows; r++) {
+            quant_dequantize(type, wdata + (size_t)r * rb, wf, n);
+            for (int i = 0; i < nx; i++) {
+                const float *xi = x + (size_t)i * n;
+                double exact_q = 0.0, exact_f = 0.0, mag = 0.0, bound = 0.0;
+                for (int64_t k = 0; k < n; k++) {
+                    float dx, qv;
+                    if (act == 32) {
+                        const cpu_q8_block *b = (const cpu_q8_block *)(const void *)(xq + (size_t)i * xs) + k / 32;
+                        dx = b->d, qv = (float)b->q[k % 32];
+                    } else {
+                        const cpu_q8k_block *b = (const cpu_q8k_block *)(const void *)(xq + (size_t)i * xs) + k / 256;
+                        dx = b->d, qv = (float)b->q[k % 256];
+                    }
+                    exact_q += (double)wf[k] * (double)dx * (double)qv;
+                    exact_f += (double)wf[k] * (double)xi[k];
+                    mag += fabs((double)wf[k] * (double)dx * (double)qv);
+                    bound += fabs((double)wf[k]) * (double)dx * 0.5;
+                }
+                double y = yb[i * rows + r];
+                double e1 = fabs(y - exact_q) / (mag + 1e-30);
+                double e2 = fabs(y - exact_f) / (bound + mag * 1e-5 + 1e-30);
+                if (e1 > worst_int) worst_int = e1;
+                if (e2 > worst_act) worst_act = e2;
+            }
+        }
+        CHECK(worst_int < 1e-5, "%s: = double dot of dequantized weights and activations (rel %.2g of sum|w*x|)",
+              name, worst_int);
+        CHECK(worst_act <= 1.0, "%s: within the activation rounding bound sum|w| d/2 of the float dot (%.2f of it)",
+              name, worst_act);
+        free(wdata);
+        free(xq);
+    }
+    free(x);
+    free(wf);
+}
+
+int main(void) {
+    test_quantizer();
+    test_kernels();
+    return check_finish("test_cpu_q8");
+}
