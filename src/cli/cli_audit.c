@@ -29,6 +29,7 @@ static void audit_usage(FILE *out) {
             "  --chat, --system T   apply the model's chat template (with a system message)\n"
             "  --backend B          backend of parity/determinism/neutrality (cpu, ref, cuda; default cpu)\n"
             "  --a B, --b B         backends of 'backends' (B is the reference)\n"
+            "  --precision P        arithmetic of the cpu sessions: f32 (default) or q8 (docs/engine.md)\n"
             "  -t, --threads N      threads (default 2); --threads-alt M (default 1)\n"
             "  --decode N           neutrality: greedy decode steps (default 4)\n"
             "  --atol X --rtol Y --rel Z   tolerance (default: exact; backends: --rel 1e-4)\n"
@@ -73,7 +74,7 @@ int cli_audit(int argc, char **argv) {
             continue;
         }
         static const char *const with_value[] = {"-m", "--model", "-p", "--prompt", "--ids", "--system", "--backend",
-                                                 "--a", "--b", "-t", "--threads", "--threads-alt", "--decode",
+                                                 "--a", "--b", "-t", "--threads", "--threads-alt", "--decode", "--precision",
                                                  "--atol", "--rtol", "--rel", "--layers", "--points"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known = known || strcmp(a, with_value[k]) == 0;
@@ -94,6 +95,12 @@ int cli_audit(int argc, char **argv) {
         else if (strcmp(a, "--backend") == 0) rc = cli_arg_backend(a, v, &o.backend);
         else if (strcmp(a, "--a") == 0) rc = cli_arg_backend(a, v, &o.backend_a);
         else if (strcmp(a, "--b") == 0) rc = cli_arg_backend(a, v, &o.backend_b);
+        else if (strcmp(a, "--precision") == 0) {
+            if (greta_precision_from_name(v, &o.precision) != GRETA_OK) {
+                cli_error("--precision: unknown precision '%s' (f32, q8)", v);
+                return 2;
+            }
+        }
         else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) rc = cli_arg_int(a, v, 1, INT_MAX, &o.n_threads);
         else if (strcmp(a, "--threads-alt") == 0) rc = cli_arg_int(a, v, 1, INT_MAX, &o.n_threads_alt);
         else if (strcmp(a, "--decode") == 0) rc = cli_arg_int(a, v, 0, INT_MAX, &o.n_decode);

@@ -17,7 +17,7 @@ int cli_trace(int argc, char **argv);
 static void trace_usage(FILE *out) {
     fprintf(out,
             "usage: greta trace record -m MODEL (-p TEXT | --ids LIST) [--chat] [--system T] [--backend B]\n"
-            "                          [-t N] [--split K] [-n DECODE] --trace FILE [trace flags]\n"
+            "                          [--precision f32|q8] [-t N] [--split K] [-n DECODE] --trace FILE [trace flags]\n"
             "       greta trace diff A.jsonl B.jsonl [--atol X] [--rtol Y] [--rel Z] [--json] [--html FILE]\n"
             "\n"
             "record: prefills the prompt (--split K: its first K tokens, then the rest one token per\n"
@@ -133,7 +133,8 @@ static int trace_diff_command(int argc, char **argv) {
 /* The flags of trace record that take a value (besides the trace flags). */
 static bool record_flag_takes_value(const char *a) {
     static const char *const names[] = {"-m",        "--model",   "-p",      "--prompt", "--ids", "--system",
-                                        "--backend", "-t",        "--threads", "--split", "-n",    "--decode"};
+                                        "--backend", "-t",        "--threads", "--split", "-n",    "--decode",
+                                        "--precision"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
         if (strcmp(a, names[k]) == 0) return true;
     return false;
@@ -144,6 +145,7 @@ static int trace_record_command(int argc, char **argv) {
     bool chat = false;
     int n_threads = 2, n_decode = 0, split = 0;
     greta_backend backend = GRETA_BACKEND_CPU;
+    greta_precision precision = GRETA_PRECISION_DEFAULT;
     char err[1024];
     trace_config config;
     trace_config_init(&config);
@@ -187,6 +189,11 @@ static int trace_record_command(int argc, char **argv) {
         else if (strcmp(a, "--system") == 0) system = v;
         else if (strcmp(a, "--backend") == 0) {
             if (cli_arg_backend(a, v, &backend) != 0) return 2;
+        } else if (strcmp(a, "--precision") == 0) {
+            if (greta_precision_from_name(v, &precision) != GRETA_OK) {
+                cli_error("--precision: unknown precision '%s' (f32, q8)", v);
+                return 2;
+            }
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             if (cli_arg_int(a, v, 1, 1000000, &n_threads) != 0) return 2;
         } else if (strcmp(a, "--split") == 0) {
@@ -243,7 +250,7 @@ static int trace_record_command(int argc, char **argv) {
         chunks[n_chunks++] = (size_t)split;
         for (size_t k = (size_t)split; k < n_ids; k++) chunks[n_chunks++] = 1;
     }
-    audit_session_spec spec = {backend, n_threads, chunks, n_chunks, n_decode, tracer};
+    audit_session_spec spec = {backend, n_threads, chunks, n_chunks, n_decode, tracer, precision};
     int run = audit_run_session(m, ids, n_ids, &spec, NULL, NULL, NULL, err, sizeof err);
     free(chunks);
     if (run != 0) {

@@ -38,6 +38,7 @@ typedef struct {
     int n_threads;                /* default 2 */
     int n_threads_alt;            /* determinism: the other thread count (default 1) */
     int n_decode;                 /* neutrality: greedy decode steps (default 4) */
+    greta_precision precision;    /* of every cpu session (default: the backend's, f32) */
     bool tolerance_set;           /* tolerance below given (else the audit's default) */
     trace_diff_options tolerance;
     char layers[TRACE_SPEC_MAX];  /* what to trace (default all) */
@@ -77,6 +78,7 @@ typedef struct {
     size_t n_chunks;
     int n_decode;
     trace *tracer;          /* NULL = tracing off */
+    greta_precision precision; /* of a cpu session (default: the backend's) */
 } audit_session_spec;
 
 int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const audit_session_spec *spec,
