@@ -205,7 +205,7 @@ static float dot_portable(const model_weight *w, const uint8_t *row, const uint8
     const int act = cpu_q8_act_block(w->type);
     const int64_t n_blocks = w->n_in / act;
     const size_t bs = (size_t)quant_type_size(w->type);
-    float acc[8] = {0}, summ = 0.0f;
+    float acc[16] = {0}, summ = 0.0f; /* 32-value blocks: even blocks in 0..7, odd in 8..15 */
     unpacked u;
     int32_t lanes[8];
     for (int64_t b = 0; b < n_blocks; b++) {
@@ -229,8 +229,11 @@ static float dot_portable(const model_weight *w, const uint8_t *row, const uint8
             }
         }
         float d = u.d * dx;
-        for (int k = 0; k < 8; k++) acc[k] = fmaf(d, (float)lanes[k], acc[k]);
+        float *a = act == 32 && b % 2 == 1 ? acc + 8 : acc;
+        for (int k = 0; k < 8; k++) a[k] = fmaf(d, (float)lanes[k], a[k]);
     }
+    if (act == 32)
+        for (int k = 0; k < 8; k++) acc[k] = acc[k] + acc[k + 8];
     float h = hsum8(acc);
     if (act == 256 && w->type != QT_Q6_K) return h - summ;
     return h + summ;
@@ -263,7 +266,8 @@ const cpu_q8_kernels *cpu_q8_best(void) {
     __builtin_cpu_init();
     bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni"))
         return &kernels_vnni;
     return avx2 ? &kernels_avx2 : &kernels_portable;
 }

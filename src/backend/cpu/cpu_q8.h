@@ -17,6 +17,9 @@
  * of every 32-value chunk of the block (each chunk's sum multiplied by the
  * integer scale of the sub-block it belongs to, for K quants), then
  *   acc[k] = fmaf(dw * dx, (float)L[k], acc[k])              (dw * dx in float)
+ * where, for the 32-value types, even blocks feed one set of eight
+ * accumulators and odd blocks another, added lane by lane at the end
+ * (acc[k] = even[k] + odd[k]: two blocks share one 512-bit instruction)
  * and, for types with a minimum, one scalar accumulator
  *   Q4_1 / Q5_1: summ = fmaf(m_w, s_x, summ);   result = hsum(acc) + summ
  *   Q4_K / Q5_K: summ = fmaf(dmin * dx, (float)sum_j(m_j * bsum_j), summ);

@@ -5,52 +5,62 @@
 #pragma GCC target("avx2,fma,f16c")
 #include "backend/cpu/cpu_q8_x86.h"
 
+/* Block b of NR weight rows against NX activation rows into acc (the even-
+ * or odd-block accumulators, cpu_q8.h). */
+INLINE void step32(const uint8_t *const *rows, size_t bs, int64_t b, const uint8_t *xq, size_t xq_stride,
+                   __m256 acc[4][4], float summ[4][4], const int NR, const int NX, const uint32_t type) {
+    const bool has_m = type == QT_Q4_1 || type == QT_Q5_1;
+    const bool is_signed = !has_m;
+    const cpu_q8_block *x[4];
+    __m256i xv[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < NX; t++) {
+        x[t] = (const cpu_q8_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
+        xv[t] = _mm256_loadu_si256((const __m256i *)(const void *)x[t]->q);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        wblock32 wb = load_block32(rows[r] + (size_t)b * bs, type);
+        __m256i aw = is_signed ? _mm256_sign_epi8(wb.w, wb.w) : wb.w;
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) {
+            __m256i l = is_signed ? lanes_us(aw, _mm256_sign_epi8(xv[t], wb.w)) : lanes_us(wb.w, xv[t]);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wb.d * x[t]->d), _mm256_cvtepi32_ps(l), acc[r][t]);
+            if (has_m) summ[r][t] = fmaf(wb.m, x[t]->s, summ[r][t]);
+        }
+    }
+}
+
 /* NR weight rows x NX activation rows of a 32-value block type. */
 INLINE void tile32(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xq_stride, float *y, int64_t ys,
                         const int NR, const int NX, const uint32_t type) {
-    const bool has_m = type == QT_Q4_1 || type == QT_Q5_1;
-    const bool is_signed = !has_m;
     const int64_t n_blocks = w->n_in / 32;
     const size_t bs = (size_t)quant_type_size(type);
     const uint8_t *rows[4];
-    __m256 acc[4][4];
+    __m256 even[4][4], odd[4][4];
     float summ[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
 #pragma GCC unroll 4
-        for (int t = 0; t < NX; t++) acc[r][t] = _mm256_setzero_ps(), summ[r][t] = 0.0f;
+        for (int t = 0; t < NX; t++) even[r][t] = odd[r][t] = _mm256_setzero_ps(), summ[r][t] = 0.0f;
     }
     /* The NR rows are contiguous: prefetch the ones PREFETCH_GROUPS groups
      * ahead, a block's share per block, so the next rows stream in while
      * these compute (harmless past the end of the matrix: no fault). */
     const char *ahead = (const char *)rows[0] + (size_t)NR * w->row_bytes * PREFETCH_GROUPS;
     const size_t slice = (size_t)NR * bs;
-    for (int64_t b = 0; b < n_blocks; b++) {
-        for (size_t off = 0; off < slice; off += 64) _mm_prefetch(ahead + (size_t)b * slice + off, _MM_HINT_T0);
-        const cpu_q8_block *x[4];
-        __m256i xv[4];
-#pragma GCC unroll 4
-        for (int t = 0; t < NX; t++) {
-            x[t] = (const cpu_q8_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
-            xv[t] = _mm256_loadu_si256((const __m256i *)(const void *)x[t]->q);
-        }
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) {
-            wblock32 wb = load_block32(rows[r] + (size_t)b * bs, type);
-            __m256i aw = is_signed ? _mm256_sign_epi8(wb.w, wb.w) : wb.w;
-#pragma GCC unroll 4
-            for (int t = 0; t < NX; t++) {
-                __m256i l = is_signed ? lanes_us(aw, _mm256_sign_epi8(xv[t], wb.w)) : lanes_us(wb.w, xv[t]);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wb.d * x[t]->d), _mm256_cvtepi32_ps(l), acc[r][t]);
-                if (has_m) summ[r][t] = fmaf(wb.m, x[t]->s, summ[r][t]);
-            }
-        }
+    int64_t b = 0;
+    for (; b + 1 < n_blocks; b += 2) {
+        for (size_t off = 0; off < 2 * slice; off += 64) _mm_prefetch(ahead + (size_t)b * slice + off, _MM_HINT_T0);
+        step32(rows, bs, b, xq, xq_stride, even, summ, NR, NX, type);
+        step32(rows, bs, b + 1, xq, xq_stride, odd, summ, NR, NX, type);
     }
+    if (b < n_blocks) step32(rows, bs, b, xq, xq_stride, even, summ, NR, NX, type);
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
 #pragma GCC unroll 4
-        for (int t = 0; t < NX; t++) y[t * ys + r] = hsum_ps(acc[r][t]) + summ[r][t];
+        for (int t = 0; t < NX; t++) y[t * ys + r] = hsum_ps(_mm256_add_ps(even[r][t], odd[r][t])) + summ[r][t];
 }
 
 /* Q4_K / Q5_K scales and mins of a block, unpacked from their 12 bytes

@@ -1,7 +1,7 @@
 /* cpu_q8_vnni.c: prefill tiles of 4 weight rows x 4 activation rows for the
- * 32-value block types with AVX-512 VNNI on 256-bit vectors (vpdpbusd: four
- * u8 x s8 products summed into each int32 lane in one instruction; 32
- * vector registers hold the 16 accumulators). Other shapes and types go to
+ * 32-value block types with AVX-512 VNNI (vpdpbusd: four u8 x s8 products
+ * summed into each int32 lane in one instruction), two blocks per 512-bit
+ * register (the even/odd accumulators of cpu_q8.h), 16 accumulators. Other shapes and types go to
  * the AVX2 tile. The same lanes and the same float operations as cpu_q8.h
  * describes, so the same bits.
  *
@@ -11,53 +11,81 @@
  * integer sum is then exactly sum w * q. Unsigned weights (Q4_1 Q5_1) take
  * the activations as they are. */
 #if defined(__x86_64__) && defined(__GNUC__)
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")
 #include "backend/cpu/cpu_q8_x86.h"
+
+/* Two blocks side by side in one 512-bit register: a (lanes 0..7 / bytes
+ * 0..31) and b (lanes 8..15 / bytes 32..63). */
+INLINE __m512i pair_i(__m256i a, __m256i b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+INLINE __m512 pair_ps(float a, float b) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(a)), _mm256_set1_ps(b), 1);
+}
+
+/* Blocks b and b + 1 (NB = 2) or block b alone (NB = 1, its lanes in the
+ * low half) of 4 weight rows x 4 activation rows. Lanes 0..7 of acc hold
+ * the even blocks' accumulators, 8..15 the odd blocks' (cpu_q8.h). */
+INLINE void step32_4x4(const uint8_t *const *rows, size_t bs, int64_t b, const uint8_t *xq, size_t xq_stride,
+                       __m512 acc[4][4], float summ[4][4], const int NB, const uint32_t type) {
+    const bool has_m = type == QT_Q4_1 || type == QT_Q5_1;
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const cpu_q8_block *x[4][2];
+    __m512i xv[4];
+    __m512 dx[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+        x[t][0] = (const cpu_q8_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
+        x[t][1] = NB == 2 ? x[t][0] + 1 : x[t][0];
+        __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)x[t][0]->q);
+        __m256i hi = NB == 2 ? _mm256_loadu_si256((const __m256i *)(const void *)x[t][1]->q) : _mm256_setzero_si256();
+        xv[t] = pair_i(lo, hi);
+        if (!has_m) xv[t] = _mm512_xor_si512(xv[t], bias); /* q + 128, unsigned */
+        dx[t] = pair_ps(x[t][0]->d, NB == 2 ? x[t][1]->d : 0.0f);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+        wblock32 w0 = load_block32(rows[r] + (size_t)b * bs, type);
+        wblock32 w1 = NB == 2 ? load_block32(rows[r] + (size_t)(b + 1) * bs, type) : w0;
+        __m512i wv = pair_i(w0.w, NB == 2 ? w1.w : _mm256_setzero_si256());
+        __m512 dw = pair_ps(w0.d, NB == 2 ? w1.d : 0.0f);
+        __m512i start = _mm512_setzero_si512();
+        if (!has_m) start = _mm512_sub_epi32(start, _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wv));
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            __m512i l = has_m ? _mm512_dpbusd_epi32(start, wv, xv[t]) : _mm512_dpbusd_epi32(start, xv[t], wv);
+            acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx[t]), _mm512_cvtepi32_ps(l), acc[r][t]);
+            if (has_m) {
+                summ[r][t] = fmaf(w0.m, x[t][0]->s, summ[r][t]);
+                if (NB == 2) summ[r][t] = fmaf(w1.m, x[t][1]->s, summ[r][t]);
+            }
+        }
+    }
+}
 
 INLINE void tile32_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xq_stride, float *y, int64_t ys,
                        const uint32_t type) {
-    const bool has_m = type == QT_Q4_1 || type == QT_Q5_1;
     const int64_t n_blocks = w->n_in / 32;
     const size_t bs = (size_t)quant_type_size(type);
-    const __m256i bias = _mm256_set1_epi8((char)0x80);
     const uint8_t *rows[4];
-    __m256 acc[4][4];
+    __m512 acc[4][4];
     float summ[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
         rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_ps(), summ[r][t] = 0.0f;
+        for (int t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_ps(), summ[r][t] = 0.0f;
     }
-    for (int64_t b = 0; b < n_blocks; b++) {
-        const cpu_q8_block *x[4];
-        __m256i xv[4];
-        __m256 dx[4];
-#pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) {
-            x[t] = (const cpu_q8_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
-            xv[t] = _mm256_loadu_si256((const __m256i *)(const void *)x[t]->q);
-            if (!has_m) xv[t] = _mm256_xor_si256(xv[t], bias); /* q + 128, unsigned */
-            dx[t] = _mm256_set1_ps(x[t]->d);
-        }
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) {
-            wblock32 wb = load_block32(rows[r] + (size_t)b * bs, type);
-            __m256 dw = _mm256_set1_ps(wb.d);
-            __m256i start = _mm256_setzero_si256();
-            if (!has_m) start = _mm256_sub_epi32(start, _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, wb.w));
-#pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) {
-                __m256i l = has_m ? _mm256_dpbusd_epi32(start, wb.w, xv[t]) : _mm256_dpbusd_epi32(start, xv[t], wb.w);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[t]), _mm256_cvtepi32_ps(l), acc[r][t]);
-                if (has_m) summ[r][t] = fmaf(wb.m, x[t]->s, summ[r][t]);
-            }
-        }
-    }
+    int64_t b = 0;
+    for (; b + 1 < n_blocks; b += 2) step32_4x4(rows, bs, b, xq, xq_stride, acc, summ, 2, type);
+    if (b < n_blocks) step32_4x4(rows, bs, b, xq, xq_stride, acc, summ, 1, type);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) y[t * ys + r] = hsum_ps(acc[r][t]) + summ[r][t];
+        for (int t = 0; t < 4; t++) {
+            __m256 even = _mm512_castps512_ps256(acc[r][t]), odd = _mm512_extractf32x8_ps(acc[r][t], 1);
+            y[t * ys + r] = hsum_ps(_mm256_add_ps(even, odd)) + summ[r][t];
+        }
 }
 
 static void q8_0_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
