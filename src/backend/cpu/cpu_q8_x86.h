@@ -101,4 +101,30 @@ INLINE wblock32 load_block32(const uint8_t *b, const uint32_t type) {
 }
 
 
+/* Q4_K / Q5_K scales and mins of a block, unpacked from their 12 bytes
+ * with 32-bit operations: out[j] = scale j, out[8 + j] = min j (j < 8),
+ * the values of k4_scale_min. */
+INLINE void k4_scales(const uint8_t *scales, uint8_t *out) {
+    uint32_t u[4];
+    memcpy(u, scales, 12);
+    const uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
+    u[3] = ((u[2] >> 4) & low4) | (((u[1] >> 6) & low2) << 4); /* mins 4..7 */
+    uint32_t mins_lo = u[1] & low6;                            /* mins 0..3 */
+    u[1] = (u[2] & low4) | (((u[0] >> 6) & low2) << 4);        /* scales 4..7 */
+    u[2] = mins_lo;
+    u[0] &= low6;                                              /* scales 0..3 */
+    memcpy(out, u, 16);
+}
+
+/* sum_j mins[j] * (bsums[2j] + bsums[2j+1]), exact. */
+INLINE int32_t k4_mins(const uint8_t *mins, const int16_t *bsums) {
+    __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)bsums);
+    __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    __m128i m = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)mins));
+    __m128i p = _mm_madd_epi16(m, pairs);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4e));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xb1));
+    return _mm_cvtsi128_si32(p);
+}
+
 #endif
