@@ -408,8 +408,8 @@ static void test_random_models(void) {
     s.seed = 6;
     cases[nc++] = (model_case){"f16_partial.gguf", s, 6};
     for (int i = 0; i < nc; i++) check_invariants(&cases[i], GRETA_PRECISION_DEFAULT);
-    /* q8: the quantized-block cases (Q4_1 + Q8_0, Q4_0, Q8_0 + F16, Q4_K + Q6_K) */
-    for (int i = 1; i <= 4; i++) check_invariants(&cases[i], GRETA_PRECISION_Q8);
+    /* q8: the quantized-block cases (Q4_1 + Q8_0, Q4_0, Q8_0 + F16, Q4_K + Q6_K) and F16 + BF16 */
+    for (int i = 1; i <= 5; i++) check_invariants(&cases[i], GRETA_PRECISION_Q8);
 }
 
 /* Longer than one forward chunk (512 rows): chunked prefill == decode. */

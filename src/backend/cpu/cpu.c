@@ -293,6 +293,11 @@ static void quantize_row(backend_ctx *be, const void *p, int i) {
 static void cpu_matmul_quantize(backend_ctx *be, matmul_job *job, backend_buf src, int src_row0) {
     bool done[2] = {false, false};
     for (int k = 0; k < job->n_mats; k++) {
+        if (cpu_q8_float_rows(job->w[k])) { /* F16 / BF16: float rows, 16 lanes */
+            job->xq[k] = (const uint8_t *)(const void *)row_of(be, src, src_row0);
+            job->xq_stride[k] = (size_t)be->stride[src] * sizeof(float);
+            continue;
+        }
         int act = cpu_q8_act_block(job->w[k]->type);
         if (act == 0 || be->width[src] % act != 0) continue;
         int f = act == 32 ? 0 : 1;

@@ -188,6 +188,59 @@ TILE_FNS(q4_k, tilek, QT_Q4_K)
 TILE_FNS(q5_k, tilek, QT_Q5_K)
 TILE_FNS(q6_k, tilek, QT_Q6_K)
 
+/* F16 / BF16 rows against float rows, 16 lanes as two 8-lane accumulators
+ * (even and odd chunks): NR rows x 1 activation row, prefetched ahead. */
+INLINE __m256 half8(const uint8_t *p, const bool bf16) {
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
+    return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+}
+
+INLINE void tile_half(const model_weight *w, int64_t r0, const float *x, float *y, const int NR, const bool bf16) {
+    const uint8_t *rows[4];
+    __m256 even[4], odd[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
+        even[r] = odd[r] = _mm256_setzero_ps();
+    }
+    const char *ahead = (const char *)rows[0] + (size_t)NR * w->row_bytes * PREFETCH_GROUPS;
+    for (int64_t c = 0; c < w->n_in; c += 16) {
+        for (int off = 0; off < NR * 32; off += 64) _mm_prefetch(ahead + (size_t)(c / 16) * (size_t)NR * 32 + off, _MM_HINT_T0);
+        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            even[r] = _mm256_fmadd_ps(half8(rows[r] + 2 * c, bf16), x0, even[r]);
+            odd[r] = _mm256_fmadd_ps(half8(rows[r] + 2 * c + 16, bf16), x1, odd[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) y[r] = hsum_ps(_mm256_add_ps(even[r], odd[r]));
+}
+
+static void f16_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    tile_half(w, r0, x, y, 4, false);
+}
+static void f16_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    tile_half(w, r0, x, y, 1, false);
+}
+static void bf16_4(const model_weight *w, int64_t r0, const float *x, float *y) {
+    tile_half(w, r0, x, y, 4, true);
+}
+static void bf16_1(const model_weight *w, int64_t r0, const float *x, float *y) {
+    tile_half(w, r0, x, y, 1, true);
+}
+
+static void tile_half_avx2(const model_weight *w, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
+                           int n_x, float *y, int64_t ys) {
+    bool bf16 = w->type == QT_BF16;
+    for (int t = 0; t < n_x; t++) {
+        const float *x = (const float *)(const void *)(xq + (size_t)t * xq_stride);
+        int r = 0;
+        for (; r + 4 <= n_rows; r += 4) (bf16 ? bf16_4 : f16_4)(w, r0 + r, x, y + t * ys + r);
+        for (; r < n_rows; r++) (bf16 ? bf16_1 : f16_1)(w, r0 + r, x, y + t * ys + r);
+    }
+}
+
 typedef void (*tile_fn)(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys);
 
 void cpu_q8_tile_avx2(const model_weight *w, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
@@ -202,6 +255,8 @@ void cpu_q8_tile_avx2(const model_weight *w, int64_t r0, int n_rows, const uint8
     case QT_Q4_K: f4x1 = q4_k_4x1, f1x4 = q4_k_1x4, f1x1 = q4_k_1x1; break;
     case QT_Q5_K: f4x1 = q5_k_4x1, f1x4 = q5_k_1x4, f1x1 = q5_k_1x1; break;
     case QT_Q6_K: f4x1 = q6_k_4x1, f1x4 = q6_k_1x4, f1x1 = q6_k_1x1; break;
+    case QT_F16:
+    case QT_BF16: tile_half_avx2(w, r0, n_rows, xq, xq_stride, n_x, y, ys); return;
     default: return;
     }
     int t = 0;

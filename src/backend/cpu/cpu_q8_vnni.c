@@ -185,6 +185,52 @@ static void q6_k_1x4(const model_weight *w, int64_t row, const uint8_t *xq, size
     tilek_1x4(w, row, xq, xs, y, ys, QT_Q6_K);
 }
 
+/* ---- F16 / BF16 (cpu_q8_float_rows): 4 weight rows x 4 activation rows,
+ * 16 values per 512-bit FMA (lanes 0..7 the even chunk, 8..15 the odd). */
+INLINE __m512 half16(const uint8_t *p, const bool bf16) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+}
+
+INLINE void tile_half_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xq_stride, float *y, int64_t ys,
+                          const bool bf16) {
+    const uint8_t *rows[4];
+    const float *x[4];
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+        rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
+        x[r] = (const float *)(const void *)(xq + (size_t)r * xq_stride);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_ps();
+    }
+    for (int64_t c = 0; c < w->n_in; c += 16) {
+        __m512 xv[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) xv[t] = _mm512_loadu_ps(x[t] + c);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m512 wv = half16(rows[r] + 2 * c, bf16);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            __m256 even = _mm512_castps512_ps256(acc[r][t]), odd = _mm512_extractf32x8_ps(acc[r][t], 1);
+            y[t * ys + r] = hsum_ps(_mm256_add_ps(even, odd));
+        }
+}
+
+static void f16_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
+    tile_half_4x4(w, r0, xq, xs, y, ys, false);
+}
+static void bf16_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
+    tile_half_4x4(w, r0, xq, xs, y, ys, true);
+}
+
 static void q8_0_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
     tile32_4x4(w, r0, xq, xs, y, ys, QT_Q8_0);
 }
@@ -210,6 +256,8 @@ void cpu_q8_tile_vnni(const model_weight *w, int64_t r0, int n_rows, const uint8
     case QT_Q4_1: f = q4_1_4x4; break;
     case QT_Q5_0: f = q5_0_4x4; break;
     case QT_Q5_1: f = q5_1_4x4; break;
+    case QT_F16: f = f16_4x4; break;
+    case QT_BF16: f = bf16_4x4; break;
     case QT_Q4_K:
     case QT_Q5_K:
     case QT_Q6_K: {
