@@ -36,6 +36,13 @@ grep -q '^Machine: .*pinned to cores `0,1`' "$TMP/out" && grep -q '^Commit: ' "$
     && pass "command, machine and commit printed" || fail "header: $(head -n 4 "$TMP/out")"
 grep -q '^| tiny | Q4_K_M | [0-9]* ms | [0-9]* ms | [0-9]* MiB | [0-9]* MiB | [0-9]* MiB | yes |' "$TMP/out" \
     && pass "TTFT and peak RSS within the budget (file + KV + 64 MiB)" || fail "TTFT/RSS: $(tail -n 3 "$TMP/out")"
+"$SCRIPT" --llama-bench "$STUB" --greta "$GRETA" --shapes tiny --types Q8_0 --threads 1 -p 16 -n 4 -r 1 --rounds 1 \
+    --models-dir "$TMP/models" --no-rss --cpu-time >"$TMP/out2" 2>"$TMP/err"
+rc=$?
+[[ $rc -eq 0 ]] && grep -q '^| tiny | Q8_0 | [0-9.-]* | [0-9.-]* | ' "$TMP/out2" && grep -q '^One thread, CPU milliseconds' "$TMP/out2" \
+    && pass "--cpu-time adds the 1-thread CPU ms per token table" || fail "--cpu-time (exit $rc): $(tail -n 4 "$TMP/out2") $(tail -c 200 "$TMP/err")"
+calls=$(grep -c -- '-r 4 -t 1' "$TMP/stub-args")
+[[ $calls -eq 2 ]] && pass "--cpu-time runs llama-bench with -r 4 for pp and for tg" || fail "stub -r 4 calls: $calls"
 expect_error "missing llama-bench" "^bench-compare: error: llama-bench '/nonexistent' is not an executable" \
     "$SCRIPT" --llama-bench /nonexistent --greta "$GRETA"
 expect_error "unknown shape" "^bench-compare: error: unknown shape 'huge'" \
