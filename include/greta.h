@@ -6,11 +6,13 @@
  *   - Opaque handles: greta_model (weights, vocabulary; read-only once
  *     loaded, may be shared by several sessions) and greta_session (KV
  *     cache, position, logits, sampler state, worker threads).
- *   - Every fallible call returns a greta_status. On failure the handle's
- *     error string (greta_model_error / greta_session_error) holds one line
- *     saying what went wrong, e.g. "tensor 'blk.3.attn_q.weight' has shape
- *     [576, 512], expected [576, 576]". Calls that create a handle write
- *     their message into a caller buffer instead (no handle exists yet).
+ *   - Every fallible call returns a greta_status, and one line saying what
+ *     went wrong, e.g. "tensor 'blk.3.attn_q.weight' has shape [576, 512],
+ *     expected [576, 576]", goes where the caller can read it without a
+ *     race: calls on a session (used by one thread at a time) set the
+ *     session's error string (greta_session_error); calls that create a
+ *     handle, and calls on a model (which several threads may share), write
+ *     it into a caller buffer `char *err, size_t err_size` (err may be NULL).
  *   - The library never exits, aborts or prints on bad input.
  *   - Memory returned through a `**out` argument is malloc'ed; release it
  *     with greta_free(). Pointers returned directly (logits, strings of the
@@ -20,16 +22,22 @@
  *   greta_model *m; greta_session *s; char err[256];
  *   greta_model_load("model.gguf", NULL, &m, err, sizeof err);
  *   greta_session_new(m, NULL, &s, err, sizeof err);
- *   greta_tokenize(m, text, len, true, false, &ids, &n);
+ *   greta_tokenize(m, text, len, true, false, &ids, &n, err, sizeof err);
+ *   greta_generate_params gp = greta_generate_default_params();
+ *   gp.on_piece = print_piece;                  // called with each piece of text
+ *   greta_generate(s, ids, n, &gp, &result);    // prefill, sample, decode, stop
+ *   greta_session_free(s); greta_model_free(m);
+ * greta_generate is built from the lower-level calls, which stay public:
  *   greta_eval(s, ids, n);                      // prefill
  *   greta_sample(s, &sampling, &tok);           // next token
  *   greta_eval(s, &tok, 1);                     // decode: same call
- *   greta_session_free(s); greta_model_free(m);
+ * docs/api.md is the guide.
  *
  * Thread safety: one session is used by one thread at a time. A model may
- * be used by several sessions on different threads; only its error string
- * is shared (the message of a failing greta_tokenize / greta_chat_apply may
- * then be overwritten by another thread's). */
+ * be used by several sessions on different threads at once; it holds no
+ * per-call state (errors go to the caller's buffer). The abort callback
+ * (greta_session_set_abort) may read state other threads or a signal
+ * handler write. */
 #ifndef GRETA_H
 #define GRETA_H
 
@@ -57,7 +65,7 @@ typedef enum {
     GRETA_ERR_CONTEXT_FULL = 6,     /* tokens do not fit the session's context */
     GRETA_ERR_TOKENIZER = 7,        /* tokenizer missing or cannot encode/decode */
     GRETA_ERR_TEMPLATE = 8,         /* no chat template, or the template failed */
-    GRETA_ERR_CANCELLED = 9,        /* the load progress callback asked to stop */
+    GRETA_ERR_CANCELLED = 9,        /* the load progress or abort callback asked to stop */
     GRETA_ERR_STATE = 10,           /* call not valid now (e.g. logits before any eval) */
     GRETA_ERR_INTERNAL = 11,        /* thread creation failed, or a bug */
 } greta_status;
@@ -103,9 +111,6 @@ greta_model_params greta_model_default_params(void);
 greta_status greta_model_load(const char *path, const greta_model_params *params,
                               greta_model **out, char *err, size_t err_size);
 void greta_model_free(greta_model *model);
-
-/* Message of the last failing call on this model ("" if none). */
-const char *greta_model_error(const greta_model *model);
 
 /* What a front end needs to know about a loaded model. Strings belong to
  * the model. */
@@ -162,14 +167,16 @@ bool greta_model_mapping(const greta_model *model, const void **start, size_t *l
 /* Encodes len bytes of text. add_special: prepend BOS / append EOS as the
  * model's tokenizer metadata says. parse_special: texts of control tokens
  * (e.g. "<|im_start|>") become their ids; otherwise they are plain text.
- * *ids is malloc'ed (greta_free), *n_ids its length. */
-greta_status greta_tokenize(greta_model *model, const char *text, size_t len, bool add_special,
-                            bool parse_special, int32_t **ids, size_t *n_ids);
+ * *ids is malloc'ed (greta_free), *n_ids its length. On failure a line in
+ * err (may be NULL). */
+greta_status greta_tokenize(const greta_model *model, const char *text, size_t len, bool add_special,
+                            bool parse_special, int32_t **ids, size_t *n_ids, char *err, size_t err_size);
 
 /* Decodes ids to a malloc'ed NUL-terminated string (*out, *out_len bytes
- * without the NUL); control tokens are rendered only when render_special. */
-greta_status greta_detokenize(greta_model *model, const int32_t *ids, size_t n, bool render_special,
-                              char **out, size_t *out_len);
+ * without the NUL); control tokens are rendered only when render_special.
+ * On failure a line in err (may be NULL). */
+greta_status greta_detokenize(const greta_model *model, const int32_t *ids, size_t n, bool render_special,
+                              char **out, size_t *out_len, char *err, size_t err_size);
 
 /* The bytes of one token in isolation (" the" for "Ġthe"). Returns the
  * token's byte count (may exceed cap: only cap bytes written; no NUL), or
@@ -211,16 +218,19 @@ typedef struct {
  * or, if it contains "{{" or "{%", the template text itself. The model's
  * BOS/EOS token texts are passed as bos_token / eos_token. *out is a
  * malloc'ed NUL-terminated string (greta_free). Tokenize the result with
- * add_special = false, parse_special = true. */
-greta_status greta_chat_apply(greta_model *model, const greta_chat_message *messages, size_t n,
+ * add_special = false, parse_special = true. On failure a line in err (may
+ * be NULL). */
+greta_status greta_chat_apply(const greta_model *model, const greta_chat_message *messages, size_t n,
                               bool add_generation_prompt, const char *template_override,
-                              char **out);
+                              char **out, char *err, size_t err_size);
 
 /* Checks that the template greta_chat_apply would use (same
  * template_override rule) exists and parses, without rendering: a front end
  * calls it before the first message so that a malformed template is
- * reported at start. GRETA_ERR_TEMPLATE with the model's error set if not. */
-greta_status greta_chat_check(greta_model *model, const char *template_override);
+ * reported at start. GRETA_ERR_TEMPLATE with a line in err (may be NULL)
+ * if not. */
+greta_status greta_chat_check(const greta_model *model, const char *template_override, char *err,
+                              size_t err_size);
 
 /* ------------------------------------------------------------------ */
 /* Session: KV cache, evaluation, logits                                */
@@ -274,10 +284,15 @@ int32_t greta_backend_count(void);
  * is GRETA_ERR_INVALID_ARGUMENT with *info zeroed and its strings "". */
 greta_status greta_backend_get_info(greta_backend backend, greta_backend_info *info);
 
+/* The context of a session created with n_ctx = 0: the model's trained
+ * context length, at most this many positions (a file may claim 2^20 or
+ * more; ask for it explicitly). */
+#define GRETA_DEFAULT_N_CTX 4096
+
 typedef struct {
-    int32_t n_ctx;        /* positions in the KV cache; 0 = the model's trained
-                             context length (default 0); more than that length is
-                             GRETA_ERR_INVALID_ARGUMENT */
+    int32_t n_ctx;        /* positions in the KV cache; 0 = min(trained context
+                             length, GRETA_DEFAULT_N_CTX) (default 0); more than
+                             the trained length is GRETA_ERR_INVALID_ARGUMENT */
     int32_t n_threads;    /* worker threads for cpu; 0 = online CPUs (default 0);
                              at most GRETA_MAX_THREADS */
     greta_backend backend;/* default GRETA_BACKEND_CPU */
@@ -290,7 +305,10 @@ typedef struct {
 greta_session_params greta_session_default_params(void);
 
 /* Creates a session (allocates the KV cache, starts the thread pool).
- * params NULL = defaults. On failure *out = NULL and a line in err. */
+ * params NULL = defaults. Before allocating, the KV cache's size is checked
+ * against the memory available (MemAvailable in /proc/meminfo):
+ * GRETA_ERR_NO_MEMORY with both numbers in err if it does not fit. On
+ * failure *out = NULL and a line in err. */
 greta_status greta_session_new(greta_model *model, const greta_session_params *params,
                                greta_session **out, char *err, size_t err_size);
 void greta_session_free(greta_session *session);
@@ -311,7 +329,9 @@ greta_precision greta_session_precision(const greta_session *session);
  * the tokens were batched. On success the position advances by n and the
  * logits of the last row are available. Errors leave the session as it was:
  * GRETA_ERR_CONTEXT_FULL if position + n > n_ctx, GRETA_ERR_INVALID_ARGUMENT
- * for n == 0 or an id outside [0, vocab_size). */
+ * for n == 0 or an id outside [0, vocab_size). GRETA_ERR_CANCELLED when the
+ * abort callback (greta_session_set_abort) returned true: the forward stops
+ * before its next layer, the position stays, the logits are cleared. */
 greta_status greta_eval(greta_session *session, const int32_t *ids, size_t n);
 
 /* Continuous batching: evaluates ids[i] at the current position of
@@ -354,7 +374,7 @@ greta_status greta_rewind(greta_session *session, int32_t pos);
 /* ------------------------------------------------------------------ */
 /* Sampling                                                             */
 /* ------------------------------------------------------------------ */
-/* greta_sampler_* are implemented in src/sampler.c (front-end engineer);
+/* greta_sampler_* are implemented in src/engine/sampler.c;
  * greta_sample / greta_session_reseed in the engine. */
 
 typedef struct {
@@ -390,7 +410,7 @@ greta_status greta_sample(greta_session *session, const greta_sampler_params *pa
 /* Reseeds the session's sampler. */
 void greta_session_reseed(greta_session *session, uint64_t seed);
 
-/* Stop strings (src/sampler.c): feed the generated text as it is printed;
+/* Stop strings (src/engine/sampler.c): feed the generated text as it is printed;
  * text that may be the start of a stop string is held back, and a stop
  * string itself (even split across tokens) is never emitted. */
 typedef struct greta_stop greta_stop;
@@ -405,6 +425,102 @@ greta_status greta_stop_push(greta_stop *stop, const char *text, size_t len, con
 /* End of generation: emits what is held back (nothing after a stop) and
  * resets for a new generation. */
 greta_status greta_stop_flush(greta_stop *stop, const char **out, size_t *out_len);
+
+/* ------------------------------------------------------------------ */
+/* Generation                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Abort callback: return true to stop. Polled before every layer of every
+ * forward (greta_eval, and so greta_generate's prefill and decode steps)
+ * and before every token greta_generate samples, so an abort takes effect
+ * within one layer. It may read a flag set by a signal handler or another
+ * thread (e.g. a volatile sig_atomic_t or an atomic). */
+typedef bool (*greta_abort_fn)(void *user_data);
+
+/* Installs the session's abort callback (fn NULL removes it). */
+void greta_session_set_abort(greta_session *session, greta_abort_fn fn, void *user_data);
+
+/* Why greta_generate stopped. */
+typedef enum {
+    GRETA_FINISH_EOS = 0,      /* an end-of-generation token was sampled (EOS, EOT,
+                                  <|im_end|>, ...; greta_token_is_eog): not emitted */
+    GRETA_FINISH_STOP = 1,     /* a stop string completed: not emitted */
+    GRETA_FINISH_LENGTH = 2,   /* max_tokens tokens were generated */
+    GRETA_FINISH_CONTEXT_FULL = 3, /* the context has no room for the next token */
+    GRETA_FINISH_ABORTED = 4,  /* the abort callback returned true, or a piece or
+                                  token callback returned false */
+} greta_finish_reason;
+
+/* "eos", "stop", "length", "context_full", "aborted". */
+const char *greta_finish_reason_name(greta_finish_reason reason);
+
+/* Receives each piece of generated text as soon as it is final: valid
+ * UTF-8 (a character split across tokens waits for its last byte), never
+ * part of a stop string. text is not NUL-terminated and is valid only
+ * during the call. Return false to stop (GRETA_FINISH_ABORTED, no further
+ * callbacks). */
+typedef bool (*greta_piece_fn)(const char *text, size_t len, void *user_data);
+
+/* Receives each sampled token before it is checked for end of generation
+ * or detokenized; greta_logits(session) still holds the row it was sampled
+ * from, at position greta_pos(session) - 1. Return false to stop
+ * (GRETA_FINISH_ABORTED, no further callbacks). */
+typedef bool (*greta_token_fn)(greta_session *session, int32_t token, void *user_data);
+
+typedef struct {
+    greta_sampler_params sampling; /* default greta_sampler_default_params() */
+    int32_t max_tokens;        /* tokens to generate at most; < 0 = until EOS, a stop
+                                  string or a full context (default 256) */
+    const char *const *stops;  /* n_stops stop strings (copied; empty ones ignored) */
+    size_t n_stops;
+    bool render_special;       /* control tokens become text (default false) */
+    greta_piece_fn on_piece;   /* NULL = text not delivered */
+    greta_token_fn on_token;   /* NULL = none */
+    void *user_data;           /* passed to on_piece and on_token */
+} greta_generate_params;
+
+greta_generate_params greta_generate_default_params(void);
+
+/* What one greta_generate call did. */
+typedef struct {
+    greta_finish_reason reason;
+    int32_t n_prompt;          /* prompt tokens passed */
+    int32_t n_reused;          /* of them, found in the KV cache and not evaluated */
+    int32_t n_evaluated;       /* of them, evaluated (0 when aborted during the prompt) */
+    int32_t n_generated;       /* tokens sampled and delivered (the EOS token not counted) */
+    double prompt_seconds;     /* evaluating the prompt */
+    double generate_seconds;   /* sampling, detokenizing and decoding */
+} greta_generate_result;
+
+/* Generates text after a prompt, delivering it piece by piece.
+ *
+ * Prompt: the longest prefix of prompt[0..n_prompt) that the KV cache
+ * already holds (greta_session_tokens) is kept, the cache is rewound to it
+ * and the rest is evaluated (at least the last token, for its logits); a
+ * fresh session or greta_rewind(session, 0) first evaluates it all.
+ * n_prompt = 0 continues from the session's current logits.
+ *
+ * Then, until a finish reason: sample a token (params->sampling, the
+ * session's sampler and cache as the repetition history), stop at an
+ * end-of-generation token, detokenize it (streaming, UTF-8 safe), hold back
+ * text that may start a stop string, deliver the rest to on_piece, stop
+ * after max_tokens tokens or when the context has no position left for
+ * the token (the last token is delivered but not evaluated), else
+ * evaluate it. At the end, text held back (not part of a stop string) is
+ * delivered, unless a callback asked to stop.
+ *
+ * A model without a vocabulary (greta_model_info.has_vocab false) delivers
+ * each token as its id in decimal, separated by single spaces, and takes no
+ * stop strings (GRETA_ERR_TOKENIZER).
+ *
+ * Returns GRETA_OK when generation ended for one of the reasons in
+ * result->reason (GRETA_FINISH_ABORTED included). An error (the prompt is
+ * longer than the context: GRETA_ERR_CONTEXT_FULL; sampling or decoding
+ * failed) returns its status with the session's error string
+ * saying which step failed ("prompt: ...", "sampling: ...", "decode: ...");
+ * result (may be NULL) holds the counts so far either way. */
+greta_status greta_generate(greta_session *session, const int32_t *prompt, size_t n_prompt,
+                            const greta_generate_params *params, greta_generate_result *result);
 
 /* ------------------------------------------------------------------ */
 /* Tracing (src/trace.h, design.md section 4)                           */

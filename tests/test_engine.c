@@ -540,9 +540,10 @@ static void test_errors(void) {
     CHECK(greta_eval(NULL, NULL, 0) == GRETA_ERR_INVALID_ARGUMENT, "NULL session");
     int32_t *toks = NULL;
     size_t nt = 0;
-    CHECK(greta_tokenize(m, "hi", 2, true, false, &toks, &nt) == GRETA_ERR_TOKENIZER &&
-              strstr(greta_model_error(m), "no tokenizer"),
-          "tokenize without a tokenizer: %s", greta_model_error(m));
+    char terr[256] = "";
+    CHECK(greta_tokenize(m, "hi", 2, true, false, &toks, &nt, terr, sizeof terr) == GRETA_ERR_TOKENIZER &&
+              strstr(terr, "no tokenizer"),
+          "tokenize without a tokenizer: %s", terr);
     greta_model_free(m);
 
     greta_model *none = NULL;
@@ -861,7 +862,7 @@ static void test_default_model(void) {
     const char *text = "The quick brown fox jumps over the lazy dog. Paris is";
     int32_t *ids = NULL;
     size_t n = 0;
-    CHECK(greta_tokenize(m, text, strlen(text), true, false, &ids, &n) == GRETA_OK && n > 5, "tokenize (%zu)", n);
+    CHECK(greta_tokenize(m, text, strlen(text), true, false, &ids, &n, NULL, 0) == GRETA_OK && n > 5, "tokenize (%zu)", n);
     size_t row_bytes = (size_t)info.vocab_size * sizeof(float);
     float *last = malloc(row_bytes);
     greta_session *a = session(m, GRETA_BACKEND_CPU, 2, false, 256);

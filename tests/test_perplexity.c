@@ -422,7 +422,7 @@ static void test_hf_fixture(void) {
     }
     int32_t *ids = NULL;
     size_t n_ids = 0;
-    bool ok = m && text && greta_tokenize(m, text, len, true, false, &ids, &n_ids) == GRETA_OK;
+    bool ok = m && text && greta_tokenize(m, text, len, true, false, &ids, &n_ids, NULL, 0) == GRETA_OK;
     size_t n_want = json_array_size(tokens);
     bool same = ok && n_ids >= n_want && n_want == (size_t)n_ctx * (size_t)n_chunks;
     for (size_t i = 0; same && i < n_want; i++) same = ids[i] == json_integer_value(json_array_get(tokens, i));

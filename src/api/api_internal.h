@@ -1,5 +1,5 @@
-/* greta_api_internal.h: what the handles of include/greta.h hold (shared
- * by greta_api.c and greta_api_chat.c; nothing else should use it). */
+/* api_internal.h: what the handles of include/greta.h hold (shared by the
+ * files of src/api/; nothing else should use it). */
 #ifndef GRETA_API_INTERNAL_H
 #define GRETA_API_INTERNAL_H
 
@@ -20,7 +20,6 @@ struct greta_model {
     char *name;
     char file_type[16];
     bool vocab_only;
-    char err[GRETA_ERR_MAX];
 };
 
 struct greta_session {
@@ -33,8 +32,8 @@ struct greta_session {
     char err[GRETA_ERR_MAX];
 };
 
-/* Sets model->err (printf-style) and returns status. */
-greta_status greta_model_fail(greta_model *model, greta_status status, const char *fmt, ...)
+/* Sets session->err (printf-style) and returns status. */
+greta_status greta_session_fail(greta_session *session, greta_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif

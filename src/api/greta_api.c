@@ -40,19 +40,7 @@ void greta_free(void *ptr) {
     free(ptr);
 }
 
-greta_status greta_model_fail(greta_model *model, greta_status status, const char *fmt, ...) {
-    if (!model) return status;
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(model->err, sizeof model->err, fmt, args);
-    va_end(args);
-    return status;
-}
-
-static greta_status session_fail(greta_session *s, greta_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static greta_status session_fail(greta_session *s, greta_status status, const char *fmt, ...) {
+greta_status greta_session_fail(greta_session *s, greta_status status, const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
     vsnprintf(s->err, sizeof s->err, fmt, args);
@@ -230,10 +218,6 @@ void greta_model_free(greta_model *model) {
     free(model);
 }
 
-const char *greta_model_error(const greta_model *model) {
-    return model ? model->err : "no model";
-}
-
 void greta_model_get_info(const greta_model *gm, greta_model_info *info) {
     memset(info, 0, sizeof *info);
     info->architecture = info->name = info->file_type = info->rope_scaling = "";
@@ -287,40 +271,54 @@ bool greta_model_mapping(const greta_model *model, const void **start, size_t *l
 /* Vocabulary                                                           */
 /* ------------------------------------------------------------------ */
 
-static greta_status need_tokenizer(greta_model *model) {
-    if (!model) return GRETA_ERR_INVALID_ARGUMENT;
-    if (!model->tok)
-        return greta_model_fail(model, GRETA_ERR_TOKENIZER, "%s",
-                                model->vocab_none ? "the model has no vocabulary (tokenizer.ggml.model is 'none')"
-                                                  : "the model has no vocabulary (no tokenizer.* keys in the file)");
+static greta_status need_tokenizer(const greta_model *model, const char *call, char *err, size_t err_size) {
+    if (!model) {
+        format_error(err, err_size, "%s: model is NULL", call);
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
+    if (!model->tok) {
+        format_error(err, err_size, "%s",
+                     model->vocab_none ? "the model has no vocabulary (tokenizer.ggml.model is 'none')"
+                                       : "the model has no vocabulary (no tokenizer.* keys in the file)");
+        return GRETA_ERR_TOKENIZER;
+    }
     return GRETA_OK;
 }
 
-greta_status greta_tokenize(greta_model *model, const char *text, size_t len, bool add_special, bool parse_special,
-                            int32_t **ids, size_t *n_ids) {
-    greta_status st = need_tokenizer(model);
+greta_status greta_tokenize(const greta_model *model, const char *text, size_t len, bool add_special,
+                            bool parse_special, int32_t **ids, size_t *n_ids, char *err, size_t err_size) {
+    greta_status st = need_tokenizer(model, "greta_tokenize", err, err_size);
     if (st != GRETA_OK) return st;
-    if (!ids || !n_ids || (!text && len > 0))
-        return greta_model_fail(model, GRETA_ERR_INVALID_ARGUMENT, "greta_tokenize: NULL argument");
+    if (!ids || !n_ids || (!text && len > 0)) {
+        format_error(err, err_size, "greta_tokenize: NULL argument");
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
     *ids = NULL;
     *n_ids = 0;
     char why[300] = "";
-    if (!tokenizer_encode(model->tok, text ? text : "", len, add_special, parse_special, ids, n_ids, why, sizeof why))
-        return greta_model_fail(model, GRETA_ERR_TOKENIZER, "tokenize: %s", why);
+    if (!tokenizer_encode(model->tok, text ? text : "", len, add_special, parse_special, ids, n_ids, why,
+                          sizeof why)) {
+        format_error(err, err_size, "tokenize: %s", why);
+        return GRETA_ERR_TOKENIZER;
+    }
     return GRETA_OK;
 }
 
-greta_status greta_detokenize(greta_model *model, const int32_t *ids, size_t n, bool render_special, char **out,
-                              size_t *out_len) {
-    greta_status st = need_tokenizer(model);
+greta_status greta_detokenize(const greta_model *model, const int32_t *ids, size_t n, bool render_special,
+                              char **out, size_t *out_len, char *err, size_t err_size) {
+    greta_status st = need_tokenizer(model, "greta_detokenize", err, err_size);
     if (st != GRETA_OK) return st;
-    if (!out || !out_len || (!ids && n > 0))
-        return greta_model_fail(model, GRETA_ERR_INVALID_ARGUMENT, "greta_detokenize: NULL argument");
+    if (!out || !out_len || (!ids && n > 0)) {
+        format_error(err, err_size, "greta_detokenize: NULL argument");
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
     *out = NULL;
     *out_len = 0;
     char why[300] = "";
-    if (!tokenizer_decode(model->tok, ids, n, render_special, out, out_len, why, sizeof why))
-        return greta_model_fail(model, GRETA_ERR_TOKENIZER, "detokenize: %s", why);
+    if (!tokenizer_decode(model->tok, ids, n, render_special, out, out_len, why, sizeof why)) {
+        format_error(err, err_size, "detokenize: %s", why);
+        return GRETA_ERR_TOKENIZER;
+    }
     return GRETA_OK;
 }
 
@@ -487,7 +485,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
     }
     if (!backend->threaded) threads = 1;
     engine_config cfg = {
-        .n_ctx = p->n_ctx ? p->n_ctx : hp->n_ctx_train,
+        .n_ctx = p->n_ctx ? p->n_ctx : (hp->n_ctx_train < GRETA_DEFAULT_N_CTX ? hp->n_ctx_train : GRETA_DEFAULT_N_CTX),
         .n_threads = threads,
         .backend = p->backend,
         .q8 = p->precision == GRETA_PRECISION_Q8,
@@ -547,7 +545,7 @@ int32_t greta_session_n_threads(const greta_session *session) {
 
 greta_status greta_eval(greta_session *session, const int32_t *ids, size_t n) {
     if (!session) return GRETA_ERR_INVALID_ARGUMENT;
-    if (!ids && n > 0) return session_fail(session, GRETA_ERR_INVALID_ARGUMENT, "greta_eval: ids is NULL");
+    if (!ids && n > 0) return greta_session_fail(session, GRETA_ERR_INVALID_ARGUMENT, "greta_eval: ids is NULL");
     return engine_eval(session->e, ids, n, session->err, sizeof session->err);
 }
 
@@ -570,13 +568,13 @@ greta_status greta_eval_sessions(greta_session *const *sessions, const int32_t *
     }
     if (engines != inline_engines) free(engines);
     if (st != GRETA_OK)
-        for (size_t i = 0; i < n; i++) session_fail(sessions[i], st, "%s", err);
+        for (size_t i = 0; i < n; i++) greta_session_fail(sessions[i], st, "%s", err);
     return st;
 }
 
 static bool have_logits(greta_session *s) {
     if (s->e->has_logits) return true;
-    session_fail(s, GRETA_ERR_STATE, "no logits: nothing evaluated since the session began or was rewound");
+    greta_session_fail(s, GRETA_ERR_STATE, "no logits: nothing evaluated since the session began or was rewound");
     return false;
 }
 
@@ -593,7 +591,7 @@ const double *greta_logits_f64(greta_session *session) {
 static bool have_all_logits(greta_session *s, size_t *n_rows) {
     if (n_rows) *n_rows = 0;
     if (!s->e->config.logits_all) {
-        session_fail(s, GRETA_ERR_STATE, "all-row logits need the session parameter logits_all");
+        greta_session_fail(s, GRETA_ERR_STATE, "all-row logits need the session parameter logits_all");
         return false;
     }
     if (!have_logits(s)) return false;
@@ -626,7 +624,7 @@ greta_status greta_rewind(greta_session *session, int32_t pos) {
 
 greta_status greta_sample(greta_session *session, const greta_sampler_params *params, int32_t *out_token) {
     if (!session) return GRETA_ERR_INVALID_ARGUMENT;
-    if (!params || !out_token) return session_fail(session, GRETA_ERR_INVALID_ARGUMENT, "greta_sample: NULL argument");
+    if (!params || !out_token) return greta_session_fail(session, GRETA_ERR_INVALID_ARGUMENT, "greta_sample: NULL argument");
     const float *logits = greta_logits(session);
     if (!logits) return GRETA_ERR_STATE;
     greta_status st = greta_sampler_sample(session->sampler, params, logits, session->model->m->hp.n_vocab,
@@ -641,16 +639,23 @@ greta_status greta_sample(greta_session *session, const greta_sampler_params *pa
         if (first < 0) first = i;
     }
     if (first >= 0)
-        return session_fail(session, st,
-                            "the logits are not finite (%d NaN, %d infinite of %d; first at token id %d): the forward "
-                            "pass produced them; record a StageTrace (--trace, docs/trace.md) to find the first layer "
-                            "that did", n_nan, n_inf, n_vocab, first);
-    session_fail(session, st, "sampling failed: %s (check the sampler parameters)", greta_status_string(st));
+        return greta_session_fail(session, st,
+                                  "the logits are not finite (%d NaN, %d infinite of %d; first at token id %d): the "
+                                  "forward pass produced them; record a StageTrace (--trace, docs/trace.md) to find "
+                                  "the first layer that did",
+                                  n_nan, n_inf, n_vocab, first);
+    greta_session_fail(session, st, "sampling failed: %s (check the sampler parameters)", greta_status_string(st));
     return st;
 }
 
 void greta_session_reseed(greta_session *session, uint64_t seed) {
     if (session) greta_sampler_reseed(session->sampler, seed);
+}
+
+void greta_session_set_abort(greta_session *session, greta_abort_fn fn, void *user_data) {
+    if (!session) return;
+    session->e->abort_fn = fn;
+    session->e->abort_data = fn ? user_data : NULL;
 }
 
 greta_status greta_session_set_trace(greta_session *session, struct trace *tracer) {

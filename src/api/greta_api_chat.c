@@ -4,15 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text/chat.h"
 #include "api/api_internal.h"
+#include "base/errors.h"
+#include "text/chat.h"
 
-/* The template text for template_override (see greta.h), or NULL with the
- * model's error set. */
-static const char *pick_template(greta_model *model, const char *override) {
+/* The template text for template_override (see greta.h), or NULL with a
+ * line in err. */
+static const char *pick_template(const greta_model *model, const char *override, char *err, size_t err_size) {
     if (!override) {
         if (!model->chat_template)
-            greta_model_fail(model, GRETA_ERR_TEMPLATE, "the model has no chat template (tokenizer.chat_template)");
+            format_error(err, err_size, "the model has no chat template (tokenizer.chat_template)");
         return model->chat_template;
     }
     if (strstr(override, "{{") || strstr(override, "{%")) return override;
@@ -23,25 +24,32 @@ static const char *pick_template(greta_model *model, const char *override) {
             if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
             strncat(names, chat_builtin_name(i), sizeof names - strlen(names) - 1);
         }
-        greta_model_fail(model, GRETA_ERR_TEMPLATE, "unknown chat template '%.64s' (built-in: %s)", override, names);
+        format_error(err, err_size, "unknown chat template '%.64s' (built-in: %s)", override, names);
     }
     return builtin;
 }
 
-greta_status greta_chat_apply(greta_model *model, const greta_chat_message *messages, size_t n,
-                              bool add_generation_prompt, const char *template_override, char **out) {
-    if (!model) return GRETA_ERR_INVALID_ARGUMENT;
-    if (!out || (!messages && n > 0))
-        return greta_model_fail(model, GRETA_ERR_INVALID_ARGUMENT, "greta_chat_apply: NULL argument");
+greta_status greta_chat_apply(const greta_model *model, const greta_chat_message *messages, size_t n,
+                              bool add_generation_prompt, const char *template_override, char **out, char *err,
+                              size_t err_size) {
+    if (!model || !out || (!messages && n > 0)) {
+        format_error(err, err_size, "greta_chat_apply: NULL argument");
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
     *out = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (!messages[i].role)
-            return greta_model_fail(model, GRETA_ERR_INVALID_ARGUMENT, "chat message %zu has no role", i);
+        if (!messages[i].role) {
+            format_error(err, err_size, "chat message %zu has no role", i);
+            return GRETA_ERR_INVALID_ARGUMENT;
+        }
     }
-    const char *text = pick_template(model, template_override);
+    const char *text = pick_template(model, template_override, err, err_size);
     if (!text) return GRETA_ERR_TEMPLATE;
     chat_message *msgs = calloc(n ? n : 1, sizeof *msgs);
-    if (!msgs) return greta_model_fail(model, GRETA_ERR_NO_MEMORY, "out of memory");
+    if (!msgs) {
+        format_error(err, err_size, "out of memory");
+        return GRETA_ERR_NO_MEMORY;
+    }
     for (size_t i = 0; i < n; i++) msgs[i] = (chat_message){messages[i].role, messages[i].content};
     const char *bos = NULL, *eos = NULL;
     if (model->tok) {
@@ -52,15 +60,25 @@ greta_status greta_chat_apply(greta_model *model, const greta_chat_message *mess
     char why[400] = "";
     bool ok = chat_render(text, msgs, n, add_generation_prompt, bos, eos, out, why, sizeof why);
     free(msgs);
-    if (!ok) return greta_model_fail(model, GRETA_ERR_TEMPLATE, "%s", why);
+    if (!ok) {
+        format_error(err, err_size, "%s", why);
+        return GRETA_ERR_TEMPLATE;
+    }
     return GRETA_OK;
 }
 
-greta_status greta_chat_check(greta_model *model, const char *template_override) {
-    if (!model) return GRETA_ERR_INVALID_ARGUMENT;
-    const char *text = pick_template(model, template_override);
+greta_status greta_chat_check(const greta_model *model, const char *template_override, char *err,
+                              size_t err_size) {
+    if (!model) {
+        format_error(err, err_size, "greta_chat_check: model is NULL");
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
+    const char *text = pick_template(model, template_override, err, err_size);
     if (!text) return GRETA_ERR_TEMPLATE;
     char why[400] = "";
-    if (!chat_template_check(text, why, sizeof why)) return greta_model_fail(model, GRETA_ERR_TEMPLATE, "%s", why);
+    if (!chat_template_check(text, why, sizeof why)) {
+        format_error(err, err_size, "%s", why);
+        return GRETA_ERR_TEMPLATE;
+    }
     return GRETA_OK;
 }

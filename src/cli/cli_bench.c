@@ -126,13 +126,14 @@ static void fill_tokens(int32_t *ids, int32_t n, int32_t vocab, uint64_t seed) {
 
 static void bench_usage(FILE *out) {
     fprintf(out,
-            "usage: greta bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [--backend cpu|ref|cuda]\n"
+            "usage: greta bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [--ctx N] [--backend cpu|ref|cuda]\n"
             "                   [--precision f32|q8] [--json]\n"
             "  -p N       prompt tokens of the prefill test (pp; 0 = skip)\n"
             "  -n N       tokens of the decode test (tg; 0 = skip)\n"
             "  -r N       repetitions (after one warm-up run that is not counted)\n"
             "  -t N       threads (default: all CPUs)\n"
             "  --precision f32|q8  cpu arithmetic: float32 (default) or 8-bit activations (docs/engine.md)\n"
+            "  -c, --ctx N  context length (default: the larger of -p and -n)\n"
             "  --json     one JSON object on stdout instead of the table\n");
 }
 
@@ -157,7 +158,8 @@ int cli_bench(int argc, char **argv) {
                 return 2;
             }
         } else if (strcmp(arg, "-m") == 0 || strcmp(arg, "--model") == 0 || strcmp(arg, "-t") == 0 ||
-                   strcmp(arg, "--threads") == 0 || strcmp(arg, "--backend") == 0 || strcmp(arg, "--precision") == 0) {
+                   strcmp(arg, "--threads") == 0 || strcmp(arg, "--backend") == 0 || strcmp(arg, "--precision") == 0 ||
+                   strcmp(arg, "--ctx") == 0 || strcmp(arg, "-c") == 0) {
             if (cli_parse_gen_flag(&o, argc, argv, &i) < 0) {
                 cli_gen_options_free(&o);
                 return 2;
@@ -178,6 +180,12 @@ int cli_bench(int argc, char **argv) {
         cli_gen_options_free(&o);
         return 2;
     }
+    long n_need = n_prompt > n_gen ? n_prompt : n_gen;
+    if (o.n_ctx != 0 && o.n_ctx < n_need) {
+        cli_error("bench: --ctx %d is smaller than the %ld positions -p/-n need", o.n_ctx, n_need);
+        cli_gen_options_free(&o);
+        return 2;
+    }
     int rc = 1;
     greta_session *session = NULL;
     int32_t *ids = NULL;
@@ -186,7 +194,7 @@ int cli_bench(int argc, char **argv) {
     if (!model || !pp || !tg) goto done;
     greta_model_info info;
     greta_model_get_info(model, &info);
-    o.n_ctx = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
+    if (o.n_ctx == 0) o.n_ctx = (int32_t)n_need;
     if (!(session = cli_new_session(model, &o, false))) goto done;
     int32_t n_threads = greta_session_n_threads(session);
     long n_ids = n_prompt > n_gen ? n_prompt : n_gen;

@@ -2,11 +2,12 @@
  *
  * Each turn renders the whole conversation with the chat template,
  * tokenizes it, keeps the longest prefix the KV cache already holds
- * (greta_session_tokens) and evaluates only the rest. Ctrl-C stops the
- * current answer (what was said so far stays in the conversation), not the
- * program; while the conversation is rendered and evaluated (before the
- * answer streams) Ctrl-C ends greta chat. /reset forgets the conversation,
- * /quit or end of input quits. */
+ * (greta_session_tokens) and evaluates only the rest (greta_generate does
+ * both). Ctrl-C stops the current answer within one layer of the forward,
+ * also while the prompt is evaluated (what was said so far stays in the
+ * conversation), not the program; while the conversation is rendered and
+ * tokenized (nothing polls then) Ctrl-C ends greta chat. /reset forgets
+ * the conversation, /quit or end of input quits. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,8 +21,9 @@
 
 /* Set by the SIGINT handler, cleared before every answer. */
 static volatile sig_atomic_t chat_interrupted = 0;
-/* 0 while the conversation is rendered, tokenized and evaluated: nothing
- * there polls chat_interrupted, so Ctrl-C then ends the program. */
+/* 0 while the conversation is rendered and tokenized: nothing there polls
+ * chat_interrupted, so Ctrl-C then ends the program. (The evaluation polls
+ * it through the session's abort callback.) */
 static volatile sig_atomic_t chat_answer_stoppable = 1;
 
 static void on_sigint(int sig) {
@@ -31,6 +33,12 @@ static void on_sigint(int sig) {
         return;
     }
     chat_interrupted = 1;
+}
+
+/* The session's abort callback: Ctrl-C stops the answer within one layer. */
+static bool chat_abort(void *user_data) {
+    (void)user_data;
+    return chat_interrupted != 0;
 }
 
 static void chat_usage(FILE *out) {
@@ -70,50 +78,34 @@ static void conversation_truncate(conversation *c, size_t n) {
     while (c->n > n) free((char *)c->messages[--c->n].content);
 }
 
-/* Renders and tokenizes the conversation, then evaluates only what the
- * cache does not hold. Returns 1 on success, 0 for a turn-level problem
- * (printed; the turn is dropped), -1 for a fatal error. */
-static int chat_prefill(greta_model *model, greta_session *session, const cli_gen_options *o,
-                        const conversation *c, size_t *n_new, size_t *n_total) {
+/* Renders and tokenizes the conversation (greta_generate then evaluates
+ * only what the cache does not hold). Returns 1 with the ids, 0 for a
+ * turn-level problem (printed; the turn is dropped), -1 for a fatal error. */
+static int chat_prompt(greta_model *model, greta_session *session, const cli_gen_options *o, const conversation *c,
+                       int32_t **ids, size_t *n_ids) {
     char *rendered = NULL;
-    if (greta_chat_apply(model, c->messages, c->n, true, o->chat_template, &rendered) != GRETA_OK) {
-        cli_error("chat template: %s", greta_model_error(model));
+    char err[512] = "";
+    if (greta_chat_apply(model, c->messages, c->n, true, o->chat_template, &rendered, err, sizeof err) != GRETA_OK) {
+        cli_error("chat template: %s", err);
         return -1;
     }
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
-    greta_status st = greta_tokenize(model, rendered, strlen(rendered), false, true, &ids, &n_ids);
+    greta_status st = greta_tokenize(model, rendered, strlen(rendered), false, true, ids, n_ids, err, sizeof err);
     greta_free(rendered);
     if (st != GRETA_OK) {
-        cli_error("tokenize: %s", greta_model_error(model));
+        cli_error("tokenize: %s", err);
         return -1;
     }
-    if (n_ids == 0) {
+    if (*n_ids == 0) {
         cli_error("chat template: the conversation renders to no tokens");
-        greta_free(ids);
         return -1;
     }
     int32_t n_ctx = greta_session_n_ctx(session);
-    if (n_ids >= (size_t)n_ctx) {
-        cli_error("chat: the conversation is %zu tokens, the context holds %d; /reset to start over", n_ids,
+    if (*n_ids >= (size_t)n_ctx) {
+        cli_error("chat: the conversation is %zu tokens, the context holds %d; /reset to start over", *n_ids,
                   n_ctx);
-        greta_free(ids);
         return 0;
     }
-    const int32_t *cached = greta_session_tokens(session);
-    size_t n_cached = (size_t)greta_pos(session), common = 0;
-    while (common < n_cached && common < n_ids && cached[common] == ids[common]) common++;
-    if (common == n_ids) common--; /* evaluate at least one token to get logits */
-    int rc = 1;
-    if (greta_rewind(session, (int32_t)common) != GRETA_OK ||
-        greta_eval(session, ids + common, n_ids - common) != GRETA_OK) {
-        cli_error("chat: %s", greta_session_error(session));
-        rc = -1;
-    }
-    *n_new = n_ids - common;
-    *n_total = n_ids;
-    greta_free(ids);
-    return rc;
+    return 1;
 }
 
 typedef enum { CHAT_MESSAGE, CHAT_SKIP, CHAT_QUIT, CHAT_RESET, CHAT_HELP } chat_line_kind;
@@ -192,8 +184,9 @@ int cli_chat(int argc, char **argv) {
         cli_error("chat: the model has no chat template (pass --chat-template NAME|FILE)");
         goto done;
     }
-    if (greta_chat_check(model, o.chat_template) != GRETA_OK) { /* at start, not after the first message */
-        cli_error("%s", greta_model_error(model));
+    char check_err[512] = "";
+    if (greta_chat_check(model, o.chat_template, check_err, sizeof check_err) != GRETA_OK) {
+        cli_error("%s", check_err); /* at start, not after the first message */
         goto done;
     }
     if (!(session = cli_new_session(model, &o, false))) goto done;
@@ -202,6 +195,7 @@ int cli_chat(int argc, char **argv) {
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: Ctrl-C at the prompt interrupts getline */
+    greta_session_set_abort(session, chat_abort, NULL);
     size_t base = 0;
     if (o.system && !conversation_add(&conv, "system", o.system, strlen(o.system))) goto oom;
     base = conv.n;
@@ -253,30 +247,33 @@ int cli_chat(int argc, char **argv) {
             continue;
         }
         if (!conversation_add(&conv, "user", line, len)) goto oom;
-        size_t n_new = 0, n_total = 0;
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
         chat_answer_stoppable = 0;
-        int pre = chat_prefill(model, session, &o, &conv, &n_new, &n_total);
+        int pre = chat_prompt(model, session, &o, &conv, &ids, &n_ids);
         chat_answer_stoppable = 1;
-        if (pre < 0) goto done;
+        if (pre < 0) {
+            greta_free(ids);
+            goto done;
+        }
         if (pre == 0) {
+            greta_free(ids);
             conversation_truncate(&conv, conv.n - 1);
             continue;
         }
         cli_gen_result result;
-        int32_t room = greta_session_n_ctx(session) - greta_pos(session) + 1;
-        int32_t n_max = o.n_predict < room ? o.n_predict : room;
-        bool ok = cli_generate(model, session, &o, n_max, &chat_interrupted, NULL, &result);
+        bool ok = cli_generate(model, session, &o, ids, n_ids, &result);
+        greta_free(ids);
         fputc('\n', stdout);
         fflush(stdout);
         if (ok && !conversation_add(&conv, "assistant", result.text, result.text_len)) ok = false;
         if (ok) {
-            /* n_max < -n: the answer was cut at the context's end, not at -n (as greta run says) */
-            bool full = !result.interrupted && !result.hit_eog && !result.hit_stop
-                        && (result.context_full || n_max < o.n_predict);
-            fprintf(stderr, "[%zu prompt tokens, %zu evaluated (%zu reused from the cache); %d generated at %.1f tok/s%s]\n",
-                    n_total, n_new, n_total - n_new, result.n_generated,
-                    result.seconds > 0 ? result.n_generated / result.seconds : 0.0,
-                    result.interrupted ? "; interrupted" : full ? "; context full" : "");
+            const greta_generate_result *g = &result.r;
+            fprintf(stderr, "[%d prompt tokens, %d evaluated (%d reused from the cache); %d generated at %.1f tok/s%s]\n",
+                    g->n_prompt, g->n_evaluated, g->n_reused, g->n_generated,
+                    g->generate_seconds > 0 ? g->n_generated / g->generate_seconds : 0.0,
+                    g->reason == GRETA_FINISH_ABORTED ? "; interrupted"
+                    : g->reason == GRETA_FINISH_CONTEXT_FULL ? "; context full" : "");
         }
         free(result.text);
         if (!ok) goto done;

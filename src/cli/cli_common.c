@@ -506,106 +506,64 @@ static bool dump_logits_step(const char *dir, int32_t step, int32_t pos, int32_t
     return ok;
 }
 
-/* Pushes text through the stop matcher, prints and records what comes out. */
-static bool emit_text(greta_stop *stop, const char *text, size_t len, cli_gen_result *r, size_t *cap,
-                      bool *stopped) {
-    const char *out = NULL;
-    size_t out_len = 0;
-    if (greta_stop_push(stop, text, len, &out, &out_len, stopped) != GRETA_OK || !append_text(r, out, out_len, cap)) {
+/* The state of cli_generate's callbacks. */
+typedef struct {
+    greta_session *session;
+    cli_gen_result *result;
+    size_t text_cap;
+    const char *dump_dir;  /* --dump-logits DIR, NULL = off */
+    int32_t dump_step;
+    int32_t n_vocab;
+    bool failed;           /* a callback printed an error */
+} gen_sink;
+
+static bool on_piece(const char *text, size_t len, void *user_data) {
+    gen_sink *sink = user_data;
+    if (!append_text(sink->result, text, len, &sink->text_cap)) {
         cli_error("generation: out of memory");
+        sink->failed = true;
         return false;
     }
-    return cli_write_out(out, out_len); /* a failed write (disk full, closed pipe) ends generation */
+    if (cli_write_out(text, len)) return true;
+    sink->failed = true; /* a failed write (disk full, closed pipe) ends generation; cli_write_out said why */
+    return false;
 }
 
-bool cli_generate(greta_model *model, greta_session *session, const cli_gen_options *o,
-                  int32_t n_max, volatile sig_atomic_t *interrupt, int32_t *dump_step,
-                  cli_gen_result *r) {
+static bool on_token(greta_session *session, int32_t token, void *user_data) {
+    gen_sink *sink = user_data;
+    const float *logits = greta_logits(session);
+    if (logits && dump_logits_step(sink->dump_dir, sink->dump_step++, greta_pos(session) - 1, token, logits,
+                                   sink->n_vocab))
+        return true;
+    sink->failed = true;
+    return false;
+}
+
+bool cli_generate(greta_model *model, greta_session *session, const cli_gen_options *o, const int32_t *ids,
+                  size_t n_ids, cli_gen_result *r) {
     memset(r, 0, sizeof *r);
-    size_t cap = 0;
-    if (!append_text(r, "", 0, &cap)) {
+    gen_sink sink = {session, r, 0, o->dump_logits_dir, 0, 0, false};
+    if (!append_text(r, "", 0, &sink.text_cap)) {
         cli_error("generation: out of memory");
         return false;
     }
     greta_model_info info;
     greta_model_get_info(model, &info);
-    /* A model without a vocabulary generates token ids: printed as numbers. */
-    if (!info.has_vocab && o->n_stops > 0) {
+    if (!info.has_vocab && o->n_stops > 0) { /* without a vocabulary the generated ids are printed as numbers */
         cli_error("--stop: the model has no vocabulary (stop strings need one)");
         return false;
     }
-    greta_detok *detok = info.has_vocab ? greta_detok_new(model, o->render_special) : NULL;
-    greta_stop *stop = greta_stop_new(o->stops, o->n_stops);
-    bool ok = (detok || !info.has_vocab) && stop, stopped = false;
-    if (!ok) cli_error("generation: out of memory");
-    double start = cli_now();
-    int32_t local_step = 0;
-    int32_t *step = dump_step ? dump_step : &local_step;
-    for (int32_t i = 0; ok && i < n_max; i++) {
-        if (interrupt && *interrupt) {
-            r->interrupted = true;
-            break;
-        }
-        int32_t tok = -1;
-        greta_status st = greta_sample(session, &o->sampling, &tok);
-        if (st != GRETA_OK) {
-            cli_error("sampling: %s", greta_session_error(session));
-            ok = false;
-            break;
-        }
-        if (o->dump_logits_dir) {
-            const float *logits = greta_logits(session);
-            ok = logits && dump_logits_step(o->dump_logits_dir, (*step)++, greta_pos(session) - 1, tok, logits,
-                                            info.vocab_size);
-            if (!ok) break;
-        }
-        if (greta_token_is_eog(model, tok)) {
-            r->hit_eog = true;
-            break;
-        }
-        r->n_generated++;
-        const char *piece = NULL;
-        size_t piece_len = 0;
-        char number[16]; /* without a vocabulary: the id, space-separated */
-        if (!detok) {
-            piece_len = (size_t)snprintf(number, sizeof number, "%s%d", r->n_generated > 1 ? " " : "", tok);
-            piece = number;
-        } else if (greta_detok_push(detok, tok, &piece, &piece_len) != GRETA_OK) {
-            cli_error("detokenizing token %d: failed", tok);
-            ok = false;
-            break;
-        }
-        if (!emit_text(stop, piece, piece_len, r, &cap, &stopped)) {
-            ok = false;
-            break;
-        }
-        if (stopped) {
-            r->hit_stop = true;
-            break;
-        }
-        if (i + 1 == n_max) break; /* the last token need not be evaluated */
-        if (greta_pos(session) >= greta_session_n_ctx(session)) {
-            r->context_full = true;
-            break;
-        }
-        if (greta_eval(session, &tok, 1) != GRETA_OK) {
-            cli_error("decode: %s", greta_session_error(session));
-            ok = false;
-            break;
-        }
-    }
-    if (ok && !stopped) {
-        const char *tail = NULL, *out = NULL;
-        size_t tail_len = 0, out_len = 0;
-        if (detok && greta_detok_flush(detok, &tail, &tail_len) == GRETA_OK) {
-            ok = emit_text(stop, tail, tail_len, r, &cap, &stopped);
-        }
-        if (ok && !stopped && greta_stop_flush(stop, &out, &out_len) == GRETA_OK) {
-            ok = append_text(r, out, out_len, &cap) && cli_write_out(out, out_len);
-        }
-    }
-    r->seconds = cli_now() - start;
-    greta_detok_free(detok);
-    greta_stop_free(stop);
-    return ok;
+    greta_generate_params gp = greta_generate_default_params();
+    gp.sampling = o->sampling;
+    gp.max_tokens = o->n_predict;
+    gp.stops = o->stops;
+    gp.n_stops = o->n_stops;
+    gp.render_special = o->render_special;
+    gp.on_piece = on_piece;
+    gp.on_token = o->dump_logits_dir ? on_token : NULL;
+    gp.user_data = &sink;
+    sink.n_vocab = info.vocab_size;
+    greta_status st = greta_generate(session, ids, n_ids, &gp, &r->r);
+    if (st != GRETA_OK) cli_error("%s", greta_session_error(session));
+    return st == GRETA_OK && !sink.failed;
 }

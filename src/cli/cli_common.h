@@ -67,13 +67,13 @@ greta_model *cli_load_model(const char *path);
  * error and returns NULL on failure. */
 greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, bool logits_all);
 
-/* Reads a whole file ("-" = stdin) into a malloc'ed NUL-terminated buffer;
- * prints "greta: error: WHAT: WHY" and returns NULL on failure. */
 /* Closes the session's tracer (reporting a failed write) and frees the
  * session. Returns false if the trace could not be written. */
 bool cli_end_session(greta_session *session);
 
-/* A file larger than max_bytes is an error ("larger than N bytes") read no
+/* Reads a whole file ("-" = stdin) into a malloc'ed NUL-terminated buffer;
+ * prints "greta: error: WHAT: WHY" and returns NULL on failure. A file
+ * larger than max_bytes is an error ("larger than N bytes") read no
  * further, so /dev/zero cannot exhaust memory. */
 char *cli_read_file(const char *what, const char *path, size_t max_bytes, size_t *len);
 
@@ -92,32 +92,22 @@ double cli_now(void);
  * stdout: WHY" printed) when the write fails. */
 bool cli_write_out(const char *text, size_t len);
 
-#endif
-
-#include <signal.h>
-
-/* What one generation did. */
+/* What one generation did: greta_generate's result and the text printed. */
 typedef struct {
-    int32_t n_generated;   /* tokens sampled and accepted (not the EOG token) */
-    double seconds;        /* sampling + decoding time */
-    bool hit_eog;          /* stopped at an end-of-generation token */
-    bool hit_stop;         /* stopped at a --stop string */
-    bool interrupted;      /* *interrupt became non-zero */
-    bool context_full;     /* stopped because the context is full */
+    greta_generate_result r;
     char *text;            /* everything printed (malloc'ed, NUL-terminated) */
     size_t text_len;
 } cli_gen_result;
 
-/* Generates up to n_max tokens after the session's current logits,
- * streaming the text to stdout (stop strings held back and removed,
- * partial UTF-8 never printed). interrupt may be NULL. Dumps logits when
- * o->dump_logits_dir is set (step numbers continue from *dump_step when
- * given). Returns false after printing an error; r is filled either way
- * (free r->text). */
-bool cli_generate(greta_model *model, greta_session *session, const cli_gen_options *o,
-                  int32_t n_max, volatile sig_atomic_t *interrupt, int32_t *dump_step,
-                  cli_gen_result *r);
+/* Runs greta_generate on the prompt ids with o's sampling, stop strings,
+ * -n and --special, streaming the text to stdout; --dump-logits writes
+ * every step's logits. Returns false after printing an error; r is filled
+ * either way (free r->text). */
+bool cli_generate(greta_model *model, greta_session *session, const cli_gen_options *o, const int32_t *ids,
+                  size_t n_ids, cli_gen_result *r);
 
 /* Creates DIR for --dump-logits (if missing) and truncates DIR/index.jsonl.
  * Prints the error and returns false on failure. */
 bool cli_dump_logits_open(const char *dir);
+
+#endif

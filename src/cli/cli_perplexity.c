@@ -115,8 +115,9 @@ static bool tokenize_text(greta_model *model, const char *path, int32_t **ids, s
     if (!text) return false;
     bool ok = strlen(text) == len;
     if (!ok) cli_error("-f: %s: contains a NUL byte", path);
-    if (ok && greta_tokenize(model, text, len, true, false, ids, n_ids) != GRETA_OK) {
-        cli_error("perplexity: %s", greta_model_error(model));
+    char err[512] = "";
+    if (ok && greta_tokenize(model, text, len, true, false, ids, n_ids, err, sizeof err) != GRETA_OK) {
+        cli_error("perplexity: %s", err);
         ok = false;
     }
     free(text);

@@ -47,9 +47,10 @@ static void run_usage(FILE *out) {
 /* The prompt's token ids (plain or chat-templated). */
 static bool build_prompt(greta_model *model, const cli_gen_options *o, const char *text, int32_t **ids,
                          size_t *n_ids) {
+    char err[512] = "";
     if (!o->chat) {
-        if (greta_tokenize(model, text, strlen(text), true, o->parse_special, ids, n_ids) != GRETA_OK) {
-            cli_error("tokenize: %s", greta_model_error(model));
+        if (greta_tokenize(model, text, strlen(text), true, o->parse_special, ids, n_ids, err, sizeof err) != GRETA_OK) {
+            cli_error("tokenize: %s", err);
             return false;
         }
         return true;
@@ -59,14 +60,14 @@ static bool build_prompt(greta_model *model, const cli_gen_options *o, const cha
     if (o->system) messages[n++] = (greta_chat_message){"system", o->system};
     messages[n++] = (greta_chat_message){"user", text};
     char *rendered = NULL;
-    if (greta_chat_apply(model, messages, n, true, o->chat_template, &rendered) != GRETA_OK) {
-        cli_error("chat template: %s", greta_model_error(model));
+    if (greta_chat_apply(model, messages, n, true, o->chat_template, &rendered, err, sizeof err) != GRETA_OK) {
+        cli_error("chat template: %s", err);
         return false;
     }
-    greta_status st = greta_tokenize(model, rendered, strlen(rendered), false, true, ids, n_ids);
+    greta_status st = greta_tokenize(model, rendered, strlen(rendered), false, true, ids, n_ids, err, sizeof err);
     greta_free(rendered);
     if (st != GRETA_OK) {
-        cli_error("tokenize: %s", greta_model_error(model));
+        cli_error("tokenize: %s", err);
         return false;
     }
     return true;
@@ -153,24 +154,19 @@ int cli_run(int argc, char **argv) {
         cli_error("run: the prompt is %zu tokens, longer than the context of %d (--ctx)", n_ids, n_ctx);
         goto done;
     }
-    double t0 = cli_now();
-    if (greta_eval(session, ids, n_ids) != GRETA_OK) {
-        cli_error("prompt: %s", greta_session_error(session));
-        goto done;
-    }
-    double prompt_s = cli_now() - t0;
-    int32_t room = n_ctx - (int32_t)n_ids + 1; /* the last generated token is not evaluated */
-    int32_t n_max = o.n_predict < room ? o.n_predict : room;
-    if (!cli_generate(model, session, &o, n_max, NULL, NULL, &result)) goto done;
+    if (!cli_generate(model, session, &o, ids, n_ids, &result)) goto done;
     fputc('\n', stdout);
     fflush(stdout);
-    const char *why = result.hit_eog ? "end of generation" : result.hit_stop ? "stop string"
-                      : result.context_full || n_max < o.n_predict ? "context full" : "token limit";
+    const greta_generate_result *g = &result.r;
+    const char *why = g->reason == GRETA_FINISH_EOS ? "end of generation"
+                      : g->reason == GRETA_FINISH_STOP ? "stop string"
+                      : g->reason == GRETA_FINISH_CONTEXT_FULL ? "context full"
+                      : g->reason == GRETA_FINISH_LENGTH ? "token limit" : "aborted";
+    double prompt_s = g->prompt_seconds, gen_s = g->generate_seconds;
     int n_threads = greta_session_n_threads(session);
     fprintf(stderr, "greta: prompt %zu token%s in %.3f s (%.1f tok/s); generated %d token%s in %.3f s (%.1f tok/s); %s; %s backend, %d thread%s\n",
-            n_ids, n_ids == 1 ? "" : "s", prompt_s, prompt_s > 0 ? (double)n_ids / prompt_s : 0.0, result.n_generated,
-            result.n_generated == 1 ? "" : "s", result.seconds,
-            result.seconds > 0 ? (double)result.n_generated / result.seconds : 0.0, why,
+            n_ids, n_ids == 1 ? "" : "s", prompt_s, prompt_s > 0 ? (double)n_ids / prompt_s : 0.0, g->n_generated,
+            g->n_generated == 1 ? "" : "s", gen_s, gen_s > 0 ? (double)g->n_generated / gen_s : 0.0, why,
             greta_backend_name(greta_session_backend(session)), n_threads, n_threads == 1 ? "" : "s");
     rc = 0;
 done:

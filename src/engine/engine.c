@@ -4,6 +4,7 @@
 #include "backend/backend_common.h"
 #include "backend/backend_registry.h"
 #include "base/errors.h"
+#include "base/sysmem.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -79,6 +80,20 @@ static greta_status place_weights(engine_model *em, const backend_ops *ops, back
 
 /* ---- sessions ---- */
 
+/* Refuses a KV cache (K and V, every layer, n_ctx positions, in the
+ * backend's precision) that the machine cannot hold, before allocating it. */
+static bool kv_cache_fits(const model *m, const engine_config *config, bool f64, char *err, size_t err_size) {
+    double bytes = 2.0 * m->hp.n_layer * (double)config->n_ctx * m->hp.kv_dim * (f64 ? 8.0 : 4.0);
+    uint64_t available = 0;
+    const char *source = NULL;
+    if (!sysmem_available(&available, &source) || bytes <= (double)available) return true;
+    format_error(err, err_size,
+                 "the KV cache of %d positions needs %.2f GiB but only %.2f GiB of memory is available (%s); ask for "
+                 "a smaller context",
+                 config->n_ctx, bytes / 1073741824.0, (double)available / 1073741824.0, source);
+    return false;
+}
+
 /* The backend's operations for config->backend, or a status and a line. */
 static greta_status find_backend(const engine_config *config, const backend_ops **ops, char *err,
                                  size_t err_size) {
@@ -120,6 +135,10 @@ engine *engine_new(engine_model *em, const engine_config *config, greta_status *
         return NULL;
     }
     const model *m = em->m;
+    if (!kv_cache_fits(m, config, ops->f64, err, err_size)) {
+        *status = GRETA_ERR_NO_MEMORY;
+        return NULL;
+    }
     engine *e = calloc(1, sizeof *e);
     if (!e) goto oom;
     e->em = em;
@@ -414,14 +433,27 @@ static greta_status forward_logits(engine *lead, int n, char *err, size_t err_si
     return GRETA_OK;
 }
 
+/* True when lead's abort callback asks to stop (engine_eval only: a step's
+ * rows belong to several sessions, so engine_step is not abortable). */
+static bool abort_requested(const engine *lead, bool abortable) {
+    return abortable && lead->abort_fn && lead->abort_fn(lead->abort_data);
+}
+
 /* One forward of the n rows set up in lead's chunk arrays; every row's
- * cache holds the positions before it. */
-static greta_status forward(engine *lead, int n, char *err, size_t err_size) {
+ * cache holds the positions before it. abortable: poll lead's abort
+ * callback before every layer (GRETA_ERR_CANCELLED). */
+static greta_status forward(engine *lead, int n, bool abortable, char *err, size_t err_size) {
     lead->chunk_traced = false;
     for (int i = 0; i < n; i++)
         if (lead->owners[i]->tracer) lead->chunk_traced = true;
     greta_status st = lead->ops->begin(lead->ctx, lead->chunk_tokens, lead->chunk_pos, n, err, err_size);
-    for (int il = 0; st == GRETA_OK && il < lead->m->hp.n_layer; il++) st = forward_layer(lead, il, n, err, err_size);
+    for (int il = 0; st == GRETA_OK && il < lead->m->hp.n_layer; il++) {
+        if (abort_requested(lead, abortable)) {
+            format_error(err, err_size, "evaluation aborted");
+            return GRETA_ERR_CANCELLED;
+        }
+        st = forward_layer(lead, il, n, err, err_size);
+    }
     if (st == GRETA_OK) st = forward_logits(lead, n, err, err_size);
     return st;
 }
@@ -494,7 +526,7 @@ greta_status engine_eval(engine *e, const int32_t *tokens, size_t n, char *err, 
             };
             set_chunk_row(e, i, e, tokens[idx], start + (int32_t)idx, &row);
         }
-        greta_status st = forward(e, chunk, err, err_size);
+        greta_status st = forward(e, chunk, true, err, err_size);
         if (st != GRETA_OK) {
             e->has_logits = false;
             e->logits_all_rows = 0;
@@ -575,7 +607,7 @@ greta_status engine_step(engine *const *sessions, const int32_t *tokens, size_t 
             };
             set_chunk_row(lead, i, s, tokens[done + (size_t)i], s->n_pos, &row);
         }
-        st = forward(lead, chunk, err, err_size);
+        st = forward(lead, chunk, false, err, err_size);
         if (st != GRETA_OK) {
             for (size_t i = 0; i < n; i++) sessions[i]->has_logits = false;
             return st;

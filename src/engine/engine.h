@@ -53,6 +53,8 @@ typedef struct engine {
     int32_t *tokens;       /* [n_ctx] token at each cached position */
     int32_t n_pos;         /* positions in the cache */
     trace *tracer;         /* not owned; NULL = off */
+    greta_abort_fn abort_fn; /* polled by engine_eval before every layer; NULL = never */
+    void *abort_data;
     int64_t decode_step;   /* next decode step number; -1 before any prefill */
     /* Logits of the last eval: last row always, every row with logits_all. */
     float *logits;         /* [n_vocab] */
@@ -76,16 +78,18 @@ typedef struct engine {
     double *span64;
 } engine;
 
-/* Creates a session of em's model. Returns NULL with a status in *status
- * and a line in err. */
+/* Creates a session of em's model. Refuses (GRETA_ERR_NO_MEMORY) a KV
+ * cache larger than the memory available, before allocating it. Returns
+ * NULL with a status in *status and a line in err. */
 engine *engine_new(engine_model *em, const engine_config *config, greta_status *status, char *err,
                    size_t err_size);
 void engine_free(engine *e);
 
 /* Evaluates n tokens at positions n_pos .. n_pos + n - 1. On a failure
  * found before the forward (bad token, context full, out of memory) the
- * session is unchanged; if the backend fails during the forward, the
- * position is unchanged and the logits are cleared. */
+ * session is unchanged; if the backend fails during the forward, or
+ * abort_fn returns true before a layer (GRETA_ERR_CANCELLED), the position
+ * is unchanged and the logits are cleared. */
 greta_status engine_eval(engine *e, const int32_t *tokens, size_t n, char *err, size_t err_size);
 
 /* Evaluates tokens[i] at the current position of sessions[i], for n

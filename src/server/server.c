@@ -148,15 +148,16 @@ static bool authorized(const http_server *srv, struct MHD_Connection *conn) {
 /* The prompt's tokens: the chat template then the tokenizer, or the
  * completion's text or ids. */
 static bool build_prompt(http_server *srv, const gen_request *r, int32_t **ids, size_t *n_ids, api_error *e) {
+    char err[512] = "";
     if (r->kind == REQ_CHAT) {
         char *rendered = NULL;
-        greta_status st = greta_chat_apply(srv->model, r->messages, r->n_messages, true, NULL, &rendered);
+        greta_status st = greta_chat_apply(srv->model, r->messages, r->n_messages, true, NULL, &rendered, err, sizeof err);
         if (st != GRETA_OK) {
             api_error_set(e, 400, "invalid_request_error", NULL, "messages", "chat template: %s",
-                          st == GRETA_ERR_NO_MEMORY ? "out of memory" : greta_model_error(srv->model));
+                          st == GRETA_ERR_NO_MEMORY ? "out of memory" : err);
             return false;
         }
-        st = greta_tokenize(srv->model, rendered, strlen(rendered), false, true, ids, n_ids);
+        st = greta_tokenize(srv->model, rendered, strlen(rendered), false, true, ids, n_ids, NULL, 0);
         greta_free(rendered);
         if (st != GRETA_OK) {
             api_error_set(e, 500, "server_error", NULL, NULL, "tokenize: %s", greta_status_string(st));
@@ -165,7 +166,7 @@ static bool build_prompt(http_server *srv, const gen_request *r, int32_t **ids, 
         return true;
     }
     if (r->prompt) {
-        greta_status st = greta_tokenize(srv->model, r->prompt, strlen(r->prompt), true, false, ids, n_ids);
+        greta_status st = greta_tokenize(srv->model, r->prompt, strlen(r->prompt), true, false, ids, n_ids, NULL, 0);
         if (st != GRETA_OK) {
             api_error_set(e, 500, "server_error", NULL, NULL, "tokenize: %s", greta_status_string(st));
             return false;

@@ -155,19 +155,25 @@ int audit_prompt_ids(greta_model *m, const char *text, bool chat, const char *sy
         if (system) messages[n++] = (greta_chat_message){"system", system};
         messages[n++] = (greta_chat_message){"user", text};
         char *rendered = NULL;
-        st = greta_chat_apply(m, messages, n, true, NULL, &rendered);
+        char why[400] = "";
+        st = greta_chat_apply(m, messages, n, true, NULL, &rendered, why, sizeof why);
         if (st != GRETA_OK) {
-            format_error(err, err_size, "chat template: %s", greta_model_error(m));
+            format_error(err, err_size, "chat template: %s", why);
             return -1;
         }
-        st = greta_tokenize(m, rendered, strlen(rendered), false, true, ids, n_ids);
+        st = greta_tokenize(m, rendered, strlen(rendered), false, true, ids, n_ids, why, sizeof why);
         greta_free(rendered);
+        if (st != GRETA_OK) {
+            format_error(err, err_size, "tokenize: %s", why);
+            return -1;
+        }
     } else {
-        st = greta_tokenize(m, text, strlen(text), true, false, ids, n_ids);
-    }
-    if (st != GRETA_OK) {
-        format_error(err, err_size, "tokenize: %s", greta_model_error(m));
-        return -1;
+        char why[400] = "";
+        st = greta_tokenize(m, text, strlen(text), true, false, ids, n_ids, why, sizeof why);
+        if (st != GRETA_OK) {
+            format_error(err, err_size, "tokenize: %s", why);
+            return -1;
+        }
     }
     if (*n_ids == 0) {
         format_error(err, err_size, "the prompt has no tokens");

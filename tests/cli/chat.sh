@@ -137,8 +137,9 @@ rc=$?
 grep -q "; interrupted\]" "$TMP/int.err" && pass "the answer was interrupted" || fail "no interruption: $(cat "$TMP/int.err")"
 grep -A5 "; interrupted\]" "$TMP/int.err" | grep -q "conversation reset" && pass "input is read on after Ctrl-C (/reset)" \
     || fail "nothing read after Ctrl-C: $(cat "$TMP/int.err")"
-# Ctrl-C while the conversation is evaluated (nothing streams yet) ends greta
-# chat (it used to be ignored until the answer started). A long first message
+# Ctrl-C while the prompt is evaluated (nothing streams yet) stops that
+# answer within one layer (the session's abort callback) and greta chat reads
+# on (it used to be ignored until the answer started). A long first message
 # keeps the prefill busy for seconds.
 python3 -c '
 import sys
@@ -152,16 +153,21 @@ exec 4>"$TMP/in2"
 cat "$TMP/long.txt" >&4
 sleep 1
 kill -INT "$pid" 2>/dev/null
+for _ in $(seq 1 50); do grep -q "interrupted\]" "$TMP/pre.err" && break; sleep 0.1; done
+grep -qE "^\[[0-9]+ prompt tokens, 0 evaluated \(0 reused from the cache\); 0 generated at 0\.0 tok/s; interrupted\]$" "$TMP/pre.err" \
+    && pass "Ctrl-C during the prefill stops the answer before any token (within 5 s)" \
+    || fail "Ctrl-C during the prefill: $(tail -c 300 "$TMP/pre.err")"
+echo "/quit" >&4
+exec 4>&-
 for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$pid" 2>/dev/null; then
-    fail "Ctrl-C during the prefill did not end greta chat within 5 s"
+    fail "greta chat did not quit after Ctrl-C during the prefill and /quit"
     kill -KILL "$pid"
     wait "$pid" 2>/dev/null
 else
     wait "$pid"
     rc=$?
-    [[ $rc -eq 130 ]] && pass "Ctrl-C during the prefill ends greta chat (exit 130)" \
-        || fail "Ctrl-C during the prefill: exit $rc: $(tail -c 300 "$TMP/pre.err")"
+    [[ $rc -eq 0 ]] && pass "greta chat goes on after Ctrl-C during the prefill (/quit: exit 0)" \
+        || fail "after Ctrl-C during the prefill: exit $rc: $(tail -c 300 "$TMP/pre.err")"
 fi
-exec 4>&-
 finish
