@@ -1,5 +1,8 @@
 # greta: build the library, the CLI and the tests.
-#   make            build/greta (CPU backends; CUDA is a separate target)
+#   make            build/greta, build/libgreta.a and build/libgreta.so (CPU backends;
+#                   CUDA is a separate target)
+#   make install PREFIX=/usr/local   the CLI, both libraries, greta.h and greta.pc
+#                   (DESTDIR=... stages the install elsewhere)
 #   make test       build and run the whole suite (unit tests + CLI tests)
 #   make test-san   the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make setup      install the Debian packages the build needs (scripts/setup/install-deps)
@@ -8,6 +11,7 @@
 #   make CUDA=1     adds the cuda backend (nvcc, sm_90 + PTX) into build-cuda/
 #                   (docs/cuda.md); EXTRA_CFLAGS / EXTRA_LDFLAGS add paths
 
+.DEFAULT_GOAL := all
 CC      ?= gcc
 SAN     ?= 0
 CUDA    ?= 0
@@ -53,26 +57,57 @@ CFLAGS    += -DGRETA_CUDA
 NVCCFLAGS ?= -O3 -std=c++17 --fmad=false -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++
 endif
+# The library's objects are position-independent (libgreta.so) and hidden by
+# default: greta.h marks what it declares visible, so only greta_* is exported.
+# They depend on a file holding these flags, so objects compiled without them
+# (a build tree from before) are rebuilt.
+LIB_OBJ_FLAGS := -fPIC -fvisibility=hidden
+$(LIB_OBJ): OBJ_FLAGS := $(LIB_OBJ_FLAGS)
+$(LIB_OBJ): $(BUILD)/lib-objects.flags
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/server_page.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-unit test-cli test-san setup fetch-model clean
-all: $(BUILD)/greta
+.PHONY: all test test-unit test-cli test-san setup fetch-model clean install
+all: $(BUILD)/greta $(BUILD)/libgreta.a $(BUILD)/libgreta.so
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(OBJ_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/lib-objects.flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(LIB_OBJ_FLAGS)' | cmp -s - $@ || echo '$(LIB_OBJ_FLAGS)' >$@
+.PHONY: FORCE
 
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -Iinclude -Isrc -Xcompiler -Wall,-Wextra,-Werror -MMD -MP -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -Iinclude -Isrc -Xcompiler -Wall,-Wextra,-Werror,-fPIC,-fvisibility=hidden -MMD -MP -c $< -o $@
 
-$(BUILD)/libgreta.a: $(LIB_OBJ)
+# What the CLI, the tools and the tests link: every library object with its
+# internal symbols (the tests call gguf_*, tokenizer_*, ... directly).
+$(BUILD)/libgreta-internal.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+# The public libraries. libgreta.a is one relocatable object whose hidden
+# (internal) symbols are made local, so a program that also defines, say,
+# gguf_find_key (ggml does) links with it; libgreta.so exports greta_* only.
+VERSION   := $(shell sed -n 's/^\#define GRETA_VERSION "\(.*\)"/\1/p' include/greta.h)
+SOVERSION := 0
+$(BUILD)/libgreta.o: $(LIB_OBJ)
+	$(LD) -r -o $@ $^
+	objcopy --localize-hidden $@
+
+$(BUILD)/libgreta.a: $(BUILD)/libgreta.o
+	@rm -f $@
+	ar rcs $@ $<
+
+$(BUILD)/libgreta.so: $(LIB_OBJ)
+	$(CC) -shared $(LDSAN) -Wl,-soname,libgreta.so.$(SOVERSION) -Wl,--no-undefined -o $@ $^ $(LDLIBS)
+	ln -sf libgreta.so $(BUILD)/libgreta.so.$(SOVERSION) # the soname, for programs linked in the tree
 
 $(BUILD)/libgreta-tools.a: $(TOOLS_OBJ)
 	@rm -f $@
@@ -95,13 +130,13 @@ $(BUILD)/libgreta-server.a: $(SERVER_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/greta: $(CLI_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a
-	$(CC) $(LDSAN) -o $@ $(CLI_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a $(LDLIBS)
+$(BUILD)/greta: $(CLI_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta-internal.a
+	$(CC) $(LDSAN) -o $@ $(CLI_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta-internal.a $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a
-	$(CC) $(LDSAN) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta.a $(LDLIBS)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta-internal.a
+	$(CC) $(LDSAN) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libgreta-server.a $(BUILD)/libgreta-tools.a $(BUILD)/libgreta-internal.a $(LDLIBS)
 
-tests-build: $(BUILD)/greta $(TEST_BIN)
+tests-build: $(BUILD)/greta $(BUILD)/libgreta.a $(BUILD)/libgreta.so $(TEST_BIN)
 
 test: tests-build
 	BUILD=$(BUILD) bash tests/run_tests.sh
@@ -117,6 +152,21 @@ fetch-model:
 
 clean:
 	rm -rf build build-san build-cuda
+
+# install: the CLI, libgreta.a, libgreta.so (libgreta.so.VERSION with the
+# soname link libgreta.so.0 and the link-time name libgreta.so), greta.h,
+# and greta.pc for pkg-config (docs/api.md, examples/generate.c).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: $(BUILD)/greta $(BUILD)/libgreta.a $(BUILD)/libgreta.so
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/greta $(DESTDIR)$(PREFIX)/bin/greta
+	install -m 644 $(BUILD)/libgreta.a $(DESTDIR)$(PREFIX)/lib/libgreta.a
+	install -m 755 $(BUILD)/libgreta.so $(DESTDIR)$(PREFIX)/lib/libgreta.so.$(VERSION)
+	ln -sf libgreta.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libgreta.so.$(SOVERSION)
+	ln -sf libgreta.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libgreta.so
+	install -m 644 include/greta.h $(DESTDIR)$(PREFIX)/include/greta.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' greta.pc.in >$(DESTDIR)$(PREFIX)/lib/pkgconfig/greta.pc
 
 -include $(LIB_OBJ:.o=.d) $(TOOLS_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d)
 

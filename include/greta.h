@@ -31,7 +31,7 @@
  *   greta_eval(s, ids, n);                      // prefill
  *   greta_sample(s, &sampling, &tok);           // next token
  *   greta_eval(s, &tok, 1);                     // decode: same call
- * docs/api.md is the guide.
+ * examples/generate.c is a complete program, docs/api.md the guide.
  *
  * Thread safety: one session is used by one thread at a time. A model may
  * be used by several sessions on different threads at once; it holds no
@@ -47,6 +47,13 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Everything this header declares is libgreta's exported API, and nothing
+ * else is: the library is compiled with -fvisibility=hidden (Makefile), and
+ * this pragma makes the declarations below visible. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
 #endif
 
 #define GRETA_VERSION "0.1.0"
@@ -563,6 +570,10 @@ greta_status greta_session_open_trace(greta_session *session, const greta_trace_
  * any); reports a failed write. greta_session_free closes it too, but
  * cannot report errors. */
 greta_status greta_session_close_trace(greta_session *session, char *err, size_t err_size);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
