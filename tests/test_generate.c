@@ -375,7 +375,7 @@ static void test_errors(greta_model *model, const hf_case *c) {
     greta_generate_params gp = greta_generate_default_params();
     gp.sampling.top_p = 0.0f; /* invalid */
     st = greta_generate(session, c->prompt, c->n_prompt, &gp, &r);
-    CHECK(st == GRETA_ERR_INVALID_ARGUMENT && strncmp(greta_session_error(session), "sampling: sampling failed: ", 27) == 0,
+    CHECK(st == GRETA_ERR_INVALID_ARGUMENT && strncmp(greta_session_error(session), "sampling: the sampler rejected its parameters: ", 47) == 0,
           "bad sampler parameters: %s: %s", greta_status_string(st), greta_session_error(session));
     int32_t bad_prompt[2] = {1, 999999};
     st = greta_generate(session, bad_prompt, 2, NULL, &r);

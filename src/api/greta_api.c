@@ -644,7 +644,7 @@ greta_status greta_sample(greta_session *session, const greta_sampler_params *pa
                                   "forward pass produced them; record a StageTrace (--trace, docs/trace.md) to find "
                                   "the first layer that did",
                                   n_nan, n_inf, n_vocab, first);
-    greta_session_fail(session, st, "sampling failed: %s (check the sampler parameters)", greta_status_string(st));
+    greta_session_fail(session, st, "the sampler rejected its parameters: %s (check temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n)", greta_status_string(st));
     return st;
 }
 

@@ -47,7 +47,7 @@ greta_status greta_chat_apply(const greta_model *model, const greta_chat_message
     if (!text) return GRETA_ERR_TEMPLATE;
     chat_message *msgs = calloc(n ? n : 1, sizeof *msgs);
     if (!msgs) {
-        format_error(err, err_size, "out of memory");
+        format_error(err, err_size, "chat template: out of memory");
         return GRETA_ERR_NO_MEMORY;
     }
     for (size_t i = 0; i < n; i++) msgs[i] = (chat_message){messages[i].role, messages[i].content};

@@ -53,11 +53,11 @@ greta_status greta_session_open_trace(greta_session *session, const greta_trace_
     if (!session) return GRETA_ERR_INVALID_ARGUMENT;
     if (!greta_trace_config_enabled(config)) return GRETA_OK;
     if (session->owned_tracer) {
-        format_error(err, err_size, "the session already has a tracer");
+        format_error(err, err_size, "trace: the session already has a tracer");
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     if (!config->config.out_path[0] && !config->config.in_memory) {
-        format_error(err, err_size, "tracing is on but has no output (--trace FILE or GRETA_TRACE_STAGE_OUT)");
+        format_error(err, err_size, "trace: tracing is on but has no output (--trace FILE or GRETA_TRACE_STAGE_OUT)");
         return GRETA_ERR_INVALID_ARGUMENT;
     }
     greta_model_info info;

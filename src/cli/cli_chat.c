@@ -86,7 +86,7 @@ static int chat_prompt(greta_model *model, greta_session *session, const cli_gen
     char *rendered = NULL;
     char err[512] = "";
     if (greta_chat_apply(model, c->messages, c->n, true, o->chat_template, &rendered, err, sizeof err) != GRETA_OK) {
-        cli_error("chat template: %s", err);
+        cli_error("%s", err);
         return -1;
     }
     greta_status st = greta_tokenize(model, rendered, strlen(rendered), false, true, ids, n_ids, err, sizeof err);

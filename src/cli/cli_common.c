@@ -363,7 +363,7 @@ greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, boo
         return NULL;
     }
     if (greta_session_open_trace(session, o->trace, o->model_path, err, sizeof err) != GRETA_OK) {
-        cli_error("trace: %s", err);
+        cli_error("%s", err);
         greta_session_free(session);
         return NULL;
     }
@@ -373,7 +373,7 @@ greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, boo
 bool cli_end_session(greta_session *session) {
     char err[512] = "";
     bool ok = greta_session_close_trace(session, err, sizeof err) == GRETA_OK;
-    if (!ok) cli_error("trace: %s", err);
+    if (!ok) cli_error("%s", err);
     greta_session_free(session);
     return ok;
 }

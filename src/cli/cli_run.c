@@ -61,7 +61,7 @@ static bool build_prompt(greta_model *model, const cli_gen_options *o, const cha
     messages[n++] = (greta_chat_message){"user", text};
     char *rendered = NULL;
     if (greta_chat_apply(model, messages, n, true, o->chat_template, &rendered, err, sizeof err) != GRETA_OK) {
-        cli_error("chat template: %s", err);
+        cli_error("%s", err);
         return false;
     }
     greta_status st = greta_tokenize(model, rendered, strlen(rendered), false, true, ids, n_ids, err, sizeof err);

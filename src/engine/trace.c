@@ -576,7 +576,7 @@ greta_status trace_open(const trace_config *config, const trace_model_info *info
     char inner[512];
     layer_ctx lctx = {t->layer_on, t->n_layers};
     if (for_each_item(config->layers, layer_item, &lctx, "layer", inner, sizeof inner) != 0) {
-        format_error(err, err_size, "trace layers '%s': %s", config->layers, inner);
+        format_error(err, err_size, "trace: layers '%s': %s", config->layers, inner);
         trace_close(t, NULL, 0);
         return GRETA_ERR_INVALID_ARGUMENT;
     }

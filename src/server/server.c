@@ -153,8 +153,8 @@ static bool build_prompt(http_server *srv, const gen_request *r, int32_t **ids, 
         char *rendered = NULL;
         greta_status st = greta_chat_apply(srv->model, r->messages, r->n_messages, true, NULL, &rendered, err, sizeof err);
         if (st != GRETA_OK) {
-            api_error_set(e, 400, "invalid_request_error", NULL, "messages", "chat template: %s",
-                          st == GRETA_ERR_NO_MEMORY ? "out of memory" : err);
+            api_error_set(e, 400, "invalid_request_error", NULL, "messages", "%s",
+                          st == GRETA_ERR_NO_MEMORY ? "chat template: out of memory" : err);
             return false;
         }
         st = greta_tokenize(srv->model, rendered, strlen(rendered), false, true, ids, n_ids, NULL, 0);

@@ -158,7 +158,7 @@ int audit_prompt_ids(greta_model *m, const char *text, bool chat, const char *sy
         char why[400] = "";
         st = greta_chat_apply(m, messages, n, true, NULL, &rendered, why, sizeof why);
         if (st != GRETA_OK) {
-            format_error(err, err_size, "chat template: %s", why);
+            format_error(err, err_size, "%s", why);
             return -1;
         }
         st = greta_tokenize(m, rendered, strlen(rendered), false, true, ids, n_ids, why, sizeof why);

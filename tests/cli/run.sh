@@ -128,7 +128,7 @@ expect_ok "--chat-template FILE" "$GRETA" run -m "$MODEL" --chat --chat-template
     -p "The capital of France is" --greedy -n 4
 out_is $' Paris.\n\n' && pass "a content-only template gives the plain prompt's text" \
     || fail "--chat-template FILE output '$(cat "$TMP/out")'"
-expect_error "unknown template name" "greta: error: chat template: .*no-such-template" \
+expect_error "unknown template name" "greta: error: unknown chat template 'no-such-template'" \
     "$GRETA" run -m "$MODEL" --chat --chat-template no-such-template -p hi -n 1
 printf 'just text' >"$TMP/not_a_template.txt"
 expect_error "template file without Jinja" "greta: error: --chat-template: .*not a Jinja template" \

@@ -54,7 +54,7 @@ if grep -q '"point":"x_in"' "$TMP/env2.jsonl" && ! grep -q '"point":"ffn_act"' "
 expect_error "unknown point" "^greta: error: --trace-points: unknown trace point 'nope' \(points: x_in " \
     "${run[@]}" --trace "$TMP/x.jsonl" --trace-points nope
 expect_error "layer out of range" \
-    "^greta: error: trace: trace layers '5': layer 5 out of range: the model has 2 layers \(0-1\)$" \
+    "^greta: error: trace: layers '5': layer 5 out of range: the model has 2 layers \(0-1\)$" \
     "${run[@]}" --trace "$TMP/x.jsonl" --trace-layers 5
 expect_error "unknown phase" "^greta: error: --trace-phases: unknown trace phase 'decodeX' \(phases: prefill, " \
     "${run[@]}" --trace "$TMP/x.jsonl" --trace-phases decodeX
@@ -68,7 +68,7 @@ expect_error "GRETA_TRACE_STAGE=1 without an output" \
 GRETA_TRACE_STAGE=1 GRETA_TRACE_STAGE_POINTS=logits "${run[@]}" --trace "$TMP/stage.jsonl" >/dev/null 2>&1
 if grep -q '"point":"logits"' "$TMP/stage.jsonl" 2>/dev/null; then pass "GRETA_TRACE_STAGE=1 completed by --trace FILE"; else fail "GRETA_TRACE_STAGE=1 + --trace FILE wrote no logits record"; fi
 expect_error "unwritable trace file" \
-    "^greta: error: trace: trace: cannot create '/nonexistent-dir/t.jsonl': No such file or directory$" \
+    "^greta: error: trace: cannot create '/nonexistent-dir/t.jsonl': No such file or directory$" \
     "${run[@]}" --trace /nonexistent-dir/t.jsonl
 
 # greta run and greta trace record see the same prompt rows
