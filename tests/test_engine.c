@@ -289,6 +289,25 @@ static void check_invariants(const model_case *mc, greta_precision precision) {
               "%s %s: prefill logits with %d thread(s) bitwise equal to 1 thread (rerun)", mc->name, pname, threads);
         free(other);
     }
+    /* q8 on the file's blocks (GRETA_CPU_REPACK=0, cpu_repack.h) against
+     * the repacked weights the sessions above used: bitwise, 1 and 3 threads,
+     * prefill and the last position decoded alone. */
+    if (precision == GRETA_PRECISION_Q8) {
+        setenv("GRETA_CPU_REPACK", "0", 1);
+        for (int threads = 1; threads <= 3; threads += 2) {
+            float *file = prefill_all_p(m, GRETA_BACKEND_CPU, threads, ids, n, 0, precision);
+            CHECK(file && memcmp(file, base, (size_t)n * row_bytes) == 0,
+                  "%s q8: prefill on the file's blocks (GRETA_CPU_REPACK=0) == repacked, bitwise, %d thread(s)",
+                  mc->name, threads);
+            free(file);
+        }
+        greta_session *f = session_p(m, GRETA_BACKEND_CPU, 2, false, 0, precision);
+        bool same = f && greta_eval(f, ids, (size_t)n - 1) == GRETA_OK && greta_eval(f, ids + n - 1, 1) == GRETA_OK &&
+                    greta_logits(f) && memcmp(greta_logits(f), base + (size_t)(n - 1) * n_vocab, row_bytes) == 0;
+        CHECK(same, "%s q8: decode on the file's blocks == repacked prefill's last row, bitwise", mc->name);
+        greta_session_free(f);
+        unsetenv("GRETA_CPU_REPACK");
+    }
     /* Token by token: every position bitwise equal to the prefill row. */
     greta_session *s = session_p(m, GRETA_BACKEND_CPU, 2, false, 0, precision);
     int mismatch = -1;

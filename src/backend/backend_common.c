@@ -102,17 +102,35 @@ void backend_rope_angles(const model_hparams *hp, const double *freqs, int32_t p
 
 /* ---- host-memory backends ---- */
 
-greta_status host_model_new(const model *m, backend_model **out, char *err, size_t err_size) {
-    *out = NULL;
-    host_model *hm = calloc(1, sizeof *hm);
-    if (hm) {
-        hm->m = m;
-        hm->rope_freqs = backend_rope_freqs_new(m);
-    }
-    if (!hm || !hm->rope_freqs || !backend_weights_init(&hm->w, m)) {
-        host_model_free((backend_model *)(void *)hm);
+greta_status host_model_init(host_model *hm, const model *m, char *err, size_t err_size) {
+    memset(hm, 0, sizeof *hm);
+    hm->m = m;
+    hm->rope_freqs = backend_rope_freqs_new(m);
+    if (!hm->rope_freqs || !backend_weights_init(&hm->w, m)) {
+        host_model_clear(hm);
         format_error(err, err_size, "out of memory placing the weights");
         return GRETA_ERR_NO_MEMORY;
+    }
+    return GRETA_OK;
+}
+
+void host_model_clear(host_model *hm) {
+    backend_weights_free(&hm->w);
+    free(hm->rope_freqs);
+    hm->rope_freqs = NULL;
+}
+
+greta_status host_model_new(const model *m, backend_model **out, char *err, size_t err_size) {
+    *out = NULL;
+    host_model *hm = malloc(sizeof *hm);
+    if (!hm) {
+        format_error(err, err_size, "out of memory placing the weights");
+        return GRETA_ERR_NO_MEMORY;
+    }
+    greta_status st = host_model_init(hm, m, err, err_size);
+    if (st != GRETA_OK) {
+        free(hm);
+        return st;
     }
     *out = (backend_model *)(void *)hm;
     return GRETA_OK;
@@ -121,8 +139,7 @@ greta_status host_model_new(const model *m, backend_model **out, char *err, size
 void host_model_free(backend_model *bm) {
     host_model *hm = (host_model *)(void *)bm;
     if (!hm) return;
-    backend_weights_free(&hm->w);
-    free(hm->rope_freqs);
+    host_model_clear(hm);
     free(hm);
 }
 

@@ -64,6 +64,10 @@ typedef struct {
 
 greta_status host_model_new(const model *m, backend_model **out, char *err, size_t err_size);
 void host_model_free(backend_model *bm);
+/* The same in place, for a backend whose per-model struct begins with a
+ * host_model (cpu: cpu.c), so host_model_of() still applies to it. */
+greta_status host_model_init(host_model *hm, const model *m, char *err, size_t err_size);
+void host_model_clear(host_model *hm);
 const host_model *host_model_of(const backend_model *bm);
 
 /* Their KV cache: K and V of value_size-byte values (float, double) laid

@@ -10,6 +10,7 @@
  * backend_cpu_kernels.h, so results depend neither on the number of rows
  * in the forward nor on the number of threads. */
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_pool.h"
 #include "backend/cpu/cpu_q8.h"
+#include "backend/cpu/cpu_repack.h"
 #include "format/quant.h"
 
 /* Weight rows per matmul unit and decoded together; activation rows per panel. */
@@ -33,8 +35,16 @@
 /* Below this many rows element-wise ops run on the calling thread. */
 #define PARALLEL_MIN_ROWS 8
 
-/* The per-model part and the KV cache are backend_common's host_model
- * (weights in the mapping) and host_kv (float values). */
+/* The per-model part is backend_common's host_model (weights in the
+ * mapping) plus, once a q8 session asks for them, the repacked matrices
+ * (cpu_repack.h), made once and shared by every q8 session of the model;
+ * the KV cache is host_kv (float values). */
+typedef struct {
+    host_model hm; /* first: host_model_of() applies to a cpu_model */
+    pthread_mutex_t lock;
+    bool repack_tried;
+    cpu_repacked **repacked; /* [hm.w.count] NULL where not repacked; NULL if none yet */
+} cpu_model;
 
 struct backend_ctx {
     const host_model *hm;
@@ -56,6 +66,8 @@ struct backend_ctx {
     const cpu_q8_kernels *q8;  /* config.q8: integer kernels, else NULL */
     uint8_t *xq[2];            /* q8: [max_rows] quantized rows, blocks of 32 / of 256 */
     size_t xq_stride[2];       /* their row bytes */
+    const cpu_repack_kernels *rpk;  /* q8 with repacked weights, else NULL */
+    cpu_repacked *const *repacked;  /* the model's, by weight id */
 };
 
 static int64_t round8(int64_t n) {
@@ -66,7 +78,59 @@ static float *row_of(backend_ctx *be, backend_buf b, int i) {
     return (float *)be->buf[b] + (size_t)i * (size_t)be->stride[b];
 }
 
-/* ---- per model and per sequence: host_model, host_kv ---- */
+/* ---- per model and per sequence: cpu_model, host_kv ---- */
+
+static greta_status cpu_model_new(const model *m, backend_model **out, char *err, size_t err_size) {
+    *out = NULL;
+    cpu_model *cm = calloc(1, sizeof *cm);
+    if (!cm) {
+        format_error(err, err_size, "out of memory placing the weights");
+        return GRETA_ERR_NO_MEMORY;
+    }
+    greta_status st = host_model_init(&cm->hm, m, err, err_size);
+    if (st == GRETA_OK && pthread_mutex_init(&cm->lock, NULL) != 0) {
+        host_model_clear(&cm->hm);
+        format_error(err, err_size, "cannot create a mutex");
+        st = GRETA_ERR_INTERNAL;
+    }
+    if (st != GRETA_OK) {
+        free(cm);
+        return st;
+    }
+    *out = (backend_model *)(void *)cm;
+    return GRETA_OK;
+}
+
+static void cpu_model_free(backend_model *bm) {
+    cpu_model *cm = (cpu_model *)(void *)bm;
+    if (!cm) return;
+    cpu_repack_weights_free(cm->repacked, cm->hm.w.count);
+    pthread_mutex_destroy(&cm->lock);
+    host_model_clear(&cm->hm);
+    free(cm);
+}
+
+/* The model's repacked matrices, made by the first q8 session that asks
+ * (sessions may be created on several threads at once). */
+static greta_status cpu_model_repacked(backend_model *bm, cpu_repacked *const **out, char *err, size_t err_size) {
+    cpu_model *cm = (cpu_model *)(void *)bm;
+    greta_status st = GRETA_OK;
+    pthread_mutex_lock(&cm->lock);
+    if (!cm->repacked && !cpu_repack_weights(&cm->hm.w, cm->hm.m, &cm->repacked)) {
+        format_error(err, err_size, "out of memory repacking the weights for precision q8");
+        st = GRETA_ERR_NO_MEMORY;
+    }
+    *out = cm->repacked;
+    pthread_mutex_unlock(&cm->lock);
+    return st;
+}
+
+/* GRETA_CPU_REPACK=0 keeps q8 on the file's blocks (a diagnostic: the same
+ * bits, slower; tests compare the two). */
+static bool repack_wanted(void) {
+    const char *v = getenv("GRETA_CPU_REPACK");
+    return !v || strcmp(v, "0") != 0;
+}
 
 static greta_status cpu_kv_new(backend_model *bm, int32_t n_ctx, backend_kv **out, char *err, size_t err_size) {
     return host_kv_new(bm, n_ctx, sizeof(float), out, err, err_size);
@@ -125,6 +189,14 @@ static greta_status cpu_ctx_new(backend_model *bm, const backend_ctx_config *con
             be->xq_stride[f] = cpu_q8_act_row_bytes(f == 0 ? 32 : 256, be->max_in);
             be->xq[f] = malloc((size_t)config->max_rows * be->xq_stride[f] + 64);
             if (!be->xq[f]) goto oom;
+        }
+        if (repack_wanted()) {
+            greta_status st = cpu_model_repacked(bm, &be->repacked, err, err_size);
+            if (st != GRETA_OK) {
+                cpu_ctx_free(be);
+                return st;
+            }
+            be->rpk = cpu_repack_best();
         }
     }
     char perr[200] = "";
@@ -231,6 +303,7 @@ typedef struct {
     int64_t unit_end[4];  /* cumulative unit counts per matrix */
     const uint8_t *xq[4]; /* q8: the quantized rows for matrix k, NULL = float32 path */
     size_t xq_stride[4];
+    const cpu_repacked *rp[4]; /* q8: matrix k repacked, else NULL */
     atomic_long next;
 } matmul_job;
 
@@ -245,6 +318,11 @@ static void matmul_unit(matmul_job *job, int thread, int mat, int64_t wblock, in
     float *wbuf = be->wbuf[thread];
     backend_buf dst = job->dst[mat];
     int64_t ys = be->stride[dst];
+    if (job->xq[mat] && job->rp[mat]) {
+        be->rpk->tile(job->rp[mat], r_begin, (int)(r_end - r_begin), job->xq[mat] + (size_t)t_begin * job->xq_stride[mat],
+                      job->xq_stride[mat], t_count, row_of(be, dst, t_begin) + r_begin, ys);
+        return;
+    }
     if (job->xq[mat]) {
         be->q8->tile(w, r_begin, (int)(r_end - r_begin), job->xq[mat] + (size_t)t_begin * job->xq_stride[mat],
                      job->xq_stride[mat], t_count, row_of(be, dst, t_begin) + r_begin, ys);
@@ -346,6 +424,7 @@ static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight
         job.unit_end[i] = units;
     }
     if (be->q8) cpu_matmul_quantize(be, &job, src, src_row0);
+    for (int i = 0; i < n_mats && be->repacked; i++) job.rp[i] = be->repacked[ids[i]];
     atomic_init(&job.next, 0);
     if (be->n_threads == 1)
         matmul_worker(&job, 0);
@@ -522,8 +601,8 @@ const backend_ops backend_cpu_ops = {
     .name = "cpu",
     .precision = "f32",
     .f64 = false,
-    .model_new = host_model_new,
-    .model_free = host_model_free,
+    .model_new = cpu_model_new,
+    .model_free = cpu_model_free,
     .ctx_new = cpu_ctx_new,
     .ctx_free = cpu_ctx_free,
     .kv_new = cpu_kv_new,

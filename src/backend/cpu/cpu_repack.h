@@ -1,0 +1,88 @@
+/* cpu_repack.h: weights repacked at load for the q8 path (cpu_q8.h) into
+ * groups of 4 rows whose blocks are interleaved, so the AVX-512 VNNI kernel
+ * reads one contiguous stream per group, converts the 4 rows' scales with
+ * one instruction and unpacks two rows' values into one 512-bit register
+ * (the int32 lanes 0..7 are row 2p's lanes, 8..15 row 2p+1's).
+ *
+ * Layout (types Q4_0, Q5_0, Q8_0; n_in a multiple of 32; G = 4):
+ *   group g = rows 4g .. 4g+3 (rows past n_out: zero blocks, never read back),
+ *   [n_groups][n_blocks] group blocks, block b of the group:
+ *     d[4]          f16 x 4, row 4g + r's scale at index r
+ *     Q4_0  qs[2][32]  pair p (rows 2p, 2p+1): byte i = u(2p, i) | u(2p+1, i) << 4
+ *     Q5_0  qs[2][32]  as Q4_0 (low 4 bits of u), then qh[4] (uint32): bit i of
+ *                      qh[r] = bit 4 of u(r, i)
+ *     Q8_0  qs[4][32]  u(r, i)
+ *   where u(r, i) = value i of row r's block + bias, unsigned: bias 8 (Q4_0:
+ *   the file's nibble), 16 (Q5_0: its 5-bit value), 128 (Q8_0: byte xor 0x80).
+ *   A group block is exactly 4 file blocks long (72, 88, 136 bytes): the
+ *   repacked tensor is the size of the file's (plus the padding rows).
+ *
+ * vpdpbusd multiplies unsigned by signed bytes: the kernels multiply u by
+ * the activation bytes q and start each int32 lane at -bias * (sum of its 4
+ * q), a term of the activation row alone: the lane is then exactly the
+ * integer sum of value * q the file's blocks give. Every kernel here (VNNI,
+ * AVX2, portable) forms the same int32 lanes and the same float operations
+ * in the same order as cpu_q8.h's kernels on the file's blocks: the same
+ * bits (tests/test_cpu_repack.c). */
+#ifndef GRETA_BACKEND_CPU_REPACK_H
+#define GRETA_BACKEND_CPU_REPACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend_common.h"
+#include "model/model.h"
+
+#define CPU_REPACK_ROWS 4
+
+typedef struct {
+    uint32_t type;         /* the file's type: QT_Q4_0, QT_Q5_0, QT_Q8_0 */
+    int64_t n_in, n_out;   /* as the model_weight */
+    int64_t n_blocks;      /* n_in / 32 */
+    size_t block_bytes;    /* bytes of one group block (4 file blocks) */
+    size_t group_bytes;    /* n_blocks * block_bytes */
+    int64_t n_groups;      /* ceil(n_out / 4) */
+    uint8_t *data;         /* [n_groups][group_bytes], 64-byte aligned, owned */
+} cpu_repacked;
+
+/* True if w (type and shape) has a repacked layout. */
+bool cpu_repack_supported(const model_weight *w);
+
+/* w repacked (reads all of w->data); NULL on out of memory. */
+cpu_repacked *cpu_repack_new(const model_weight *w);
+void cpu_repack_free(cpu_repacked *rp);
+
+/* Every matrix of w that the q8 path multiplies and that has a repacked
+ * layout (not token_embd: only its rows are read, by begin), repacked one
+ * at a time: out[id] for id < w->count, NULL where not repacked; false on
+ * out of memory (nothing kept). After each matrix the file's pages under it
+ * are given back (madvise MADV_DONTNEED on the page-aligned inside of its
+ * range in m's read-only mapping), so memory holds the copy instead of the
+ * file's bytes, not both; a later reader of those bytes (the f32 path, the
+ * ref backend, an embedding row of a tied output) faults them in again. */
+bool cpu_repack_weights(const backend_weights *w, const model *m, cpu_repacked ***out);
+void cpu_repack_weights_free(cpu_repacked **by_id, int32_t count);
+
+/* The values of row r (< 4) of group block blk, as the file's block holds
+ * them (signed: value = u - bias), and its scale d as float. For the
+ * portable kernel and the tests. */
+void cpu_repack_unpack(const cpu_repacked *rp, const uint8_t *blk, int r, int8_t *values, float *d);
+
+typedef struct {
+    const char *name; /* "avx512vnni", "avx2", "portable" */
+    /* y[t * ys + r] = dot(row r0 + r of rp, activation row t) for r < n_rows,
+     * t < n_x: cpu_q8_kernels.tile's contract (activations quantized in
+     * blocks of 32, cpu_q8_block, row t at xq + t * xq_stride). */
+    void (*tile)(const cpu_repacked *rp, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride, int n_x,
+                 float *y, int64_t ys);
+} cpu_repack_kernels;
+
+/* The best the running CPU has (AVX-512 VNNI, AVX2, portable), chosen as
+ * cpu_q8_best chooses; the others for tests (NULL when the CPU lacks it). */
+const cpu_repack_kernels *cpu_repack_best(void);
+const cpu_repack_kernels *cpu_repack_portable(void);
+const cpu_repack_kernels *cpu_repack_avx2(void);
+const cpu_repack_kernels *cpu_repack_vnni(void);
+
+#endif

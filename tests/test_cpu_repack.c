@@ -1,0 +1,138 @@
+/* test_cpu_repack.c: the repacked q8 kernels (src/backend/cpu/cpu_repack.c)
+ * against the q8 kernels on the file's blocks (cpu_q8.c), bit for bit:
+ *   - unpacking a group block gives back every value and scale of the file's
+ *     blocks (random bytes: every bit pattern);
+ *   - every repacked kernel the CPU has (AVX-512 VNNI, AVX2, portable, each
+ *     forced) equals the portable file-layout kernel bit for bit, for odd row
+ *     counts (the last group padded), an odd and an even number of blocks,
+ *     every tile shape (all rows x 9 activation rows at once; each element
+ *     alone, as decode computes it; row ranges that start inside a group);
+ * Thread counts and prefill vs decode through the engine: test_engine.c
+ * (repacked and GRETA_CPU_REPACK=0 compared there). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_q8.h"
+#include "backend/cpu/cpu_repack.h"
+#include "format/quant.h"
+#include "support/check.h"
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static uint32_t next_u32(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float uniform(void) { return (float)(next_u32() % 2000001) / 1e6f - 1.0f; }
+
+/* Random bytes, each block's f16 scale in [0.001, 0.02). */
+static void random_rows(uint32_t type, uint8_t *data, int64_t n, int rows) {
+    size_t rb = quant_row_bytes(type, n);
+    for (size_t i = 0; i < rb * (size_t)rows; i++) data[i] = (uint8_t)next_u32();
+    size_t bs = (size_t)quant_type_size(type);
+    for (size_t b = 0; b < rb * (size_t)rows / bs; b++) {
+        uint16_t h = quant_f32_to_f16(0.001f + 0.019f * (float)(next_u32() % 1000) / 1000.0f);
+        memcpy(data + b * bs, &h, 2);
+    }
+}
+
+static const uint32_t types[] = {QT_Q4_0, QT_Q5_0, QT_Q8_0};
+
+static void test_unpack(uint32_t type, const model_weight *w, const cpu_repacked *rp) {
+    const char *name = quant_type_name(type);
+    int bad = 0;
+    float *ref = malloc(sizeof(float) * (size_t)w->n_in);
+    for (int64_t row = 0; row < w->n_out; row++) {
+        quant_dequantize(type, w->data + (size_t)row * w->row_bytes, ref, w->n_in);
+        const uint8_t *group = rp->data + (size_t)(row / CPU_REPACK_ROWS) * rp->group_bytes;
+        for (int64_t b = 0; b < rp->n_blocks; b++) {
+            int8_t v[32];
+            float d;
+            cpu_repack_unpack(rp, group + (size_t)b * rp->block_bytes, (int)(row % CPU_REPACK_ROWS), v, &d);
+            for (int i = 0; i < 32; i++)
+                if (d * (float)v[i] != ref[b * 32 + i]) bad++;
+        }
+    }
+    CHECK(bad == 0, "%s: %lld x %lld repacked, unpacked == the file's values (d * q, %d differ)", name,
+          (long long)w->n_out, (long long)w->n_in, bad);
+    free(ref);
+}
+
+static void test_kernels_shape(uint32_t type, int64_t n, int rows) {
+    const char *name = quant_type_name(type);
+    const int nx = 9;
+    size_t rb = quant_row_bytes(type, n), xs = cpu_q8_act_row_bytes(32, n);
+    uint8_t *wdata = malloc(rb * (size_t)rows), *xq = malloc(xs * (size_t)nx);
+    float *x = malloc(sizeof(float) * (size_t)n);
+    random_rows(type, wdata, n, rows);
+    for (int t = 0; t < nx; t++) {
+        for (int64_t i = 0; i < n; i++) x[i] = uniform() * (1.0f + (float)(i % 5));
+        cpu_q8_quantize_row(32, x, n, xq + (size_t)t * xs);
+    }
+    model_weight w = {.name = "w", .type = type, .n_in = n, .n_out = rows, .row_bytes = rb, .data = wdata};
+    CHECK(cpu_repack_supported(&w), "%s supported", name);
+    cpu_repacked *rp = cpu_repack_new(&w);
+    CHECK(rp != NULL, "%s: repacked", name);
+    if (!rp) return;
+    CHECK(rp->group_bytes == (size_t)rp->n_blocks * rp->block_bytes &&
+              rp->block_bytes == CPU_REPACK_ROWS * (size_t)quant_type_size(type),
+          "%s: a group block is 4 file blocks (%zu bytes)", name, rp->block_bytes);
+    test_unpack(type, &w, rp);
+
+    float *want = malloc(sizeof(float) * (size_t)(nx * rows)), *got = malloc(sizeof(float) * (size_t)(nx * rows));
+    cpu_q8_portable()->tile(&w, 0, rows, xq, xs, nx, want, rows);
+    const cpu_repack_kernels *ks[3] = {cpu_repack_portable(), cpu_repack_avx2(), cpu_repack_vnni()};
+    for (int k = 0; k < 3; k++) {
+        if (!ks[k]) {
+            printf("  (%s: the CPU has no %s kernel to force)\n", name, k == 1 ? "avx2" : "avx512vnni");
+            continue;
+        }
+        const char *kn = ks[k]->name;
+        memset(got, 0xff, sizeof(float) * (size_t)(nx * rows));
+        ks[k]->tile(rp, 0, rows, xq, xs, nx, got, rows);
+        CHECK(memcmp(got, want, sizeof(float) * (size_t)(nx * rows)) == 0,
+              "%s n=%lld: repacked %s == file-layout q8 bit for bit (%d rows x %d activations)", name, (long long)n,
+              kn, rows, nx);
+        int mismatch = 0;
+        for (int r = 0; r < rows; r++)
+            for (int t = 0; t < nx; t++) {
+                float one;
+                ks[k]->tile(rp, r, 1, xq + (size_t)t * xs, xs, 1, &one, 1);
+                if (memcmp(&one, &want[t * rows + r], sizeof one) != 0) mismatch++;
+            }
+        CHECK(mismatch == 0, "%s n=%lld: %s, each element alone (decode) == the tile (%d differ)", name, (long long)n,
+              kn, mismatch);
+        /* rows 1 .. rows-2 (a range starting and ending inside groups), 3 activation rows */
+        int sub = rows - 2;
+        float part[3 * 16];
+        ks[k]->tile(rp, 1, sub, xq + 2 * xs, xs, 3, part, sub);
+        mismatch = 0;
+        for (int t = 0; t < 3; t++)
+            for (int r = 0; r < sub; r++)
+                if (memcmp(&part[t * sub + r], &want[(t + 2) * rows + r + 1], sizeof(float)) != 0) mismatch++;
+        CHECK(mismatch == 0, "%s n=%lld: %s, rows 1..%d x activations 2..4 == the tile (%d differ)", name,
+              (long long)n, kn, rows - 2, mismatch);
+    }
+    cpu_repack_free(rp);
+    free(want);
+    free(got);
+    free(wdata);
+    free(xq);
+    free(x);
+}
+
+int main(void) {
+    printf("best repacked kernels: %s\n", cpu_repack_best()->name);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        test_kernels_shape(types[t], 768, 7);  /* 24 blocks, 2 groups (1 padding row) */
+        test_kernels_shape(types[t], 800, 13); /* 25 blocks (odd), 4 groups (3 padding rows) */
+        test_kernels_shape(types[t], 64, 4);   /* 2 blocks, 1 full group */
+    }
+    test_kernels_shape(QT_Q4_0, 513 * 32, 5); /* longer than the VNNI kernel's lane-start buffer */
+    model_weight f16 = {.type = QT_F16, .n_in = 64, .n_out = 4};
+    model_weight odd = {.type = QT_Q4_0, .n_in = 48, .n_out = 4};
+    CHECK(!cpu_repack_supported(&f16) && !cpu_repack_supported(&odd), "F16 and n_in %% 32 != 0 not repacked");
+    return check_finish("test_cpu_repack");
+}
