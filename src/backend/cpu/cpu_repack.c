@@ -17,8 +17,17 @@ bool cpu_repack_supported(const model_weight *w) {
     case QT_Q4_0:
     case QT_Q5_0:
     case QT_Q8_0: return w->n_in > 0 && w->n_in % 32 == 0 && w->n_out > 0;
+    case QT_Q4_K:
+    case QT_Q5_K:
+    case QT_Q6_K: /* a row must fit cpu_repack_tile_rebuilt's buffer */
+        return w->n_in > 0 && w->n_in % 256 == 0 && w->n_out > 0 &&
+               quant_row_bytes(w->type, w->n_in) <= CPU_REPACK_REBUILD_BYTES;
     default: return false;
     }
+}
+
+static int bias_of(uint32_t type) {
+    return type == QT_Q4_0 ? 8 : type == QT_Q5_0 ? 16 : 128;
 }
 
 /* Offsets inside a group block: the 4 scales, then the values. */
@@ -81,7 +90,7 @@ static cpu_repacked *repacked_alloc(const model_weight *w) {
     rp->type = w->type;
     rp->n_in = w->n_in;
     rp->n_out = w->n_out;
-    rp->n_blocks = w->n_in / 32;
+    rp->n_blocks = w->n_in / quant_block_size(w->type);
     rp->block_bytes = block_bytes(w->type);
     rp->group_bytes = (size_t)rp->n_blocks * rp->block_bytes;
     rp->n_groups = (w->n_out + CPU_REPACK_ROWS - 1) / CPU_REPACK_ROWS;
@@ -94,9 +103,94 @@ static cpu_repacked *repacked_alloc(const model_weight *w) {
     return rp;
 }
 
+/* ---- K quants (cpu_repack.h): the group block is the 4 rows' file blocks
+ * taken apart and put side by side, field by field. ---- */
+
+bool cpu_repack_is_k(uint32_t type) {
+    return type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
+}
+
+/* Copies field by field between row r's file block fb and group block gb
+ * (to_group: file -> group, else group -> file). */
+static void k_fields(uint32_t type, uint8_t *fb, uint8_t *gb, int r, bool to_group) {
+    typedef struct {
+        size_t file_off, group_off, bytes;
+    } field;
+    field f[5];
+    int n = 0;
+    if (type == QT_Q6_K) {
+        f[n++] = (field){208, 2 * (size_t)r, 2};             /* d */
+        f[n++] = (field){192, 8 + 16 * (size_t)r, 16};       /* scales */
+        f[n++] = (field){0, 72 + 128 * (size_t)r, 128};      /* ql */
+        f[n++] = (field){128, 584 + 64 * (size_t)r, 64};     /* qh */
+    } else {
+        size_t qs = type == QT_Q5_K ? 192 : 64;
+        f[n++] = (field){0, 2 * (size_t)r, 2};               /* d */
+        f[n++] = (field){2, 8 + 2 * (size_t)r, 2};           /* dmin */
+        if (type == QT_Q5_K) f[n++] = (field){16, 64 + 32 * (size_t)r, 32}; /* qh */
+        f[n++] = (field){type == QT_Q5_K ? 48 : 16, qs + 128 * (size_t)r, 128}; /* qs */
+    }
+    for (int i = 0; i < n; i++) {
+        if (to_group)
+            memcpy(gb + f[i].group_off, fb + f[i].file_off, f[i].bytes);
+        else
+            memcpy(fb + f[i].file_off, gb + f[i].group_off, f[i].bytes);
+    }
+    if (type != QT_Q6_K) /* the 12 scale bytes as 3 words, word w of row r at 16 + 4 (4w + r) */
+        for (int w = 0; w < 3; w++) {
+            if (to_group)
+                memcpy(gb + 16 + 4 * (4 * w + r), fb + 4 + 4 * w, 4);
+            else
+                memcpy(fb + 4 + 4 * w, gb + 16 + 4 * (4 * w + r), 4);
+        }
+}
+
+void cpu_repack_row(const cpu_repacked *rp, int64_t row, uint8_t *out) {
+    const size_t bs = (size_t)quant_type_size(rp->type);
+    const uint8_t *group = rp->data + (size_t)(row / CPU_REPACK_ROWS) * rp->group_bytes;
+    const int r = (int)(row % CPU_REPACK_ROWS);
+    for (int64_t b = 0; b < rp->n_blocks; b++) {
+        uint8_t *fb = out + (size_t)b * bs;
+        uint8_t *gb = (uint8_t *)(uintptr_t)(group + (size_t)b * rp->block_bytes);
+        if (cpu_repack_is_k(rp->type)) {
+            k_fields(rp->type, fb, gb, r, false);
+            continue;
+        }
+        /* 32-value types: scale, then the values re-encoded */
+        int8_t v[32];
+        float d;
+        cpu_repack_unpack(rp, gb, r, v, &d);
+        memcpy(fb, gb + 2 * r, 2);
+        const int bias = bias_of(rp->type);
+        if (rp->type == QT_Q8_0) {
+            memcpy(fb + 2, v, 32);
+        } else if (rp->type == QT_Q4_0) {
+            for (int j = 0; j < 16; j++) fb[2 + j] = (uint8_t)((v[j] + bias) | (v[j + 16] + bias) << 4);
+        } else { /* Q5_0 */
+            uint32_t qh = 0;
+            for (int j = 0; j < 32; j++) qh |= (uint32_t)(((v[j] + bias) >> 4) & 1) << j;
+            memcpy(fb + 2, &qh, 4);
+            for (int j = 0; j < 16; j++)
+                fb[6 + j] = (uint8_t)(((v[j] + bias) & 0x0f) | ((v[j + 16] + bias) & 0x0f) << 4);
+        }
+    }
+}
+
 /* Groups [g0, g1) of rp from w's rows. */
 static void repack_groups(cpu_repacked *rp, const model_weight *w, int64_t g0, int64_t g1) {
     const size_t bs = (size_t)quant_type_size(w->type);
+    if (cpu_repack_is_k(w->type)) {
+        for (int64_t g = g0; g < g1; g++)
+            for (int64_t b = 0; b < rp->n_blocks; b++) {
+                uint8_t *gb = rp->data + (size_t)g * rp->group_bytes + (size_t)b * rp->block_bytes;
+                memset(gb, 0, rp->block_bytes); /* padding rows: zero scales and values */
+                for (int r = 0; r < CPU_REPACK_ROWS && g * CPU_REPACK_ROWS + r < w->n_out; r++) {
+                    const uint8_t *fb = w->data + (size_t)(g * CPU_REPACK_ROWS + r) * w->row_bytes + (size_t)b * bs;
+                    k_fields(w->type, (uint8_t *)(uintptr_t)fb, gb, r, true);
+                }
+            }
+        return;
+    }
     for (int64_t g = g0; g < g1; g++)
         for (int64_t b = 0; b < rp->n_blocks; b++) {
             uint8_t u[CPU_REPACK_ROWS][32];
@@ -144,12 +238,18 @@ static void release_file_pages(const model *m, const uint8_t *p, size_t n) {
  * the file, so memory holds at most that much of both. */
 #define RELEASE_BYTES ((size_t)1 << 20)
 
+/* K quants only where their VNNI kernel runs: elsewhere their kernels
+ * rebuild the file's rows and would be slower than reading the file. */
+static bool worth_repacking(const model_weight *w) {
+    return cpu_repack_supported(w) && (!cpu_repack_is_k(w->type) || cpu_repack_vnni() != NULL);
+}
+
 bool cpu_repack_weights(const backend_weights *w, const model *m, cpu_repacked ***out) {
     *out = calloc((size_t)w->count, sizeof **out);
     if (!*out) return false;
     for (int32_t id = 0; id < w->count; id++) {
         const model_weight *mw = w->matrix[id];
-        if (id == WEIGHT_TOKEN_EMBD || !mw || !cpu_repack_supported(mw)) continue;
+        if (id == WEIGHT_TOKEN_EMBD || !mw || !worth_repacking(mw)) continue;
         cpu_repacked *rp = repacked_alloc(mw);
         if (!rp) {
             cpu_repack_weights_free(*out, w->count);
@@ -174,10 +274,6 @@ void cpu_repack_weights_free(cpu_repacked **by_id, int32_t count) {
     if (!by_id) return;
     for (int32_t id = 0; id < count; id++) cpu_repack_free(by_id[id]);
     free(by_id);
-}
-
-static int bias_of(uint32_t type) {
-    return type == QT_Q4_0 ? 8 : type == QT_Q5_0 ? 16 : 128;
 }
 
 void cpu_repack_unpack(const cpu_repacked *rp, const uint8_t *blk, int r, int8_t *values, float *d) {
@@ -229,8 +325,29 @@ static float dot_portable(const cpu_repacked *rp, int64_t g, int r, const uint8_
     return hsum8(acc);
 }
 
+/* Rows [r0, r0 + n_rows) rebuilt in the file's layout, then the file-layout
+ * kernel k (its bits by construction): the K quants' portable and AVX2
+ * paths. */
+void cpu_repack_tile_rebuilt(const cpu_repacked *rp, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
+                             int n_x, float *y, int64_t ys, const cpu_q8_kernels *k) {
+    _Alignas(64) uint8_t rows[CPU_REPACK_REBUILD_BYTES]; /* holds one row at least (cpu_repack_supported) */
+    const size_t row_bytes = (size_t)rp->n_blocks * (size_t)quant_type_size(rp->type);
+    int per_step = (int)(sizeof rows / row_bytes) < CPU_REPACK_ROWS ? (int)(sizeof rows / row_bytes) : CPU_REPACK_ROWS;
+    for (int r = 0; r < n_rows;) {
+        int n = n_rows - r < per_step ? n_rows - r : per_step;
+        for (int i = 0; i < n; i++) cpu_repack_row(rp, r0 + r + i, rows + (size_t)i * row_bytes);
+        model_weight w = {.type = rp->type, .n_in = rp->n_in, .n_out = n, .row_bytes = row_bytes, .data = rows};
+        k->tile(&w, 0, n, xq, xq_stride, n_x, y + r, ys);
+        r += n;
+    }
+}
+
 static void tile_portable(const cpu_repacked *rp, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
                           int n_x, float *y, int64_t ys) {
+    if (cpu_repack_is_k(rp->type)) {
+        cpu_repack_tile_rebuilt(rp, r0, n_rows, xq, xq_stride, n_x, y, ys, cpu_q8_portable());
+        return;
+    }
     for (int t = 0; t < n_x; t++)
         for (int r = 0; r < n_rows; r++) {
             int64_t row = r0 + r;

@@ -17,6 +17,18 @@
  *   A group block is exactly 4 file blocks long (72, 88, 136 bytes): the
  *   repacked tensor is the size of the file's (plus the padding rows).
  *
+ * K quants (Q4_K, Q5_K, Q6_K; n_in a multiple of 256): the same groups of 4
+ * rows; group block b holds the 4 rows' file blocks b taken apart field by
+ * field (values in the file's order, so the bytes are exactly the file's):
+ *   Q4_K (576)  d[4] f16 | dmin[4] f16 | scale words [3][4] (word w of row r's
+ *               12 scale bytes at index 4w + r) | qs[4][128]
+ *   Q5_K (704)  as Q4_K, then qh[4][32] before qs[4][128]
+ *   Q6_K (840)  d[4] f16 | scales[4][16] (int8) | ql[4][128] | qh[4][64]
+ * so the VNNI kernel converts 4 scales (and 4 dmins) with one instruction,
+ * unpacks the 4 rows' 6-bit scales and mins with 128-bit operations at once,
+ * and reads one stream per group. Their AVX2 and portable kernels rebuild
+ * the file's rows and run the file-layout kernels.
+ *
  * vpdpbusd multiplies unsigned by signed bytes: the kernels multiply u by
  * the activation bytes q and start each int32 lane at -bias * (sum of its 4
  * q), a term of the activation row alone: the lane is then exactly the
@@ -32,9 +44,13 @@
 #include <stdint.h>
 
 #include "backend/backend_common.h"
+#include "backend/cpu/cpu_q8.h"
 #include "model/model.h"
 
 #define CPU_REPACK_ROWS 4
+/* Stack bytes of rows rebuilt in the file's layout (K quants' AVX2 and
+ * portable kernels); K rows longer than this are not repacked. */
+#define CPU_REPACK_REBUILD_BYTES 65536
 
 typedef struct {
     uint32_t type;         /* the file's type: QT_Q4_0, QT_Q5_0, QT_Q8_0 */
@@ -54,7 +70,8 @@ cpu_repacked *cpu_repack_new(const model_weight *w);
 void cpu_repack_free(cpu_repacked *rp);
 
 /* Every matrix of w that the q8 path multiplies and that has a repacked
- * layout (not token_embd: only its rows are read, by begin), repacked one
+ * layout (not token_embd: only its rows are read, by begin; K quants only
+ * where the CPU has the VNNI kernel), repacked one
  * at a time: out[id] for id < w->count, NULL where not repacked; false on
  * out of memory (nothing kept). After each matrix the file's pages under it
  * are given back (madvise MADV_DONTNEED on the page-aligned inside of its
@@ -63,6 +80,19 @@ void cpu_repack_free(cpu_repacked *rp);
  * ref backend, an embedding row of a tied output) faults them in again. */
 bool cpu_repack_weights(const backend_weights *w, const model *m, cpu_repacked ***out);
 void cpu_repack_weights_free(cpu_repacked **by_id, int32_t count);
+
+/* Row `row` of rp in the file's layout again (n_blocks file blocks into out):
+ * the exact bytes it was repacked from. */
+void cpu_repack_row(const cpu_repacked *rp, int64_t row, uint8_t *out);
+
+/* True for the K quants (blocks of 256). */
+bool cpu_repack_is_k(uint32_t type);
+
+/* Rows [r0, r0 + n_rows) rebuilt in the file's layout (a few at a time, on
+ * the stack) and multiplied by the file-layout kernel k: k's bits by
+ * construction. The K quants' AVX2 and portable kernels. */
+void cpu_repack_tile_rebuilt(const cpu_repacked *rp, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
+                             int n_x, float *y, int64_t ys, const cpu_q8_kernels *k);
 
 /* The values of row r (< 4) of group block blk, as the file's block holds
  * them (signed: value = u - bias), and its scale d as float. For the

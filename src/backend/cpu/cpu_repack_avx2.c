@@ -98,6 +98,10 @@ TILE_FNS(q8_0, QT_Q8_0)
 
 void cpu_repack_tile_avx2(const cpu_repacked *rp, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
                           int n_x, float *y, int64_t ys) {
+    if (cpu_repack_is_k(rp->type)) {
+        cpu_repack_tile_rebuilt(rp, r0, n_rows, xq, xq_stride, n_x, y, ys, cpu_q8_avx2());
+        return;
+    }
     tile_fn f4x1, f1x4, f1x1;
     switch (rp->type) {
     case QT_Q4_0: f4x1 = q4_0_4x1, f1x4 = q4_0_1x4, f1x1 = q4_0_1x1; break;
