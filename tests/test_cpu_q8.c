@@ -78,6 +78,45 @@ static void test_quantizer(void) {
           "Q8_K: d, q, bsums (bsum[1] = -127 + 64)");
 }
 
+/* cpu_q8_quantize_row (AVX2 where the CPU has it) == the portable quantizer
+ * byte for byte: random rows of several magnitudes, a row of exact ties
+ * (max 127, so d = 1 and x = k + 0.5), a zero block (d = 0), -0.0. */
+static void test_quantizer_builds(void) {
+    const int64_t n = 768;
+    float *x = malloc(sizeof(float) * (size_t)n);
+    uint8_t *a = malloc(cpu_q8_act_row_bytes(32, n)), *b = malloc(cpu_q8_act_row_bytes(32, n));
+    uint8_t *ka = malloc(cpu_q8_act_row_bytes(256, n)), *kb = malloc(cpu_q8_act_row_bytes(256, n));
+    int differ = 0;
+    for (int row = 0; row < 40; row++) {
+        float scale = row < 20 ? 1.0f + (float)row * 3.0f : 1e-3f * (float)(row - 19);
+        for (int64_t i = 0; i < n; i++) x[i] = uniform() * scale;
+        if (row == 0) { /* ties: max 127 in every 32 values, others k + 0.5 */
+            for (int64_t i = 0; i < n; i++) x[i] = i % 32 == 0 ? 127.0f : (float)(i % 50) - 24.5f;
+        }
+        if (row == 1) { /* a zero block, a block of -0.0, a block with one value */
+            for (int64_t i = 0; i < 32; i++) x[i] = 0.0f, x[32 + i] = -0.0f, x[64 + i] = i == 5 ? -3.0f : 0.0f;
+        }
+        cpu_q8_quantize_row(32, x, n, a);
+        cpu_q8_quantize_row_portable(32, x, n, b);
+        cpu_q8_quantize_row(256, x, n, ka);
+        cpu_q8_quantize_row_portable(256, x, n, kb);
+        if (memcmp(a, b, cpu_q8_act_row_bytes(32, n)) != 0 || memcmp(ka, kb, cpu_q8_act_row_bytes(256, n)) != 0)
+            differ++;
+        const cpu_q8_block *tie = (const cpu_q8_block *)(const void *)a;
+        if (row == 0)
+            CHECK(tie[0].d == 1.0f && tie[0].q[1] == -24 && tie[0].q[2] == -22 && tie[0].q[3] == -22,
+                  "the tie row rounds half to even: -23.5 -> -24, -22.5 -> -22, -21.5 -> -22 (%d %d %d)",
+                  tie[0].q[1], tie[0].q[2], tie[0].q[3]);
+    }
+    CHECK(differ == 0, "quantizer: dispatched (AVX2 where present) == portable byte for byte, 40 rows (%d differ)",
+          differ);
+    free(x);
+    free(a);
+    free(b);
+    free(ka);
+    free(kb);
+}
+
 static const uint32_t types[] = {QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q4_K, QT_Q5_K, QT_Q6_K};
 
 static void test_kernels(void) {
@@ -208,6 +247,7 @@ static void test_half_kernels(void) {
 
 int main(void) {
     test_quantizer();
+    test_quantizer_builds();
     test_kernels();
     test_half_kernels();
     return check_finish("test_cpu_q8");

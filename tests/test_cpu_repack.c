@@ -1,6 +1,6 @@
 /* test_cpu_repack.c: the repacked q8 kernels (src/backend/cpu/cpu_repack.c)
  * against the q8 kernels on the file's blocks (cpu_q8.c), bit for bit, for
- * Q4_0 Q5_0 Q8_0 and the K quants Q4_K Q5_K Q6_K:
+ * Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 and the K quants Q4_K Q5_K Q6_K:
  *   - every row rebuilt from its group equals the file's bytes, and (blocks
  *     of 32) unpacking a group block gives back every value and scale
  *     (random bytes: every bit pattern);
@@ -47,12 +47,12 @@ static void random_rows(uint32_t type, uint8_t *data, int64_t n, int rows) {
             put_f16(blk + 208, d);
         } else {
             put_f16(blk, d);
-            if (type == QT_Q4_K || type == QT_Q5_K) put_f16(blk + 2, d * uniform());
+            if (type == QT_Q4_K || type == QT_Q5_K || type == QT_Q4_1 || type == QT_Q5_1) put_f16(blk + 2, d * uniform());
         }
     }
 }
 
-static const uint32_t types[] = {QT_Q4_0, QT_Q5_0, QT_Q8_0, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+static const uint32_t types[] = {QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q4_K, QT_Q5_K, QT_Q6_K};
 
 static void test_unpack(uint32_t type, const model_weight *w, const cpu_repacked *rp) {
     const char *name = quant_type_name(type);
@@ -73,10 +73,10 @@ static void test_unpack(uint32_t type, const model_weight *w, const cpu_repacked
         const uint8_t *group = rp->data + (size_t)(row / CPU_REPACK_ROWS) * rp->group_bytes;
         for (int64_t b = 0; b < rp->n_blocks; b++) {
             int8_t v[32];
-            float d;
-            cpu_repack_unpack(rp, group + (size_t)b * rp->block_bytes, (int)(row % CPU_REPACK_ROWS), v, &d);
+            float d, m;
+            cpu_repack_unpack(rp, group + (size_t)b * rp->block_bytes, (int)(row % CPU_REPACK_ROWS), v, &d, &m);
             for (int i = 0; i < 32; i++)
-                if (d * (float)v[i] != ref[b * 32 + i]) bad++;
+                if (d * (float)v[i] + m != ref[b * 32 + i]) bad++; /* quant.c: d * q (+ m), rounded each */
         }
     }
     CHECK(bad == 0, "%s: %lld x %lld repacked, unpacked == the file's values (d * q, %d differ)", name,
@@ -150,13 +150,14 @@ static void test_kernels_shape(uint32_t type, int64_t n, int rows) {
 
 int main(void) {
     printf("best repacked kernels: %s\n", cpu_repack_best()->name);
-    for (size_t t = 0; t < 3; t++) { /* blocks of 32 */
+    for (size_t t = 0; t < 5; t++) { /* blocks of 32 */
         test_kernels_shape(types[t], 768, 7);  /* 24 blocks, 2 groups (1 padding row) */
         test_kernels_shape(types[t], 800, 13); /* 25 blocks (odd), 4 groups (3 padding rows) */
         test_kernels_shape(types[t], 64, 4);   /* 2 blocks, 1 full group */
     }
     test_kernels_shape(QT_Q4_0, 513 * 32, 5); /* longer than the VNNI kernel's lane-start buffer */
-    for (size_t t = 3; t < 6; t++) { /* K quants, blocks of 256 */
+    test_kernels_shape(QT_Q5_1, 513 * 32, 5);
+    for (size_t t = 5; t < 8; t++) { /* K quants, blocks of 256 */
         test_kernels_shape(types[t], 768, 7);  /* 3 blocks (odd), 2 groups (1 padding row) */
         test_kernels_shape(types[t], 1024, 13); /* 4 blocks, 4 groups (3 padding rows) */
         test_kernels_shape(types[t], 256, 4);  /* 1 block, 1 full group */
@@ -164,10 +165,10 @@ int main(void) {
     test_kernels_shape(QT_Q6_K, 65 * 256, 5); /* longer than the VNNI K kernel's buffers */
     model_weight f16 = {.type = QT_F16, .n_in = 64, .n_out = 4};
     model_weight odd = {.type = QT_Q4_0, .n_in = 48, .n_out = 4};
-    model_weight q4_1 = {.type = QT_Q4_1, .n_in = 64, .n_out = 4};
+    model_weight q4_1 = {.type = QT_Q2_K, .n_in = 256, .n_out = 4};
     model_weight k_long = {.type = QT_Q6_K, .n_in = 256 * 400, .n_out = 4}; /* a row over the rebuild buffer */
     CHECK(!cpu_repack_supported(&f16) && !cpu_repack_supported(&odd) && !cpu_repack_supported(&q4_1) &&
               !cpu_repack_supported(&k_long),
-          "F16, Q4_1 (no layout yet), n_in %% 32 != 0 and K rows over 64 KiB not repacked");
+          "F16, Q2_K (no layout), n_in %% 32 != 0 and K rows over 64 KiB not repacked");
     return check_finish("test_cpu_repack");
 }

@@ -47,7 +47,22 @@ static float quantize_values(const float *x, int n, int8_t *q) {
     return d;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+void cpu_q8_quantize_row_avx2(int act_block, const float *x, int64_t n, void *dst); /* cpu_q8_quant_avx2.c */
+#endif
+
 void cpu_q8_quantize_row(int act_block, const float *x, int64_t n, void *dst) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) {
+        cpu_q8_quantize_row_avx2(act_block, x, n, dst);
+        return;
+    }
+#endif
+    cpu_q8_quantize_row_portable(act_block, x, n, dst);
+}
+
+void cpu_q8_quantize_row_portable(int act_block, const float *x, int64_t n, void *dst) {
     if (act_block == 32) {
         cpu_q8_block *b = dst;
         for (int64_t i = 0; i < n / 32; i++, x += 32) {

@@ -66,8 +66,11 @@ bool cpu_q8_float_rows(const model_weight *w);
 int cpu_q8_act_block(uint32_t type);
 size_t cpu_q8_act_row_bytes(int act_block, int64_t n);
 
-/* dst = x[0..n) quantized as act_block (32 or 256) blocks; n a multiple of it. */
+/* dst = x[0..n) quantized as act_block (32 or 256) blocks; n a multiple of it
+ * (AVX2 where the CPU has it, cpu_q8_quant_avx2.c: the same bytes as the
+ * portable quantizer, which tests call directly). */
 void cpu_q8_quantize_row(int act_block, const float *x, int64_t n, void *dst);
+void cpu_q8_quantize_row_portable(int act_block, const float *x, int64_t n, void *dst);
 
 typedef struct {
     const char *name; /* "avx2", "portable" */

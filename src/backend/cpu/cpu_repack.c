@@ -15,7 +15,9 @@
 bool cpu_repack_supported(const model_weight *w) {
     switch (w->type) {
     case QT_Q4_0:
+    case QT_Q4_1:
     case QT_Q5_0:
+    case QT_Q5_1:
     case QT_Q8_0: return w->n_in > 0 && w->n_in % 32 == 0 && w->n_out > 0;
     case QT_Q4_K:
     case QT_Q5_K:
@@ -27,22 +29,35 @@ bool cpu_repack_supported(const model_weight *w) {
 }
 
 static int bias_of(uint32_t type) {
-    return type == QT_Q4_0 ? 8 : type == QT_Q5_0 ? 16 : 128;
+    return type == QT_Q4_0 ? 8 : type == QT_Q5_0 ? 16 : type == QT_Q8_0 ? 128 : 0;
 }
 
-/* Offsets inside a group block: the 4 scales, then the values. */
+bool cpu_repack_has_min(uint32_t type) {
+    return type == QT_Q4_1 || type == QT_Q5_1;
+}
+
+/* Offsets inside a group block: the 4 scales (and the 4 minimums of Q4_1 /
+ * Q5_1), then the values. */
 #define D_BYTES 8
-#define QS_OFF D_BYTES
+static size_t qs_off(uint32_t type) {
+    return cpu_repack_has_min(type) ? 2 * D_BYTES : D_BYTES;
+}
 
 /* Bytes of one group block: 4 file blocks. */
 static size_t block_bytes(uint32_t type) {
     return (size_t)CPU_REPACK_ROWS * (size_t)quant_type_size(type);
 }
 
-/* The file block's values as unsigned u = value + bias (cpu_repack.h) and
- * its f16 scale bits. */
-static void file_block_u(uint32_t type, const uint8_t *b, uint8_t *u, uint16_t *d) {
+/* The file block's values as unsigned u = value + bias (cpu_repack.h), its
+ * f16 scale bits and (Q4_1 / Q5_1) its f16 minimum bits. */
+static void file_block_u(uint32_t type, const uint8_t *b, uint8_t *u, uint16_t *d, uint16_t *m) {
     memcpy(d, b, 2);
+    *m = 0;
+    if (cpu_repack_has_min(type)) { /* d, m, then as Q4_0 / Q5_0 with q unsigned (bias 0) */
+        memcpy(m, b + 2, 2);
+        b += 2;
+        type = type == QT_Q4_1 ? QT_Q4_0 : QT_Q5_0;
+    }
     switch (type) {
     case QT_Q4_0:
         for (int j = 0; j < 16; j++) {
@@ -66,16 +81,18 @@ static void file_block_u(uint32_t type, const uint8_t *b, uint8_t *u, uint16_t *
 }
 
 /* Group block from the 4 rows' u values [4][32] and scales. */
-static void put_group_block(uint32_t type, uint8_t u[CPU_REPACK_ROWS][32], const uint16_t *d, uint8_t *out) {
+static void put_group_block(uint32_t type, uint8_t u[CPU_REPACK_ROWS][32], const uint16_t *d, const uint16_t *m,
+                            uint8_t *out) {
     memcpy(out, d, D_BYTES);
-    uint8_t *qs = out + QS_OFF;
+    if (cpu_repack_has_min(type)) memcpy(out + D_BYTES, m, D_BYTES);
+    uint8_t *qs = out + qs_off(type);
     if (type == QT_Q8_0) {
         for (int r = 0; r < CPU_REPACK_ROWS; r++) memcpy(qs + 32 * r, u[r], 32);
         return;
     }
     for (int p = 0; p < 2; p++)
         for (int i = 0; i < 32; i++) qs[32 * p + i] = (uint8_t)((u[2 * p][i] & 0x0f) | (u[2 * p + 1][i] & 0x0f) << 4);
-    if (type == QT_Q5_0) {
+    if (type == QT_Q5_0 || type == QT_Q5_1) {
         uint32_t qh[CPU_REPACK_ROWS] = {0};
         for (int r = 0; r < CPU_REPACK_ROWS; r++)
             for (int i = 0; i < 32; i++) qh[r] |= (uint32_t)((u[r][i] >> 4) & 1) << i;
@@ -156,22 +173,27 @@ void cpu_repack_row(const cpu_repacked *rp, int64_t row, uint8_t *out) {
             k_fields(rp->type, fb, gb, r, false);
             continue;
         }
-        /* 32-value types: scale, then the values re-encoded */
+        /* 32-value types: scale (and minimum), then the values re-encoded */
         int8_t v[32];
-        float d;
-        cpu_repack_unpack(rp, gb, r, v, &d);
+        float d, m;
+        cpu_repack_unpack(rp, gb, r, v, &d, &m);
         memcpy(fb, gb + 2 * r, 2);
+        uint8_t *q = fb + 2;
+        if (cpu_repack_has_min(rp->type)) {
+            memcpy(fb + 2, gb + D_BYTES + 2 * r, 2);
+            q += 2;
+        }
         const int bias = bias_of(rp->type);
         if (rp->type == QT_Q8_0) {
-            memcpy(fb + 2, v, 32);
-        } else if (rp->type == QT_Q4_0) {
-            for (int j = 0; j < 16; j++) fb[2 + j] = (uint8_t)((v[j] + bias) | (v[j + 16] + bias) << 4);
-        } else { /* Q5_0 */
+            memcpy(q, v, 32);
+        } else if (rp->type == QT_Q4_0 || rp->type == QT_Q4_1) {
+            for (int j = 0; j < 16; j++) q[j] = (uint8_t)((v[j] + bias) | (v[j + 16] + bias) << 4);
+        } else { /* Q5_0 / Q5_1 */
             uint32_t qh = 0;
             for (int j = 0; j < 32; j++) qh |= (uint32_t)(((v[j] + bias) >> 4) & 1) << j;
-            memcpy(fb + 2, &qh, 4);
+            memcpy(q, &qh, 4);
             for (int j = 0; j < 16; j++)
-                fb[6 + j] = (uint8_t)(((v[j] + bias) & 0x0f) | ((v[j + 16] + bias) & 0x0f) << 4);
+                q[4 + j] = (uint8_t)(((v[j] + bias) & 0x0f) | ((v[j + 16] + bias) & 0x0f) << 4);
         }
     }
 }
@@ -194,17 +216,17 @@ static void repack_groups(cpu_repacked *rp, const model_weight *w, int64_t g0, i
     for (int64_t g = g0; g < g1; g++)
         for (int64_t b = 0; b < rp->n_blocks; b++) {
             uint8_t u[CPU_REPACK_ROWS][32];
-            uint16_t d[CPU_REPACK_ROWS];
+            uint16_t d[CPU_REPACK_ROWS], m[CPU_REPACK_ROWS];
             for (int r = 0; r < CPU_REPACK_ROWS; r++) {
                 int64_t row = g * CPU_REPACK_ROWS + r;
                 if (row < w->n_out) {
-                    file_block_u(w->type, w->data + (size_t)row * w->row_bytes + (size_t)b * bs, u[r], &d[r]);
-                } else { /* padding row: scale 0, values 0 */
+                    file_block_u(w->type, w->data + (size_t)row * w->row_bytes + (size_t)b * bs, u[r], &d[r], &m[r]);
+                } else { /* padding row: scale 0, minimum 0, values 0 */
                     memset(u[r], 0, 32);
-                    d[r] = 0;
+                    d[r] = m[r] = 0;
                 }
             }
-            put_group_block(w->type, u, d, rp->data + (size_t)g * rp->group_bytes + (size_t)b * rp->block_bytes);
+            put_group_block(w->type, u, d, m, rp->data + (size_t)g * rp->group_bytes + (size_t)b * rp->block_bytes);
         }
 }
 
@@ -276,11 +298,16 @@ void cpu_repack_weights_free(cpu_repacked **by_id, int32_t count) {
     free(by_id);
 }
 
-void cpu_repack_unpack(const cpu_repacked *rp, const uint8_t *blk, int r, int8_t *values, float *d) {
+void cpu_repack_unpack(const cpu_repacked *rp, const uint8_t *blk, int r, int8_t *values, float *d, float *m) {
     uint16_t h;
     memcpy(&h, blk + 2 * r, 2);
     *d = quant_f16_to_f32(h);
-    const uint8_t *qs = blk + QS_OFF;
+    *m = 0.0f;
+    if (cpu_repack_has_min(rp->type)) {
+        memcpy(&h, blk + D_BYTES + 2 * r, 2);
+        *m = quant_f16_to_f32(h);
+    }
+    const uint8_t *qs = blk + qs_off(rp->type);
     const int bias = bias_of(rp->type);
     for (int i = 0; i < 32; i++) {
         int u;
@@ -288,7 +315,7 @@ void cpu_repack_unpack(const cpu_repacked *rp, const uint8_t *blk, int r, int8_t
             u = qs[32 * r + i];
         } else {
             u = r % 2 == 0 ? qs[32 * (r / 2) + i] & 0x0f : qs[32 * (r / 2) + i] >> 4;
-            if (rp->type == QT_Q5_0) {
+            if (rp->type == QT_Q5_0 || rp->type == QT_Q5_1) {
                 uint32_t qh;
                 memcpy(&qh, qs + 64 + 4 * r, 4);
                 u |= (int)((qh >> i) & 1) << 4;
@@ -308,11 +335,12 @@ static float hsum8(const float *l) {
 static float dot_portable(const cpu_repacked *rp, int64_t g, int r, const uint8_t *xq) {
     const uint8_t *group = rp->data + (size_t)g * rp->group_bytes;
     const cpu_q8_block *x = (const cpu_q8_block *)(const void *)xq;
-    float acc[16] = {0}; /* even blocks in 0..7, odd in 8..15 */
+    float acc[16] = {0}, summ = 0.0f; /* even blocks in 0..7, odd in 8..15 */
     int8_t v[32];
     for (int64_t b = 0; b < rp->n_blocks; b++) {
-        float dw;
-        cpu_repack_unpack(rp, group + (size_t)b * rp->block_bytes, r, v, &dw);
+        float dw, mw;
+        cpu_repack_unpack(rp, group + (size_t)b * rp->block_bytes, r, v, &dw, &mw);
+        if (cpu_repack_has_min(rp->type)) summ = fmaf(mw, x[b].s, summ);
         float d = dw * x[b].d;
         float *a = b % 2 == 1 ? acc + 8 : acc;
         for (int k = 0; k < 8; k++) {
@@ -322,7 +350,7 @@ static float dot_portable(const cpu_repacked *rp, int64_t g, int r, const uint8_
         }
     }
     for (int k = 0; k < 8; k++) acc[k] = acc[k] + acc[k + 8];
-    return hsum8(acc);
+    return hsum8(acc) + summ;
 }
 
 /* Rows [r0, r0 + n_rows) rebuilt in the file's layout, then the file-layout

@@ -4,17 +4,19 @@
  * one instruction and unpacks two rows' values into one 512-bit register
  * (the int32 lanes 0..7 are row 2p's lanes, 8..15 row 2p+1's).
  *
- * Layout (types Q4_0, Q5_0, Q8_0; n_in a multiple of 32; G = 4):
+ * Layout (types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; n_in a multiple of 32; G = 4):
  *   group g = rows 4g .. 4g+3 (rows past n_out: zero blocks, never read back),
  *   [n_groups][n_blocks] group blocks, block b of the group:
  *     d[4]          f16 x 4, row 4g + r's scale at index r
+ *     m[4]          (Q4_1 / Q5_1 only) f16 x 4, the rows' minimums
  *     Q4_0  qs[2][32]  pair p (rows 2p, 2p+1): byte i = u(2p, i) | u(2p+1, i) << 4
  *     Q5_0  qs[2][32]  as Q4_0 (low 4 bits of u), then qh[4] (uint32): bit i of
  *                      qh[r] = bit 4 of u(r, i)
+ *     Q4_1, Q5_1       as Q4_0, Q5_0 with bias 0 (u = the file's unsigned q)
  *     Q8_0  qs[4][32]  u(r, i)
  *   where u(r, i) = value i of row r's block + bias, unsigned: bias 8 (Q4_0:
  *   the file's nibble), 16 (Q5_0: its 5-bit value), 128 (Q8_0: byte xor 0x80).
- *   A group block is exactly 4 file blocks long (72, 88, 136 bytes): the
+ *   A group block is exactly 4 file blocks long (72, 88, 136; 80, 96 bytes): the
  *   repacked tensor is the size of the file's (plus the padding rows).
  *
  * K quants (Q4_K, Q5_K, Q6_K; n_in a multiple of 256): the same groups of 4
@@ -95,9 +97,13 @@ void cpu_repack_tile_rebuilt(const cpu_repacked *rp, int64_t r0, int n_rows, con
                              int n_x, float *y, int64_t ys, const cpu_q8_kernels *k);
 
 /* The values of row r (< 4) of group block blk, as the file's block holds
- * them (signed: value = u - bias), and its scale d as float. For the
+ * them (signed: value = u - bias; Q4_1 / Q5_1: q, unsigned), its scale d and
+ * (Q4_1 / Q5_1, else 0) its minimum m as float. For the
  * portable kernel and the tests. */
-void cpu_repack_unpack(const cpu_repacked *rp, const uint8_t *blk, int r, int8_t *values, float *d);
+void cpu_repack_unpack(const cpu_repacked *rp, const uint8_t *blk, int r, int8_t *values, float *d, float *m);
+
+/* True for Q4_1 / Q5_1 (a minimum m per block). */
+bool cpu_repack_has_min(uint32_t type);
 
 typedef struct {
     const char *name; /* "avx512vnni", "avx2", "portable" */

@@ -33,12 +33,25 @@ INLINE __m512i pair_values(const uint8_t *qs, int p, const uint32_t type) {
     __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * p)));
     v = _mm512_mask_srli_epi16(v, (__mmask32)0xffff0000u, v, 4); /* high half: the high nibbles */
     __m512i u = _mm512_and_si512(v, _mm512_set1_epi8(0x0f));
-    if (type == QT_Q5_0) {
+    if (type == QT_Q5_0 || type == QT_Q5_1) {
         uint64_t qh;
         memcpy(&qh, qs + 64 + 8 * p, 8); /* qh[2p] | qh[2p + 1] << 32 */
         u = _mm512_or_si512(u, _mm512_maskz_mov_epi8(_cvtu64_mask64(qh), _mm512_set1_epi8(0x10)));
     }
     return u;
+}
+
+/* y[i * ys + (row - r0)] = out[i][row - 4g] for the group's rows inside
+ * [r0, r_end), i < nt (a whole group: one 128-bit store per row of out). */
+static void store_group(float out[4][4], int64_t g, int64_t r0, int64_t r_end, int nt, float *y, int64_t ys) {
+    int64_t first = g * CPU_REPACK_ROWS;
+    if (first >= r0 && first + CPU_REPACK_ROWS <= r_end) {
+        for (int i = 0; i < nt; i++) _mm_storeu_ps(y + i * ys + (first - r0), _mm_loadu_ps(out[i]));
+        return;
+    }
+    int64_t lo = first > r0 ? first : r0, hi = first + CPU_REPACK_ROWS < r_end ? first + CPU_REPACK_ROWS : r_end;
+    for (int i = 0; i < nt; i++)
+        for (int64_t row = lo; row < hi; row++) y[i * ys + (row - r0)] = out[i][row - first];
 }
 
 /* The lanes' starting values of NX activation rows: start[t * n_blocks + b]
@@ -60,15 +73,19 @@ INLINE void lane_starts(const uint8_t *xq, size_t xq_stride, int nx, int64_t n_b
 }
 
 /* Block blk (index b) of a group x NX activation rows into acc[pair][t]
- * (the even or the odd blocks' accumulators). */
+ * (the even or the odd blocks' accumulators) and, for Q4_1 / Q5_1, the
+ * minimum chains of the 4 rows, summ[t] (lane r: fma(m_r, s_x, summ), in
+ * block order). Q4_1 / Q5_1 values are unsigned as stored: their lanes
+ * start at 0, not at a per-call start. */
 INLINE void group_step(const uint8_t *blk, int64_t b, const uint8_t *xq, size_t xq_stride, const __m256i *start,
-                       int64_t n_blocks, __m512 acc[2][4], const int NX, const uint32_t type) {
+                       int64_t n_blocks, __m512 acc[2][4], __m128 summ[4], const int NX, const uint32_t type) {
+    const bool has_m = type == QT_Q4_1 || type == QT_Q5_1;
     const __m512i idx0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i idx1 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
     if (NX == 1) {
         _mm_prefetch((const char *)blk + 2048, _MM_HINT_T0);
         _mm_prefetch((const char *)blk + 2048 + 64, _MM_HINT_T0);
-        if (type == QT_Q8_0) _mm_prefetch((const char *)blk + 2048 + 128, _MM_HINT_T0);
+        if (type == QT_Q8_0 || type == QT_Q5_1) _mm_prefetch((const char *)blk + 2048 + 128, _MM_HINT_T0);
     }
     __m512i xv[4];
     const cpu_q8_block *x[4];
@@ -79,15 +96,22 @@ INLINE void group_step(const uint8_t *blk, int64_t b, const uint8_t *xq, size_t 
     }
     __m512 d16 = _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)blk)));
     __m512 dw[2] = {_mm512_permutexvar_ps(idx0, d16), _mm512_permutexvar_ps(idx1, d16)};
+    const uint8_t *qs = blk + (has_m ? 16 : 8);
 #pragma GCC unroll 2
     for (int p = 0; p < 2; p++) {
-        __m512i u = pair_values(blk + 8, p, type);
+        __m512i u = pair_values(qs, p, type);
 #pragma GCC unroll 4
         for (int t = 0; t < NX; t++) {
-            __m512i l = _mm512_dpbusd_epi32(_mm512_broadcast_i64x4(start[t * n_blocks + b]), u, xv[t]);
+            __m512i s0 = has_m ? _mm512_setzero_si512() : _mm512_broadcast_i64x4(start[t * n_blocks + b]);
+            __m512i l = _mm512_dpbusd_epi32(s0, u, xv[t]);
             acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], _mm512_set1_ps(x[t]->d)), _mm512_cvtepi32_ps(l),
                                         acc[p][t]);
         }
+    }
+    if (has_m) {
+        __m128 m4 = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)(blk + 8)));
+#pragma GCC unroll 4
+        for (int t = 0; t < NX; t++) summ[t] = _mm_fmadd_ps(m4, _mm_set1_ps(x[t]->s), summ[t]);
     }
 }
 
@@ -98,22 +122,29 @@ INLINE void group_tile(const cpu_repacked *rp, int64_t g, const uint8_t *xq, siz
     const size_t bb = rp->block_bytes;
     const int64_t nb = rp->n_blocks;
     __m512 even[2][4], odd[2][4]; /* [pair][t] */
+    __m128 summ[4];
 #pragma GCC unroll 4
-    for (int t = 0; t < NX; t++) even[0][t] = even[1][t] = odd[0][t] = odd[1][t] = _mm512_setzero_ps();
+    for (int t = 0; t < NX; t++) {
+        even[0][t] = even[1][t] = odd[0][t] = odd[1][t] = _mm512_setzero_ps();
+        summ[t] = _mm_setzero_ps();
+    }
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
-        group_step(group + (size_t)b * bb, b, xq, xq_stride, start, nb, even, NX, type);
-        group_step(group + (size_t)(b + 1) * bb, b + 1, xq, xq_stride, start, nb, odd, NX, type);
+        group_step(group + (size_t)b * bb, b, xq, xq_stride, start, nb, even, summ, NX, type);
+        group_step(group + (size_t)(b + 1) * bb, b + 1, xq, xq_stride, start, nb, odd, summ, NX, type);
     }
-    if (b < nb) group_step(group + (size_t)b * bb, b, xq, xq_stride, start, nb, even, NX, type);
-#pragma GCC unroll 2
-    for (int p = 0; p < 2; p++)
+    if (b < nb) group_step(group + (size_t)b * bb, b, xq, xq_stride, start, nb, even, summ, NX, type);
 #pragma GCC unroll 4
-        for (int t = 0; t < NX; t++) {
+    for (int t = 0; t < NX; t++) {
+        float sm[4];
+        _mm_storeu_ps(sm, summ[t]);
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++) {
             __m512 s = _mm512_add_ps(even[p][t], odd[p][t]);
-            out[t][2 * p] = hsum_ps(_mm512_castps512_ps256(s));
-            out[t][2 * p + 1] = hsum_ps(_mm512_extractf32x8_ps(s, 1));
+            out[t][2 * p] = hsum_ps(_mm512_castps512_ps256(s)) + sm[2 * p];
+            out[t][2 * p + 1] = hsum_ps(_mm512_extractf32x8_ps(s, 1)) + sm[2 * p + 1];
         }
+    }
 }
 
 typedef void (*group_fn)(const cpu_repacked *rp, int64_t g, const uint8_t *xq, size_t xs, const __m256i *start,
@@ -134,7 +165,9 @@ typedef void (*group_fn)(const cpu_repacked *rp, int64_t g, const uint8_t *xq, s
     }
 
 GROUP_FNS(q4_0, QT_Q4_0)
+GROUP_FNS(q4_1, QT_Q4_1)
 GROUP_FNS(q5_0, QT_Q5_0)
+GROUP_FNS(q5_1, QT_Q5_1)
 GROUP_FNS(q8_0, QT_Q8_0)
 
 /* Activation rows [t, t + nt) x the groups of rows [r0, r0 + n_rows). */
@@ -143,18 +176,17 @@ static void tile_rows(const cpu_repacked *rp, int64_t r0, int n_rows, const uint
     group_fn f;
     switch (rp->type) {
     case QT_Q4_0: f = nt == 4 ? q4_0_x4 : nt == 2 ? q4_0_x2 : q4_0_x1; break;
+    case QT_Q4_1: f = nt == 4 ? q4_1_x4 : nt == 2 ? q4_1_x2 : q4_1_x1; break;
     case QT_Q5_0: f = nt == 4 ? q5_0_x4 : nt == 2 ? q5_0_x2 : q5_0_x1; break;
+    case QT_Q5_1: f = nt == 4 ? q5_1_x4 : nt == 2 ? q5_1_x2 : q5_1_x1; break;
     default: f = nt == 4 ? q8_0_x4 : nt == 2 ? q8_0_x2 : q8_0_x1; break;
     }
-    lane_starts(x, xq_stride, nt, rp->n_blocks, start, rp->type);
+    if (rp->type != QT_Q4_1 && rp->type != QT_Q5_1) lane_starts(x, xq_stride, nt, rp->n_blocks, start, rp->type);
     const int64_t r_end = r0 + n_rows;
     for (int64_t g = r0 / CPU_REPACK_ROWS; g * CPU_REPACK_ROWS < r_end; g++) {
         float out[4][4];
         f(rp, g, x, xq_stride, start, out);
-        int64_t lo = g * CPU_REPACK_ROWS > r0 ? g * CPU_REPACK_ROWS : r0;
-        int64_t hi = g * CPU_REPACK_ROWS + CPU_REPACK_ROWS < r_end ? g * CPU_REPACK_ROWS + CPU_REPACK_ROWS : r_end;
-        for (int i = 0; i < nt; i++)
-            for (int64_t row = lo; row < hi; row++) y[i * ys + (row - r0)] = out[i][row - g * CPU_REPACK_ROWS];
+        store_group(out, g, r0, r_end, nt, y, ys);
     }
 }
 
@@ -376,10 +408,7 @@ static void tilek_vnni(const cpu_repacked *rp, int64_t r0, int n_rows, const uin
         for (int64_t g = r0 / CPU_REPACK_ROWS; g * CPU_REPACK_ROWS < r_end; g++) {
             float out[4][4];
             f(rp, g, x, xq_stride, &a, out);
-            int64_t lo = g * CPU_REPACK_ROWS > r0 ? g * CPU_REPACK_ROWS : r0;
-            int64_t hi = g * CPU_REPACK_ROWS + CPU_REPACK_ROWS < r_end ? g * CPU_REPACK_ROWS + CPU_REPACK_ROWS : r_end;
-            for (int i = 0; i < nt; i++)
-                for (int64_t row = lo; row < hi; row++) y[(t + i) * ys + (row - r0)] = out[i][row - g * CPU_REPACK_ROWS];
+            store_group(out, g, r0, r_end, nt, y + t * ys, ys);
         }
         t += nt;
     }
