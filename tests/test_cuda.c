@@ -63,6 +63,16 @@ static bool to_host(gpu_stream *s, float *dst, const float *src, int64_t stride,
     return ok;
 }
 
+/* Fills a device buffer of count floats with NaN (unwritten outputs fail). */
+static void poison(gpu_stream *s, float *dev, size_t count) {
+    float *nan_buf = malloc(count * sizeof(float));
+    if (!nan_buf) return;
+    for (size_t k = 0; k < count; k++) nan_buf[k] = NAN;
+    gpu_upload(dev, nan_buf, count * sizeof(float), err, sizeof err);
+    (void)s;
+    free(nan_buf);
+}
+
 static uint32_t bits(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -111,9 +121,20 @@ static void test_type(gpu_stream *s, uint32_t type, int64_t n_in) {
               quant_type_name(type), (long long)n_out, (long long)n_in, (long long)differ);
     }
 
-    /* matmul against float64 */
+    /* matmul against float64 (output poisoned with NaN first) */
+    poison(s, yd, (size_t)(n * n_out));
     CHECK(gpu_matmul(s, type, wd, row_bytes, n_in, n_out, xd, n_in, yd, n_out, n, err, sizeof err) == 0, "matmul: %s",
           err);
+    const bool has_min = type == QT_Q4_1 || type == QT_Q5_1 || type == QT_Q2_K || type == QT_Q4_K || type == QT_Q5_K;
+    double wmax[37], xabs[13];
+    for (int64_t r = 0; r < n_out; r++) {
+        wmax[r] = 0;
+        for (int64_t k = 0; k < n_in; k++) wmax[r] = fmax(wmax[r], fabs(deq[r * n_in + k]));
+    }
+    for (int i = 0; i < n; i++) {
+        xabs[i] = 0;
+        for (int64_t k = 0; k < n_in; k++) xabs[i] += fabs(x[i * n_in + k]);
+    }
     if (to_host(s, y, yd, n_out, n_out, n)) {
         double worst = 0.0;
         int bad = 0;
@@ -124,9 +145,14 @@ static void test_type(gpu_stream *s, uint32_t type, int64_t n_in) {
                     ref += (double)deq[r * n_in + k] * x[i * n_in + k];
                     mag += fabs((double)deq[r * n_in + k] * x[i * n_in + k]);
                 }
+                /* The fast kernels apply a group's scale and min once
+                 * (d * sum(q x) - m * sum(x), cuda_matvec.cu): the sums
+                 * then run over |d q x| + |m x|, and |m| <= 3 max|w| of
+                 * the row (a sub-block's range is at most 2 max|w|). */
+                if (has_min) mag += 6.0 * wmax[r] * xabs[i];
                 double e = fabs(y[i * n_out + r] - ref) / (mag > 0 ? mag : 1);
                 if (e > worst) worst = e;
-                if (e > (double)(n_in / 32 + 40) * 0x1p-24) bad++;
+                if (!(e <= (double)(n_in / 32 + 40) * 0x1p-24)) bad++;
             }
         }
         CHECK(bad == 0, "%s: matmul %d x %lld rows of %lld within summation bound of float64 (worst %.3g of sum|w*x|)",
@@ -224,64 +250,197 @@ static void test_elementwise(gpu_stream *s) {
 }
 
 /* kv_store + attend: GQA 4 heads over 2 KV heads, head_dim 64, rows at
- * positions 30..35 of a cache whose earlier positions hold random f16. */
-static void test_attention(gpu_stream *s) {
-    enum { N_CTX = 64, HD = 64, NH = 4, NKV = 2, KVD = NKV * HD, QD = NH * HD, N = 6, P0 = 30 };
-    static uint16_t kc[N_CTX * KVD], vc[N_CTX * KVD];
-    static float q[N * QD], k[N * KVD], v[N * KVD], out[N * QD], out1[QD];
-    for (int t = 0; t < N_CTX * KVD; t++) kc[t] = to_f16(gaussian()), vc[t] = to_f16(gaussian());
-    for (int t = 0; t < N * QD; t++) q[t] = gaussian();
-    for (int t = 0; t < N * KVD; t++) k[t] = gaussian(), v[t] = gaussian();
+ * positions P0 .. P0 + 5 of layer 1 of a two-layer cache whose earlier
+ * positions hold random f16; the split-K kernel (with the model's number
+ * of ranges and with 3) and the simple one (no scratch). */
+enum { A_CTX = 320, A_HD = 64, A_NH = 4, A_NKV = 2, A_KVD = A_NKV * A_HD, A_QD = A_NH * A_HD, A_N = 6, A_P0 = 290 };
+
+static void attention_case(gpu_stream *s, int splits, bool use_scratch) {
+    static uint16_t kc[2 * A_CTX * A_KVD], vc[2 * A_CTX * A_KVD];
+    static float q[A_N * A_QD], k[A_N * A_KVD], v[A_N * A_KVD], out[A_N * A_QD], out1[A_QD];
+    for (int t = 0; t < 2 * A_CTX * A_KVD; t++) kc[t] = to_f16(gaussian()), vc[t] = to_f16(gaussian());
+    for (int t = 0; t < A_N * A_QD; t++) q[t] = 2.0f * gaussian();
+    for (int t = 0; t < A_N * A_KVD; t++) k[t] = gaussian(), v[t] = gaussian();
     uint16_t *kd = to_device(kc, sizeof kc), *vd = to_device(vc, sizeof vc);
     float *qd = to_device(q, sizeof q), *knew = to_device(k, sizeof k), *vnew = to_device(v, sizeof v), *ad = NULL;
+    gpu_kv_row rows[A_N];
+    memset(rows, 0, sizeof rows);
+    for (int i = 0; i < A_N; i++) rows[i].k = kd, rows[i].v = vd, rows[i].layer_values = A_CTX * A_KVD, rows[i].pos = A_P0 + i;
+    gpu_kv_row *rd = to_device(rows, sizeof rows);
+    float *scratch = NULL;
     gpu_alloc((void **)&ad, sizeof out, "att", err, sizeof err);
-    if (!kd || !vd || !qd || !knew || !vnew || !ad) return;
-    gpu_kv_group g;
-    memset(&g, 0, sizeof g);
-    g.n = N;
-    for (int i = 0; i < N; i++) g.k[i] = kd, g.v[i] = vd, g.pos[i] = P0 + i;
-    for (int i = 0; i < N; i++)
-        for (int c = 0; c < KVD; c++) {
-            kc[(P0 + i) * KVD + c] = to_f16(k[i * KVD + c]);
-            vc[(P0 + i) * KVD + c] = to_f16(v[i * KVD + c]);
+    if (use_scratch)
+        gpu_alloc((void **)&scratch, gpu_attend_scratch_floats(A_NH, A_HD, splits, A_N) * sizeof(float), "scratch", err,
+                  sizeof err);
+    if (!kd || !vd || !qd || !knew || !vnew || !ad || !rd || (use_scratch && !scratch)) return;
+    const uint16_t *kl = kc + A_CTX * A_KVD, *vl = vc + A_CTX * A_KVD; /* layer 1 */
+    for (int i = 0; i < A_N; i++)
+        for (int c = 0; c < A_KVD; c++) {
+            kc[A_CTX * A_KVD + (A_P0 + i) * A_KVD + c] = to_f16(k[i * A_KVD + c]);
+            vc[A_CTX * A_KVD + (A_P0 + i) * A_KVD + c] = to_f16(v[i * A_KVD + c]);
         }
-    const float scale = 1.0f / sqrtf((float)HD);
-    CHECK(gpu_kv_store(s, knew, vnew, KVD, KVD, &g, err, sizeof err) == 0, "kv_store: %s", err);
-    CHECK(gpu_attend(s, qd, QD, ad, QD, KVD, NH, NKV, HD, scale, &g, err, sizeof err) == 0, "attend: %s", err);
-    if (!to_host(s, out, ad, QD, QD, N)) return;
+    const float scale = 1.0f / sqrtf((float)A_HD);
+    poison(s, ad, A_N * A_QD);
+    CHECK(gpu_kv_store(s, knew, vnew, A_KVD, A_KVD, 1, rd, A_N, 0, err, sizeof err) == 0, "kv_store: %s", err);
+    CHECK(gpu_attend(s, qd, A_QD, ad, A_QD, A_KVD, A_NH, A_NKV, A_HD, scale, 1, rd, A_N, 0, scratch, splits, err,
+                     sizeof err) == 0,
+          "attend: %s", err);
+    if (!to_host(s, out, ad, A_QD, A_QD, A_N)) return;
     double worst = 0;
-    for (int i = 0; i < N; i++)
-        for (int h = 0; h < NH; h++) {
-            int kvh = h / (NH / NKV);
-            double sc[N_CTX], mx = -1e300, sum = 0;
-            for (int t = 0; t <= P0 + i; t++) {
+    for (int i = 0; i < A_N; i++)
+        for (int h = 0; h < A_NH; h++) {
+            int kvh = h / (A_NH / A_NKV);
+            static double sc[A_CTX];
+            double mx = -1e300, sum = 0;
+            for (int t = 0; t <= A_P0 + i; t++) {
                 double dot = 0;
-                for (int c = 0; c < HD; c++) dot += (double)q[i * QD + h * HD + c] * from_f16(kc[t * KVD + kvh * HD + c]);
+                for (int c = 0; c < A_HD; c++) dot += (double)q[i * A_QD + h * A_HD + c] * from_f16(kl[t * A_KVD + kvh * A_HD + c]);
                 sc[t] = dot * scale;
                 mx = fmax(mx, sc[t]);
             }
-            for (int t = 0; t <= P0 + i; t++) sum += sc[t] = exp(sc[t] - mx);
-            for (int c = 0; c < HD; c++) {
+            for (int t = 0; t <= A_P0 + i; t++) sum += sc[t] = exp(sc[t] - mx);
+            for (int c = 0; c < A_HD; c++) {
                 double ref = 0;
-                for (int t = 0; t <= P0 + i; t++) ref += sc[t] / sum * from_f16(vc[t * KVD + kvh * HD + c]);
-                worst = fmax(worst, fabs(out[i * QD + h * HD + c] - ref));
+                for (int t = 0; t <= A_P0 + i; t++) ref += sc[t] / sum * from_f16(vl[t * A_KVD + kvh * A_HD + c]);
+                double e = fabs(out[i * A_QD + h * A_HD + c] - ref);
+                worst = isnan(e) ? INFINITY : fmax(worst, e);
             }
         }
-    CHECK(worst < 2e-6, "kv_store + attend (GQA 4/2, 31..36 keys) within 2e-6 of float64 over the f16 cache (worst %.3g)",
-          worst);
+    const char *kind = use_scratch ? "split-K" : "simple";
+    CHECK(worst < 2e-6, "kv_store + %s attend (%d ranges; GQA 4/2, %d..%d keys, layer 1) within 2e-6 of float64 over the f16 cache (worst %.3g)",
+          kind, use_scratch ? splits : 1, A_P0 + 1, A_P0 + A_N, worst);
     /* row 4 alone, after the batch stored every row */
-    gpu_kv_group one;
-    memset(&one, 0, sizeof one);
-    one.n = 1;
-    one.row0 = 0;
-    one.k[0] = kd, one.v[0] = vd, one.pos[0] = P0 + 4;
-    gpu_attend(s, qd + 4 * QD, QD, ad, QD, KVD, NH, NKV, HD, scale, &one, err, sizeof err);
-    if (to_host(s, out1, ad, QD, QD, 1)) {
+    poison(s, ad, A_QD);
+    gpu_attend(s, qd + 4 * A_QD, A_QD, ad, A_QD, A_KVD, A_NH, A_NKV, A_HD, scale, 1, rd + 4, 1, 0, scratch, splits, err,
+               sizeof err);
+    if (to_host(s, out1, ad, A_QD, A_QD, 1)) {
         int eq = 1;
-        for (int c = 0; c < QD; c++) eq &= bits(out1[c]) == bits(out[4 * QD + c]);
-        CHECK(eq, "attend of one row bitwise equal to that row in a batch of %d", N);
+        for (int c = 0; c < A_QD; c++) eq &= bits(out1[c]) == bits(out[4 * A_QD + c]);
+        CHECK(eq, "%s attend of one row bitwise equal to that row in a batch of %d", kind, A_N);
     }
-    gpu_free(kd), gpu_free(vd), gpu_free(qd), gpu_free(knew), gpu_free(vnew), gpu_free(ad);
+    gpu_free(kd), gpu_free(vd), gpu_free(qd), gpu_free(knew), gpu_free(vnew), gpu_free(ad), gpu_free(rd);
+    gpu_free(scratch);
+}
+
+static void test_attention(gpu_stream *s) {
+    attention_case(s, gpu_attend_splits(A_NKV), true);
+    attention_case(s, 3, true);
+    attention_case(s, 1, false);
+}
+
+/* The fused kernels against the steps they replace, bit for bit: matvec
+ * of 3 matrices in one launch, matmul + add, gate/up + swiglu, rope + rope
+ * + kv_store. */
+static bool same_bits(const float *a, const float *b, size_t count) {
+    for (size_t k = 0; k < count; k++)
+        if (bits(a[k]) != bits(b[k])) return false;
+    return true;
+}
+
+static void test_fused(gpu_stream *s, uint32_t type) {
+    enum { IN = 512, OUT = 96, N = 3 };
+    const size_t rb = quant_row_bytes(type, IN);
+    static float src[IN], x[N * IN], r0[N * OUT], y_ref[3][N * OUT], y[3][N * OUT], res[N * OUT], tmp[N * OUT];
+    uint8_t *wq[3];
+    void *wd[3];
+    float *yd[3], *resd = NULL;
+    for (int m = 0; m < 3; m++) {
+        wq[m] = malloc((size_t)OUT * rb);
+        if (!wq[m]) return;
+        for (int r = 0; r < OUT; r++) {
+            for (int k = 0; k < IN; k++) src[k] = gaussian() * 0.3f;
+            quantize_row(type, src, wq[m] + (size_t)r * rb, IN);
+        }
+        wd[m] = to_device(wq[m], (size_t)OUT * rb);
+        yd[m] = NULL;
+        gpu_alloc((void **)&yd[m], sizeof y[m], "y", err, sizeof err);
+    }
+    for (int k = 0; k < N * IN; k++) x[k] = gaussian();
+    for (int k = 0; k < N * OUT; k++) r0[k] = gaussian();
+    float *xd = to_device(x, sizeof x);
+    resd = to_device(r0, sizeof r0);
+    const char *name = quant_type_name(type);
+    for (int m = 0; m < 3; m++) {
+        gpu_matmul(s, type, wd[m], rb, IN, OUT - 16 * m, xd, IN, yd[m], OUT, N, err, sizeof err);
+        to_host(s, y_ref[m], yd[m], OUT, OUT - 16 * m, N);
+        poison(s, yd[m], N * OUT);
+    }
+    gpu_mv_args a;
+    memset(&a, 0, sizeof a);
+    for (int m = 0; m < 3; m++) a.w[m] = wd[m], a.row_bytes[m] = rb, a.n_out[m] = OUT - 16 * m, a.y[m] = yd[m], a.ys[m] = OUT;
+    a.count = 3, a.n = N, a.n_in = IN, a.x = xd, a.xs = IN;
+    CHECK(gpu_matvec(s, type, &a, MV_PLAIN, err, sizeof err) == 0, "matvec: %s", err);
+    bool eq = true;
+    for (int m = 0; m < 3; m++) eq = eq && to_host(s, y[m], yd[m], OUT, OUT - 16 * m, N) &&
+                                    same_bits(y[m], y_ref[m], (size_t)N * (OUT - 16 * m));
+    CHECK(eq, "%s: three matrices in one launch == three products", name);
+    /* matmul + add */
+    poison(s, yd[0], N * OUT);
+    a.count = 1, a.n_out[0] = OUT, a.res = resd, a.res_s = OUT;
+    CHECK(gpu_matvec(s, type, &a, MV_ADD, err, sizeof err) == 0, "matvec add: %s", err);
+    if (to_host(s, y[0], yd[0], OUT, OUT, N) && to_host(s, res, resd, OUT, OUT, N)) {
+        for (int k = 0; k < N * OUT; k++) tmp[k] = r0[k] + y_ref[0][k];
+        CHECK(same_bits(y[0], y_ref[0], N * OUT) && same_bits(res, tmp, N * OUT), "%s: matmul + add fused == the steps",
+              name);
+    }
+    /* gate/up + swiglu: the steps on the reference outputs */
+    float *gd = to_device(y_ref[0], sizeof y_ref[0]), *ud = NULL;
+    gpu_matmul(s, type, wd[1], rb, IN, OUT, xd, IN, yd[1], OUT, N, err, sizeof err);
+    to_host(s, tmp, yd[1], OUT, OUT, N);
+    ud = to_device(tmp, sizeof tmp);
+    gpu_swiglu(s, gd, OUT, ud, OUT, OUT, N, err, sizeof err);
+    to_host(s, y_ref[2], gd, OUT, OUT, N);
+    poison(s, yd[0], N * OUT), poison(s, yd[1], N * OUT);
+    a.count = 2, a.n_out[0] = OUT, a.n_out[1] = OUT;
+    CHECK(gpu_matvec(s, type, &a, MV_SWIGLU, err, sizeof err) == 0, "matvec swiglu: %s", err);
+    if (to_host(s, y[0], yd[0], OUT, OUT, N) && to_host(s, y[1], yd[1], OUT, OUT, N))
+        CHECK(same_bits(y[0], y_ref[2], N * OUT) && same_bits(y[1], tmp, N * OUT),
+              "%s: gate/up + swiglu fused == the steps", name);
+    gpu_free(gd), gpu_free(ud), gpu_free(xd), gpu_free(resd);
+    for (int m = 0; m < 3; m++) gpu_free(wd[m]), gpu_free(yd[m]), free(wq[m]);
+}
+
+static void test_rope_store(gpu_stream *s) {
+    enum { N = 3, HD = 64, ROPE = 32, NH = 4, NKV = 2, QD = NH * HD, KVD = NKV * HD, CTX = 16 };
+    static float q[N * QD], k[N * KVD], v[N * KVD], cs[N * ROPE / 2], sn[N * ROPE / 2];
+    static float q1[N * QD], k1[N * KVD], q2[N * QD], k2[N * KVD];
+    static uint16_t c1[2 * 2 * CTX * KVD], c2[2 * 2 * CTX * KVD];
+    for (int t = 0; t < N * QD; t++) q[t] = gaussian();
+    for (int t = 0; t < N * KVD; t++) k[t] = gaussian(), v[t] = gaussian();
+    for (int t = 0; t < N * ROPE / 2; t++) cs[t] = (float)cos(0.3 * t), sn[t] = (float)sin(0.3 * t);
+    gpu_kv_row rows[N];
+    memset(rows, 0, sizeof rows);
+    uint16_t *cache[2];
+    float *qd[2], *kd[2];
+    for (int c = 0; c < 2; c++) {
+        cache[c] = to_device(c1, sizeof c1); /* zeros: K then V, two layers each */
+        qd[c] = to_device(q, sizeof q);
+        kd[c] = to_device(k, sizeof k);
+    }
+    float *vd = to_device(v, sizeof v), *cd = to_device(cs, sizeof cs), *sd = to_device(sn, sizeof sn);
+    gpu_kv_row *rd[2];
+    for (int c = 0; c < 2; c++) {
+        for (int i = 0; i < N; i++)
+            rows[i].k = cache[c], rows[i].v = cache[c] + 2 * CTX * KVD, rows[i].layer_values = CTX * KVD,
+            rows[i].pos = 5 + 3 * i;
+        rd[c] = to_device(rows, sizeof rows);
+    }
+    gpu_rope(s, qd[0], QD, QD, HD, ROPE, cd, sd, N, err, sizeof err);
+    gpu_rope(s, kd[0], KVD, KVD, HD, ROPE, cd, sd, N, err, sizeof err);
+    gpu_kv_store(s, kd[0], vd, KVD, KVD, 1, rd[0], N, 0, err, sizeof err);
+    CHECK(gpu_rope_store(s, qd[1], QD, QD, kd[1], vd, KVD, KVD, HD, ROPE, cd, sd, 1, rd[1], N, 0, err, sizeof err) == 0,
+          "rope_store: %s", err);
+    bool ok = to_host(s, q1, qd[0], QD, QD, N) && to_host(s, q2, qd[1], QD, QD, N) && to_host(s, k1, kd[0], KVD, KVD, N) &&
+              to_host(s, k2, kd[1], KVD, KVD, N);
+    ok = ok && gpu_copy_rows_to_host(s, (float *)c1, (const float *)cache[0], sizeof c1 / 4, sizeof c1 / 4, 1, err, sizeof err) == 0 &&
+         gpu_copy_rows_to_host(s, (float *)c2, (const float *)cache[1], sizeof c2 / 4, sizeof c2 / 4, 1, err, sizeof err) == 0;
+    int nonzero = 0;
+    for (size_t t = 0; t < sizeof c1 / 2; t++) nonzero += c1[t] != 0;
+    CHECK(ok && same_bits(q1, q2, N * QD) && same_bits(k1, k2, N * KVD) && memcmp(c1, c2, sizeof c1) == 0 &&
+              nonzero > N * KVD,
+          "rope + rope + kv_store fused == the steps (q, k and the cache bitwise; %d cache values written)", nonzero);
+    for (int c = 0; c < 2; c++) gpu_free(cache[c]), gpu_free(qd[c]), gpu_free(kd[c]), gpu_free(rd[c]);
+    gpu_free(vd), gpu_free(cd), gpu_free(sd);
 }
 
 int main(int argc, char **argv) {
@@ -306,8 +465,16 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) test_type(s, types[i], 512);
     test_type(s, QT_F16, 100); /* a row that ends inside a 32-value unit */
     test_type(s, QT_F32, 72);
+    /* the fast kernels at 7B-like row lengths (several chunks per lane) */
+    test_type(s, QT_Q4_K, 4096);
+    test_type(s, QT_Q6_K, 11008);
+    test_type(s, QT_Q8_0, 4096);
+    test_type(s, QT_F16, 4096);
     test_elementwise(s);
     test_attention(s);
+    const uint32_t fused_types[] = {QT_F16, QT_Q8_0, QT_Q4_K, QT_Q6_K};
+    for (size_t i = 0; i < sizeof fused_types / sizeof fused_types[0]; i++) test_fused(s, fused_types[i]);
+    test_rope_store(s);
     gpu_stream_free(s);
     return check_finish("test_cuda");
 }

@@ -1,5 +1,5 @@
 /* cli_bench.c: greta bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N]
- * [--backend B] [--json]: prefill (pp) and decode (tg) speed, bytes read
+ * [--depth D] [--backend B] [--json]: prefill (pp) and decode (tg) speed, bytes read
  * per decoded token, and that as a fraction of the memory bandwidth of this
  * machine measured in the same run (design.md section 7). */
 #include <math.h>
@@ -126,21 +126,22 @@ static void fill_tokens(int32_t *ids, int32_t n, int32_t vocab, uint64_t seed) {
 
 static void bench_usage(FILE *out) {
     fprintf(out,
-            "usage: greta bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [--ctx N] [--backend cpu|ref|cuda]\n"
+            "usage: greta bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [--ctx N] [--depth D] [--backend cpu|ref|cuda]\n"
             "                   [--precision f32|q8] [--json]\n"
             "  -p N       prompt tokens of the prefill test (pp; 0 = skip)\n"
             "  -n N       tokens of the decode test (tg; 0 = skip)\n"
             "  -r N       repetitions (after one warm-up run that is not counted)\n"
             "  -t N       threads (default: all CPUs)\n"
             "  --precision f32|q8  cpu arithmetic: float32 (default) or 8-bit activations (docs/engine.md)\n"
-            "  -c, --ctx N  context length (default: the larger of -p and -n)\n"
+            "  -c, --ctx N  context length (default: --depth plus the larger of -p and -n)\n"
+            "  -d, --depth D  tokens of context evaluated (untimed) before each test, as llama-bench -d (default 0)\n"
             "  --json     one JSON object on stdout instead of the table\n");
 }
 
 int cli_bench(int argc, char **argv) {
     cli_gen_options o;
     cli_gen_options_init(&o);
-    long n_prompt = 512, n_gen = 128, reps = 5;
+    long n_prompt = 512, n_gen = 128, reps = 5, depth = 0;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
@@ -150,6 +151,11 @@ int cli_bench(int argc, char **argv) {
             bench_usage(stdout);
             cli_gen_options_free(&o);
             return 0;
+        } else if (strcmp(arg, "-d") == 0 || strcmp(arg, "--depth") == 0) {
+            if (!(v = cli_flag_value(argc, argv, &i)) || !cli_parse_int(arg, v, 0, 1 << 24, &depth)) {
+                cli_gen_options_free(&o);
+                return 2;
+            }
         } else if (strcmp(arg, "-p") == 0 || strcmp(arg, "-n") == 0 || strcmp(arg, "-r") == 0) {
             long *dst = arg[1] == 'p' ? &n_prompt : arg[1] == 'n' ? &n_gen : &reps;
             if (!(v = cli_flag_value(argc, argv, &i)) ||
@@ -180,9 +186,9 @@ int cli_bench(int argc, char **argv) {
         cli_gen_options_free(&o);
         return 2;
     }
-    long n_need = n_prompt > n_gen ? n_prompt : n_gen;
+    long n_need = depth + (n_prompt > n_gen ? n_prompt : n_gen);
     if (o.n_ctx != 0 && o.n_ctx < n_need) {
-        cli_error("bench: --ctx %d is smaller than the %ld positions -p/-n need", o.n_ctx, n_need);
+        cli_error("bench: --ctx %d is smaller than the %ld positions --depth and -p/-n need", o.n_ctx, n_need);
         cli_gen_options_free(&o);
         return 2;
     }
@@ -197,14 +203,18 @@ int cli_bench(int argc, char **argv) {
     if (o.n_ctx == 0) o.n_ctx = (int32_t)n_need;
     if (!(session = cli_new_session(model, &o, false))) goto done;
     int32_t n_threads = greta_session_n_threads(session);
-    long n_ids = n_prompt > n_gen ? n_prompt : n_gen;
+    long n_ids = n_need;
     if (!(ids = malloc((size_t)n_ids * sizeof *ids))) goto done;
     fill_tokens(ids, (int32_t)n_ids, info.vocab_size, 42);
     bool show_progress = !json && isatty(STDERR_FILENO) == 1;
     for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
         if (n_prompt > 0) {
+            if (greta_rewind(session, 0) != GRETA_OK || (depth > 0 && greta_eval(session, ids, (size_t)depth) != GRETA_OK)) {
+                cli_error("bench: context of --depth %ld: %s", depth, greta_session_error(session));
+                goto done;
+            }
             double t0 = cli_now();
-            if (greta_rewind(session, 0) != GRETA_OK || greta_eval(session, ids, (size_t)n_prompt) != GRETA_OK) {
+            if (greta_eval(session, ids + depth, (size_t)n_prompt) != GRETA_OK) {
                 cli_error("bench: prefill: %s", greta_session_error(session));
                 goto done;
             }
@@ -212,9 +222,10 @@ int cli_bench(int argc, char **argv) {
         }
         if (n_gen > 0) {
             if (greta_rewind(session, 0) != GRETA_OK) goto eval_error;
+            if (depth > 0 && greta_eval(session, ids, (size_t)depth) != GRETA_OK) goto eval_error;
             double t0 = cli_now();
             for (long i = 0; i < n_gen; i++) {
-                if (greta_eval(session, &ids[i], 1) != GRETA_OK) goto eval_error;
+                if (greta_eval(session, &ids[depth + i], 1) != GRETA_OK) goto eval_error;
             }
             if (r >= 0) tg[r] = (double)n_gen / (cli_now() - t0);
         }
@@ -236,7 +247,7 @@ int cli_bench(int argc, char **argv) {
     const bool on_gpu = strcmp(backend_info.name, "cuda") == 0;
     double kv_elem = on_gpu ? 2.0 : (double)backend_info.value_bytes;
     double kv_row = 2.0 * info.n_layer * info.n_head_kv * info.head_dim * kv_elem;
-    double kv_mean = kv_row * ((double)n_gen + 1.0) / 2.0;
+    double kv_mean = kv_row * ((double)depth + ((double)n_gen + 1.0) / 2.0);
     double bytes_per_token = (double)info.decode_bytes_per_token + kv_mean;
     double achieved = bytes_per_token * tg_mean;
     double bw_read = on_gpu ? 0.0 : measure_bandwidth(n_threads, false, 5);
@@ -249,6 +260,7 @@ int cli_bench(int argc, char **argv) {
                               (json_int_t)info.weight_bytes, "backend", backend, "threads", n_threads,
                               "n_prompt", (int)n_prompt, "n_gen", (int)n_gen, "repetitions", (int)reps);
         if (j) {
+            json_object_set_new(j, "depth", json_integer((json_int_t)depth));
             json_object_set_new(j, "precision", json_string(greta_precision_name(greta_session_precision(session))));
             json_object_set_new(j, "pp_tok_s", json_real(pp_mean));
             json_object_set_new(j, "pp_tok_s_stddev", json_real(pp_sd));
@@ -271,6 +283,7 @@ int cli_bench(int argc, char **argv) {
                (double)info.weight_bytes / (1024.0 * 1024.0));
         printf("backend  %s (%s), %d threads, %ld repetitions after 1 warm-up\n", backend,
                greta_precision_name(greta_session_precision(session)), n_threads, reps);
+        if (depth > 0) printf("depth    %ld tokens of context before each test (untimed)\n", depth);
         if (n_prompt > 0) printf("pp%-5ld  %10.1f tok/s  +- %.1f\n", n_prompt, pp_mean, pp_sd);
         if (n_gen > 0) {
             printf("tg%-5ld  %10.1f tok/s  +- %.1f\n", n_gen, tg_mean, tg_sd);

@@ -10,11 +10,27 @@
  * running out is one clear error naming the bytes needed and available,
  * before any token is evaluated.
  *
- * Synchronization: the steps only enqueue kernels. begin() copies the
- * rows' token ids and RoPE angles (one host -> device copy); read_rows()
- * waits for the stream and copies the rows out. Nothing else waits, so
- * tracing off adds no synchronization, and tracing on costs one wait per
- * read_rows call. */
+ * Deferred steps and CUDA graphs (docs/cuda.md "Decode: one graph per
+ * token"): the steps of a forward are not launched when the engine calls
+ * them but recorded in a list (cuda_op); the list runs when its results are
+ * needed: at read_rows(), write_rows(), the next begin() and ctx_free().
+ * Running a list first uploads the forward's per-token values (token ids,
+ * RoPE cos/sin, each row's cache and position: gpu_kv_row) in one copy to
+ * device addresses that depend only on the row count, so the kernels take
+ * no per-token argument. Then, for a forward of at most GRAPH_MAX_ROWS rows
+ * whose list equals the previous list of that row count (a decode token
+ * after the first), the list is captured once into a CUDA graph and that
+ * graph is replayed from then on: one launch per token instead of ~10 per
+ * layer. Neighbouring steps are fused as they run (matmul + add, gate/up
+ * matmul + swiglu, rope + rope + kv_store), each fused kernel computing the
+ * same bits as the steps it replaces. A launch error therefore surfaces at
+ * the call that runs the list (read_rows, begin, write_rows).
+ *
+ * Synchronization: running a list only enqueues work on the session's
+ * stream; read_rows() waits for the stream and copies the rows out. Nothing
+ * else waits, so tracing off adds no synchronization, and tracing on costs
+ * one wait per read_rows call (and, since a traced forward's list differs
+ * from the untraced one, no graph for it). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +61,30 @@ struct backend_kv {
     uint8_t *v;
 };
 
+/* One recorded step (zeroed before filling: lists are compared bytewise). */
+typedef enum { OP_EMBED, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_KV_STORE, OP_ATTEND, OP_ADD, OP_SWIGLU } op_kind;
+typedef struct {
+    int32_t kind;
+    int32_t n;         /* rows */
+    int32_t layer;     /* kv_store, attend */
+    int32_t n_mats;    /* matmul */
+    int32_t src_row0;  /* matmul */
+    int32_t src;       /* backend_buf: rmsnorm, matmul, add */
+    int32_t f32;       /* kv_store, attend: float32 cache */
+    backend_weight w[4];
+    int32_t dst[4];    /* backend_buf */
+} cuda_op;
+
+#define GRAPH_MAX_ROWS 8 /* forwards of at most this many rows replay graphs */
+#define ATT_GROUP 32     /* rows per attention launch (bounds the split scratch) */
+
+/* The last list run for one row count, and its graph once captured. */
+typedef struct {
+    cuda_op *ops;
+    int n_ops, kv_n;
+    gpu_graph *graph;
+} graph_slot;
+
 struct backend_ctx {
     const backend_model *bm;
     const model *m;
@@ -53,11 +93,20 @@ struct backend_ctx {
     float *buf[BUF_COUNT];     /* device [rows][stride] */
     int64_t width[BUF_COUNT];
     int64_t stride[BUF_COUNT];
-    void *upload;              /* device: tokens [max_rows] int32, cos, sin [max_rows][rope_dim / 2] */
-    int32_t *tokens_dev;
-    float *cos_dev, *sin_dev;
-    uint8_t *staging;          /* host copy of the upload area */
+    /* Per-forward values: host staging and device area, laid out for the
+     * forward's row count n as kv rows [n] | tokens [n] | cos [n][half] | sin [n][half]. */
+    void *upload;
+    uint8_t *staging;
     double *angle_cos, *angle_sin;
+    int32_t fwd_n;             /* rows of the pending forward (0: none) */
+    int32_t kv_n;              /* rows of the kv table staged (0: none yet) */
+    /* the pending list */
+    cuda_op *ops;
+    int n_ops, cap_ops;
+    bool graphs;               /* GRETA_CUDA_GRAPH=0 turns graphs off (diagnostic) */
+    graph_slot slot[GRAPH_MAX_ROWS + 1];
+    int splits;                /* attention key ranges (gpu_attend_splits) */
+    float *att_scratch;        /* device: gpu_attend_scratch_floats(ATT_GROUP rows) */
 };
 
 static size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -132,6 +181,7 @@ static greta_status cuda_model_new(const model *m, backend_model **out, char *er
         size_t bytes = mw ? (size_t)mw->n_out * mw->row_bytes : (size_t)hp->n_embd * sizeof(float);
         total += align_up(bytes, DEVICE_ALIGN);
     }
+    total += DEVICE_ALIGN; /* the matrix kernels' aligned word loads may touch a few bytes past a row's end */
     size_t free_bytes = 0, total_bytes = 0;
     greta_status st = GRETA_OK;
     if (gpu_device_open(bm->device_name, sizeof bm->device_name, &free_bytes, &total_bytes, err, err_size) != 0)
@@ -204,19 +254,49 @@ static greta_status cuda_kv_new(backend_model *bm, int32_t n_ctx, backend_kv **o
 
 /* ---- per session ---- */
 
+static void slot_clear(graph_slot *slot) {
+    gpu_graph_free(slot->graph);
+    free(slot->ops);
+    memset(slot, 0, sizeof *slot);
+}
+
+static greta_status run_pending(backend_ctx *ctx, char *err, size_t err_size);
+
 static void cuda_ctx_free(backend_ctx *ctx) {
     if (!ctx) return;
+    char ignored[256];
+    if (ctx->stream && ctx->n_ops > 0) (void)run_pending(ctx, ignored, sizeof ignored);
+    for (int n = 0; n <= GRAPH_MAX_ROWS; n++) slot_clear(&ctx->slot[n]);
     gpu_stream_free(ctx->stream);
     for (int b = 0; b < BUF_COUNT; b++) gpu_free(ctx->buf[b]);
     gpu_free(ctx->upload);
+    gpu_free(ctx->att_scratch);
+    free(ctx->ops);
     free(ctx->staging);
     free(ctx->angle_cos);
     free(ctx->angle_sin);
     free(ctx);
 }
 
-static size_t upload_bytes(const model_hparams *hp, int rows) {
-    return (size_t)rows * sizeof(int32_t) + 2 * (size_t)rows * (size_t)(hp->rope_dim / 2) * sizeof(float);
+/* The per-forward area for n rows (offsets of its parts, bytes in all). */
+typedef struct {
+    size_t kv, tokens, cos, sin, bytes;
+} upload_layout;
+
+static upload_layout layout_for(const model_hparams *hp, int n) {
+    const size_t half = (size_t)(hp->rope_dim / 2);
+    upload_layout l;
+    l.kv = 0;
+    l.tokens = (size_t)n * sizeof(gpu_kv_row);
+    l.cos = l.tokens + (size_t)n * sizeof(int32_t);
+    l.sin = l.cos + (size_t)n * half * sizeof(float);
+    l.bytes = l.sin + (size_t)n * half * sizeof(float);
+    return l;
+}
+
+static bool graphs_requested(void) {
+    const char *v = getenv("GRETA_CUDA_GRAPH");
+    return !(v && strcmp(v, "0") == 0);
 }
 
 static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *config, backend_ctx **out, char *err,
@@ -228,7 +308,12 @@ static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *co
     ctx->bm = bm;
     ctx->m = bm->m;
     ctx->config = *config;
-    size_t need = align_up(upload_bytes(hp, config->max_rows), DEVICE_ALIGN);
+    ctx->graphs = graphs_requested();
+    ctx->splits = gpu_attend_splits(hp->n_head_kv);
+    const int att_rows = config->max_rows < ATT_GROUP ? config->max_rows : ATT_GROUP;
+    const size_t scratch = gpu_attend_scratch_floats(hp->n_head, hp->head_dim, ctx->splits, att_rows) * sizeof(float);
+    const size_t up_bytes = layout_for(hp, config->max_rows).bytes;
+    size_t need = align_up(up_bytes, DEVICE_ALIGN) + align_up(scratch, DEVICE_ALIGN);
     for (int b = 0; b < BUF_COUNT; b++) {
         ctx->width[b] = backend_buf_width(hp, (backend_buf)b);
         ctx->stride[b] = (int64_t)align_up((size_t)ctx->width[b], STRIDE_ALIGN);
@@ -245,13 +330,11 @@ static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *co
         size_t bytes = backend_buf_rows(config, (backend_buf)b) * (size_t)ctx->stride[b] * sizeof(float);
         if (gpu_alloc((void **)&ctx->buf[b], bytes, "activations", err, err_size) != 0) goto device_oom;
     }
-    size_t half = (size_t)(hp->rope_dim / 2);
-    if (gpu_alloc(&ctx->upload, upload_bytes(hp, config->max_rows), "the upload area", err, err_size) != 0)
+    if (gpu_alloc(&ctx->upload, up_bytes, "the upload area", err, err_size) != 0 ||
+        gpu_alloc((void **)&ctx->att_scratch, scratch, "the attention scratch", err, err_size) != 0)
         goto device_oom;
-    ctx->tokens_dev = ctx->upload;
-    ctx->cos_dev = (float *)(ctx->tokens_dev + config->max_rows);
-    ctx->sin_dev = ctx->cos_dev + (size_t)config->max_rows * half;
-    ctx->staging = malloc(upload_bytes(hp, config->max_rows));
+    size_t half = (size_t)(hp->rope_dim / 2);
+    ctx->staging = malloc(up_bytes);
     ctx->angle_cos = calloc(half + 1, sizeof(double));
     ctx->angle_sin = calloc(half + 1, sizeof(double));
     if (!ctx->staging || !ctx->angle_cos || !ctx->angle_sin) goto oom;
@@ -270,20 +353,265 @@ oom:
     return GRETA_ERR_NO_MEMORY;
 }
 
-/* A cuda_device.h result as a status (its message is already in err). */
-static greta_status step(int rc) { return rc == 0 ? GRETA_OK : GRETA_ERR_INTERNAL; }
+/* ---- running a list: the kernels of each step, fused where they meet ---- */
 
-/* ---- one forward ---- */
+static uint8_t *dev_at(const backend_ctx *ctx, size_t offset) { return (uint8_t *)ctx->upload + offset; }
+
+static const gpu_kv_row *kv_table(const backend_ctx *ctx) {
+    return (const gpu_kv_row *)dev_at(ctx, layout_for(&ctx->m->hp, ctx->fwd_n).kv);
+}
+
+static int run_rmsnorm(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
+    const int dst = op->dst[0], src = op->src;
+    return gpu_rmsnorm(ctx->stream, ctx->buf[dst], ctx->stride[dst], ctx->buf[src], ctx->stride[src],
+                       ctx->bm->vector[op->w[0]], ctx->width[src], (float)ctx->m->hp.rms_eps, op->n, err, err_size);
+}
+
+/* The matrices of a matmul: those of one type with a fast kernel share a
+ * launch; the others run the simple kernel one by one. */
+static int run_matmul(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
+    const float *x = ctx->buf[op->src] + (size_t)op->src_row0 * (size_t)ctx->stride[op->src];
+    bool done[4] = {false, false, false, false};
+    for (int k = 0; k < op->n_mats; k++) {
+        if (done[k]) continue;
+        const model_weight *mw = ctx->bm->w.matrix[op->w[k]];
+        if (!gpu_matvec_supported(mw->type, mw->n_in)) {
+            if (gpu_matmul(ctx->stream, mw->type, ctx->bm->matrix[op->w[k]], mw->row_bytes, mw->n_in, mw->n_out, x,
+                           ctx->stride[op->src], ctx->buf[op->dst[k]], ctx->stride[op->dst[k]], op->n, err,
+                           err_size) != 0)
+                return -1;
+            done[k] = true;
+            continue;
+        }
+        gpu_mv_args a;
+        memset(&a, 0, sizeof a);
+        a.n = op->n, a.n_in = mw->n_in, a.x = x, a.xs = ctx->stride[op->src];
+        for (int j = k; j < op->n_mats; j++) {
+            const model_weight *wj = ctx->bm->w.matrix[op->w[j]];
+            if (done[j] || wj->type != mw->type || wj->n_in != mw->n_in) continue;
+            a.w[a.count] = ctx->bm->matrix[op->w[j]];
+            a.row_bytes[a.count] = wj->row_bytes;
+            a.n_out[a.count] = wj->n_out;
+            a.y[a.count] = ctx->buf[op->dst[j]];
+            a.ys[a.count] = ctx->stride[op->dst[j]];
+            a.count++;
+            done[j] = true;
+        }
+        if (gpu_matvec(ctx->stream, mw->type, &a, MV_PLAIN, err, err_size) != 0) return -1;
+    }
+    return 0;
+}
+
+/* matmul of one matrix into P, then add(X, P): one kernel. */
+static bool fuses_add(const backend_ctx *ctx, const cuda_op *mm, const cuda_op *add) {
+    if (mm->kind != OP_MATMUL || add->kind != OP_ADD || mm->n_mats != 1 || add->n != mm->n) return false;
+    const model_weight *mw = ctx->bm->w.matrix[mm->w[0]];
+    return add->src == mm->dst[0] && add->dst[0] != mm->src && add->dst[0] != mm->dst[0] &&
+           ctx->width[add->dst[0]] == mw->n_out && gpu_matvec_supported(mw->type, mw->n_in);
+}
+
+static int run_matmul_add(backend_ctx *ctx, const cuda_op *mm, const cuda_op *add, char *err, size_t err_size) {
+    const model_weight *mw = ctx->bm->w.matrix[mm->w[0]];
+    gpu_mv_args a;
+    memset(&a, 0, sizeof a);
+    a.w[0] = ctx->bm->matrix[mm->w[0]], a.row_bytes[0] = mw->row_bytes, a.n_out[0] = mw->n_out;
+    a.y[0] = ctx->buf[mm->dst[0]], a.ys[0] = ctx->stride[mm->dst[0]];
+    a.count = 1, a.n = mm->n, a.n_in = mw->n_in;
+    a.x = ctx->buf[mm->src] + (size_t)mm->src_row0 * (size_t)ctx->stride[mm->src], a.xs = ctx->stride[mm->src];
+    a.res = ctx->buf[add->dst[0]], a.res_s = ctx->stride[add->dst[0]];
+    return gpu_matvec(ctx->stream, mw->type, &a, MV_ADD, err, err_size);
+}
+
+/* matmul of gate and up into GATE, UP, then swiglu: one kernel. */
+static bool fuses_swiglu(const backend_ctx *ctx, const cuda_op *mm, const cuda_op *sw) {
+    if (mm->kind != OP_MATMUL || sw->kind != OP_SWIGLU || mm->n_mats != 2 || sw->n != mm->n) return false;
+    if (mm->dst[0] != BUF_GATE || mm->dst[1] != BUF_UP || mm->src == BUF_GATE || mm->src == BUF_UP) return false;
+    const model_weight *g = ctx->bm->w.matrix[mm->w[0]], *u = ctx->bm->w.matrix[mm->w[1]];
+    return g->type == u->type && g->n_in == u->n_in && g->n_out == u->n_out && g->n_out == ctx->width[BUF_GATE] &&
+           gpu_matvec_supported(g->type, g->n_in);
+}
+
+static int run_matmul_swiglu(backend_ctx *ctx, const cuda_op *mm, char *err, size_t err_size) {
+    gpu_mv_args a;
+    memset(&a, 0, sizeof a);
+    for (int k = 0; k < 2; k++) {
+        const model_weight *mw = ctx->bm->w.matrix[mm->w[k]];
+        a.w[k] = ctx->bm->matrix[mm->w[k]], a.row_bytes[k] = mw->row_bytes, a.n_out[k] = mw->n_out;
+        a.y[k] = ctx->buf[mm->dst[k]], a.ys[k] = ctx->stride[mm->dst[k]];
+    }
+    const model_weight *g = ctx->bm->w.matrix[mm->w[0]];
+    a.count = 2, a.n = mm->n, a.n_in = g->n_in;
+    a.x = ctx->buf[mm->src] + (size_t)mm->src_row0 * (size_t)ctx->stride[mm->src], a.xs = ctx->stride[mm->src];
+    return gpu_matvec(ctx->stream, g->type, &a, MV_SWIGLU, err, err_size);
+}
+
+/* rope(Q), rope(K), kv_store: one kernel. */
+static bool fuses_rope_store(const cuda_op *a, const cuda_op *b, const cuda_op *c) {
+    return a->kind == OP_ROPE && b->kind == OP_ROPE && c->kind == OP_KV_STORE && a->dst[0] == BUF_Q &&
+           b->dst[0] == BUF_K && a->n == b->n && b->n == c->n;
+}
+
+static int run_rope_store(backend_ctx *ctx, const cuda_op *store, char *err, size_t err_size) {
+    const model_hparams *hp = &ctx->m->hp;
+    const upload_layout l = layout_for(hp, ctx->fwd_n);
+    return gpu_rope_store(ctx->stream, ctx->buf[BUF_Q], ctx->stride[BUF_Q], ctx->width[BUF_Q], ctx->buf[BUF_K],
+                          ctx->buf[BUF_V], ctx->stride[BUF_K], hp->kv_dim, hp->head_dim, hp->rope_dim,
+                          (const float *)dev_at(ctx, l.cos), (const float *)dev_at(ctx, l.sin), store->layer,
+                          kv_table(ctx), store->n, store->f32, err, err_size);
+}
+
+static int run_attend(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
+    const model_hparams *hp = &ctx->m->hp;
+    const float scale = 1.0f / sqrtf((float)hp->head_dim);
+    for (int row0 = 0; row0 < op->n; row0 += ATT_GROUP) {
+        const int count = op->n - row0 < ATT_GROUP ? op->n - row0 : ATT_GROUP;
+        if (gpu_attend(ctx->stream, ctx->buf[BUF_Q] + (size_t)row0 * (size_t)ctx->stride[BUF_Q], ctx->stride[BUF_Q],
+                       ctx->buf[BUF_ATT] + (size_t)row0 * (size_t)ctx->stride[BUF_ATT], ctx->stride[BUF_ATT],
+                       hp->kv_dim, hp->n_head, hp->n_head_kv, hp->head_dim, scale, op->layer, kv_table(ctx) + row0,
+                       count, op->f32, ctx->att_scratch, ctx->splits, err, err_size) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* One step alone. */
+static int run_op(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
+    const model_hparams *hp = &ctx->m->hp;
+    const upload_layout l = layout_for(hp, ctx->fwd_n);
+    const backend_model *bm = ctx->bm;
+    switch ((op_kind)op->kind) {
+    case OP_EMBED: {
+        const model_weight *emb = bm->w.matrix[WEIGHT_TOKEN_EMBD];
+        return gpu_embed(ctx->stream, emb->type, bm->matrix[WEIGHT_TOKEN_EMBD], emb->row_bytes, hp->n_embd,
+                         (const int32_t *)dev_at(ctx, l.tokens), op->n, ctx->buf[BUF_X], ctx->stride[BUF_X], err,
+                         err_size);
+    }
+    case OP_RMSNORM: return run_rmsnorm(ctx, op, err, err_size);
+    case OP_MATMUL: return run_matmul(ctx, op, err, err_size);
+    case OP_ROPE:
+        return gpu_rope(ctx->stream, ctx->buf[op->dst[0]], ctx->stride[op->dst[0]], ctx->width[op->dst[0]], hp->head_dim,
+                        hp->rope_dim, (const float *)dev_at(ctx, l.cos), (const float *)dev_at(ctx, l.sin), op->n, err,
+                        err_size);
+    case OP_KV_STORE:
+        return gpu_kv_store(ctx->stream, ctx->buf[BUF_K], ctx->buf[BUF_V], ctx->stride[BUF_K], hp->kv_dim, op->layer,
+                            kv_table(ctx), op->n, op->f32, err, err_size);
+    case OP_ATTEND: return run_attend(ctx, op, err, err_size);
+    case OP_ADD:
+        return gpu_add(ctx->stream, ctx->buf[op->dst[0]], ctx->stride[op->dst[0]], ctx->buf[op->src],
+                       ctx->stride[op->src], ctx->width[op->dst[0]], op->n, err, err_size);
+    case OP_SWIGLU:
+        return gpu_swiglu(ctx->stream, ctx->buf[BUF_GATE], ctx->stride[BUF_GATE], ctx->buf[BUF_UP],
+                          ctx->stride[BUF_UP], ctx->width[BUF_GATE], op->n, err, err_size);
+    }
+    return 0;
+}
+
+/* Launches the list's kernels, fusing neighbours. */
+static int launch_list(backend_ctx *ctx, char *err, size_t err_size) {
+    const cuda_op *ops = ctx->ops;
+    for (int i = 0; i < ctx->n_ops;) {
+        int rc;
+        if (i + 1 < ctx->n_ops && fuses_add(ctx, &ops[i], &ops[i + 1])) {
+            rc = run_matmul_add(ctx, &ops[i], &ops[i + 1], err, err_size);
+            i += 2;
+        } else if (i + 1 < ctx->n_ops && fuses_swiglu(ctx, &ops[i], &ops[i + 1])) {
+            rc = run_matmul_swiglu(ctx, &ops[i], err, err_size);
+            i += 2;
+        } else if (i + 2 < ctx->n_ops && fuses_rope_store(&ops[i], &ops[i + 1], &ops[i + 2])) {
+            rc = run_rope_store(ctx, &ops[i + 2], err, err_size);
+            i += 3;
+        } else {
+            rc = run_op(ctx, &ops[i], err, err_size);
+            i += 1;
+        }
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+static bool same_list(const graph_slot *slot, const backend_ctx *ctx) {
+    return slot->ops && slot->n_ops == ctx->n_ops && slot->kv_n == ctx->kv_n &&
+           memcmp(slot->ops, ctx->ops, (size_t)ctx->n_ops * sizeof *ctx->ops) == 0;
+}
+
+/* Runs the pending list: uploads the forward's values, then replays the
+ * graph of an equal earlier list, captures one (the second time a list
+ * is seen), or launches the kernels directly. */
+static greta_status run_pending(backend_ctx *ctx, char *err, size_t err_size) {
+    if (ctx->n_ops == 0) return GRETA_OK;
+    const upload_layout l = layout_for(&ctx->m->hp, ctx->fwd_n);
+    if (gpu_upload_async(ctx->stream, ctx->upload, ctx->staging, l.bytes, err, err_size) != 0) {
+        ctx->n_ops = 0;
+        return GRETA_ERR_INTERNAL;
+    }
+    int rc = 0;
+    if (ctx->graphs && ctx->fwd_n <= GRAPH_MAX_ROWS) {
+        graph_slot *slot = &ctx->slot[ctx->fwd_n];
+        if (same_list(slot, ctx)) {
+            if (!slot->graph) {
+                rc = gpu_capture_begin(ctx->stream, err, err_size);
+                if (rc == 0) {
+                    int launch_rc = launch_list(ctx, err, err_size);
+                    rc = gpu_capture_end(ctx->stream, &slot->graph, err, err_size);
+                    if (launch_rc != 0) {
+                        slot_clear(slot); /* a capture cut short is no graph */
+                        rc = -1;
+                    }
+                }
+            }
+            if (rc == 0) rc = gpu_graph_launch(ctx->stream, slot->graph, err, err_size);
+        } else {
+            slot_clear(slot);
+            slot->ops = malloc((size_t)ctx->n_ops * sizeof *ctx->ops);
+            if (slot->ops) {
+                memcpy(slot->ops, ctx->ops, (size_t)ctx->n_ops * sizeof *ctx->ops);
+                slot->n_ops = ctx->n_ops;
+                slot->kv_n = ctx->kv_n;
+            }
+            rc = launch_list(ctx, err, err_size);
+        }
+    } else {
+        rc = launch_list(ctx, err, err_size);
+    }
+    ctx->n_ops = 0;
+    return rc == 0 ? GRETA_OK : GRETA_ERR_INTERNAL;
+}
+
+/* ---- recording the steps ---- */
+
+static greta_status record(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
+    if (ctx->n_ops == ctx->cap_ops) {
+        int cap = ctx->cap_ops ? 2 * ctx->cap_ops : 64;
+        cuda_op *grown = realloc(ctx->ops, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            format_error(err, err_size, "out of memory recording the forward");
+            return GRETA_ERR_NO_MEMORY;
+        }
+        ctx->ops = grown;
+        ctx->cap_ops = cap;
+    }
+    ctx->ops[ctx->n_ops++] = *op;
+    return GRETA_OK;
+}
+
+static cuda_op new_op(op_kind kind, int n) {
+    cuda_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = (int32_t)kind;
+    op.n = n;
+    return op;
+}
 
 static greta_status cuda_begin(backend_ctx *ctx, const int32_t *tokens, const int32_t *pos, int n, char *err,
                                size_t err_size) {
-    const model *m = ctx->m;
-    const model_hparams *hp = &m->hp;
+    greta_status st = run_pending(ctx, err, err_size);
+    if (st != GRETA_OK) return st;
+    const model_hparams *hp = &ctx->m->hp;
     const int half = hp->rope_dim / 2;
-    /* Packed like the device area but for n rows: tokens[n], cos[n][half], sin[n][half]. */
-    int32_t *tok = (int32_t *)ctx->staging;
-    float *cs = (float *)(tok + n);
-    float *sn = cs + (size_t)n * (size_t)half;
+    const upload_layout l = layout_for(hp, n);
+    int32_t *tok = (int32_t *)(ctx->staging + l.tokens);
+    float *cs = (float *)(ctx->staging + l.cos);
+    float *sn = (float *)(ctx->staging + l.sin);
     for (int i = 0; i < n; i++) {
         tok[i] = tokens[i];
         backend_rope_angles(hp, ctx->bm->rope_freqs, pos[i], ctx->angle_cos, ctx->angle_sin);
@@ -292,93 +620,112 @@ static greta_status cuda_begin(backend_ctx *ctx, const int32_t *tokens, const in
             sn[(size_t)i * half + j] = (float)ctx->angle_sin[j];
         }
     }
-    /* Three copies into the device area's fixed places (ordered on the stream). */
-    if (gpu_upload_async(ctx->stream, ctx->tokens_dev, tok, (size_t)n * sizeof(int32_t), err, err_size) != 0 ||
-        (half > 0 && (gpu_upload_async(ctx->stream, ctx->cos_dev, cs, (size_t)n * half * sizeof(float), err, err_size) != 0 ||
-                      gpu_upload_async(ctx->stream, ctx->sin_dev, sn, (size_t)n * half * sizeof(float), err, err_size) != 0)))
-        return GRETA_ERR_INTERNAL;
-    const backend_model *bm = ctx->bm;
-    const model_weight *emb = bm->w.matrix[WEIGHT_TOKEN_EMBD];
-    return step(gpu_embed(ctx->stream, emb->type, bm->matrix[WEIGHT_TOKEN_EMBD], emb->row_bytes, hp->n_embd,
-                          ctx->tokens_dev, n, ctx->buf[BUF_X], ctx->stride[BUF_X], err, err_size));
+    memset(ctx->staging + l.kv, 0, (size_t)n * sizeof(gpu_kv_row));
+    ctx->fwd_n = n;
+    ctx->kv_n = 0;
+    cuda_op op = new_op(OP_EMBED, n);
+    return record(ctx, &op, err, err_size);
 }
 
 static greta_status cuda_rmsnorm(backend_ctx *ctx, backend_buf dst, backend_buf src, backend_weight weight, int n,
                                  char *err, size_t err_size) {
-    return step(gpu_rmsnorm(ctx->stream, ctx->buf[dst], ctx->stride[dst], ctx->buf[src], ctx->stride[src],
-                            ctx->bm->vector[weight], ctx->width[src], (float)ctx->m->hp.rms_eps, n, err, err_size));
+    cuda_op op = new_op(OP_RMSNORM, n);
+    op.dst[0] = dst;
+    op.src = src;
+    op.w[0] = weight;
+    return record(ctx, &op, err, err_size);
 }
 
 static greta_status cuda_matmul(backend_ctx *ctx, int n_mats, const backend_weight *weights, const backend_buf *dst,
                                 backend_buf src, int src_row0, int n, char *err, size_t err_size) {
-    const float *x = ctx->buf[src] + (size_t)src_row0 * (size_t)ctx->stride[src];
+    cuda_op op = new_op(OP_MATMUL, n);
+    op.n_mats = n_mats;
+    op.src = src;
+    op.src_row0 = src_row0;
     for (int k = 0; k < n_mats; k++) {
-        const model_weight *mw = ctx->bm->w.matrix[weights[k]];
-        if (gpu_matmul(ctx->stream, mw->type, ctx->bm->matrix[weights[k]], mw->row_bytes, mw->n_in, mw->n_out, x,
-                       ctx->stride[src], ctx->buf[dst[k]], ctx->stride[dst[k]], n, err, err_size) != 0)
-            return GRETA_ERR_INTERNAL;
+        op.w[k] = weights[k];
+        op.dst[k] = dst[k];
     }
-    return GRETA_OK;
+    return record(ctx, &op, err, err_size);
 }
 
 static greta_status cuda_rope(backend_ctx *ctx, backend_buf buf, int n, char *err, size_t err_size) {
-    const model_hparams *hp = &ctx->m->hp;
-    return step(gpu_rope(ctx->stream, ctx->buf[buf], ctx->stride[buf], ctx->width[buf], hp->head_dim, hp->rope_dim,
-                         ctx->cos_dev, ctx->sin_dev, n, err, err_size));
+    if (ctx->m->hp.rope_dim < 2) return GRETA_OK;
+    cuda_op op = new_op(OP_ROPE, n);
+    op.dst[0] = buf;
+    return record(ctx, &op, err, err_size);
 }
 
-/* Rows [row0, row0 + count) as a kernel argument: this layer's cache of
- * each row's sequence and its position. */
-static void kv_group(const backend_ctx *ctx, int layer, const backend_kv_row *rows, int row0, int count,
-                     gpu_kv_group *g) {
-    const size_t kv_dim = (size_t)ctx->m->hp.kv_dim;
-    memset(g, 0, sizeof *g);
-    g->row0 = row0;
-    g->n = count;
-    g->f32 = rows[row0].kv->f32; /* one process, one setting: every kv agrees */
-    for (int j = 0; j < count; j++) {
-        const backend_kv *kv = rows[row0 + j].kv;
-        size_t at = (size_t)layer * (size_t)kv->n_ctx * kv_dim * (kv->f32 ? sizeof(float) : sizeof(uint16_t));
-        g->k[j] = kv->k + at;
-        g->v[j] = kv->v + at;
-        g->pos[j] = rows[row0 + j].pos;
+static gpu_kv_row kv_entry(const backend_ctx *ctx, const backend_kv_row *row) {
+    gpu_kv_row r;
+    memset(&r, 0, sizeof r);
+    r.k = row->kv->k;
+    r.v = row->kv->v;
+    r.layer_values = (int64_t)row->kv->n_ctx * (int64_t)ctx->m->hp.kv_dim;
+    r.pos = row->pos;
+    return r;
+}
+
+/* Stages rows' caches and positions as the forward's kv table. Every kv
+ * step of a forward names the same rows; if one does not, the list so far
+ * runs with the old table first. */
+static greta_status stage_kv(backend_ctx *ctx, const backend_kv_row *rows, int n, bool *f32, char *err,
+                             size_t err_size) {
+    if (n > ctx->fwd_n) {
+        format_error(err, err_size, "cuda: %d kv rows in a forward of %d rows", n, ctx->fwd_n);
+        return GRETA_ERR_INTERNAL;
     }
+    gpu_kv_row *staged = (gpu_kv_row *)(ctx->staging + layout_for(&ctx->m->hp, ctx->fwd_n).kv);
+    *f32 = rows[0].kv->f32;
+    bool same = ctx->kv_n == n;
+    for (int i = 0; same && i < n; i++) {
+        gpu_kv_row r = kv_entry(ctx, &rows[i]);
+        same = memcmp(&staged[i], &r, sizeof r) == 0;
+    }
+    if (same) return GRETA_OK;
+    if (ctx->kv_n > 0) {
+        greta_status st = run_pending(ctx, err, err_size);
+        if (st != GRETA_OK) return st;
+    }
+    for (int i = 0; i < n; i++) staged[i] = kv_entry(ctx, &rows[i]);
+    ctx->kv_n = n;
+    return GRETA_OK;
 }
 
 static greta_status cuda_kv_store(backend_ctx *ctx, int layer, const backend_kv_row *rows, int n, char *err,
                                   size_t err_size) {
-    for (int row0 = 0; row0 < n; row0 += GPU_KV_GROUP) {
-        gpu_kv_group g;
-        kv_group(ctx, layer, rows, row0, n - row0 < GPU_KV_GROUP ? n - row0 : GPU_KV_GROUP, &g);
-        if (gpu_kv_store(ctx->stream, ctx->buf[BUF_K], ctx->buf[BUF_V], ctx->stride[BUF_K], ctx->m->hp.kv_dim, &g,
-                         err, err_size) != 0)
-            return GRETA_ERR_INTERNAL;
-    }
-    return GRETA_OK;
+    if (n <= 0) return GRETA_OK;
+    bool f32 = false;
+    greta_status st = stage_kv(ctx, rows, n, &f32, err, err_size);
+    if (st != GRETA_OK) return st;
+    cuda_op op = new_op(OP_KV_STORE, n);
+    op.layer = layer;
+    op.f32 = f32;
+    return record(ctx, &op, err, err_size);
 }
 
 static greta_status cuda_attend(backend_ctx *ctx, int layer, const backend_kv_row *rows, int n, char *err,
                                 size_t err_size) {
-    const model_hparams *hp = &ctx->m->hp;
-    const float scale = 1.0f / sqrtf((float)hp->head_dim);
-    for (int row0 = 0; row0 < n; row0 += GPU_KV_GROUP) {
-        gpu_kv_group g;
-        kv_group(ctx, layer, rows, row0, n - row0 < GPU_KV_GROUP ? n - row0 : GPU_KV_GROUP, &g);
-        if (gpu_attend(ctx->stream, ctx->buf[BUF_Q], ctx->stride[BUF_Q], ctx->buf[BUF_ATT], ctx->stride[BUF_ATT],
-                       hp->kv_dim, hp->n_head, hp->n_head_kv, hp->head_dim, scale, &g, err, err_size) != 0)
-            return GRETA_ERR_INTERNAL;
-    }
-    return GRETA_OK;
+    if (n <= 0) return GRETA_OK;
+    bool f32 = false;
+    greta_status st = stage_kv(ctx, rows, n, &f32, err, err_size);
+    if (st != GRETA_OK) return st;
+    cuda_op op = new_op(OP_ATTEND, n);
+    op.layer = layer;
+    op.f32 = f32;
+    return record(ctx, &op, err, err_size);
 }
 
 static greta_status cuda_add(backend_ctx *ctx, backend_buf dst, backend_buf src, int n, char *err, size_t err_size) {
-    return step(gpu_add(ctx->stream, ctx->buf[dst], ctx->stride[dst], ctx->buf[src], ctx->stride[src], ctx->width[dst],
-                        n, err, err_size));
+    cuda_op op = new_op(OP_ADD, n);
+    op.dst[0] = dst;
+    op.src = src;
+    return record(ctx, &op, err, err_size);
 }
 
 static greta_status cuda_swiglu(backend_ctx *ctx, int n, char *err, size_t err_size) {
-    return step(gpu_swiglu(ctx->stream, ctx->buf[BUF_GATE], ctx->stride[BUF_GATE], ctx->buf[BUF_UP],
-                           ctx->stride[BUF_UP], ctx->width[BUF_GATE], n, err, err_size));
+    cuda_op op = new_op(OP_SWIGLU, n);
+    return record(ctx, &op, err, err_size);
 }
 
 /* ---- reading and writing rows ---- */
@@ -395,8 +742,8 @@ static greta_status cuda_read_rows(backend_ctx *ctx, backend_buf buf, int row0, 
         }
     }
     const float *src = ctx->buf[buf] + (size_t)row0 * (size_t)ctx->stride[buf];
-    greta_status st = GRETA_OK;
-    if (gpu_copy_rows_to_host(ctx->stream, dst, src, ctx->stride[buf], w, n, err, err_size) != 0) st = GRETA_ERR_INTERNAL;
+    greta_status st = run_pending(ctx, err, err_size);
+    if (st == GRETA_OK && gpu_copy_rows_to_host(ctx->stream, dst, src, ctx->stride[buf], w, n, err, err_size) != 0) st = GRETA_ERR_INTERNAL;
     if (st == GRETA_OK && out64)
         for (size_t k = 0; k < (size_t)n * (size_t)w; k++) out64[k] = (double)dst[k];
     if (dst != out32) free(dst);
@@ -418,9 +765,9 @@ static greta_status cuda_write_rows(backend_ctx *ctx, backend_buf buf, int row0,
         src = tmp;
     }
     float *dst = ctx->buf[buf] + (size_t)row0 * (size_t)ctx->stride[buf];
-    greta_status st = GRETA_OK;
-    if (gpu_copy_rows_to_device(ctx->stream, dst, ctx->stride[buf], src, w, n, err, err_size) != 0 ||
-        gpu_stream_sync(ctx->stream, err, err_size) != 0)
+    greta_status st = run_pending(ctx, err, err_size);
+    if (st == GRETA_OK && (gpu_copy_rows_to_device(ctx->stream, dst, ctx->stride[buf], src, w, n, err, err_size) != 0 ||
+                           gpu_stream_sync(ctx->stream, err, err_size) != 0))
         st = GRETA_ERR_INTERNAL;
     free(tmp);
     return st;

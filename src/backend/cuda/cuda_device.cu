@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/cuda_matvec.h"
 #include "backend/cuda/gpu_compat.h"
 
 /* ggml type ids (format/quant.h; repeated here so this file includes no C
@@ -122,6 +123,47 @@ extern "C" int gpu_copy_rows_to_device(gpu_stream *s, float *dst, int64_t dst_st
     gpuError_t e = gpuMemcpy2DAsync(dst, (size_t)dst_stride * sizeof(float), src, (size_t)width * sizeof(float),
                                     (size_t)width * sizeof(float), (size_t)n, gpuMemcpyHostToDevice, s->stream);
     return e == gpuSuccess ? 0 : fail(err, err_size, "copying rows to the GPU", e);
+}
+
+struct gpu_graph {
+    gpuGraphExec_t exec;
+};
+
+extern "C" int gpu_capture_begin(gpu_stream *s, char *err, size_t err_size) {
+    gpuError_t e = gpuStreamBeginCapture(s->stream, gpuStreamCaptureModeThreadLocal);
+    return e == gpuSuccess ? 0 : fail(err, err_size, "beginning a graph capture", e);
+}
+
+extern "C" int gpu_capture_end(gpu_stream *s, gpu_graph **out, char *err, size_t err_size) {
+    *out = NULL;
+    gpuGraph_t graph = NULL;
+    gpuError_t e = gpuStreamEndCapture(s->stream, &graph);
+    if (e != gpuSuccess) return fail(err, err_size, "ending a graph capture", e);
+    gpu_graph *g = (gpu_graph *)calloc(1, sizeof *g);
+    if (!g) {
+        gpuGraphDestroy(graph);
+        snprintf(err, err_size, "cuda: out of host memory");
+        return -1;
+    }
+    e = gpuGraphInstantiate(&g->exec, graph);
+    gpuGraphDestroy(graph);
+    if (e != gpuSuccess) {
+        free(g);
+        return fail(err, err_size, "instantiating a graph", e);
+    }
+    *out = g;
+    return 0;
+}
+
+extern "C" int gpu_graph_launch(gpu_stream *s, gpu_graph *g, char *err, size_t err_size) {
+    gpuError_t e = gpuGraphLaunch(g->exec, s->stream);
+    return e == gpuSuccess ? 0 : fail(err, err_size, "launching a graph", e);
+}
+
+extern "C" void gpu_graph_free(gpu_graph *g) {
+    if (!g) return;
+    gpuGraphExecDestroy(g->exec);
+    free(g);
 }
 
 extern "C" int gpu_type_supported(uint32_t type) {
@@ -468,12 +510,24 @@ extern "C" int gpu_matmul(gpu_stream *s, uint32_t type, const void *w, size_t ro
                           int64_t n_out, const float *x, int64_t xs, float *y, int64_t ys, int n, char *err,
                           size_t err_size) {
     if (n <= 0) return 0;
+    if (gpu_matvec_supported(type, n_in)) {
+        gpu_mv_args a;
+        memset(&a, 0, sizeof a);
+        a.w[0] = w, a.row_bytes[0] = row_bytes, a.n_out[0] = n_out, a.y[0] = y, a.ys[0] = ys;
+        a.count = 1, a.n = n, a.n_in = n_in, a.x = x, a.xs = xs;
+        return matvec_launch(s->stream, type, &a, MV_PLAIN, err, err_size);
+    }
     dim3 grid((unsigned)((n_out + MM_WARPS - 1) / MM_WARPS), (unsigned)((n + MM_ROWS - 1) / MM_ROWS));
 #define MATMUL(T) \
     matmul_kernel<T><<<grid, MM_WARPS * GPU_WARP, 0, s->stream>>>((const uint8_t *)w, row_bytes, n_in, n_out, x, xs, y, ys, n)
     FOR_TYPE(type, MATMUL)
 #undef MATMUL
     return launched(err, err_size, "matmul");
+}
+
+/* The fast kernels of cuda_matvec.cu with an epilogue (cuda.c's fused steps). */
+extern "C" int gpu_matvec(gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size) {
+    return matvec_launch(s->stream, type, a, epi, err, err_size);
 }
 
 extern "C" int gpu_embed(gpu_stream *s, uint32_t type, const void *table, size_t row_bytes, int64_t n_embd,
@@ -575,28 +629,92 @@ __device__ __forceinline__ float kv_load(const float *p) { return *p; }
 __device__ __forceinline__ void kv_put(unsigned short *p, float v) { *p = __half_as_ushort(__float2half_rn(v)); }
 __device__ __forceinline__ void kv_put(float *p, float v) { *p = v; }
 
+/* This layer's cache of table row i, K or V. */
 template <typename KV>
-__global__ void kv_store_kernel(const float *k, const float *v, int64_t stride, int64_t kv_dim, gpu_kv_group group) {
-    const int g = blockIdx.x;
-    const int i = group.row0 + g;
-    KV *kc = (KV *)group.k[g] + (int64_t)group.pos[g] * kv_dim;
-    KV *vc = (KV *)group.v[g] + (int64_t)group.pos[g] * kv_dim;
+__device__ __forceinline__ KV *kv_layer(void *base, const gpu_kv_row *row, int layer) {
+    return (KV *)base + (int64_t)layer * row->layer_values;
+}
+
+template <typename KV>
+__global__ void kv_store_kernel(const float *k, const float *v, int64_t stride, int64_t kv_dim, int layer,
+                                const gpu_kv_row *rows) {
+    const int i = blockIdx.x;
+    const gpu_kv_row *row = rows + i;
+    KV *kc = kv_layer<KV>(row->k, row, layer) + (int64_t)row->pos * kv_dim;
+    KV *vc = kv_layer<KV>(row->v, row, layer) + (int64_t)row->pos * kv_dim;
     for (int64_t d = threadIdx.x; d < kv_dim; d += blockDim.x) {
         kv_put(kc + d, k[(int64_t)i * stride + d]);
         kv_put(vc + d, v[(int64_t)i * stride + d]);
     }
 }
 
-extern "C" int gpu_kv_store(gpu_stream *s, const float *k, const float *v, int64_t stride, int64_t kv_dim,
-                            const gpu_kv_group *group, char *err, size_t err_size) {
-    if (group->n <= 0) return 0;
-    if (group->f32) kv_store_kernel<float><<<group->n, 128, 0, s->stream>>>(k, v, stride, kv_dim, *group);
-    else kv_store_kernel<unsigned short><<<group->n, 128, 0, s->stream>>>(k, v, stride, kv_dim, *group);
+extern "C" int gpu_kv_store(gpu_stream *s, const float *k, const float *v, int64_t stride, int64_t kv_dim, int layer,
+                            const gpu_kv_row *rows, int n, int f32, char *err, size_t err_size) {
+    if (n <= 0) return 0;
+    if (f32) kv_store_kernel<float><<<n, 128, 0, s->stream>>>(k, v, stride, kv_dim, layer, rows);
+    else kv_store_kernel<unsigned short><<<n, 128, 0, s->stream>>>(k, v, stride, kv_dim, layer, rows);
     return launched(err, err_size, "kv_store");
 }
 
-/* One block of ATT_WARPS warps per (head, row). Warp w takes keys w,
- * w + ATT_WARPS, ... with an online softmax (running max, sum and
+/* RoPE of one pair, the same operations as rope_kernel. */
+__device__ __forceinline__ void rotate(float *v, int j, float c, float sn, float *o0, float *o1) {
+    const float x0 = v[2 * j], x1 = v[2 * j + 1];
+    *o0 = x0 * c - x1 * sn;
+    *o1 = x0 * sn + x1 * c;
+}
+
+template <typename KV>
+__global__ void rope_store_kernel(float *q, int64_t qs, int64_t q_width, float *k, const float *v, int64_t kvs,
+                                  int64_t kv_dim, int head_dim, int rope_dim, const float *cos_table,
+                                  const float *sin_table, int layer, const gpu_kv_row *rows) {
+    const int i = blockIdx.x;
+    const int half = rope_dim / 2, hpairs = head_dim / 2;
+    const float *cs = cos_table + (int64_t)i * half, *sn = sin_table + (int64_t)i * half;
+    float *qr = q + (int64_t)i * qs;
+    for (int64_t p = threadIdx.x; p < q_width / head_dim * half; p += blockDim.x) {
+        float *h = qr + p / half * head_dim;
+        const int j = (int)(p % half);
+        float a, b;
+        rotate(h, j, cs[j], sn[j], &a, &b);
+        h[2 * j] = a, h[2 * j + 1] = b;
+    }
+    const gpu_kv_row *row = rows + i;
+    KV *kc = kv_layer<KV>(row->k, row, layer) + (int64_t)row->pos * kv_dim;
+    KV *vc = kv_layer<KV>(row->v, row, layer) + (int64_t)row->pos * kv_dim;
+    float *kr = k + (int64_t)i * kvs;
+    const float *vr = v + (int64_t)i * kvs;
+    for (int64_t p = threadIdx.x; p < kv_dim / 2; p += blockDim.x) {
+        float *h = kr + p / hpairs * head_dim;
+        const int j = (int)(p % hpairs);
+        float a = h[2 * j], b = h[2 * j + 1];
+        if (j < half) {
+            rotate(h, j, cs[j], sn[j], &a, &b);
+            h[2 * j] = a, h[2 * j + 1] = b;
+        }
+        kv_put(kc + 2 * p, a);
+        kv_put(kc + 2 * p + 1, b);
+        kv_put(vc + 2 * p, vr[2 * p]);
+        kv_put(vc + 2 * p + 1, vr[2 * p + 1]);
+    }
+}
+
+extern "C" int gpu_rope_store(gpu_stream *s, float *q, int64_t qs, int64_t q_width, float *k, const float *v,
+                              int64_t kvs, int64_t kv_dim, int head_dim, int rope_dim, const float *cos_table,
+                              const float *sin_table, int layer, const gpu_kv_row *rows, int n, int f32, char *err,
+                              size_t err_size) {
+    if (n <= 0) return 0;
+    if (f32)
+        rope_store_kernel<float><<<n, 128, 0, s->stream>>>(q, qs, q_width, k, v, kvs, kv_dim, head_dim, rope_dim,
+                                                           cos_table, sin_table, layer, rows);
+    else
+        rope_store_kernel<unsigned short><<<n, 128, 0, s->stream>>>(q, qs, q_width, k, v, kvs, kv_dim, head_dim,
+                                                                    rope_dim, cos_table, sin_table, layer, rows);
+    return launched(err, err_size, "rope_store");
+}
+
+/* The simple attention (fallback for shapes the split kernel does not
+ * take): one block of ATT_WARPS warps per (head, row). Warp w takes keys
+ * w, w + ATT_WARPS, ... with an online softmax (running max, sum and
  * weighted V in registers, lane l holding dims l, l + 32, ...); the warps
  * are then merged in warp order. The order depends only on pos. */
 #define ATT_WARPS 4
@@ -604,16 +722,16 @@ extern "C" int gpu_kv_store(gpu_stream *s, const float *k, const float *v, int64
 
 template <typename KV>
 __global__ void attend_kernel(const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
-                              int n_head_kv, int head_dim, float scale, gpu_kv_group group) {
+                              int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows) {
     __shared__ float s_max[ATT_WARPS], s_sum[ATT_WARPS];
     __shared__ float s_acc[ATT_WARPS][ATT_MAX_DIMS * GPU_WARP];
-    const int h = blockIdx.x, g = blockIdx.y;
-    const int i = group.row0 + g;
+    const int h = blockIdx.x, i = blockIdx.y;
     const int lane = threadIdx.x % GPU_WARP, warp = threadIdx.x / GPU_WARP;
     const int kvh = h / (n_head / n_head_kv);
-    const int pos = group.pos[g];
-    const KV *kc = (const KV *)group.k[g] + (int64_t)kvh * head_dim;
-    const KV *vc = (const KV *)group.v[g] + (int64_t)kvh * head_dim;
+    const gpu_kv_row *row = rows + i;
+    const int pos = row->pos;
+    const KV *kc = kv_layer<KV>(row->k, row, layer) + (int64_t)kvh * head_dim;
+    const KV *vc = kv_layer<KV>(row->v, row, layer) + (int64_t)kvh * head_dim;
     const float *qh = q + (int64_t)i * qs + (int64_t)h * head_dim;
     float qr[ATT_MAX_DIMS], acc[ATT_MAX_DIMS];
 #pragma unroll
@@ -656,7 +774,7 @@ __global__ void attend_kernel(const float *q, int64_t qs, float *att, int64_t as
     for (int w = 1; w < ATT_WARPS; w++) mx = fmaxf(mx, s_max[w]);
     float total = 0.0f, factor[ATT_WARPS];
     for (int w = 0; w < ATT_WARPS; w++) {
-        factor[w] = expf(s_max[w] - mx);
+        factor[w] = s_max[w] == -INFINITY ? 0.0f : expf(s_max[w] - mx);
         total += s_sum[w] * factor[w];
     }
     float *out = att + (int64_t)i * as + (int64_t)h * head_dim;
@@ -667,21 +785,212 @@ __global__ void attend_kernel(const float *q, int64_t qs, float *att, int64_t as
     }
 }
 
+/* Split-K attention ("flash-decoding"), for head_dim = 32 DL (DL = 1, 2,
+ * 4, 8) and at most SPLIT_GMAX query heads per KV head.
+ *
+ * attend_split_kernel: block (KV head hk, split s, row i) of SPLIT_WARPS
+ * warps. Row i's keys 0 .. pos are cut into `splits` ranges of
+ * ceil((pos + 1) / splits) keys; the block takes range s, its warp w the
+ * keys w, w + SPLIT_WARPS, ... of it, for all the G query heads of hk at
+ * once (each K and V row is read once for the G heads). Lane l holds dims
+ * DL l .. DL l + DL - 1 (one 2 DL-byte load of an f16 row). Online softmax
+ * per head; the warps are merged in warp order into the partial (max, sum,
+ * weighted V) of the range, in scratch. attend_merge_kernel merges the
+ * ranges in order. Every order depends only on pos and the constants, so
+ * a row's result does not depend on the other rows (batch-invariant). */
+#define SPLIT_WARPS 4
+#define SPLIT_GMAX 8
+#define SPLIT_MAX 32
+
+extern "C" int gpu_attend_splits(int n_head_kv) {
+    int sms = 132;
+    int dev = 0;
+    if (gpuGetDevice(&dev) == gpuSuccess) gpuDeviceGetAttribute(&sms, gpuDevAttrMultiProcessorCount, dev);
+    int splits = (4 * sms + n_head_kv - 1) / (n_head_kv > 0 ? n_head_kv : 1);
+    return splits < 1 ? 1 : splits > SPLIT_MAX ? SPLIT_MAX : splits;
+}
+
+extern "C" size_t gpu_attend_scratch_floats(int n_head, int head_dim, int splits, int n) {
+    return (size_t)n * (size_t)n_head * (size_t)splits * (size_t)(head_dim + 2);
+}
+
+template <int DL> struct kv_vec;
+template <> struct kv_vec<1> {
+    static __device__ __forceinline__ void get(const unsigned short *p, float *o) { o[0] = kv_load(p); }
+    static __device__ __forceinline__ void get(const float *p, float *o) { o[0] = *p; }
+};
+template <> struct kv_vec<2> {
+    static __device__ __forceinline__ void get(const unsigned short *p, float *o) {
+        const float2 f = __half22float2(*(const __half2 *)p);
+        o[0] = f.x, o[1] = f.y;
+    }
+    static __device__ __forceinline__ void get(const float *p, float *o) {
+        const float2 f = *(const float2 *)p;
+        o[0] = f.x, o[1] = f.y;
+    }
+};
+template <> struct kv_vec<4> {
+    static __device__ __forceinline__ void get(const unsigned short *p, float *o) {
+        const uint2 u = *(const uint2 *)p;
+        const float2 a = __half22float2(*(const __half2 *)&u.x), b = __half22float2(*(const __half2 *)&u.y);
+        o[0] = a.x, o[1] = a.y, o[2] = b.x, o[3] = b.y;
+    }
+    static __device__ __forceinline__ void get(const float *p, float *o) {
+        const float4 f = *(const float4 *)p;
+        o[0] = f.x, o[1] = f.y, o[2] = f.z, o[3] = f.w;
+    }
+};
+template <> struct kv_vec<8> {
+    static __device__ __forceinline__ void get(const unsigned short *p, float *o) {
+        const uint4 u = *(const uint4 *)p;
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const float2 f = __half22float2(*(const __half2 *)&w[k]);
+            o[2 * k] = f.x, o[2 * k + 1] = f.y;
+        }
+    }
+    static __device__ __forceinline__ void get(const float *p, float *o) {
+        const float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+        o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+    }
+};
+
+template <typename KV, int DL>
+__global__ void __launch_bounds__(SPLIT_WARPS * GPU_WARP)
+    attend_split_kernel(const float *q, int64_t qs, int64_t kv_dim, int n_head, int n_head_kv, int head_dim,
+                        float scale, int layer, const gpu_kv_row *rows, int splits, float *part) {
+    __shared__ float s_m[SPLIT_WARPS][SPLIT_GMAX], s_l[SPLIT_WARPS][SPLIT_GMAX];
+    __shared__ float s_acc[SPLIT_WARPS][SPLIT_GMAX][DL * GPU_WARP];
+    const int hk = blockIdx.x, s = blockIdx.y, i = blockIdx.z;
+    const int lane = threadIdx.x % GPU_WARP, warp = threadIdx.x / GPU_WARP;
+    const int G = n_head / n_head_kv;
+    const gpu_kv_row *row = rows + i;
+    const int total = row->pos + 1;
+    const int chunk = (total + splits - 1) / splits;
+    const int lo = s * chunk, hi = lo + chunk < total ? lo + chunk : total;
+    const KV *kc = kv_layer<KV>(row->k, row, layer) + (int64_t)hk * head_dim + DL * lane;
+    const KV *vc = kv_layer<KV>(row->v, row, layer) + (int64_t)hk * head_dim + DL * lane;
+    float qr[SPLIT_GMAX][DL], acc[SPLIT_GMAX][DL], m[SPLIT_GMAX], l[SPLIT_GMAX];
+#pragma unroll
+    for (int g = 0; g < SPLIT_GMAX; g++) {
+        m[g] = -INFINITY, l[g] = 0.0f;
+#pragma unroll
+        for (int t = 0; t < DL; t++) {
+            qr[g][t] = g < G ? q[(int64_t)i * qs + (int64_t)(hk * G + g) * head_dim + DL * lane + t] : 0.0f;
+            acc[g][t] = 0.0f;
+        }
+    }
+    for (int key = lo + warp; key < hi; key += SPLIT_WARPS) {
+        float kv[DL], vv[DL];
+        kv_vec<DL>::get(kc + (int64_t)key * kv_dim, kv);
+        kv_vec<DL>::get(vc + (int64_t)key * kv_dim, vv);
+#pragma unroll
+        for (int g = 0; g < SPLIT_GMAX; g++) {
+            if (g >= G) break;
+            float sc = 0.0f;
+#pragma unroll
+            for (int t = 0; t < DL; t++) sc = fmaf(qr[g][t], kv[t], sc);
+#pragma unroll
+            for (int off = GPU_WARP / 2; off > 0; off >>= 1) sc += GPU_SHFL_XOR(sc, off);
+            sc *= scale;
+            const float m_new = fmaxf(m[g], sc);
+            const float corr = expf(m[g] - m_new);
+            const float p = expf(sc - m_new);
+            l[g] = l[g] * corr + p;
+#pragma unroll
+            for (int t = 0; t < DL; t++) acc[g][t] = acc[g][t] * corr + p * vv[t];
+            m[g] = m_new;
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < SPLIT_GMAX; g++) {
+        if (g >= G) break;
+        if (lane == 0) s_m[warp][g] = m[g], s_l[warp][g] = l[g];
+#pragma unroll
+        for (int t = 0; t < DL; t++) s_acc[warp][g][DL * lane + t] = acc[g][t];
+    }
+    __syncthreads();
+    /* part[i][h][s]: m, l, then head_dim weighted values */
+    for (int g = warp; g < G; g += SPLIT_WARPS) {
+        float mx = s_m[0][g];
+        for (int w = 1; w < SPLIT_WARPS; w++) mx = fmaxf(mx, s_m[w][g]);
+        float f[SPLIT_WARPS], sum = 0.0f;
+        for (int w = 0; w < SPLIT_WARPS; w++) {
+            f[w] = s_m[w][g] == -INFINITY ? 0.0f : expf(s_m[w][g] - mx);
+            sum += s_l[w][g] * f[w];
+        }
+        float *out = part + (((int64_t)i * n_head + hk * G + g) * splits + s) * (head_dim + 2);
+        if (lane == 0) out[0] = mx, out[1] = sum;
+        for (int d = lane; d < head_dim; d += GPU_WARP) {
+            float v = 0.0f;
+            for (int w = 0; w < SPLIT_WARPS; w++) v += s_acc[w][g][d] * f[w];
+            out[2 + d] = v;
+        }
+    }
+}
+
+__global__ void attend_merge_kernel(const float *part, float *att, int64_t as, int n_head, int head_dim, int splits) {
+    const int h = blockIdx.x, i = blockIdx.y;
+    const float *p = part + ((int64_t)i * n_head + h) * splits * (head_dim + 2);
+    float mx = p[0];
+    for (int s = 1; s < splits; s++) mx = fmaxf(mx, p[(int64_t)s * (head_dim + 2)]);
+    float total = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        const float ms = p[(int64_t)s * (head_dim + 2)];
+        if (ms != -INFINITY) total += p[(int64_t)s * (head_dim + 2) + 1] * expf(ms - mx);
+    }
+    float *out = att + (int64_t)i * as + (int64_t)h * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float v = 0.0f;
+        for (int s = 0; s < splits; s++) {
+            const float ms = p[(int64_t)s * (head_dim + 2)];
+            if (ms != -INFINITY) v += p[(int64_t)s * (head_dim + 2) + 2 + d] * expf(ms - mx);
+        }
+        out[d] = v / total;
+    }
+}
+
+template <typename KV>
+static void launch_split(gpuStream_t st, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
+                         int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int splits,
+                         float *part) {
+    const int threads = SPLIT_WARPS * GPU_WARP;
+    switch (dl) {
+    case 1: attend_split_kernel<KV, 1><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
+    case 2: attend_split_kernel<KV, 2><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
+    case 4: attend_split_kernel<KV, 4><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
+    default: attend_split_kernel<KV, 8><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
+    }
+}
+
 extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim,
-                          int n_head, int n_head_kv, int head_dim, float scale, const gpu_kv_group *group, char *err,
-                          size_t err_size) {
-    if (group->n <= 0) return 0;
+                          int n_head, int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows,
+                          int n, int f32, float *scratch, int splits, char *err, size_t err_size) {
+    if (n <= 0) return 0;
     if (head_dim > ATT_MAX_DIMS * GPU_WARP) {
         snprintf(err, err_size, "cuda: head_dim %d is above the attention kernel's %d", head_dim,
                  ATT_MAX_DIMS * GPU_WARP);
         return -1;
     }
-    dim3 grid((unsigned)n_head, (unsigned)group->n);
-    if (group->f32)
+    const int dl = head_dim / GPU_WARP;
+    const bool split = head_dim % GPU_WARP == 0 && (dl == 1 || dl == 2 || dl == 4 || dl == 8) &&
+                       n_head / n_head_kv <= SPLIT_GMAX && scratch != NULL && splits >= 1;
+    if (split) {
+        dim3 grid((unsigned)n_head_kv, (unsigned)splits, (unsigned)n);
+        if (f32) launch_split<float>(s->stream, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
+        else launch_split<unsigned short>(s->stream, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
+        if (launched(err, err_size, "attention") != 0) return -1;
+        attend_merge_kernel<<<dim3((unsigned)n_head, (unsigned)n), 128, 0, s->stream>>>(scratch, att, as, n_head,
+                                                                                       head_dim, splits);
+        return launched(err, err_size, "attention merge");
+    }
+    dim3 grid((unsigned)n_head, (unsigned)n);
+    if (f32)
         attend_kernel<float><<<grid, ATT_WARPS * GPU_WARP, 0, s->stream>>>(q, qs, att, as, kv_dim, n_head, n_head_kv,
-                                                                         head_dim, scale, *group);
+                                                                         head_dim, scale, layer, rows);
     else
         attend_kernel<unsigned short><<<grid, ATT_WARPS * GPU_WARP, 0, s->stream>>>(
-            q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, *group);
+            q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows);
     return launched(err, err_size, "attention");
 }

@@ -52,6 +52,14 @@ int gpu_copy_rows_to_host(gpu_stream *s, float *dst, const float *src, int64_t s
 int gpu_copy_rows_to_device(gpu_stream *s, float *dst, int64_t dst_stride, const float *src, int64_t width, int n,
                             char *err, size_t err_size);
 
+/* CUDA graphs: the work enqueued on s between capture_begin and
+ * capture_end (nothing runs) becomes a graph, replayed by graph_launch. */
+typedef struct gpu_graph gpu_graph;
+int gpu_capture_begin(gpu_stream *s, char *err, size_t err_size);
+int gpu_capture_end(gpu_stream *s, gpu_graph **out, char *err, size_t err_size);
+int gpu_graph_launch(gpu_stream *s, gpu_graph *g, char *err, size_t err_size);
+void gpu_graph_free(gpu_graph *g);
+
 /* True if the kernels know this quant.h type id. */
 int gpu_type_supported(uint32_t type);
 
@@ -71,27 +79,72 @@ int gpu_matmul(gpu_stream *s, uint32_t type, const void *w, size_t row_bytes, in
 int gpu_rope(gpu_stream *s, float *buf, int64_t stride, int64_t width, int head_dim, int rope_dim,
              const float *cos_table, const float *sin_table, int n, char *err, size_t err_size);
 
-/* Rows of a forward in their sequences' caches: for row i, k[i] and v[i]
- * are the first value of this layer's cache ([n_ctx][kv_dim] values, f16
- * or, with f32 set, float32) and pos[i] its position. Passed by value; at
- * most GPU_KV_GROUP rows. */
-#define GPU_KV_GROUP 32
+/* ---- fast matrix products (cuda_matvec.cu; docs/cuda.md "Decode kernels") ----
+ *
+ * Up to GPU_MV_MATS matrices of one type that read the same input x
+ * [n][n_in] (row stride xs): y[m][i][r] = W_m[r] . x[i]. Epilogues:
+ * MV_PLAIN; MV_ADD (one matrix; also res[i][r] += y[0][i][r], the engine's
+ * matmul then add); MV_SWIGLU (two matrices gate, up of equal n_out; y[1]
+ * = up, y[0] = silu(gate) * up, the engine's matmul then swiglu). Same bits
+ * per row whatever n (batch-invariant). gpu_matvec_supported says whether
+ * the type and row length have such a kernel (else gpu_matmul's simple one
+ * runs, also batch-invariant). gpu_matmul uses these kernels itself where
+ * supported. */
+#define GPU_MV_MATS 4
+enum { MV_PLAIN = 0, MV_ADD = 1, MV_SWIGLU = 2 };
 typedef struct {
-    void *k[GPU_KV_GROUP];
-    void *v[GPU_KV_GROUP];
-    int32_t pos[GPU_KV_GROUP];
-    int32_t row0; /* first activation row of the group */
-    int32_t n;    /* rows in the group */
-    int32_t f32;  /* 1: the caches hold float32 (diagnostic option), 0: f16 */
-} gpu_kv_group;
+    const void *w[GPU_MV_MATS];
+    size_t row_bytes[GPU_MV_MATS];
+    int64_t n_out[GPU_MV_MATS];
+    float *y[GPU_MV_MATS];
+    int64_t ys[GPU_MV_MATS];
+    int count;   /* matrices */
+    int n;       /* activation rows */
+    int64_t n_in;
+    const float *x;
+    int64_t xs;
+    float *res;  /* MV_ADD: the residual rows */
+    int64_t res_s;
+} gpu_mv_args;
+int gpu_matvec_supported(uint32_t type, int64_t n_in);
+int gpu_matvec(gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);
 
-/* Cache[pos] = K row, V row (rounded to f16 unless f32) for each row of the group. */
-int gpu_kv_store(gpu_stream *s, const float *k, const float *v, int64_t stride, int64_t kv_dim,
-                 const gpu_kv_group *group, char *err, size_t err_size);
+/* ---- KV cache and attention ----
+ *
+ * Row i of a forward in its sequence's cache: a device table of gpu_kv_row
+ * (uploaded with the forward's other per-token values, so that a captured
+ * CUDA graph replays with new positions): k, v are the sequence's caches
+ * at layer 0 ([n_layer][n_ctx][kv_dim] values, f16 or, with f32, float32),
+ * layer_values = n_ctx * kv_dim, pos the row's position. */
+typedef struct {
+    void *k;
+    void *v;
+    int64_t layer_values;
+    int32_t pos;
+    int32_t pad;
+} gpu_kv_row;
+
+/* Cache[pos] = K row, V row (rounded to f16 unless f32) for rows [0, n) of
+ * the table (activation rows [0, n) of k and v). */
+int gpu_kv_store(gpu_stream *s, const float *k, const float *v, int64_t stride, int64_t kv_dim, int layer,
+                 const gpu_kv_row *rows, int n, int f32, char *err, size_t err_size);
+/* rope(q), rope(k) (as gpu_rope) and gpu_kv_store in one kernel: the same
+ * bits as the three steps (q and k rotated in place, as the steps leave them). */
+int gpu_rope_store(gpu_stream *s, float *q, int64_t qs, int64_t q_width, float *k, const float *v, int64_t kvs,
+                   int64_t kv_dim, int head_dim, int rope_dim, const float *cos_table, const float *sin_table,
+                   int layer, const gpu_kv_row *rows, int n, int f32, char *err, size_t err_size);
+/* Split-K attention ("flash-decoding"): the number of key ranges each row's
+ * keys 0 .. pos are cut into (a constant of the model and the device, so
+ * the result depends on nothing but the row), and the scratch floats
+ * gpu_attend needs for n rows. */
+int gpu_attend_splits(int n_head_kv);
+size_t gpu_attend_scratch_floats(int n_head, int head_dim, int splits, int n);
 /* att[i] = softmax over t <= pos[i] of (q[i].k_t * scale), times v_t, per
- * head (GQA: head h reads KV head h / (n_head / n_head_kv)). */
+ * head (GQA: head h reads KV head h / (n_head / n_head_kv)), for table
+ * rows [0, n). scratch: gpu_attend_scratch_floats(..., n) floats. */
 int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
-               int n_head_kv, int head_dim, float scale, const gpu_kv_group *group, char *err, size_t err_size);
+               int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int n, int f32,
+               float *scratch, int splits, char *err, size_t err_size);
 /* dst[i] += src[i]. */
 int gpu_add(gpu_stream *s, float *dst, int64_t ds, const float *src, int64_t ss, int64_t width, int n, char *err,
             size_t err_size);

@@ -1,0 +1,19 @@
+/* cuda_matvec.h: the matrix-vector kernels of cuda_matvec.cu as seen from
+ * cuda_device.cu (C++ only; cuda.c reaches them through cuda_device.h's
+ * gpu_matvec). */
+#ifndef GRETA_CUDA_MATVEC_H
+#define GRETA_CUDA_MATVEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/cuda/cuda_device.h"
+#include "backend/cuda/gpu_compat.h"
+
+typedef gpuStream_t gpu_stream_t_;
+
+/* Launches the product of a's matrices (all of type) with a's rows and the
+ * epilogue epi (MV_PLAIN, MV_ADD, MV_SWIGLU); 0 or -1 with the launch error. */
+int matvec_launch(gpu_stream_t_ stream, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);
+
+#endif
