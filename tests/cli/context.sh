@@ -50,14 +50,20 @@ expect_ok "run --ctx 8192 on the 2^24 model" "$GRETA" run -m "$M" -p "hello" -n 
 expect_error "a context above the trained length is refused" "^greta: error: session: context length 16777217 is outside \[1, 16777216\]" \
     "$GRETA" run -m "$M" -p "hello" -n 2 -t 2 --ctx 16777217
 expect_ok "bench --ctx 64 -p 8 -n 8" "$GRETA" bench -m "$M" -p 8 -n 8 -r 1 -t 2 --ctx 64
-expect_error "bench --ctx smaller than -p" "^greta: error: bench: --ctx 4 is smaller than the 8 positions -p/-n need" \
+expect_error "bench --ctx smaller than -p" "^greta: error: bench: --ctx 4 is smaller than the 8 positions --depth and -p/-n need" \
     "$GRETA" bench -m "$M" -p 8 -n 2 -r 1 -t 2 --ctx 4
+# --depth D evaluates D tokens of context before each test: the context must hold them too
+expect_ok "bench --depth 6 -p 4 -n 4 --ctx 10" "$GRETA" bench -m "$M" -p 4 -n 4 -r 1 -t 2 --depth 6 --ctx 10
+grep -q "^depth    6 tokens of context before each test" "$TMP/out" && grep -q "^tg4 " "$TMP/out" \
+    && pass "bench --depth says the depth and measures tg4 after it" || fail "bench --depth output: $(head -c 300 "$TMP/out")"
+expect_error "bench --ctx smaller than --depth + -p" "^greta: error: bench: --ctx 9 is smaller than the 10 positions --depth and -p/-n need" \
+    "$GRETA" bench -m "$M" -p 4 -n 2 -r 1 -t 2 --depth 6 --ctx 9
 
 # The help texts say what the default is.
 "$GRETA" run --help >"$TMP/help" 2>&1
 grep -qE -- "--ctx N +context length \(default: the model's, at most 4096\)" "$TMP/help" \
     && pass "run --help documents the default context" || fail "run --help: $(grep -- --ctx "$TMP/help")"
 "$GRETA" bench --help >"$TMP/help" 2>&1
-grep -qE -- "--ctx N +context length \(default: the larger of -p and -n\)" "$TMP/help" \
+grep -qE -- "--ctx N +context length \(default: --depth plus the larger of -p and -n\)" "$TMP/help" \
     && pass "bench --help documents its context" || fail "bench --help: $(grep -- --ctx "$TMP/help")"
 finish
