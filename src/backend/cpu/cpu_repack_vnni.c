@@ -212,7 +212,8 @@ static void tile32_vnni(const cpu_repacked *rp, int64_t r0, int n_rows, const ui
  * of row r). Per row r and chunk pair c (values 64c .. 64c + 63, a 512-bit
  * register: chunk 2c in the low half, 2c + 1 in the high half): the values
  * unpacked once, the scale vector by one vpermw; per activation row t:
- *   p   = vpmaddubsw(values, x)       (Q6_K: minus vpmaddubsw(32, x), kept per call)
+ *   p   = vpmaddubsw(values, x)       (Q6_K: vpmaddubsw(x + 128, values - 32), the
+ *                                      row's 128 x (values - 32) term taken off once)
  *   sum = vpdpwssd(sum, p, scales)    (= sum + vpmaddwd(p, scales), exact)
  * then the two halves' int32 lanes added: the same lanes as the file-layout
  * kernels (cpu_q8.h), and acc = fma(d * dx, float(lanes), acc). The minimum
@@ -224,7 +225,7 @@ static void tile32_vnni(const cpu_repacked *rp, int64_t r0, int n_rows, const ui
 #define MAX_K_BLOCKS 64 /* rows up to 16384 values: the per-call buffers below */
 
 typedef struct {
-    __m512i m32[4][MAX_K_BLOCKS][4]; /* Q6_K: vpmaddubsw(32, x) of act row t, block b, chunk pair c */
+    __m512i xu[4][MAX_K_BLOCKS][4]; /* Q6_K: x + 128 (unsigned) of act row t, block b, chunk pair c */
     int16_t pairs[4][MAX_K_BLOCKS][8]; /* Q4_K / Q5_K: bsums[2j] + bsums[2j + 1] */
 } k_act;
 
@@ -234,8 +235,8 @@ static void k_act_fill(const uint8_t *xq, size_t xq_stride, int nx, int64_t nb, 
         for (int64_t b = 0; b < nb; b++) {
             if (type == QT_Q6_K) {
                 for (int c = 0; c < 4; c++)
-                    a->m32[t][b][c] = _mm512_maddubs_epi16(_mm512_set1_epi8(32),
-                                                           _mm512_loadu_si512((const void *)(x[b].q + 64 * c)));
+                    a->xu[t][b][c] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(x[b].q + 64 * c)),
+                                                      _mm512_set1_epi8((char)0x80));
             } else {
                 for (int j = 0; j < 8; j++) a->pairs[t][b][j] = (int16_t)(x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
             }
@@ -324,10 +325,20 @@ INLINE void kgroup_tile(const cpu_repacked *rp, int64_t g, const uint8_t *xq, si
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             __m512i wq[4], sc[4];
+            /* Q6_K: signed values w = u - 32 against the activations made
+             * unsigned (x + 128, per call): sum over c of scales x pairs of
+             * (x + 128) w, minus the row's own 128 x scales x pairs of w,
+             * once per row (corr): exactly sum of scale x w x x, as the
+             * file-layout kernel's (u x - 32 x) pairs give it. */
+            __m512i corr = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
                 wq[c] = k_values(blk, r, c, type);
                 sc[c] = k_scales(scw[r / 2], r, c, type);
+                if (!has_m) {
+                    wq[c] = _mm512_sub_epi8(wq[c], _mm512_set1_epi8(32));
+                    corr = _mm512_dpwssd_epi32(corr, _mm512_maddubs_epi16(_mm512_set1_epi8((char)0x80), wq[c]), sc[c]);
+                }
             }
 #pragma GCC unroll 4
             for (int t = 0; t < NX; t++) {
@@ -335,10 +346,11 @@ INLINE void kgroup_tile(const cpu_repacked *rp, int64_t g, const uint8_t *xq, si
                 __m512i sum = _mm512_setzero_si512();
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; c++) {
-                    __m512i p = _mm512_maddubs_epi16(wq[c], _mm512_loadu_si512((const void *)(x->q + 64 * c)));
-                    if (!has_m) p = _mm512_sub_epi16(p, a->m32[t][b][c]);
+                    __m512i p = has_m ? _mm512_maddubs_epi16(wq[c], _mm512_loadu_si512((const void *)(x->q + 64 * c)))
+                                      : _mm512_maddubs_epi16(a->xu[t][b][c], wq[c]);
                     sum = _mm512_dpwssd_epi32(sum, p, sc[c]);
                 }
+                if (!has_m) sum = _mm512_sub_epi32(sum, corr);
                 __m256i l = _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64(sum, 1));
                 acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d[r] * x->d), _mm256_cvtepi32_ps(l), acc[r][t]);
             }
