@@ -1,6 +1,7 @@
 /* cpu.c: the float32 CPU backend (backend.h).
  *
- * Weights stay in the file's format; matmul decodes a few weight rows at a
+ * Weights stay in the file's format (at precision q8 most quantized types
+ * are repacked once per model: cpu_repack.h); matmul decodes a few weight rows at a
  * time into a per-thread buffer (backend_cpu_kernels.c) and multiplies them
  * against a panel of activation rows, so decoding is amortized over the
  * panel in prefill. Work is split into units (a block of weight rows x a
@@ -41,8 +42,7 @@
  * the KV cache is host_kv (float values). */
 typedef struct {
     host_model hm; /* first: host_model_of() applies to a cpu_model */
-    pthread_mutex_t lock;
-    bool repack_tried;
+    pthread_mutex_t lock;    /* guards repacked while it is made */
     cpu_repacked **repacked; /* [hm.w.count] NULL where not repacked; NULL if none yet */
 } cpu_model;
 
