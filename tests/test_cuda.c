@@ -253,22 +253,26 @@ static void test_elementwise(gpu_stream *s) {
  * positions P0 .. P0 + 5 of layer 1 of a two-layer cache whose earlier
  * positions hold random f16; the split-K kernel (with the model's number
  * of ranges and with 3) and the simple one (no scratch). */
-enum { A_CTX = 320, A_HD = 64, A_NH = 4, A_NKV = 2, A_KVD = A_NKV * A_HD, A_QD = A_NH * A_HD, A_N = 6, A_P0 = 290 };
+enum { A_CTX = 320, A_HD = 64, A_MAX_NH = 8, A_MAX_NKV = 4, A_N = 6, A_P0 = 290 };
 
-static void attention_case(gpu_stream *s, int splits, bool use_scratch) {
-    static uint16_t kc[2 * A_CTX * A_KVD], vc[2 * A_CTX * A_KVD];
-    static float q[A_N * A_QD], k[A_N * A_KVD], v[A_N * A_KVD], out[A_N * A_QD], out1[A_QD];
+static void attention_case(gpu_stream *s, int A_NH, int A_NKV, int splits, bool use_scratch) {
+    const int A_KVD = A_NKV * A_HD, A_QD = A_NH * A_HD;
+    static uint16_t kc[2 * A_CTX * A_MAX_NKV * A_HD], vc[2 * A_CTX * A_MAX_NKV * A_HD];
+    static float q[A_N * A_MAX_NH * A_HD], k[A_N * A_MAX_NKV * A_HD], v[A_N * A_MAX_NKV * A_HD];
+    static float out[A_N * A_MAX_NH * A_HD], out1[A_MAX_NH * A_HD];
     for (int t = 0; t < 2 * A_CTX * A_KVD; t++) kc[t] = to_f16(gaussian()), vc[t] = to_f16(gaussian());
     for (int t = 0; t < A_N * A_QD; t++) q[t] = 2.0f * gaussian();
     for (int t = 0; t < A_N * A_KVD; t++) k[t] = gaussian(), v[t] = gaussian();
-    uint16_t *kd = to_device(kc, sizeof kc), *vd = to_device(vc, sizeof vc);
-    float *qd = to_device(q, sizeof q), *knew = to_device(k, sizeof k), *vnew = to_device(v, sizeof v), *ad = NULL;
+    const size_t cache_bytes = (size_t)2 * A_CTX * A_KVD * sizeof(uint16_t);
+    uint16_t *kd = to_device(kc, cache_bytes), *vd = to_device(vc, cache_bytes);
+    float *qd = to_device(q, (size_t)A_N * A_QD * sizeof(float)), *knew = to_device(k, (size_t)A_N * A_KVD * sizeof(float));
+    float *vnew = to_device(v, (size_t)A_N * A_KVD * sizeof(float)), *ad = NULL;
     gpu_kv_row rows[A_N];
     memset(rows, 0, sizeof rows);
     for (int i = 0; i < A_N; i++) rows[i].k = kd, rows[i].v = vd, rows[i].layer_values = A_CTX * A_KVD, rows[i].pos = A_P0 + i;
     gpu_kv_row *rd = to_device(rows, sizeof rows);
     float *scratch = NULL;
-    gpu_alloc((void **)&ad, sizeof out, "att", err, sizeof err);
+    gpu_alloc((void **)&ad, (size_t)A_N * A_QD * sizeof(float), "att", err, sizeof err);
     if (use_scratch)
         gpu_alloc((void **)&scratch, gpu_attend_scratch_floats(A_NH, A_HD, splits, A_N) * sizeof(float), "scratch", err,
                   sizeof err);
@@ -307,8 +311,8 @@ static void attention_case(gpu_stream *s, int splits, bool use_scratch) {
             }
         }
     const char *kind = use_scratch ? "split-K" : "simple";
-    CHECK(worst < 2e-6, "kv_store + %s attend (%d ranges; GQA 4/2, %d..%d keys, layer 1) within 2e-6 of float64 over the f16 cache (worst %.3g)",
-          kind, use_scratch ? splits : 1, A_P0 + 1, A_P0 + A_N, worst);
+    CHECK(worst < 2e-6, "kv_store + %s attend (%d ranges; GQA %d/%d, %d..%d keys, layer 1) within 2e-6 of float64 over the f16 cache (worst %.3g)",
+          kind, use_scratch ? splits : 1, A_NH, A_NKV, A_P0 + 1, A_P0 + A_N, worst);
     /* row 4 alone, after the batch stored every row */
     poison(s, ad, A_QD);
     gpu_attend(s, qd + 4 * A_QD, A_QD, ad, A_QD, A_KVD, A_NH, A_NKV, A_HD, scale, 1, rd + 4, 1, 0, scratch, splits, err,
@@ -323,9 +327,12 @@ static void attention_case(gpu_stream *s, int splits, bool use_scratch) {
 }
 
 static void test_attention(gpu_stream *s) {
-    attention_case(s, gpu_attend_splits(A_NKV), true);
-    attention_case(s, 3, true);
-    attention_case(s, 1, false);
+    attention_case(s, 4, 2, gpu_attend_splits(2), true);
+    attention_case(s, 4, 2, 3, true);
+    attention_case(s, 4, 2, 1, false);
+    attention_case(s, 4, 4, 5, true); /* one query head per KV head (llama2) */
+    attention_case(s, 8, 2, 2, true); /* four (llama3) */
+    attention_case(s, 6, 2, 7, true); /* three (smollm2) */
 }
 
 /* The fused kernels against the steps they replace, bit for bit: matvec
@@ -470,6 +477,10 @@ int main(int argc, char **argv) {
     test_type(s, QT_Q6_K, 11008);
     test_type(s, QT_Q8_0, 4096);
     test_type(s, QT_F16, 4096);
+    /* rows that end inside a 256-value step (the fast kernels' short last step) */
+    test_type(s, QT_Q8_0, 576);
+    test_type(s, QT_Q4_1, 800);
+    test_type(s, QT_BF16, 288);
     test_elementwise(s);
     test_attention(s);
     const uint32_t fused_types[] = {QT_F16, QT_Q8_0, QT_Q4_K, QT_Q6_K};

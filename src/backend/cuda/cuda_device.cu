@@ -539,9 +539,9 @@ extern "C" int gpu_embed(gpu_stream *s, uint32_t type, const void *table, size_t
     return launched(err, err_size, "embedding");
 }
 
-/* ---- RMSNorm: one block of 256 threads per row ---- */
+/* ---- RMSNorm: one block of 1024 threads per row ---- */
 
-#define NORM_THREADS 256
+#define NORM_THREADS 1024
 
 __global__ void rmsnorm_kernel(float *dst, int64_t ds, const float *src, int64_t ss, const float *w, int64_t d,
                                float eps) {
@@ -800,13 +800,14 @@ __global__ void attend_kernel(const float *q, int64_t qs, float *att, int64_t as
  * a row's result does not depend on the other rows (batch-invariant). */
 #define SPLIT_WARPS 4
 #define SPLIT_GMAX 8
-#define SPLIT_MAX 32
+#define SPLIT_MAX 64
+#define SPLIT_PIPE 4 /* keys per warp whose K and V rows are loaded together */
 
 extern "C" int gpu_attend_splits(int n_head_kv) {
     int sms = 132;
     int dev = 0;
     if (gpuGetDevice(&dev) == gpuSuccess) gpuDeviceGetAttribute(&sms, gpuDevAttrMultiProcessorCount, dev);
-    int splits = (4 * sms + n_head_kv - 1) / (n_head_kv > 0 ? n_head_kv : 1);
+    int splits = (8 * sms + n_head_kv - 1) / (n_head_kv > 0 ? n_head_kv : 1);
     return splits < 1 ? 1 : splits > SPLIT_MAX ? SPLIT_MAX : splits;
 }
 
@@ -856,12 +857,35 @@ template <> struct kv_vec<8> {
     }
 };
 
-template <typename KV, int DL>
+/* One key of a warp's online softmax, for the G query heads of its KV head. */
+template <int DL, int GM>
+__device__ __forceinline__ void split_key(const float (*qr)[DL], const float *kv, const float *vv, int G, float scale,
+                                          float *m, float *l, float (*acc)[DL]) {
+#pragma unroll
+    for (int g = 0; g < GM; g++) {
+        if (g >= G) break;
+        float sc = 0.0f;
+#pragma unroll
+        for (int t = 0; t < DL; t++) sc = fmaf(qr[g][t], kv[t], sc);
+#pragma unroll
+        for (int off = GPU_WARP / 2; off > 0; off >>= 1) sc += GPU_SHFL_XOR(sc, off);
+        sc *= scale;
+        const float m_new = fmaxf(m[g], sc);
+        const float corr = expf(m[g] - m_new);
+        const float p = expf(sc - m_new);
+        l[g] = l[g] * corr + p;
+#pragma unroll
+        for (int t = 0; t < DL; t++) acc[g][t] = acc[g][t] * corr + p * vv[t];
+        m[g] = m_new;
+    }
+}
+
+template <typename KV, int DL, int GM>
 __global__ void __launch_bounds__(SPLIT_WARPS * GPU_WARP)
     attend_split_kernel(const float *q, int64_t qs, int64_t kv_dim, int n_head, int n_head_kv, int head_dim,
                         float scale, int layer, const gpu_kv_row *rows, int splits, float *part) {
-    __shared__ float s_m[SPLIT_WARPS][SPLIT_GMAX], s_l[SPLIT_WARPS][SPLIT_GMAX];
-    __shared__ float s_acc[SPLIT_WARPS][SPLIT_GMAX][DL * GPU_WARP];
+    __shared__ float s_m[SPLIT_WARPS][GM], s_l[SPLIT_WARPS][GM];
+    __shared__ float s_acc[SPLIT_WARPS][GM][DL * GPU_WARP];
     const int hk = blockIdx.x, s = blockIdx.y, i = blockIdx.z;
     const int lane = threadIdx.x % GPU_WARP, warp = threadIdx.x / GPU_WARP;
     const int G = n_head / n_head_kv;
@@ -871,9 +895,9 @@ __global__ void __launch_bounds__(SPLIT_WARPS * GPU_WARP)
     const int lo = s * chunk, hi = lo + chunk < total ? lo + chunk : total;
     const KV *kc = kv_layer<KV>(row->k, row, layer) + (int64_t)hk * head_dim + DL * lane;
     const KV *vc = kv_layer<KV>(row->v, row, layer) + (int64_t)hk * head_dim + DL * lane;
-    float qr[SPLIT_GMAX][DL], acc[SPLIT_GMAX][DL], m[SPLIT_GMAX], l[SPLIT_GMAX];
+    float qr[GM][DL], acc[GM][DL], m[GM], l[GM];
 #pragma unroll
-    for (int g = 0; g < SPLIT_GMAX; g++) {
+    for (int g = 0; g < GM; g++) {
         m[g] = -INFINITY, l[g] = 0.0f;
 #pragma unroll
         for (int t = 0; t < DL; t++) {
@@ -881,30 +905,27 @@ __global__ void __launch_bounds__(SPLIT_WARPS * GPU_WARP)
             acc[g][t] = 0.0f;
         }
     }
-    for (int key = lo + warp; key < hi; key += SPLIT_WARPS) {
+    /* keys lo + warp, + SPLIT_WARPS, ... in order; their K and V rows are
+     * loaded SPLIT_PIPE at a time before any is used */
+    int key = lo + warp;
+    for (; key + (SPLIT_PIPE - 1) * SPLIT_WARPS < hi; key += SPLIT_PIPE * SPLIT_WARPS) {
+        float kv[SPLIT_PIPE][DL], vv[SPLIT_PIPE][DL];
+#pragma unroll
+        for (int u = 0; u < SPLIT_PIPE; u++) {
+            kv_vec<DL>::get(kc + (int64_t)(key + u * SPLIT_WARPS) * kv_dim, kv[u]);
+            kv_vec<DL>::get(vc + (int64_t)(key + u * SPLIT_WARPS) * kv_dim, vv[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < SPLIT_PIPE; u++) split_key<DL, GM>(qr, kv[u], vv[u], G, scale, m, l, acc);
+    }
+    for (; key < hi; key += SPLIT_WARPS) {
         float kv[DL], vv[DL];
         kv_vec<DL>::get(kc + (int64_t)key * kv_dim, kv);
         kv_vec<DL>::get(vc + (int64_t)key * kv_dim, vv);
-#pragma unroll
-        for (int g = 0; g < SPLIT_GMAX; g++) {
-            if (g >= G) break;
-            float sc = 0.0f;
-#pragma unroll
-            for (int t = 0; t < DL; t++) sc = fmaf(qr[g][t], kv[t], sc);
-#pragma unroll
-            for (int off = GPU_WARP / 2; off > 0; off >>= 1) sc += GPU_SHFL_XOR(sc, off);
-            sc *= scale;
-            const float m_new = fmaxf(m[g], sc);
-            const float corr = expf(m[g] - m_new);
-            const float p = expf(sc - m_new);
-            l[g] = l[g] * corr + p;
-#pragma unroll
-            for (int t = 0; t < DL; t++) acc[g][t] = acc[g][t] * corr + p * vv[t];
-            m[g] = m_new;
-        }
+        split_key<DL, GM>(qr, kv, vv, G, scale, m, l, acc);
     }
 #pragma unroll
-    for (int g = 0; g < SPLIT_GMAX; g++) {
+    for (int g = 0; g < GM; g++) {
         if (g >= G) break;
         if (lane == 0) s_m[warp][g] = m[g], s_l[warp][g] = l[g];
 #pragma unroll
@@ -951,17 +972,30 @@ __global__ void attend_merge_kernel(const float *part, float *att, int64_t as, i
     }
 }
 
+template <typename KV, int GM>
+static void launch_split_g(gpuStream_t st, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
+                           int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int splits,
+                           float *part) {
+    const int threads = SPLIT_WARPS * GPU_WARP;
+    switch (dl) {
+    case 1: attend_split_kernel<KV, 1, GM><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
+    case 2: attend_split_kernel<KV, 2, GM><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
+    case 4: attend_split_kernel<KV, 4, GM><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
+    default: attend_split_kernel<KV, 8, GM><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
+    }
+}
+
+/* GM: the smallest compiled bound on the query heads per KV head (registers
+ * hold GM heads' queries and sums). */
 template <typename KV>
 static void launch_split(gpuStream_t st, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
                          int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int splits,
                          float *part) {
-    const int threads = SPLIT_WARPS * GPU_WARP;
-    switch (dl) {
-    case 1: attend_split_kernel<KV, 1><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
-    case 2: attend_split_kernel<KV, 2><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
-    case 4: attend_split_kernel<KV, 4><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
-    default: attend_split_kernel<KV, 8><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
-    }
+    const int g = n_head / n_head_kv;
+    if (g <= 1) launch_split_g<KV, 1>(st, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
+    else if (g <= 2) launch_split_g<KV, 2>(st, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
+    else if (g <= 4) launch_split_g<KV, 4>(st, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
+    else launch_split_g<KV, 8>(st, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
 }
 
 extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim,

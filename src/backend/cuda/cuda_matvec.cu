@@ -59,18 +59,6 @@ __device__ __forceinline__ float byte_f(uint32_t w, int i, float bias) {
     return __fsub_rn(__uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440u | (unsigned)i)), MAGIC + bias);
 }
 
-/* 4 bytes at a 2-byte aligned address as 1 word each of n words (n + 1 aligned loads). */
-template <int NW>
-__device__ __forceinline__ void ld_words2(const uint8_t *p, uint32_t *out) {
-    const uint8_t *a = (const uint8_t *)((uintptr_t)p & ~(uintptr_t)3);
-    const unsigned sh = (unsigned)((uintptr_t)p & 3) * 8u;
-    uint32_t w[NW + 1];
-#pragma unroll
-    for (int i = 0; i <= NW; i++) w[i] = ld4(a + 4 * i);
-#pragma unroll
-    for (int i = 0; i < NW; i++) out[i] = __funnelshift_r(w[i], w[i + 1], sh);
-}
-
 /* ---- fragment decoders ----
  *
  * A warp step covers 256 consecutive values of the row (one K-quant
@@ -80,58 +68,94 @@ __device__ __forceinline__ void ld_words2(const uint8_t *p, uint32_t *out) {
  * input values of the step contiguously (coalesced: whole 128-byte lines
  * per load instruction, for the weights and for x).
  *
- * frag(row, s, lane, q, sc, mn, xo): step s's fragment of lane as 8 exact
- * floats q (quants, or the plain values), the quads' scales sc[2] and (if
- * MIN) mins mn[2], and the index in the input row of each quad's first
- * value xo[2]; element j of quad h is sc[h] * q[4h + j] - mn[h].
+ * Each type splits the fragment's work in two, so that the kernel can issue
+ * the loads of PIPE steps before it uses any of them (a loop that loads
+ * and then computes waits one memory latency per step; PIPE is larger for
+ * the types with fewer bytes per step, within the registers):
+ *   load(row, s, lane, raw): the fragment's bytes (aligned loads only);
+ *   decode(raw, s, lane, q, sc, mn, xo): its 8 values as exact floats q
+ *     (quants, or the plain values), the quads' scales sc[2] and (if MIN)
+ *     mins mn[2], and the index in the input row of each quad's first value
+ *     xo[2]; element j of quad h is sc[h] * q[4h + j] - mn[h].
  * first(s, lane): the first value the fragment touches, to skip fragments
  * past the end of a row whose length is not a multiple of 256. */
 
 template <int TYPE> struct mv;
 
+/* Words at a 2-byte aligned address p: the aligned words covering them and
+ * the shift that extracts them (funnel shift of neighbours). */
+template <int NW> struct words2 {
+    uint32_t w[NW + 1];
+    unsigned sh;
+};
+template <int NW>
+__device__ __forceinline__ void load_words2(const uint8_t *p, words2<NW> *r) {
+    const uint8_t *a = (const uint8_t *)((uintptr_t)p & ~(uintptr_t)3);
+    r->sh = (unsigned)((uintptr_t)p & 3) * 8u;
+#pragma unroll
+    for (int i = 0; i <= NW; i++) r->w[i] = ld4(a + 4 * i);
+}
+template <int NW>
+__device__ __forceinline__ uint32_t word2(const words2<NW> &r, int i) {
+    return __funnelshift_r(r.w[i], r.w[i + 1], r.sh);
+}
+
 /* Plain values: lane l takes values 256 s + 8 l .. + 7. */
+__device__ __forceinline__ void plain_xo(int64_t s, int lane, int64_t *xo) {
+    xo[0] = 256 * s + 8 * lane, xo[1] = 256 * s + 8 * lane + 4;
+}
+
 template <> struct mv<T_F32> {
-    enum { MIN = 0 };
+    enum { MIN = 0, PIPE = 4 };
+    struct raw { uint4 a, b; };
     static __device__ __forceinline__ int64_t first(int64_t s, int lane) { return 256 * s + 8 * lane; }
-    static __device__ __forceinline__ void frag(const uint8_t *row, int64_t s, int lane, float *q, float *sc, float *mn,
-                                                int64_t *xo) {
-        (void)mn;
+    static __device__ __forceinline__ void load(const uint8_t *row, int64_t s, int lane, raw *r) {
         const uint8_t *p = row + 4 * first(s, lane);
-        const uint4 a = ld16(p), b = ld16(p + 16);
-        q[0] = __uint_as_float(a.x), q[1] = __uint_as_float(a.y), q[2] = __uint_as_float(a.z), q[3] = __uint_as_float(a.w);
-        q[4] = __uint_as_float(b.x), q[5] = __uint_as_float(b.y), q[6] = __uint_as_float(b.z), q[7] = __uint_as_float(b.w);
+        r->a = ld16(p), r->b = ld16(p + 16);
+    }
+    static __device__ __forceinline__ void decode(const raw &r, int64_t s, int lane, float *q, float *sc, float *mn,
+                                                  int64_t *xo) {
+        (void)mn;
+        q[0] = __uint_as_float(r.a.x), q[1] = __uint_as_float(r.a.y), q[2] = __uint_as_float(r.a.z), q[3] = __uint_as_float(r.a.w);
+        q[4] = __uint_as_float(r.b.x), q[5] = __uint_as_float(r.b.y), q[6] = __uint_as_float(r.b.z), q[7] = __uint_as_float(r.b.w);
         sc[0] = sc[1] = 1.0f;
-        xo[0] = first(s, lane), xo[1] = first(s, lane) + 4;
+        plain_xo(s, lane, xo);
     }
 };
 
 template <> struct mv<T_F16> {
-    enum { MIN = 0 };
+    enum { MIN = 0, PIPE = 4 };
+    struct raw { uint4 a; };
     static __device__ __forceinline__ int64_t first(int64_t s, int lane) { return 256 * s + 8 * lane; }
-    static __device__ __forceinline__ void frag(const uint8_t *row, int64_t s, int lane, float *q, float *sc, float *mn,
-                                                int64_t *xo) {
+    static __device__ __forceinline__ void load(const uint8_t *row, int64_t s, int lane, raw *r) {
+        r->a = ld16(row + 2 * first(s, lane));
+    }
+    static __device__ __forceinline__ void decode(const raw &r, int64_t s, int lane, float *q, float *sc, float *mn,
+                                                  int64_t *xo) {
         (void)mn;
-        const uint4 a = ld16(row + 2 * first(s, lane));
-        const uint32_t w[4] = {a.x, a.y, a.z, a.w};
+        const uint32_t w[4] = {r.a.x, r.a.y, r.a.z, r.a.w};
 #pragma unroll
         for (int k = 0; k < 4; k++) q[2 * k] = half_lo(w[k]), q[2 * k + 1] = half_hi(w[k]);
         sc[0] = sc[1] = 1.0f;
-        xo[0] = first(s, lane), xo[1] = first(s, lane) + 4;
+        plain_xo(s, lane, xo);
     }
 };
 
 template <> struct mv<T_BF16> {
-    enum { MIN = 0 };
+    enum { MIN = 0, PIPE = 4 };
+    struct raw { uint4 a; };
     static __device__ __forceinline__ int64_t first(int64_t s, int lane) { return 256 * s + 8 * lane; }
-    static __device__ __forceinline__ void frag(const uint8_t *row, int64_t s, int lane, float *q, float *sc, float *mn,
-                                                int64_t *xo) {
+    static __device__ __forceinline__ void load(const uint8_t *row, int64_t s, int lane, raw *r) {
+        r->a = ld16(row + 2 * first(s, lane));
+    }
+    static __device__ __forceinline__ void decode(const raw &r, int64_t s, int lane, float *q, float *sc, float *mn,
+                                                  int64_t *xo) {
         (void)mn;
-        const uint4 a = ld16(row + 2 * first(s, lane));
-        const uint32_t w[4] = {a.x, a.y, a.z, a.w};
+        const uint32_t w[4] = {r.a.x, r.a.y, r.a.z, r.a.w};
 #pragma unroll
         for (int k = 0; k < 4; k++) q[2 * k] = __uint_as_float(w[k] << 16), q[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
         sc[0] = sc[1] = 1.0f;
-        xo[0] = first(s, lane), xo[1] = first(s, lane) + 4;
+        plain_xo(s, lane, xo);
     }
 };
 
@@ -140,24 +164,26 @@ __device__ __forceinline__ int64_t block_first(int64_t s, int lane) { return 256
 
 /* Q8_0 (34 bytes: d, qs[32]): values 8p .. 8p + 7 of the block. */
 template <> struct mv<T_Q8_0> {
-    enum { MIN = 0 };
+    enum { MIN = 0, PIPE = 4 };
+    struct raw { words2<2> qs; uint32_t d; };
     static __device__ __forceinline__ int64_t first(int64_t s, int lane) { return block_first(s, lane); }
-    static __device__ __forceinline__ void frag(const uint8_t *row, int64_t s, int lane, float *q, float *sc, float *mn,
-                                                int64_t *xo) {
+    static __device__ __forceinline__ void load(const uint8_t *row, int64_t s, int lane, raw *r) {
+        const uint8_t *blk = row + 34 * (8 * s + lane / 4);
+        load_words2<2>(blk + 2 + 8 * (lane % 4), &r->qs);
+        r->d = ld2(blk);
+    }
+    static __device__ __forceinline__ void decode(const raw &r, int64_t s, int lane, float *q, float *sc, float *mn,
+                                                  int64_t *xo) {
         (void)mn;
         const int64_t b = 8 * s + lane / 4;
         const int p = lane % 4;
-        const uint8_t *blk = row + 34 * b;
-        uint32_t w[2];
-        ld_words2<2>(blk + 2 + 8 * p, w);
-        const float d = __half2float(__ushort_as_half((unsigned short)ld2(blk)));
 #pragma unroll
         for (int k = 0; k < 2; k++) {
-            const uint32_t u = w[k] ^ 0x80808080u; /* int8 + 128 */
+            const uint32_t u = word2(r.qs, k) ^ 0x80808080u; /* int8 + 128 */
 #pragma unroll
             for (int t = 0; t < 4; t++) q[4 * k + t] = byte_f(u, t, 128.0f);
         }
-        sc[0] = sc[1] = d;
+        sc[0] = sc[1] = __half2float(__ushort_as_half((unsigned short)r.d));
         xo[0] = 32 * b + 8 * p, xo[1] = 32 * b + 8 * p + 4;
     }
 };
@@ -165,44 +191,50 @@ template <> struct mv<T_Q8_0> {
 /* Q4_0 (18 bytes: d, qs[16]; value j low nibble of qs[j], j + 16 high,
  * minus 8): bytes 4p .. 4p + 3, values 4p .. and 16 + 4p ... */
 template <> struct mv<T_Q4_0> {
-    enum { MIN = 0 };
+    enum { MIN = 0, PIPE = 8 };
+    struct raw { words2<1> qs; uint32_t d; };
     static __device__ __forceinline__ int64_t first(int64_t s, int lane) { return block_first(s, lane); }
-    static __device__ __forceinline__ void frag(const uint8_t *row, int64_t s, int lane, float *q, float *sc, float *mn,
-                                                int64_t *xo) {
+    static __device__ __forceinline__ void load(const uint8_t *row, int64_t s, int lane, raw *r) {
+        const uint8_t *blk = row + 18 * (8 * s + lane / 4);
+        load_words2<1>(blk + 2 + 4 * (lane % 4), &r->qs);
+        r->d = ld2(blk);
+    }
+    static __device__ __forceinline__ void decode(const raw &r, int64_t s, int lane, float *q, float *sc, float *mn,
+                                                  int64_t *xo) {
         (void)mn;
         const int64_t b = 8 * s + lane / 4;
         const int p = lane % 4;
-        const uint8_t *blk = row + 18 * b;
-        uint32_t w[1];
-        ld_words2<1>(blk + 2 + 4 * p, w);
-        const float d = __half2float(__ushort_as_half((unsigned short)ld2(blk)));
+        const uint32_t w = word2(r.qs, 0);
 #pragma unroll
         for (int t = 0; t < 4; t++) {
-            q[t] = byte_f(w[0] & 0x0f0f0f0fu, t, 8.0f);
-            q[4 + t] = byte_f((w[0] >> 4) & 0x0f0f0f0fu, t, 8.0f);
+            q[t] = byte_f(w & 0x0f0f0f0fu, t, 8.0f);
+            q[4 + t] = byte_f((w >> 4) & 0x0f0f0f0fu, t, 8.0f);
         }
-        sc[0] = sc[1] = d;
+        sc[0] = sc[1] = __half2float(__ushort_as_half((unsigned short)r.d));
         xo[0] = 32 * b + 4 * p, xo[1] = 32 * b + 16 + 4 * p;
     }
 };
 
 /* Q4_1 (20 bytes: d, m, qs[16]; y = d q + m). */
 template <> struct mv<T_Q4_1> {
-    enum { MIN = 1 };
+    enum { MIN = 1, PIPE = 8 };
+    struct raw { uint32_t dm, w; };
     static __device__ __forceinline__ int64_t first(int64_t s, int lane) { return block_first(s, lane); }
-    static __device__ __forceinline__ void frag(const uint8_t *row, int64_t s, int lane, float *q, float *sc, float *mn,
-                                                int64_t *xo) {
+    static __device__ __forceinline__ void load(const uint8_t *row, int64_t s, int lane, raw *r) {
+        const uint8_t *blk = row + 20 * (8 * s + lane / 4);
+        r->dm = ld4(blk), r->w = ld4(blk + 4 + 4 * (lane % 4));
+    }
+    static __device__ __forceinline__ void decode(const raw &r, int64_t s, int lane, float *q, float *sc, float *mn,
+                                                  int64_t *xo) {
         const int64_t b = 8 * s + lane / 4;
         const int p = lane % 4;
-        const uint8_t *blk = row + 20 * b;
-        const uint32_t dm = ld4(blk), w = ld4(blk + 4 + 4 * p);
 #pragma unroll
         for (int t = 0; t < 4; t++) {
-            q[t] = byte_f(w & 0x0f0f0f0fu, t, 0.0f);
-            q[4 + t] = byte_f((w >> 4) & 0x0f0f0f0fu, t, 0.0f);
+            q[t] = byte_f(r.w & 0x0f0f0f0fu, t, 0.0f);
+            q[4 + t] = byte_f((r.w >> 4) & 0x0f0f0f0fu, t, 0.0f);
         }
-        sc[0] = sc[1] = half_lo(dm);
-        mn[0] = mn[1] = -half_hi(dm);
+        sc[0] = sc[1] = half_lo(r.dm);
+        mn[0] = mn[1] = -half_hi(r.dm);
         xo[0] = 32 * b + 4 * p, xo[1] = 32 * b + 16 + 4 * p;
     }
 };
@@ -213,15 +245,12 @@ __device__ __forceinline__ int scale_byte(const uint32_t *s, int j) {
     return (int)((w >> (8 * (j & 3))) & 0xffu);
 }
 
-/* Q4_K/Q5_K 6-bit scale and min of sub-block j (quant.c's get_scale_min_k4). */
+/* Q4_K/Q5_K 6-bit scale and min of sub-block j (quant.c's get_scale_min_k4),
+ * without branches (j differs across the lanes of a warp). */
 __device__ __forceinline__ void scale_min_k4(int j, const uint32_t *s, int *sc, int *m) {
-    if (j < 4) {
-        *sc = scale_byte(s, j) & 63;
-        *m = scale_byte(s, j + 4) & 63;
-    } else {
-        *sc = (scale_byte(s, j + 4) & 0x0f) | ((scale_byte(s, j - 4) >> 6) << 4);
-        *m = (scale_byte(s, j + 4) >> 4) | ((scale_byte(s, j) >> 6) << 4);
-    }
+    const int b_j = scale_byte(s, j), b_j4 = scale_byte(s, j + 4), b_jm4 = scale_byte(s, j >= 4 ? j - 4 : j);
+    *sc = j < 4 ? (b_j & 63) : ((b_j4 & 0x0f) | ((b_jm4 >> 6) << 4));
+    *m = j < 4 ? (b_j4 & 63) : ((b_j4 >> 4) | ((b_j >> 6) << 4));
 }
 
 /* The scales and mins of sub-blocks 2k and 2k + 1 from a K-quant header
@@ -242,19 +271,22 @@ __device__ __forceinline__ void k4_pair(uint4 h, int k, float *sc, float *mn) {
  * 32k + 4t .. + 3 (k = l / 8, t = l % 8): low nibbles are values
  * 64k + 4t .. of sub-block 2k, high nibbles 64k + 32 + 4t .. of 2k + 1. */
 template <> struct mv<T_Q4_K> {
-    enum { MIN = 1 };
+    enum { MIN = 1, PIPE = 8 };
+    struct raw { uint4 h; uint32_t w; };
     static __device__ __forceinline__ int64_t first(int64_t s, int lane) { return 256 * s; }
-    static __device__ __forceinline__ void frag(const uint8_t *row, int64_t s, int lane, float *q, float *sc, float *mn,
-                                                int64_t *xo) {
+    static __device__ __forceinline__ void load(const uint8_t *row, int64_t s, int lane, raw *r) {
         const uint8_t *b = row + 144 * s;
+        r->h = ld16(b);
+        r->w = ld4(b + 16 + 32 * (lane / 8) + 4 * (lane % 8));
+    }
+    static __device__ __forceinline__ void decode(const raw &r, int64_t s, int lane, float *q, float *sc, float *mn,
+                                                  int64_t *xo) {
         const int k = lane / 8, t = lane % 8;
-        const uint4 h = ld16(b);
-        const uint32_t w = ld4(b + 16 + 32 * k + 4 * t);
-        k4_pair(h, k, sc, mn);
+        k4_pair(r.h, k, sc, mn);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            q[j] = byte_f(w & 0x0f0f0f0fu, j, 0.0f);
-            q[4 + j] = byte_f((w >> 4) & 0x0f0f0f0fu, j, 0.0f);
+            q[j] = byte_f(r.w & 0x0f0f0f0fu, j, 0.0f);
+            q[4 + j] = byte_f((r.w >> 4) & 0x0f0f0f0fu, j, 0.0f);
         }
         xo[0] = 256 * s + 64 * k + 4 * t, xo[1] = 256 * s + 64 * k + 32 + 4 * t;
     }
@@ -263,17 +295,21 @@ template <> struct mv<T_Q4_K> {
 /* Q5_K (176 bytes: d, dmin, scales[12], qh[32], qs[128]): as Q4_K, with
  * bit 2k (2k + 1) of qh[4t + j] the fifth bit of the low (high) nibble's value. */
 template <> struct mv<T_Q5_K> {
-    enum { MIN = 1 };
+    enum { MIN = 1, PIPE = 8 };
+    struct raw { uint4 h; uint32_t hb, w; };
     static __device__ __forceinline__ int64_t first(int64_t s, int lane) { return 256 * s; }
-    static __device__ __forceinline__ void frag(const uint8_t *row, int64_t s, int lane, float *q, float *sc, float *mn,
-                                                int64_t *xo) {
+    static __device__ __forceinline__ void load(const uint8_t *row, int64_t s, int lane, raw *r) {
         const uint8_t *b = row + 176 * s;
+        r->h = ld16(b);
+        r->hb = ld4(b + 16 + 4 * (lane % 8));
+        r->w = ld4(b + 48 + 32 * (lane / 8) + 4 * (lane % 8));
+    }
+    static __device__ __forceinline__ void decode(const raw &r, int64_t s, int lane, float *q, float *sc, float *mn,
+                                                  int64_t *xo) {
         const int k = lane / 8, t = lane % 8;
-        const uint4 h = ld16(b);
-        const uint32_t hb = ld4(b + 16 + 4 * t), w = ld4(b + 48 + 32 * k + 4 * t);
-        k4_pair(h, k, sc, mn);
-        const uint32_t lo = (w & 0x0f0f0f0fu) | (((hb >> (2 * k)) & 0x01010101u) << 4);
-        const uint32_t hi = ((w >> 4) & 0x0f0f0f0fu) | (((hb >> (2 * k + 1)) & 0x01010101u) << 4);
+        k4_pair(r.h, k, sc, mn);
+        const uint32_t lo = (r.w & 0x0f0f0f0fu) | (((r.hb >> (2 * k)) & 0x01010101u) << 4);
+        const uint32_t hi = ((r.w >> 4) & 0x0f0f0f0fu) | (((r.hb >> (2 * k + 1)) & 0x01010101u) << 4);
 #pragma unroll
         for (int j = 0; j < 4; j++) q[j] = byte_f(lo, j, 0.0f), q[4 + j] = byte_f(hi, j, 0.0f);
         xo[0] = 256 * s + 64 * k + 4 * t, xo[1] = 256 * s + 64 * k + 32 + 4 * t;
@@ -287,24 +323,31 @@ template <> struct mv<T_Q5_K> {
  * values of unit 4h + sl + 2 (qh bits 2 sl + 4); minus 32; scale d * sc[8h
  * + 2u + t / 4] of unit u. */
 template <> struct mv<T_Q6_K> {
-    enum { MIN = 0 };
+    enum { MIN = 0, PIPE = 4 };
+    struct raw { words2<1> ql, qh; uint32_t d, s_lo, s_hi; };
     static __device__ __forceinline__ int64_t first(int64_t s, int lane) { return 256 * s; }
-    static __device__ __forceinline__ void frag(const uint8_t *row, int64_t s, int lane, float *q, float *sc, float *mn,
-                                                int64_t *xo) {
-        (void)mn;
+    static __device__ __forceinline__ void load(const uint8_t *row, int64_t s, int lane, raw *r) {
         const uint8_t *b = row + 210 * s;
         const int h = lane / 16, sl = (lane / 8) % 2, t = lane % 8;
-        uint32_t ql[1], qh[1];
-        ld_words2<1>(b + 64 * h + 32 * sl + 4 * t, ql);
-        ld_words2<1>(b + 128 + 32 * h + 4 * t, qh);
-        const float d = __half2float(__ushort_as_half((unsigned short)ld2(b + 208)));
-        const int i_lo = 192 + 8 * h + 2 * sl + t / 4, i_hi = i_lo + 4;
-        const uint32_t s_lo = ld2(b + (i_lo & ~1)), s_hi = ld2(b + (i_hi & ~1));
-        sc[0] = __fmul_rn(d, (float)(int8_t)((s_lo >> (8 * (i_lo & 1))) & 0xff));
-        sc[1] = __fmul_rn(d, (float)(int8_t)((s_hi >> (8 * (i_hi & 1))) & 0xff));
+        load_words2<1>(b + 64 * h + 32 * sl + 4 * t, &r->ql);
+        load_words2<1>(b + 128 + 32 * h + 4 * t, &r->qh);
+        r->d = ld2(b + 208);
+        const int i_lo = 192 + 8 * h + 2 * sl + t / 4;
+        r->s_lo = ld2(b + (i_lo & ~1));
+        r->s_hi = ld2(b + ((i_lo + 4) & ~1));
+    }
+    static __device__ __forceinline__ void decode(const raw &r, int64_t s, int lane, float *q, float *sc, float *mn,
+                                                  int64_t *xo) {
+        (void)mn;
+        const int h = lane / 16, sl = (lane / 8) % 2, t = lane % 8;
+        const float d = __half2float(__ushort_as_half((unsigned short)r.d));
+        const int odd = (t / 4) & 1; /* i_lo and i_lo + 4 have the same parity */
+        sc[0] = __fmul_rn(d, (float)(int8_t)((r.s_lo >> (8 * odd)) & 0xff));
+        sc[1] = __fmul_rn(d, (float)(int8_t)((r.s_hi >> (8 * odd)) & 0xff));
+        const uint32_t ql = word2(r.ql, 0), qh = word2(r.qh, 0);
         const unsigned sh = 2u * (unsigned)sl;
-        const uint32_t lo = (ql[0] & 0x0f0f0f0fu) | (((qh[0] >> sh) & 0x03030303u) << 4);
-        const uint32_t hi = ((ql[0] >> 4) & 0x0f0f0f0fu) | (((qh[0] >> (sh + 4u)) & 0x03030303u) << 4);
+        const uint32_t lo = (ql & 0x0f0f0f0fu) | (((qh >> sh) & 0x03030303u) << 4);
+        const uint32_t hi = ((ql >> 4) & 0x0f0f0f0fu) | (((qh >> (sh + 4u)) & 0x03030303u) << 4);
 #pragma unroll
         for (int j = 0; j < 4; j++) q[j] = byte_f(lo, j, 32.0f), q[4 + j] = byte_f(hi, j, 32.0f);
         xo[0] = 256 * s + 128 * h + 32 * sl + 4 * t, xo[1] = 256 * s + 128 * h + 32 * (sl + 2) + 4 * t;
@@ -334,8 +377,21 @@ __device__ __forceinline__ float frag_dot(const float *q, const float *sc, const
     return acc;
 }
 
+/* Step s's fragment dotted with the NR activation rows (nr used). */
+template <int TYPE, int NR>
+__device__ __forceinline__ void step_dots(const typename mv<TYPE>::raw &r, int64_t s, int lane, const float *x0,
+                                          int64_t xs, int nr, float *acc) {
+    float q[8], sc[2], mn[2];
+    int64_t xo[2];
+    mv<TYPE>::decode(r, s, lane, q, sc, mn, xo);
+#pragma unroll
+    for (int k = 0; k < NR; k++)
+        if (NR == 1 || k < nr) acc[k] = frag_dot<TYPE>(q, sc, mn, xo, x0 + (int64_t)k * xs, acc[k]);
+}
+
 /* The dot products of weight row wr with NR activation rows (nr used):
- * lane's share, then the butterfly; every lane ends with the sums. */
+ * lane's share, steps in order (loaded PIPE at a time), then the
+ * butterfly; every lane ends with the sums. */
 template <int TYPE, int NR>
 __device__ __forceinline__ void row_dots(const uint8_t *wr, int64_t n_in, const float *x0, int64_t xs, int nr,
                                          int lane, float *acc) {
@@ -343,22 +399,23 @@ __device__ __forceinline__ void row_dots(const uint8_t *wr, int64_t n_in, const 
 #pragma unroll
     for (int k = 0; k < NR; k++) acc[k] = 0.0f;
     const int64_t n_full = n_in / 256;
-#pragma unroll 4
-    for (int64_t s = 0; s < n_full; s++) {
-        float q[8], sc[2], mn[2];
-        int64_t xo[2];
-        M::frag(wr, s, lane, q, sc, mn, xo);
+    int64_t s = 0;
+    for (; s + M::PIPE <= n_full; s += M::PIPE) {
+        typename M::raw r[M::PIPE];
 #pragma unroll
-        for (int k = 0; k < NR; k++)
-            if (k < nr) acc[k] = frag_dot<TYPE>(q, sc, mn, xo, x0 + (int64_t)k * xs, acc[k]);
+        for (int u = 0; u < M::PIPE; u++) M::load(wr, s + u, lane, &r[u]);
+#pragma unroll
+        for (int u = 0; u < M::PIPE; u++) step_dots<TYPE, NR>(r[u], s + u, lane, x0, xs, nr, acc);
+    }
+    for (; s < n_full; s++) {
+        typename M::raw r;
+        M::load(wr, s, lane, &r);
+        step_dots<TYPE, NR>(r, s, lane, x0, xs, nr, acc);
     }
     if (M::first(n_full, lane) < n_in) { /* a short last step: the lanes whose part lies inside the row */
-        float q[8], sc[2], mn[2];
-        int64_t xo[2];
-        M::frag(wr, n_full, lane, q, sc, mn, xo);
-#pragma unroll
-        for (int k = 0; k < NR; k++)
-            if (k < nr) acc[k] = frag_dot<TYPE>(q, sc, mn, xo, x0 + (int64_t)k * xs, acc[k]);
+        typename M::raw r;
+        M::load(wr, n_full, lane, &r);
+        step_dots<TYPE, NR>(r, n_full, lane, x0, xs, nr, acc);
     }
 #pragma unroll
     for (int k = 0; k < NR; k++) {
