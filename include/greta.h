@@ -246,19 +246,27 @@ greta_status greta_chat_check(const greta_model *model, const char *template_ove
 typedef struct greta_session greta_session;
 
 typedef enum {
-    GRETA_BACKEND_CPU = 0,  /* float32, multi-threaded, the default */
+    GRETA_BACKEND_CPU = 0,  /* float32 / 8-bit activations (precision), multi-threaded, the default */
     GRETA_BACKEND_REF = 1,  /* float64 reference (the oracle), single-threaded */
     GRETA_BACKEND_CUDA = 2, /* reserved: "not built with CUDA" in CPU builds */
 } greta_backend;
 
-/* Arithmetic of a cpu session (docs/engine.md, "Precision"). */
+/* Arithmetic of a cpu session (docs/engine.md, "Precision q8" and "The default
+ * precision"). */
 typedef enum {
-    GRETA_PRECISION_DEFAULT = 0, /* the backend's default: f32 */
+    GRETA_PRECISION_DEFAULT = 0, /* the backend's default (greta_backend_default_precision):
+                                    q8 on cpu, f32 on ref (which computes in float64) and cuda */
     GRETA_PRECISION_F32 = 1,     /* float32 activations, weights decoded exactly (ref: float64) */
     GRETA_PRECISION_Q8 = 2,      /* cpu only: activations quantized to 8 bits per block, integer
                                     dot products for Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K weights
                                     (other types use the f32 kernels); faster, not bit-equal to f32 */
 } greta_precision;
+
+/* The precision a session of backend gets with GRETA_PRECISION_DEFAULT:
+ * GRETA_PRECISION_Q8 for cpu (its error bounds against the float64 ref
+ * backend and transformers are tested, docs/engine.md), GRETA_PRECISION_F32
+ * for ref and cuda. Never GRETA_PRECISION_DEFAULT. */
+greta_precision greta_backend_default_precision(greta_backend backend);
 
 /* "default", "f32", "q8". */
 const char *greta_precision_name(greta_precision precision);
@@ -303,7 +311,8 @@ typedef struct {
     int32_t n_threads;    /* worker threads for cpu; 0 = online CPUs (default 0);
                              at most GRETA_MAX_THREADS */
     greta_backend backend;/* default GRETA_BACKEND_CPU */
-    greta_precision precision; /* default GRETA_PRECISION_DEFAULT; q8 only on cpu */
+    greta_precision precision; /* default GRETA_PRECISION_DEFAULT (cpu: q8); f32 pins the
+                                  exact float32 path; q8 only on cpu */
     uint64_t seed;        /* sampler RNG seed (default 0x67726574 "gret") */
     bool logits_all;      /* keep the logits of every row of the last eval
                              (greta_logits_all), not only the last (default false) */
@@ -326,7 +335,8 @@ const char *greta_session_error(const greta_session *session);
 greta_backend greta_session_backend(const greta_session *session);
 int32_t greta_session_n_ctx(const greta_session *session);
 int32_t greta_session_n_threads(const greta_session *session);
-/* The precision the session computes in (f32 or q8 for cpu, f32 for ref). */
+/* The precision the session computes in (q8 or f32 for cpu, f32 for ref and
+ * cuda); never GRETA_PRECISION_DEFAULT. */
 greta_precision greta_session_precision(const greta_session *session);
 
 /* Evaluates n tokens appended at the current position: row i has token

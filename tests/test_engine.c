@@ -65,8 +65,10 @@ static greta_session *session_p(greta_model *m, greta_backend backend, int threa
     return s;
 }
 
+/* A session at the exact float32 precision (pinned: the default on cpu is
+ * q8): the tests of the f32 contract (1e-4 against ref, numpy fixtures). */
 static greta_session *session(greta_model *m, greta_backend backend, int threads, bool logits_all, int n_ctx) {
-    return session_p(m, backend, threads, logits_all, n_ctx, GRETA_PRECISION_DEFAULT);
+    return session_p(m, backend, threads, logits_all, n_ctx, GRETA_PRECISION_F32);
 }
 
 /* Prefills ids and returns a malloc'ed copy of every row's logits (float). */
@@ -112,7 +114,7 @@ static void random_ids(int32_t *ids, int n, int n_vocab, uint64_t seed) {
 
 static float *prefill_all(greta_model *m, greta_backend backend, int threads, const int32_t *ids, int n,
                           int n_ctx) {
-    return prefill_all_p(m, backend, threads, ids, n, n_ctx, GRETA_PRECISION_DEFAULT);
+    return prefill_all_p(m, backend, threads, ids, n, n_ctx, GRETA_PRECISION_F32);
 }
 
 static void test_tiny_fixture(void) {
@@ -258,7 +260,7 @@ typedef struct {
     int n_tokens;
 } model_case;
 
-/* The invariants at a precision: f32 (the default) or q8, whose every
+/* The invariants at a precision: f32 (pinned) or q8 (the default), whose every
  * promise but the distance to ref (<= 0.15 relative, docs/engine.md) is the
  * same bitwise one. */
 static void check_invariants(const model_case *mc, greta_precision precision) {
@@ -426,8 +428,9 @@ static void test_random_models(void) {
     s.rope_dim = 32; /* partial rotary */
     s.seed = 6;
     cases[nc++] = (model_case){"f16_partial.gguf", s, 6};
-    for (int i = 0; i < nc; i++) check_invariants(&cases[i], GRETA_PRECISION_DEFAULT);
-    /* q8: the quantized-block cases (Q4_1 + Q8_0, Q4_0, Q8_0 + F16, Q4_K + Q6_K) and F16 + BF16 */
+    for (int i = 0; i < nc; i++) check_invariants(&cases[i], GRETA_PRECISION_F32);
+    /* q8, the default: the quantized-block cases (Q4_1 + Q8_0, Q4_0, Q8_0 + F16, Q4_K + Q6_K)
+     * and F16 + BF16 */
     for (int i = 1; i <= 5; i++) check_invariants(&cases[i], GRETA_PRECISION_Q8);
 }
 
@@ -915,7 +918,7 @@ static void test_default_model(void) {
 /* greta_eval_sessions: one forward over the next token of three sessions
  * (one fresh) == each greta_eval alone, bitwise; refusals leave sessions
  * alone and name the problem in every session's error string. */
-static void test_eval_sessions(void) {
+static void test_eval_sessions(greta_precision precision) {
     tm_spec spec = tm_default();
     spec.type = QT_Q4_1;
     const char *path = tmp_path("eval_sessions.gguf");
@@ -926,8 +929,8 @@ static void test_eval_sessions(void) {
     const int32_t prompt[4] = {5, 9, 2, 7};
     const int lengths[3] = {4, 2, 0};
     for (int i = 0; i < 3; i++) {
-        batched[i] = session(m, GRETA_BACKEND_CPU, 2, false, 32);
-        alone[i] = session(m, GRETA_BACKEND_CPU, 2, false, 32);
+        batched[i] = session_p(m, GRETA_BACKEND_CPU, 2, false, 32, precision);
+        alone[i] = session_p(m, GRETA_BACKEND_CPU, 2, false, 32, precision);
         if (!batched[i] || !alone[i]) goto done;
         if (lengths[i]) {
             greta_eval(batched[i], prompt, (size_t)lengths[i]);
@@ -947,7 +950,16 @@ static void test_eval_sessions(void) {
             next[i] = (next[i] * 7 + step + i) % spec.n_vocab;
         }
     }
-    CHECK(equal == 9, "3 steps of 3 sessions: %d/9 logits rows equal to greta_eval alone, bitwise", equal);
+    CHECK(equal == 9, "%s: 3 steps of 3 sessions: %d/9 logits rows equal to greta_eval alone, bitwise",
+          greta_precision_name(precision), equal);
+    /* sessions at two precisions cannot share a forward */
+    greta_session *other = session_p(m, GRETA_BACKEND_CPU, 2, false, 32,
+                                     precision == GRETA_PRECISION_F32 ? GRETA_PRECISION_Q8 : GRETA_PRECISION_F32);
+    greta_session *two[2] = {batched[1], other};
+    CHECK(other && greta_eval_sessions(two, next, 2) == GRETA_ERR_INVALID_ARGUMENT &&
+              strstr(greta_session_error(other), "another precision"),
+          "sessions at two precisions are refused: %s", other ? greta_session_error(other) : "");
+    greta_session_free(other);
     greta_session *twice[2] = {batched[0], batched[0]};
     CHECK(greta_eval_sessions(twice, next, 2) == GRETA_ERR_INVALID_ARGUMENT &&
               strstr(greta_session_error(batched[0]), "twice"),
@@ -968,6 +980,44 @@ done:
     greta_model_free(m);
 }
 
+/* The default precision (docs/engine.md, "The default precision"): q8 on cpu,
+ * f32 on ref (float64 arithmetic) and cuda; a default cpu session is an
+ * explicit q8 session bit for bit, and f32 stays one parameter away. */
+static void test_default_precision(void) {
+    CHECK(greta_backend_default_precision(GRETA_BACKEND_CPU) == GRETA_PRECISION_Q8 &&
+              greta_backend_default_precision(GRETA_BACKEND_REF) == GRETA_PRECISION_F32 &&
+              greta_backend_default_precision(GRETA_BACKEND_CUDA) == GRETA_PRECISION_F32,
+          "default precision: cpu q8, ref f32 (float64 arithmetic), cuda f32");
+    greta_session_params defaults = greta_session_default_params();
+    CHECK(defaults.precision == GRETA_PRECISION_DEFAULT && defaults.backend == GRETA_BACKEND_CPU,
+          "default params: cpu backend, the backend's precision");
+    tm_spec spec = tm_default();
+    spec.type = QT_Q4_0;
+    spec.embd_type = QT_Q8_0;
+    const char *path = tmp_path("default_precision.gguf");
+    if (!tm_write(&spec, path)) return;
+    greta_model *m = load(path);
+    if (!m) return;
+    int32_t ids[6];
+    random_ids(ids, 6, spec.n_vocab, 77);
+    size_t bytes = 6 * (size_t)spec.n_vocab * sizeof(float);
+    float *def = prefill_all_p(m, GRETA_BACKEND_CPU, 2, ids, 6, 0, GRETA_PRECISION_DEFAULT);
+    float *q8 = prefill_all_p(m, GRETA_BACKEND_CPU, 1, ids, 6, 0, GRETA_PRECISION_Q8);
+    float *f32 = prefill_all_p(m, GRETA_BACKEND_CPU, 2, ids, 6, 0, GRETA_PRECISION_F32);
+    CHECK(def && q8 && memcmp(def, q8, bytes) == 0, "a default cpu session computes q8, bit for bit");
+    CHECK(def && f32 && memcmp(def, f32, bytes) != 0, "and not f32 (the f32 pin changes the arithmetic)");
+    greta_session *s = session_p(m, GRETA_BACKEND_CPU, 1, false, 0, GRETA_PRECISION_DEFAULT);
+    CHECK(s && greta_session_precision(s) == GRETA_PRECISION_Q8, "greta_session_precision of a default cpu session: q8");
+    greta_session_free(s);
+    s = session_p(m, GRETA_BACKEND_REF, 1, false, 0, GRETA_PRECISION_DEFAULT);
+    CHECK(s && greta_session_precision(s) == GRETA_PRECISION_F32, "a default ref session reports f32 (never q8)");
+    greta_session_free(s);
+    free(def);
+    free(q8);
+    free(f32);
+    greta_model_free(m);
+}
+
 int main(void) {
     test_kernels();
     test_kernel_dot_order();
@@ -977,7 +1027,9 @@ int main(void) {
     test_errors();
     test_load_progress();
     test_trace();
-    test_eval_sessions();
+    test_eval_sessions(GRETA_PRECISION_F32);
+    test_eval_sessions(GRETA_PRECISION_DEFAULT);
+    test_default_precision();
     test_default_model();
     return check_finish("test_engine");
 }

@@ -153,6 +153,7 @@ static greta_session *new_session(greta_model *model, int32_t n_ctx) {
     greta_session_params sp = greta_session_default_params();
     sp.n_ctx = n_ctx;
     sp.n_threads = 2;
+    sp.precision = GRETA_PRECISION_F32; /* equal to HF's greedy text: the exact path, pinned */
     greta_session *s = NULL;
     char err[512] = "";
     greta_status st = greta_session_new(model, &sp, &s, err, sizeof err);

@@ -82,6 +82,7 @@ static greta_session *session(greta_model *m, greta_backend backend, int32_t n_c
     greta_session_params sp = greta_session_default_params();
     sp.n_ctx = n_ctx;
     sp.backend = backend;
+    sp.precision = GRETA_PRECISION_F32; /* the 1e-4 comparisons with ref: the exact path, pinned */
     sp.n_threads = 2;
     sp.logits_all = logits_all;
     greta_session *s = NULL;

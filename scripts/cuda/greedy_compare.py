@@ -26,6 +26,8 @@ import numpy as np
 def run(greta, model, backend, prompt, n, out_dir, ctx):
     args = [greta, "run", "-m", model, "--backend", backend, "--greedy", "-n", str(n), "-c", str(ctx),
             "--dump-logits", out_dir]
+    if backend == "cpu":
+        args += ["--precision", "f32"]  # the exact float32 path (the cpu default is q8)
     msgs = prompt.get("messages")
     if prompt["kind"] == "plain":
         args += ["-p", prompt["text"]]

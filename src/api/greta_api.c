@@ -424,6 +424,14 @@ const char *greta_precision_name(greta_precision precision) {
     return "unknown";
 }
 
+greta_precision greta_backend_default_precision(greta_backend backend) {
+    /* q8 on cpu: its error at every trace point against the float64 ref
+     * backend and its greedy ids against transformers are within the bounds
+     * tests/cli/precision.sh and tests/test_hf.c check (docs/engine.md, "The
+     * default precision"); ref computes in float64 whatever the session says */
+    return backend == GRETA_BACKEND_CPU ? GRETA_PRECISION_Q8 : GRETA_PRECISION_F32;
+}
+
 greta_status greta_precision_from_name(const char *name, greta_precision *out) {
     if (!name || !out) return GRETA_ERR_INVALID_ARGUMENT;
     if (strcmp(name, "f32") == 0) *out = GRETA_PRECISION_F32;
@@ -478,6 +486,8 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
                      greta_backend_name(p->backend));
         return GRETA_ERR_INVALID_ARGUMENT;
     }
+    greta_precision precision =
+        p->precision == GRETA_PRECISION_DEFAULT ? greta_backend_default_precision(p->backend) : p->precision;
     int threads = p->n_threads;
     if (threads == 0) {
         long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -488,7 +498,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
         .n_ctx = p->n_ctx ? p->n_ctx : (hp->n_ctx_train < GRETA_DEFAULT_N_CTX ? hp->n_ctx_train : GRETA_DEFAULT_N_CTX),
         .n_threads = threads,
         .backend = p->backend,
-        .q8 = p->precision == GRETA_PRECISION_Q8,
+        .q8 = precision == GRETA_PRECISION_Q8,
         .logits_all = p->logits_all,
     };
     greta_session *s = calloc(1, sizeof *s);
@@ -498,7 +508,7 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
     }
     s->model = model;
     s->backend = p->backend;
-    s->precision = p->precision == GRETA_PRECISION_Q8 ? GRETA_PRECISION_Q8 : GRETA_PRECISION_F32;
+    s->precision = precision;
     greta_status status = GRETA_OK;
     s->e = engine_new(model->em, &cfg, &status, err, err_size);
     if (!s->e) {

@@ -65,7 +65,7 @@ greta_status greta_session_open_trace(greta_session *session, const greta_trace_
     trace_model_info tinfo = {
         .n_layers = info.n_layer,
         .backend = greta_backend_name(session->backend),
-        .precision = backend_registry_find(session->backend)->precision,
+        .precision = session->precision == GRETA_PRECISION_Q8 ? "q8" : backend_registry_find(session->backend)->precision,
         .model_path = model_path,
         .build = NULL,
     };

@@ -127,12 +127,12 @@ static void fill_tokens(int32_t *ids, int32_t n, int32_t vocab, uint64_t seed) {
 static void bench_usage(FILE *out) {
     fprintf(out,
             "usage: greta bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [--ctx N] [--depth D] [--backend cpu|ref|cuda]\n"
-            "                   [--precision f32|q8] [--json]\n"
+            "                   [--precision q8|f32] [--json]\n"
             "  -p N       prompt tokens of the prefill test (pp; 0 = skip)\n"
             "  -n N       tokens of the decode test (tg; 0 = skip)\n"
             "  -r N       repetitions (after one warm-up run that is not counted)\n"
             "  -t N       threads (default: all CPUs)\n"
-            "  --precision f32|q8  cpu arithmetic: float32 (default) or 8-bit activations (docs/engine.md)\n"
+            "  --precision q8|f32  cpu arithmetic: 8-bit activations (default) or exact float32 (docs/engine.md)\n"
             "  -c, --ctx N  context length (default: --depth plus the larger of -p and -n)\n"
             "  -d, --depth D  tokens of context evaluated (untimed) before each test, as llama-bench -d (default 0)\n"
             "  --json     one JSON object on stdout instead of the table\n");

@@ -25,6 +25,7 @@ static void usage(FILE *out) {
             "  --chunks N                  score only the first N chunks (default: all)\n"
             "  -t, --threads N             CPU threads (default: all)\n"
             "  --backend cpu|ref           (default cpu; ref = float64, single-threaded)\n"
+            "  --precision q8|f32          cpu arithmetic: 8-bit activations (default) or exact float32\n"
             "  --kl-divergence-base FILE   without --kl-divergence: write the log-probs of this\n"
             "                              model for the text to FILE (llama.cpp's format);\n"
             "                              with it: read them and compare this model\n"
@@ -40,6 +41,7 @@ typedef struct {
     long n_ctx, n_batch, n_chunks;
     int32_t n_threads;
     greta_backend backend;
+    greta_precision precision;
     const char *base_path;
     bool kl;
     bool ctx_given; /* --ctx on the command line (KL mode: must be the file's) */
@@ -60,7 +62,7 @@ static int parse_options(int argc, char **argv, ppl_options *o) {
             continue;
         }
         static const char *const valued[] = {"-m", "--model", "-f", "--file", "-c", "--ctx", "-b", "--batch",
-                                             "--chunks", "-t", "--threads", "--backend", "--kl-divergence-base",
+                                             "--chunks", "-t", "--threads", "--backend", "--precision", "--kl-divergence-base",
                                              NULL};
         bool known = false;
         for (const char *const *k = valued; *k && !known; k++) known = strcmp(a, *k) == 0;
@@ -84,6 +86,11 @@ static int parse_options(int argc, char **argv, ppl_options *o) {
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             if (!cli_parse_int(a, v, 1, 1024, &n)) return 2;
             o->n_threads = (int32_t)n;
+        } else if (strcmp(a, "--precision") == 0) {
+            if (greta_precision_from_name(v, &o->precision) != GRETA_OK) {
+                cli_error("--precision: unknown precision '%s' (expected q8 or f32)", v);
+                return 2;
+            }
         } else if (greta_backend_from_name(v, &o->backend) != GRETA_OK) {
             cli_error("--backend: unknown backend '%s' (expected cpu, ref or cuda)", v);
             return 2;
@@ -257,6 +264,7 @@ int cli_perplexity(int argc, char **argv) {
     sp.n_ctx = (int32_t)o.n_ctx;
     sp.n_threads = o.n_threads;
     sp.backend = o.backend;
+    sp.precision = o.precision;
     sp.logits_all = true;
     int rc = 1;
     greta_session *session = NULL;

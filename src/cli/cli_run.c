@@ -34,7 +34,7 @@ static void run_usage(FILE *out) {
             "  -t, --threads N           CPU threads (default: all; more than the online CPUs is capped\n"
             "                            to them with a warning unless --force-threads)\n"
             "  --backend cpu|ref|cuda    (default cpu)\n"
-            "  --precision f32|q8        cpu arithmetic: float32 (default) or 8-bit activations\n"
+            "  --precision q8|f32        cpu arithmetic: 8-bit activations (default) or exact float32\n"
             "  --parse-special           control-token texts in the prompt become their ids\n"
             "  --no-parse-special        they stay plain text (the default)\n"
             "  --special                 print control tokens of the output\n"

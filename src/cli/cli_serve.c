@@ -26,6 +26,7 @@ static void serve_usage(FILE *out) {
             "  -c, --ctx N               context length of each slot (default: the model's, at most 2048)\n"
             "  -t, --threads N           CPU threads of the forward (default: all)\n"
             "  --backend cpu|ref|cuda    (default cpu)\n"
+            "  --precision q8|f32        cpu arithmetic: 8-bit activations (default) or exact float32\n"
             "  --api-key KEY             require 'Authorization: Bearer KEY' (also GRETA_API_KEY)\n"
             "  --queue N                 requests that may wait for a slot (default 64; more get 503)\n"
             "  --queue-timeout S         seconds a request may wait for a slot (default 60)\n"
@@ -42,6 +43,7 @@ typedef struct {
     long port, parallel, ctx, threads, queue, max_tokens, max_body;
     double queue_timeout, timeout;
     greta_backend backend;
+    greta_precision precision;
     const char *api_key;
     bool show_help;
 } serve_options;
@@ -54,7 +56,7 @@ static int parse_flag(serve_options *o, int argc, char **argv, int *i) {
         return 0;
     }
     static const char *const valued[] = {"-m", "--model", "--host", "--port", "-np", "--parallel", "-c", "--ctx", "-t",
-                                         "--threads", "--backend", "--api-key", "--queue", "--queue-timeout",
+                                         "--threads", "--backend", "--precision", "--api-key", "--queue", "--queue-timeout",
                                          "--timeout", "--max-tokens", "--max-body", NULL};
     bool known = false;
     for (const char *const *k = valued; *k && !known; k++) known = strcmp(arg, *k) == 0;
@@ -84,6 +86,9 @@ static int parse_flag(serve_options *o, int argc, char **argv, int *i) {
     }
     else if (strcmp(arg, "--api-key") == 0) o->api_key = v;
     else if (strcmp(arg, "--backend") == 0 && cli_arg_backend(arg, v, &o->backend) != 0) {
+        ok = false;
+    } else if (strcmp(arg, "--precision") == 0 && greta_precision_from_name(v, &o->precision) != GRETA_OK) {
+        cli_error("--precision: unknown precision '%s' (expected q8 or f32)", v);
         ok = false;
     }
     if (ok && strcmp(arg, "--api-key") == 0 && !v[0]) {
@@ -149,7 +154,7 @@ int cli_serve(int argc, char **argv) {
     int32_t n_ctx = (int32_t)o.ctx;
     if (n_ctx == 0) n_ctx = info.context_length > 0 && info.context_length < 2048 ? info.context_length : 2048;
     sched_config sc = {(int32_t)o.parallel, n_ctx, (int32_t)o.threads, o.backend, (int32_t)o.queue, o.queue_timeout,
-                       o.timeout};
+                       o.timeout, o.precision};
     if (!(sched = sched_new(model, &sc, metrics, err, sizeof err))) {
         cli_error("serve: %s", err);
         goto done;

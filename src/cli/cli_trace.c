@@ -17,7 +17,7 @@ int cli_trace(int argc, char **argv);
 static void trace_usage(FILE *out) {
     fprintf(out,
             "usage: greta trace record -m MODEL (-p TEXT | --ids LIST) [--chat] [--system T] [--backend B]\n"
-            "                          [--precision f32|q8] [-t N] [--split K] [-n DECODE] --trace FILE [trace flags]\n"
+            "                          [--precision q8|f32] [-t N] [--split K] [-n DECODE] --trace FILE [trace flags]\n"
             "       greta trace diff A.jsonl B.jsonl [--atol X] [--rtol Y] [--rel Z] [--json] [--html FILE]\n"
             "\n"
             "record: prefills the prompt (--split K: its first K tokens, then the rest one token per\n"
@@ -230,7 +230,8 @@ static int trace_record_command(int argc, char **argv) {
     greta_model_get_info(m, &info);
     greta_backend_info backend_info;
     greta_backend_get_info(backend, &backend_info);
-    trace_model_info tinfo = {info.n_layer, backend_info.name, backend_info.precision, model_path, NULL};
+    trace_model_info tinfo = {info.n_layer, backend_info.name, audit_precision_label(backend, precision), model_path,
+                              NULL};
     if (trace_open(&config, &tinfo, &tracer, err, sizeof err) != GRETA_OK) {
         cli_error("trace record: %s", err);
         goto done;

@@ -122,7 +122,7 @@ const char *trace_flags_help(void);
 typedef struct {
     int n_layers;           /* layers of the model; final_norm/logits use layer n_layers */
     const char *backend;    /* "cpu", "ref", ... */
-    const char *precision;  /* "f32" or "f64" (activations) */
+    const char *precision;  /* "f32", "q8" (cpu at precision q8) or "f64" (activations) */
     const char *model_path;
     const char *build;      /* NULL = trace_build_string() */
 } trace_model_info;

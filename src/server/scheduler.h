@@ -77,6 +77,7 @@ typedef struct {
     int32_t queue_max;            /* queued jobs beyond the slots; more gets SCHED_FULL */
     double queue_timeout;         /* seconds a job may wait for a slot */
     double gen_timeout;           /* seconds a job may run */
+    greta_precision precision;    /* of every slot's session (DEFAULT: the backend's, q8 on cpu) */
 } sched_config;
 
 typedef struct scheduler scheduler;

@@ -8,7 +8,10 @@
  *                token-by-token decoding of the whole prompt vs one prefill
  *                (every position compared). Exact by default.
  *   backends     every point on backend A vs backend B (reference), with
- *                the error growth per layer. Default tolerance rel 1e-4.
+ *                the error growth per layer. Default tolerance rel 1e-4;
+ *                when a side is a cpu session at q8 (the default precision)
+ *                the per-point bounds of audit_q8_bound (docs/engine.md,
+ *                "Precision q8", error bounds).
  *   determinism  the same run twice; and with n_threads vs n_threads_alt.
  *                Exact by default.
  *   neutrality   tracing on (every point, whole rows) vs off: the logits of
@@ -38,7 +41,7 @@ typedef struct {
     int n_threads;                /* default 2 */
     int n_threads_alt;            /* determinism: the other thread count (default 1) */
     int n_decode;                 /* neutrality: greedy decode steps (default 4) */
-    greta_precision precision;    /* of every cpu session (default: the backend's, f32) */
+    greta_precision precision;    /* of every cpu session (default: the backend's, q8 on cpu) */
     bool tolerance_set;           /* tolerance below given (else the audit's default) */
     trace_diff_options tolerance;
     char layers[TRACE_SPEC_MAX];  /* what to trace (default all) */
@@ -80,6 +83,17 @@ typedef struct {
     trace *tracer;          /* NULL = tracing off */
     greta_precision precision; /* of a cpu session (default: the backend's) */
 } audit_session_spec;
+
+/* What a session of backend at precision computes in, as trace headers and
+ * reports name it: "q8" for a cpu session at q8 (DEFAULT resolved by
+ * greta_backend_default_precision), else the registry's "f32" / "f64". */
+const char *audit_precision_label(greta_backend backend, greta_precision precision);
+
+/* The documented bound of precision q8 against the float64 ref backend at one
+ * trace point: the largest relative row error ||a - b|| / ||b|| a row of that
+ * point may have (docs/engine.md, "Precision q8": about 1.5 times the largest
+ * measured on nine prompts of the default model, chat and plain). */
+double audit_q8_bound(trace_point point);
 
 int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const audit_session_spec *spec,
                       float **logits, double **logits64, int32_t *decoded, char *err, size_t err_size);

@@ -27,10 +27,17 @@ void trace_diff_options_init(trace_diff_options *options) {
     options->atol = -1;
     options->rtol = -1;
     options->rel = -1;
+    for (int k = 0; k < TP_COUNT; k++) options->rel_point[k] = -1;
+}
+
+static bool has_point_bounds(const trace_diff_options *options) {
+    for (int k = 0; k < TP_COUNT; k++)
+        if (options->rel_point[k] >= 0) return true;
+    return false;
 }
 
 bool trace_diff_options_exact(const trace_diff_options *options) {
-    return options->atol < 0 && options->rtol < 0 && options->rel < 0;
+    return options->atol < 0 && options->rtol < 0 && options->rel < 0 && !has_point_bounds(options);
 }
 
 /* ------------------------------------------------------------------ */
@@ -516,7 +523,11 @@ int trace_diff(const trace_set *a, const trace_set *b, const trace_diff_options 
         double row_rel = rel_of(rc.sum_sq_diff, rc.sum_sq_b);
         bool bad;
         if (exact) bad = !hash_eq || !rc.values_equal;
-        else bad = rc.out_of_tol || (o->rel >= 0 && row_rel > o->rel);
+        else {
+            double limit = x->point >= 0 && x->point < TP_COUNT && o->rel_point[x->point] >= 0 ? o->rel_point[x->point]
+                                                                                              : o->rel;
+            bad = rc.out_of_tol || (limit >= 0 && row_rel > limit);
+        }
         cell->rows++;
         cell->values += rc.count;
         if (rc.max_abs > cell->max_abs) cell->max_abs = rc.max_abs;
@@ -600,7 +611,11 @@ static void tolerance_text(const trace_diff_options *o, char *out, size_t cap) {
         used += (size_t)snprintf(out + used, cap - used, "|a-b| <= %g + %g*|b| per value",
                                  o->atol > 0 ? o->atol : 0, o->rtol > 0 ? o->rtol : 0);
     if (o->rel >= 0 && used < cap)
-        snprintf(out + used, cap - used, "%s||a-b||/||b|| <= %g per row", used ? "; " : "", o->rel);
+        used += (size_t)snprintf(out + used, cap - used, "%s||a-b||/||b|| <= %g per row", used ? "; " : "", o->rel);
+    for (int k = 0; k < TP_COUNT && used < cap; k++)
+        if (o->rel_point[k] >= 0)
+            used += (size_t)snprintf(out + used, cap - used, "%s%s %g", used ? (k ? ", " : "; ") : "per-row rel: ",
+                                     trace_point_name((trace_point)k), o->rel_point[k]);
 }
 
 void trace_diff_summary(const trace_diff_result *r, char *out, size_t cap) {

@@ -26,6 +26,7 @@ typedef struct {
     double atol;     /* per element: |a-b| <= atol + rtol*|b| (negative = unset) */
     double rtol;
     double rel;      /* per row: ||a-b|| / ||b|| <= rel (negative = unset) */
+    double rel_point[TP_COUNT]; /* per row of one point: replaces rel where >= 0 (negative = unset) */
 } trace_diff_options;
 
 void trace_diff_options_init(trace_diff_options *options); /* all unset: exact */

@@ -98,7 +98,7 @@ grep -qE "^  layer +$nl  max rel .*  logits rel " "$TMP/out" && pass "error grow
     || fail "error growth final row: $(tail -n 3 "$TMP/out")"
 expect_code "audit determinism passes" 0 "verdict: PASS: determinism" "$GRETA" audit determinism -m "$M" --ids $IDS -t 2 --threads-alt 1
 expect_code "audit neutrality passes" 0 "verdict: PASS: neutrality" "$GRETA" audit neutrality -m "$M" --ids $IDS
-expect_code "audit backends exact fails and names the first divergence" 1 "FAIL: backends: cpu vs ref: first divergence: layer 0" \
+expect_code "audit backends exact fails and names the first divergence" 1 "FAIL: backends: cpu \\(q8\\) vs ref \\(f64\\): first divergence: layer 0" \
     "$GRETA" audit backends -m "$M" --ids $IDS --atol 0
 expect_error "audit parity on one token is an error" "^greta: error: audit parity: needs a prompt of at least 2 tokens \(got 1\)$" "$GRETA" audit parity -m "$M" --ids 72
 expect_error "audit unknown kind" "unknown kind 'nope'" "$GRETA" audit nope -m "$M" --ids $IDS
@@ -125,15 +125,18 @@ gzip -dc "$GRETA_REPO/tests/fixtures/trace/hf_buenos_aires_f64.jsonl.gz" >"$TMP/
 if [[ ! -f $REAL ]]; then
     fail "default model missing ($REAL): run scripts/fetch-model"
 else
-    for b in cpu ref; do
+    # cpu at --precision f32 (the exact path, pinned), ref, and cpu at its default (q8)
+    for b in "cpu --precision f32" ref cpu; do
         "$GRETA" trace record -m "$REAL" -p "Write one short sentence about Buenos Aires." --backend $b \
-            --trace "$TMP/g_$b.jsonl" --trace-layers 0,1,29 --trace-phases prefill_last --trace-sample 0 2>/dev/null
+            --trace "$TMP/g_${b// /_}.jsonl" --trace-layers 0,1,29 --trace-phases prefill_last --trace-sample 0 2>/dev/null
     done
-    expect_code "greta cpu vs transformers f64: rel <= 1e-4 at every point" 0 "no divergence in 51 paired rows" \
-        "$GRETA" trace diff "$TMP/g_cpu.jsonl" "$TMP/hf.jsonl" --rel 1e-4
+    expect_code "greta cpu f32 vs transformers f64: rel <= 1e-4 at every point" 0 "no divergence in 51 paired rows" \
+        "$GRETA" trace diff "$TMP/g_cpu_--precision_f32.jsonl" "$TMP/hf.jsonl" --rel 1e-4
+    expect_code "greta cpu default (q8) vs transformers f64: rel <= 0.15 at every point" 0 "no divergence in 51 paired rows" \
+        "$GRETA" trace diff "$TMP/g_cpu.jsonl" "$TMP/hf.jsonl" --rel 0.15
     expect_code "greta ref vs transformers f64: rel <= 1e-9 at every point" 0 "no divergence in 51 paired rows" \
         "$GRETA" trace diff "$TMP/g_ref.jsonl" "$TMP/hf.jsonl" --rel 1e-9
     expect_code "greta cpu vs transformers exact: diverges (different precision)" 1 "verdict: DIVERGED" \
-        "$GRETA" trace diff "$TMP/g_cpu.jsonl" "$TMP/hf.jsonl"
+        "$GRETA" trace diff "$TMP/g_cpu_--precision_f32.jsonl" "$TMP/hf.jsonl"
 fi
 finish
