@@ -428,10 +428,15 @@ static void test_random_models(void) {
     s.rope_dim = 32; /* partial rotary */
     s.seed = 6;
     cases[nc++] = (model_case){"f16_partial.gguf", s, 6};
+    s.type = QT_BF16; /* BF16 matrices: BF16 activations at q8 (cpu_bf16.h) */
+    s.embd_type = QT_BF16;
+    s.rope_dim = 0;
+    s.seed = 7;
+    cases[nc++] = (model_case){"bf16.gguf", s, 9};
     for (int i = 0; i < nc; i++) check_invariants(&cases[i], GRETA_PRECISION_F32);
-    /* q8, the default: the quantized-block cases (Q4_1 + Q8_0, Q4_0, Q8_0 + F16, Q4_K + Q6_K)
-     * and F16 + BF16 */
-    for (int i = 1; i <= 5; i++) check_invariants(&cases[i], GRETA_PRECISION_Q8);
+    /* q8, the default: the quantized-block cases (Q4_1 + Q8_0, Q4_0, Q8_0 + F16, Q4_K + Q6_K),
+     * F16 + BF16 and BF16 */
+    for (int i = 1; i < nc; i++) check_invariants(&cases[i], GRETA_PRECISION_Q8);
 }
 
 /* Longer than one forward chunk (512 rows): chunked prefill == decode. */

@@ -22,6 +22,7 @@
 #include "base/errors.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_pool.h"
+#include "backend/cpu/cpu_bf16.h"
 #include "backend/cpu/cpu_q8.h"
 #include "backend/cpu/cpu_repack.h"
 #include "format/quant.h"
@@ -68,6 +69,9 @@ struct backend_ctx {
     size_t xq_stride[2];       /* their row bytes */
     const cpu_repack_kernels *rpk;  /* q8 with repacked weights, else NULL */
     cpu_repacked *const *repacked;  /* the model's, by weight id */
+    const cpu_bf16_kernels *bf16; /* config.q8: BF16 weights' kernels (cpu_bf16.h), else NULL */
+    uint8_t *xb;               /* q8: [max_rows] rows rounded to BF16 */
+    size_t xb_stride;          /* their row bytes */
 };
 
 static int64_t round8(int64_t n) {
@@ -154,6 +158,7 @@ static void cpu_ctx_free(backend_ctx *be) {
     free(be->scores);
     free(be->xq[0]);
     free(be->xq[1]);
+    free(be->xb);
     free(be);
 }
 
@@ -190,6 +195,10 @@ static greta_status cpu_ctx_new(backend_model *bm, const backend_ctx_config *con
             be->xq[f] = malloc((size_t)config->max_rows * be->xq_stride[f] + 64);
             if (!be->xq[f]) goto oom;
         }
+        be->bf16 = cpu_bf16_best();
+        be->xb_stride = (size_t)be->max_in * sizeof(uint16_t);
+        be->xb = malloc((size_t)config->max_rows * be->xb_stride + 64);
+        if (!be->xb) goto oom;
         if (repack_wanted()) {
             greta_status st = cpu_model_repacked(bm, &be->repacked, err, err_size);
             if (st != GRETA_OK) {
@@ -304,6 +313,7 @@ typedef struct {
     const uint8_t *xq[4]; /* q8: the quantized rows for matrix k, NULL = float32 path */
     size_t xq_stride[4];
     const cpu_repacked *rp[4]; /* q8: matrix k repacked, else NULL */
+    bool bf16[4];         /* q8: matrix k is BF16 and xq[k] its BF16 rows (cpu_bf16.h) */
     atomic_long next;
 } matmul_job;
 
@@ -324,7 +334,7 @@ static void matmul_unit(matmul_job *job, int thread, int mat, int64_t wblock, in
         return;
     }
     if (job->xq[mat]) {
-        be->q8->tile(w, r_begin, (int)(r_end - r_begin), job->xq[mat] + (size_t)t_begin * job->xq_stride[mat],
+        (job->bf16[mat] ? be->bf16->tile : be->q8->tile)(w, r_begin, (int)(r_end - r_begin), job->xq[mat] + (size_t)t_begin * job->xq_stride[mat],
                      job->xq_stride[mat], t_count, row_of(be, dst, t_begin) + r_begin, ys);
         return;
     }
@@ -368,9 +378,26 @@ static void quantize_row(backend_ctx *be, const void *p, int i) {
                         be->xq[f] + (size_t)i * be->xq_stride[f]);
 }
 
+static void round_bf16_row(backend_ctx *be, const void *p, int i) {
+    const quantize_arg *a = p;
+    be->bf16->round_row(row_of(be, a->src, a->src_row0 + i), be->width[a->src],
+                       (uint16_t *)(void *)(be->xb + (size_t)i * be->xb_stride));
+}
+
 static void cpu_matmul_quantize(backend_ctx *be, matmul_job *job, backend_buf src, int src_row0) {
-    bool done[2] = {false, false};
+    bool done[2] = {false, false}, done_bf16 = false;
     for (int k = 0; k < job->n_mats; k++) {
+        if (cpu_bf16_rows(job->w[k]) && be->width[src] % 32 == 0) { /* BF16: rows rounded to BF16 */
+            if (!done_bf16) {
+                quantize_arg a = {src, src_row0, 0};
+                for_rows(be, job->n, round_bf16_row, &a);
+                done_bf16 = true;
+            }
+            job->xq[k] = be->xb;
+            job->xq_stride[k] = be->xb_stride;
+            job->bf16[k] = true;
+            continue;
+        }
         if (cpu_q8_float_rows(job->w[k])) { /* F16 / BF16: float rows, 16 lanes */
             job->xq[k] = (const uint8_t *)(const void *)row_of(be, src, src_row0);
             job->xq_stride[k] = (size_t)be->stride[src] * sizeof(float);

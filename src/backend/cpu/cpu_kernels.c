@@ -484,7 +484,26 @@ static AVX2 void attend_avx2(const float *q, const float *k, const float *v, siz
         return;
     }
     float max = -INFINITY;
-    for (int t = 0; t < n_keys; t++) {
+    int t = 0;
+    /* four keys at a time: four independent chains (each key's own sequence of
+     * operations is the one-key loop's below, so the same bits) */
+    for (; t + 4 <= n_keys; t += 4) {
+        const float *k0 = k + (size_t)t * kv_stride;
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int c = 0; c < hd; c += 8) {
+            __m256 qc = _mm256_loadu_ps(q + c);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                acc[j] = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + (size_t)j * kv_stride + c), acc[j]);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            float s = hsum_avx2(acc[j]) * scale;
+            scores[t + j] = s;
+            if (s > max) max = s;
+        }
+    }
+    for (; t < n_keys; t++) {
         const float *kt = k + (size_t)t * kv_stride;
         __m256 acc = _mm256_setzero_ps();
         for (int c = 0; c < hd; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kt + c), acc);
@@ -493,7 +512,7 @@ static AVX2 void attend_avx2(const float *q, const float *k, const float *v, siz
         if (s > max) max = s;
     }
     float sum = 0.0f;
-    for (int t = 0; t < n_keys; t++) {
+    for (t = 0; t < n_keys; t++) {
         scores[t] = expf(scores[t] - max);
         sum += scores[t];
     }
