@@ -512,7 +512,7 @@ static void attention_unit(attention_job *job, int thread, int i, int h) {
     const float *q = row_of(be, BUF_Q, i) + (size_t)h * hd;
     float *out = row_of(be, BUF_ATT, i) + (size_t)h * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    be->k->attend(q, (const float *)kv->k + off, (const float *)kv->v + off, (size_t)hp->kv_dim, hd, job->rows[i].pos + 1, scale,
+    (be->q8 ? be->k->attend_q8 : be->k->attend)(q, (const float *)kv->k + off, (const float *)kv->v + off, (size_t)hp->kv_dim, hd, job->rows[i].pos + 1, scale,
                   be->scores[thread], out);
 }
 
@@ -559,6 +559,10 @@ static void swiglu_row(backend_ctx *be, const void *p, int i) {
     (void)p;
     float *g = row_of(be, BUF_GATE, i);
     const float *u = row_of(be, BUF_UP, i);
+    if (be->q8) {
+        be->k->swiglu_q8(g, u, be->width[BUF_GATE]);
+        return;
+    }
     for (int64_t k = 0; k < be->width[BUF_GATE]; k++) g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
 }
 

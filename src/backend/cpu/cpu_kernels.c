@@ -64,6 +64,54 @@ static void attend_portable(const float *q, const float *k, const float *v, size
     for (int t = 0; t < n_keys; t++) axpy_portable(out, scores[t] * inv, v + (size_t)t * kv_stride, hd);
 }
 
+/* exp for precision q8 (cpu_kernels.h: cpu_exp_q8). */
+static const float EXP_LOG2E = 1.44269504088896341f, EXP_SHIFT = 12582912.0f; /* 1.5 * 2^23 */
+static const float EXP_LN2_HI = -0.693145751953125f, EXP_LN2_LO = -1.428606765330187e-06f;
+static const float EXP_C[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,
+                               1.6666665459e-1f, 5.0000001201e-1f};
+#define EXP_MIN -87.0f
+#define EXP_MAX 88.0f
+
+float cpu_exp_q8(float x) {
+    if (!(x >= EXP_MIN)) return x != x ? x : 0.0f; /* below: 0; NaN stays */
+    if (x > EXP_MAX) x = EXP_MAX;
+    float t = fmaf(x, EXP_LOG2E, EXP_SHIFT); /* 1.5 * 2^23 + n, n = x / ln 2 to nearest */
+    float n = t - EXP_SHIFT;
+    float r = fmaf(n, EXP_LN2_HI, x);
+    r = fmaf(n, EXP_LN2_LO, r);
+    float p = EXP_C[0];
+    for (int i = 1; i < 6; i++) p = fmaf(p, r, EXP_C[i]);
+    p = fmaf(p, r * r, r) + 1.0f;
+    uint32_t tb;
+    memcpy(&tb, &t, 4);
+    uint32_t scale_bits = (tb - 0x4b400000u + 127u) << 23; /* 2^n */
+    float scale;
+    memcpy(&scale, &scale_bits, 4);
+    return p * scale;
+}
+
+static void attend_q8_portable(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                               float scale, float *scores, float *out) {
+    float max = -INFINITY;
+    for (int t = 0; t < n_keys; t++) {
+        float s = dot_portable(q, k + (size_t)t * kv_stride, hd) * scale;
+        scores[t] = s;
+        if (s > max) max = s;
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_keys; t++) {
+        scores[t] = cpu_exp_q8(scores[t] - max);
+        sum += scores[t];
+    }
+    float inv = 1.0f / sum;
+    for (int d = 0; d < hd; d++) out[d] = 0.0f;
+    for (int t = 0; t < n_keys; t++) axpy_portable(out, scores[t] * inv, v + (size_t)t * kv_stride, hd);
+}
+
+static void swiglu_q8_portable(float *g, const float *u, int64_t n) {
+    for (int64_t k = 0; k < n; k++) g[k] = g[k] / (1.0f + cpu_exp_q8(-g[k])) * u[k];
+}
+
 static const cpu_kernels kernels_portable = {
     .name = "portable",
     .decode_rows = decode_rows_portable,
@@ -72,6 +120,8 @@ static const cpu_kernels kernels_portable = {
     .dot = dot_portable,
     .axpy = axpy_portable,
     .attend = attend_portable,
+    .attend_q8 = attend_q8_portable,
+    .swiglu_q8 = swiglu_q8_portable,
 };
 
 const cpu_kernels *cpu_kernels_portable(void) {
@@ -540,6 +590,99 @@ static AVX2 void attend_avx2(const float *q, const float *k, const float *v, siz
     }
 }
 
+/* cpu_exp_q8 on 8 lanes: the same operations, so the same bits. */
+static inline AVX2 __m256 exp_q8_avx2(__m256 x) {
+    __m256 below = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_MIN), _CMP_LT_OQ); /* false for NaN */
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    __m256 xc = _mm256_min_ps(x, _mm256_set1_ps(EXP_MAX));
+    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(EXP_LOG2E), _mm256_set1_ps(EXP_SHIFT));
+    __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(EXP_SHIFT));
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), xc);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(EXP_C[0]);
+    for (int i = 1; i < 6; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C[i]));
+    p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4b400000)),
+                                                   _mm256_set1_epi32(127)), 23);
+    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_blendv_ps(_mm256_andnot_ps(below, y), x, nan); /* below EXP_MIN: 0; NaN: x */
+}
+
+static AVX2 void swiglu_q8_avx2(float *g, const float *u, int64_t n) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 gv = _mm256_loadu_ps(g + k);
+        __m256 e = exp_q8_avx2(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        __m256 y = _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), _mm256_loadu_ps(u + k));
+        _mm256_storeu_ps(g + k, y);
+    }
+    for (; k < n; k++) g[k] = g[k] / (1.0f + cpu_exp_q8(-g[k])) * u[k];
+}
+
+static AVX2 void attend_q8_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                                float scale, float *scores, float *out) {
+    if (hd % 8 != 0) {
+        attend_q8_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
+        return;
+    }
+    float max = -INFINITY;
+    int t = 0;
+    /* four keys at a time: four independent chains (each key's own sequence of
+     * operations is the one-key loop's below, so the same bits) */
+    for (; t + 4 <= n_keys; t += 4) {
+        const float *k0 = k + (size_t)t * kv_stride;
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int c = 0; c < hd; c += 8) {
+            __m256 qc = _mm256_loadu_ps(q + c);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                acc[j] = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + (size_t)j * kv_stride + c), acc[j]);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            float s = hsum_avx2(acc[j]) * scale;
+            scores[t + j] = s;
+            if (s > max) max = s;
+        }
+    }
+    for (; t < n_keys; t++) {
+        const float *kt = k + (size_t)t * kv_stride;
+        __m256 acc = _mm256_setzero_ps();
+        for (int c = 0; c < hd; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kt + c), acc);
+        float s = hsum_avx2(acc) * scale;
+        scores[t] = s;
+        if (s > max) max = s;
+    }
+    float sum = 0.0f;
+    __m256 mx = _mm256_set1_ps(max);
+    for (t = 0; t + 8 <= n_keys; t += 8)
+        _mm256_storeu_ps(scores + t, exp_q8_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + t), mx)));
+    for (; t < n_keys; t++) scores[t] = cpu_exp_q8(scores[t] - max);
+    for (t = 0; t < n_keys; t++) sum += scores[t];
+    float inv = 1.0f / sum;
+    for (int c0 = 0; c0 < hd; c0 += 64) {
+        int width = hd - c0 < 64 ? hd - c0 : 64;
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        if (width == 64) {
+            for (int t = 0; t < n_keys; t++) {
+                const float *vt = v + (size_t)t * kv_stride + c0;
+                __m256 p = _mm256_set1_ps(scores[t] * inv);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j), acc[j]);
+            }
+        } else {
+            for (int t = 0; t < n_keys; t++) {
+                const float *vt = v + (size_t)t * kv_stride + c0;
+                __m256 p = _mm256_set1_ps(scores[t] * inv);
+                for (int j = 0; j < width / 8; j++) acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j), acc[j]);
+            }
+        }
+        for (int j = 0; j < width / 8; j++) _mm256_storeu_ps(out + c0 + 8 * j, acc[j]);
+    }
+}
+
 static const cpu_kernels kernels_avx2 = {
     .name = "avx2",
     .decode_rows = decode_rows_avx2,
@@ -548,6 +691,8 @@ static const cpu_kernels kernels_avx2 = {
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .attend = attend_avx2,
+    .attend_q8 = attend_q8_avx2,
+    .swiglu_q8 = swiglu_q8_avx2,
 };
 
 const cpu_kernels *cpu_kernels_best(void) {

@@ -42,7 +42,21 @@ typedef struct {
      * in t order (sum e in t order too). scores: n_keys floats of scratch. */
     void (*attend)(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
                    float scale, float *scores, float *out);
+    /* attend at precision q8: e_t = cpu_exp_q8(s_t - max s) (8 lanes at a
+     * time where the build can), everything else as attend. */
+    void (*attend_q8)(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                      float scale, float *scores, float *out);
+    /* SwiGLU at precision q8: g[k] = g[k] / (1 + cpu_exp_q8(-g[k])) * u[k]. */
+    void (*swiglu_q8)(float *g, const float *u, int64_t n);
 } cpu_kernels;
+
+/* exp(x) for precision q8 (the f32 path keeps libm's expf): 0 below -87,
+ * exp(88) above 88; n = x / ln 2 rounded to nearest through fmaf(x, log2 e,
+ * 1.5 * 2^23), r = x - n ln 2 in two fmaf steps, Cephes' degree-7 polynomial
+ * in fmaf steps, times 2^n. Only fmaf, float add/sub/mul and integer steps:
+ * the AVX2 build computes the same bits 8 lanes at a time. Within 2 ulp of
+ * exp on [-87, 88] (tested). */
+float cpu_exp_q8(float x);
 
 /* AVX2+FMA kernels when the running CPU supports them, else portable. */
 const cpu_kernels *cpu_kernels_best(void);
