@@ -273,6 +273,19 @@ const char *greta_precision_name(greta_precision precision);
 /* Parses "f32" / "q8"; GRETA_ERR_INVALID_ARGUMENT otherwise. */
 greta_status greta_precision_from_name(const char *name, greta_precision *out);
 
+/* Values of a session's KV cache (greta_session_params.kv_type). */
+typedef enum {
+    GRETA_KV_DEFAULT = 0, /* the backend's own: cpu float32, ref float64, cuda f16 */
+    GRETA_KV_F32 = 1,     /* float32 (cpu; cuda: a diagnostic, twice the f16 cache) */
+    GRETA_KV_F16 = 2,     /* cuda: f16, round to nearest even */
+    GRETA_KV_Q8_0 = 3,    /* cuda: q8_0 blocks (32 int8 and an f16 scale; 8.5 bits a value) */
+} greta_kv_type;
+
+/* "default", "f32", "f16", "q8_0" ("unknown" for another value). */
+const char *greta_kv_type_name(greta_kv_type kv_type);
+/* Parses "f32" / "f16" / "q8_0"; GRETA_ERR_INVALID_ARGUMENT otherwise. */
+greta_status greta_kv_type_from_name(const char *name, greta_kv_type *out);
+
 /* "cpu", "ref", "cuda" ("unknown" for another value). */
 const char *greta_backend_name(greta_backend backend);
 /* Parses "cpu" / "ref" / "cuda"; GRETA_ERR_INVALID_ARGUMENT otherwise. */
@@ -313,6 +326,13 @@ typedef struct {
     greta_backend backend;/* default GRETA_BACKEND_CPU */
     greta_precision precision; /* default GRETA_PRECISION_DEFAULT (cpu: q8); f32 pins the
                                   exact float32 path; q8 only on cpu */
+    greta_kv_type kv_type;     /* default GRETA_KV_DEFAULT; a type the backend does not keep
+                                  is GRETA_ERR_UNSUPPORTED (cpu: f32; ref: its float64 only;
+                                  cuda: f16, q8_0, f32) */
+    bool deterministic;   /* only batch-invariant kernels: prefill and decode give the same
+                             bits and runs repeat bit for bit (default false). cpu and ref
+                             always are; cuda is only with it (its fast prefill is not,
+                             docs/cuda.md) */
     uint64_t seed;        /* sampler RNG seed (default 0x67726574 "gret") */
     bool logits_all;      /* keep the logits of every row of the last eval
                              (greta_logits_all), not only the last (default false) */
@@ -338,6 +358,26 @@ int32_t greta_session_n_threads(const greta_session *session);
 /* The precision the session computes in (q8 or f32 for cpu, f32 for ref and
  * cuda); never GRETA_PRECISION_DEFAULT. */
 greta_precision greta_session_precision(const greta_session *session);
+/* The session's KV cache type (GRETA_KV_DEFAULT: the backend's own). */
+greta_kv_type greta_session_kv_type(const greta_session *session);
+/* True if the session's results are batch-invariant and repeat bit for
+ * bit: always on cpu and ref, on cuda only when asked for. */
+bool greta_session_deterministic(const greta_session *session);
+
+/* What a session's backend holds in memory, in bytes. */
+typedef struct {
+    int64_t weights;      /* the model's weights as the backend placed them (shared by the
+                             model's sessions on that backend) */
+    int64_t kv;           /* this session's KV cache */
+    int64_t activations;  /* this session's activation buffers and scratch */
+    int64_t device_used;  /* the whole device's memory in use, by anyone (cuda; 0 on the host) */
+    int64_t device_total; /* the device's memory (cuda; 0 on the host) */
+} greta_backend_memory;
+
+/* Fills *out for the session's backend; GRETA_ERR_UNSUPPORTED (zeroed) for
+ * a backend that does not report it (cpu and ref: the weights are the
+ * file's mapping). */
+greta_status greta_session_backend_memory(const greta_session *session, greta_backend_memory *out);
 
 /* Evaluates n tokens appended at the current position: row i has token
  * ids[i] at position greta_pos() + i and attends to everything before it.

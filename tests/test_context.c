@@ -4,7 +4,8 @@
  * positions and reserve little memory, and an explicit huge context must be
  * refused before anything is allocated, with one line naming the bytes
  * needed and the bytes available (compared here with /proc/meminfo read by
- * this test). Models come from tests/support/random_model.c. */
+ * this test). Models come from tests/support/random_model.c. Also the
+ * session parameters kv_type and deterministic on the CPU backends. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,8 +153,72 @@ static void test_kv_memory_check(void) {
     greta_model_free(m);
 }
 
+/* greta_session_params.kv_type and .deterministic (issue 12): cpu keeps
+ * float32 (f32 accepted, f16/q8_0 refused as unsupported), ref refuses any
+ * explicit type; an unknown id is an invalid argument; cpu and ref report
+ * deterministic whether asked or not; the names parse both ways; cpu does
+ * not report backend memory (its weights are the file's mapping). */
+static void test_kv_type_and_deterministic(void) {
+    tm_spec spec = tm_default();
+    greta_model *m = write_and_load(&spec, "kv_type.gguf");
+    if (!m) return;
+    const struct {
+        greta_backend backend;
+        greta_kv_type kv;
+        greta_status want;
+    } cases[] = {
+        {GRETA_BACKEND_CPU, GRETA_KV_DEFAULT, GRETA_OK},          {GRETA_BACKEND_CPU, GRETA_KV_F32, GRETA_OK},
+        {GRETA_BACKEND_CPU, GRETA_KV_F16, GRETA_ERR_UNSUPPORTED}, {GRETA_BACKEND_CPU, GRETA_KV_Q8_0, GRETA_ERR_UNSUPPORTED},
+        {GRETA_BACKEND_REF, GRETA_KV_DEFAULT, GRETA_OK},          {GRETA_BACKEND_REF, GRETA_KV_F32, GRETA_ERR_UNSUPPORTED},
+        {GRETA_BACKEND_CPU, (greta_kv_type)9, GRETA_ERR_INVALID_ARGUMENT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int det = 0; det < 2; det++) {
+            greta_session_params sp = greta_session_default_params();
+            CHECK(sp.kv_type == GRETA_KV_DEFAULT && !sp.deterministic, "defaults: kv_type default, not deterministic");
+            sp.n_ctx = 64;
+            sp.n_threads = 1;
+            sp.backend = cases[i].backend;
+            sp.kv_type = cases[i].kv;
+            sp.deterministic = det;
+            greta_session *s = NULL;
+            char err[512] = "";
+            greta_status st = greta_session_new(m, &sp, &s, err, sizeof err);
+            CHECK(st == cases[i].want && (st == GRETA_OK) == (s != NULL),
+                  "%s, kv_type %s, deterministic %d: %s (%s)", greta_backend_name(cases[i].backend),
+                  greta_kv_type_name(cases[i].kv), det, greta_status_string(st), err);
+            if (st == GRETA_ERR_UNSUPPORTED)
+                CHECK(strstr(err, "is not available on") && strstr(err, greta_kv_type_name(cases[i].kv)),
+                      "the error names the type and the backend: %s", err);
+            if (s) {
+                CHECK(greta_session_deterministic(s), "%s reports deterministic (asked: %d)",
+                      greta_backend_name(cases[i].backend), det);
+                CHECK(greta_session_kv_type(s) == cases[i].kv, "the session keeps its kv_type");
+                int32_t ids[3] = {1, 2, 3};
+                CHECK(greta_eval(s, ids, 3) == GRETA_OK, "eval: %s", greta_session_error(s));
+                greta_backend_memory mem;
+                CHECK(greta_session_backend_memory(s, &mem) == GRETA_ERR_UNSUPPORTED && mem.weights == 0 && mem.kv == 0,
+                      "%s: backend memory not reported (host mapping)", greta_backend_name(cases[i].backend));
+            }
+            greta_session_free(s);
+        }
+    }
+    const char *names[] = {"f32", "f16", "q8_0"};
+    for (int i = 0; i < 3; i++) {
+        greta_kv_type t;
+        CHECK(greta_kv_type_from_name(names[i], &t) == GRETA_OK && strcmp(greta_kv_type_name(t), names[i]) == 0,
+              "kv type name %s round-trips", names[i]);
+    }
+    greta_kv_type t = GRETA_KV_F16;
+    CHECK(greta_kv_type_from_name("q8", &t) == GRETA_ERR_INVALID_ARGUMENT && greta_kv_type_from_name(NULL, &t) != GRETA_OK,
+          "unknown kv type names are invalid");
+    CHECK(strcmp(greta_kv_type_name((greta_kv_type)77), "unknown") == 0, "an unknown id is named 'unknown'");
+    greta_model_free(m);
+}
+
 int main(void) {
     test_default_context();
     test_kv_memory_check();
+    test_kv_type_and_deterministic();
     return check_finish("test_context");
 }

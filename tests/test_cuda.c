@@ -12,7 +12,16 @@
  * length); matmul of one row equal bit for bit to the same row in a batch
  * (batch invariance). Then RMSNorm, RoPE, add, SwiGLU against float64, and
  * attention over an f16 cache against float64 softmax over the same f16
- * values, again with one row alone equal to the row in a batch. */
+ * values, again with one row alone equal to the row in a batch.
+ *
+ * The q8_0 KV cache: kv_store bit-exact with quantize_row(Q8_0), attention
+ * over it against float64 over its dequantized values. The fast prefill
+ * (test_fast_* below): f16 conversion and dequantization to f16 bit-exact;
+ * the cuBLAS GEMM for every type (chunked through a small scratch and
+ * through a whole one) and the flash attention (f16 and q8_0 caches, GQA,
+ * head_dim 64 and 128, prompts at pos0 > 0 with partial tiles) against
+ * float64. Outputs are poisoned with NaN before each kernel, inputs are
+ * fresh random values. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -450,6 +459,297 @@ static void test_rope_store(gpu_stream *s) {
     gpu_free(vd), gpu_free(cd), gpu_free(sd);
 }
 
+/* ---- the q8_0 KV cache ---- */
+
+/* A device buffer of `bytes` filled with NaN (0xff bytes), so that a value
+ * no kernel wrote shows. */
+static void *poisoned(size_t bytes) {
+    uint8_t *host = malloc(bytes);
+    if (!host) return NULL;
+    memset(host, 0xff, bytes);
+    void *d = to_device(host, bytes);
+    free(host);
+    return d;
+}
+
+static int count_nan(const float *v, size_t n) {
+    int c = 0;
+    for (size_t k = 0; k < n; k++) c += v[k] != v[k];
+    return c;
+}
+
+/* kv_store into a q8_0 cache == quantize_row(Q8_0) bytes; attend over it
+ * within 2e-6 of float64 over the dequantized cache. */
+static void test_kv_q8_0(gpu_stream *s) {
+    enum { N_CTX = 48, HD = 64, NH = 4, NKV = 2, KVD = NKV * HD, QD = NH * HD, N = 5, P0 = 40 };
+    const size_t row_bytes = quant_row_bytes(QT_Q8_0, KVD);
+    uint8_t *kc = malloc(N_CTX * row_bytes), *vc = malloc(N_CTX * row_bytes), *back = malloc(N_CTX * row_bytes);
+    float *kf = malloc(N_CTX * KVD * sizeof(float)), *vf = malloc(N_CTX * KVD * sizeof(float));
+    float *q = malloc(N * QD * sizeof(float)), *out = malloc(N * QD * sizeof(float));
+    float row[KVD];
+    for (int t = 0; t < N_CTX; t++) {
+        for (int c = 0; c < KVD; c++) row[c] = gaussian() * (c % 7 == 0 ? 3.0f : 1.0f);
+        quantize_row(QT_Q8_0, row, kc + t * row_bytes, KVD);
+        for (int c = 0; c < KVD; c++) row[c] = gaussian();
+        quantize_row(QT_Q8_0, row, vc + t * row_bytes, KVD);
+    }
+    /* the new rows: float32 K and V that kv_store quantizes */
+    float knew[N * KVD], vnew[N * KVD];
+    for (int k = 0; k < N * KVD; k++) knew[k] = gaussian() * 2.0f, vnew[k] = gaussian();
+    knew[3] = 0.0f; /* a block with a zero still quantizes like the CPU */
+    for (int i = 0; i < N; i++) {
+        quantize_row(QT_Q8_0, knew + i * KVD, kc + (P0 + i) * row_bytes, KVD);
+        quantize_row(QT_Q8_0, vnew + i * KVD, vc + (P0 + i) * row_bytes, KVD);
+    }
+    for (int t = 0; t < N_CTX; t++) {
+        quant_dequantize(QT_Q8_0, kc + t * row_bytes, kf + t * KVD, KVD);
+        quant_dequantize(QT_Q8_0, vc + t * row_bytes, vf + t * KVD, KVD);
+    }
+    for (int k = 0; k < N * QD; k++) q[k] = gaussian();
+    /* the device cache: the old positions as the CPU made them, the new ones poisoned */
+    uint8_t *kd = to_device(kc, N_CTX * row_bytes), *vd = to_device(vc, N_CTX * row_bytes);
+    float *knd = to_device(knew, sizeof knew), *vnd = to_device(vnew, sizeof vnew), *qd = to_device(q, N * QD * sizeof(float));
+    float *ad = poisoned(N * QD * sizeof(float));
+    if (!kd || !vd || !knd || !vnd || !qd || !ad) goto done;
+    {
+        uint8_t *poison = malloc(N * row_bytes);
+        memset(poison, 0xff, N * row_bytes);
+        gpu_upload(kd + P0 * row_bytes, poison, N * row_bytes, err, sizeof err);
+        gpu_upload(vd + P0 * row_bytes, poison, N * row_bytes, err, sizeof err);
+        free(poison);
+    }
+    gpu_kv_row rows[N];
+    memset(rows, 0, sizeof rows);
+    for (int i = 0; i < N; i++)
+        rows[i].k = kd, rows[i].v = vd, rows[i].layer_values = (int64_t)(N_CTX * row_bytes), rows[i].pos = P0 + i;
+    gpu_kv_row *rd = to_device(rows, sizeof rows);
+    if (!rd) goto done;
+    CHECK(gpu_kv_store(s, knd, vnd, KVD, KVD, 0, rd, N, GPU_KV_Q8_0, err, sizeof err) == 0, "kv_store q8_0: %s", err);
+    CHECK(gpu_stream_sync(s, err, sizeof err) == 0, "kv_store q8_0 ran: %s", err);
+    {
+        bool ok = gpu_download(back, kd, N_CTX * row_bytes, err, sizeof err) == 0;
+        size_t differ = 0;
+        for (size_t b = (size_t)P0 * row_bytes; ok && b < N_CTX * row_bytes; b++) {
+            if (back[b] != kc[b] && differ < 6) {
+                size_t r = b / row_bytes, blk = b % row_bytes / 34, at = b % row_bytes % 34;
+                printf("# K row %zu block %zu byte %zu: want 0x%02x got 0x%02x (x = %.9g)\n", r, blk, at, kc[b], back[b],
+                       r >= P0 && r < P0 + N && at >= 2 ? knew[(r - P0) * KVD + blk * 32 + at - 2] : 0.0);
+            }
+            differ += back[b] != kc[b];
+        }
+        CHECK(ok && differ == 0, "kv_store q8_0: the new K rows are bit-exact with quantize_row(Q8_0) (%zu bytes differ)",
+              differ);
+        ok = gpu_download(back, vd, N_CTX * row_bytes, err, sizeof err) == 0;
+        differ = 0;
+        for (size_t b = (size_t)P0 * row_bytes; ok && b < N_CTX * row_bytes; b++) differ += back[b] != vc[b];
+        CHECK(ok && differ == 0, "kv_store q8_0: the new V rows are bit-exact with quantize_row(Q8_0) (%zu bytes differ)",
+              differ);
+    }
+    CHECK(gpu_attend(s, qd, QD, ad, QD, KVD, NH, NKV, HD, 1.0f / sqrtf((float)HD), 0, rd, N, GPU_KV_Q8_0, NULL, 1, err,
+                     sizeof err) == 0,
+          "attend q8_0: %s", err);
+    if (to_host(s, out, ad, QD, QD, N)) {
+        double worst = 0;
+        for (int i = 0; i < N; i++)
+            for (int h = 0; h < NH; h++) {
+                int kvh = h / (NH / NKV);
+                double sc[N_CTX], mx = -1e300, sum = 0;
+                for (int t = 0; t <= P0 + i; t++) {
+                    double dot = 0;
+                    for (int c = 0; c < HD; c++) dot += (double)q[i * QD + h * HD + c] * kf[t * KVD + kvh * HD + c];
+                    sc[t] = dot / sqrt((double)HD);
+                    mx = fmax(mx, sc[t]);
+                }
+                for (int t = 0; t <= P0 + i; t++) sum += sc[t] = exp(sc[t] - mx);
+                for (int c = 0; c < HD; c++) {
+                    double ref = 0;
+                    for (int t = 0; t <= P0 + i; t++) ref += sc[t] / sum * vf[t * KVD + kvh * HD + c];
+                    worst = fmax(worst, fabs(out[i * QD + h * HD + c] - ref));
+                }
+            }
+        CHECK(worst < 2e-6 && count_nan(out, N * QD) == 0,
+              "attend over the q8_0 cache (kv_store'd rows, GQA 4/2) within 2e-6 of float64 over its dequantized values "
+              "(worst %.3g)", worst);
+    }
+    gpu_free(rd);
+done:
+    gpu_free(kd), gpu_free(vd), gpu_free(knd), gpu_free(vnd), gpu_free(qd), gpu_free(ad);
+    free(kc), free(vc), free(back), free(kf), free(vf), free(q), free(out);
+}
+
+/* ---- the fast prefill ---- */
+
+static float f16_round(float f) { return from_f16(to_f16(f)); }
+
+/* gpu_to_f16 and gpu_dequant_f16 bit-exact; gpu_gemm against float64 over
+ * the same f16-rounded operands, chunked through a small scratch (rows not
+ * a multiple of anything) and through one that holds the whole matrix. */
+static void test_fast_gemm(gpu_stream *s, gpu_blas *blas, uint32_t type, int64_t n_in, int64_t n_out, int n) {
+    const size_t row_bytes = quant_row_bytes(type, n_in);
+    float *src = malloc((size_t)n_in * sizeof(float));
+    float *deq = malloc((size_t)(n_out * n_in) * sizeof(float));
+    uint8_t *wq = malloc((size_t)n_out * row_bytes);
+    float *x = malloc((size_t)n * (size_t)n_in * sizeof(float));
+    float *y = malloc((size_t)n * (size_t)n_out * sizeof(float));
+    uint16_t *w16 = malloc((size_t)(n_out * n_in) * sizeof(uint16_t));
+    for (int64_t r = 0; r < n_out; r++) {
+        float scale = (float)(0.01 + uniform());
+        for (int64_t k = 0; k < n_in; k++) src[k] = gaussian() * scale;
+        quantize_row(type, src, wq + r * row_bytes, n_in);
+        quant_dequantize(type, wq + r * row_bytes, deq + r * n_in, n_in);
+    }
+    for (int64_t k = 0; k < (int64_t)n * n_in; k++) x[k] = gaussian() * 3.0f;
+    const int64_t xs = n_in + 8; /* a row stride wider than the row */
+    float *xpad = calloc((size_t)n * (size_t)xs, sizeof(float));
+    for (int i = 0; i < n; i++) memcpy(xpad + i * xs, x + i * n_in, (size_t)n_in * sizeof(float));
+    const int64_t x16s = (n_in + 63) / 64 * 64, ys = n_out + 5;
+    void *wd = to_device(wq, (size_t)n_out * row_bytes);
+    float *xd = to_device(xpad, (size_t)n * (size_t)xs * sizeof(float));
+    uint16_t *x16d = poisoned((size_t)n * (size_t)x16s * sizeof(uint16_t));
+    uint16_t *w16d = poisoned((size_t)(n_out * n_in) * sizeof(uint16_t));
+    float *yd = poisoned((size_t)n * (size_t)ys * sizeof(float));
+    if (!wd || !xd || !x16d || !w16d || !yd) goto done;
+
+    /* f16 conversion of the activations: bit-exact with quant_f32_to_f16 */
+    CHECK(gpu_to_f16(s, xd, xs, x16d, x16s, n_in, n, err, sizeof err) == 0, "to_f16: %s", err);
+    CHECK(gpu_stream_sync(s, err, sizeof err) == 0, "to_f16 ran: %s", err);
+    {
+        uint16_t *back = malloc((size_t)n * (size_t)x16s * sizeof(uint16_t));
+        bool ok = back && gpu_download(back, x16d, (size_t)n * (size_t)x16s * sizeof(uint16_t), err, sizeof err) == 0;
+        int64_t differ = 0;
+        for (int i = 0; ok && i < n; i++)
+            for (int64_t k = 0; k < n_in; k++) differ += back[i * x16s + k] != to_f16(x[i * n_in + k]);
+        CHECK(ok && differ == 0, "%s: f16 conversion of %d x %lld activations bit-exact (%lld differ)", quant_type_name(type), n,
+              (long long)n_in, (long long)differ);
+        free(back);
+    }
+    /* dequantization to f16: bit-exact with f16(quant_dequantize) */
+    CHECK(gpu_dequant_f16(s, type, wd, row_bytes, n_in, n_out, w16d, err, sizeof err) == 0, "dequant_f16: %s", err);
+    CHECK(gpu_stream_sync(s, err, sizeof err) == 0, "dequant_f16 ran: %s", err);
+    {
+        bool ok = gpu_download(w16, w16d, (size_t)(n_out * n_in) * sizeof(uint16_t), err, sizeof err) == 0;
+        int64_t differ = 0;
+        for (int64_t k = 0; ok && k < n_out * n_in; k++) differ += w16[k] != to_f16(deq[k]);
+        CHECK(ok && differ == 0, "%s: dequantization of %lld x %lld to f16 bit-exact with f16(quant_dequantize) (%lld differ)",
+              quant_type_name(type), (long long)n_out, (long long)n_in, (long long)differ);
+    }
+    /* the GEMM: a small scratch (37 rows a chunk), then a whole one */
+    const size_t scratch_small = (size_t)(37 * n_in), scratch_whole = (size_t)(n_out * n_in);
+    for (int pass = 0; pass < 2; pass++) {
+        const size_t scratch = pass == 0 ? scratch_small : scratch_whole;
+        {
+            float *nan_rows = malloc((size_t)n * (size_t)ys * sizeof(float));
+            memset(nan_rows, 0xff, (size_t)n * (size_t)ys * sizeof(float));
+            gpu_upload(yd, nan_rows, (size_t)n * (size_t)ys * sizeof(float), err, sizeof err);
+            free(nan_rows);
+        }
+        CHECK(gpu_gemm(blas, s, type, wd, row_bytes, n_in, n_out, x16d, x16s, yd, ys, n, w16d, scratch, err, sizeof err) == 0,
+              "gemm: %s", err);
+        if (!to_host(s, y, yd, ys, n_out, n)) break;
+        double worst = 0.0, worst_exact = 0.0;
+        int bad = 0, bad_exact = 0;
+        for (int i = 0; i < n; i++)
+            for (int64_t r = 0; r < n_out; r++) {
+                /* against the f16-rounded operands (what the tensor cores multiply) */
+                double ref = 0.0, mag = 0.0, ref_exact = 0.0;
+                for (int64_t k = 0; k < n_in; k++) {
+                    const double w = f16_round(deq[r * n_in + k]), xv = f16_round(x[i * n_in + k]);
+                    ref += w * xv;
+                    mag += fabs(w * xv);
+                    ref_exact += (double)deq[r * n_in + k] * x[i * n_in + k];
+                }
+                const double got = y[i * n_out + r];
+                const double e = fabs(got - ref) / (mag > 0 ? mag : 1), ee = fabs(got - ref_exact) / (mag > 0 ? mag : 1);
+                if (!(e <= worst)) worst = e;
+                if (!(ee <= worst_exact)) worst_exact = ee;
+                if (!(e <= (double)n_in * 0x1p-23)) bad++;
+                if (!(ee <= 0x1p-10)) bad_exact++; /* two f16 roundings (2^-11 each) of every product, at most */
+            }
+        CHECK(bad == 0, "%s: GEMM %d x %lld x %lld (%s scratch) within fp32 accumulation (n_in * 2^-23) of float64 over the f16 "
+              "operands (worst %.3g of sum|w*x|)",
+              quant_type_name(type), n, (long long)n_out, (long long)n_in, pass == 0 ? "37-row" : "whole", worst);
+        CHECK(bad_exact == 0, "%s: GEMM within 2^-10 of sum|w*x| of float64 over the exact weights and activations "
+              "(worst %.3g)", quant_type_name(type), worst_exact);
+        if (type == QT_F16) break; /* F16 uses no scratch */
+    }
+done:
+    gpu_free(wd), gpu_free(xd), gpu_free(x16d), gpu_free(w16d), gpu_free(yd);
+    free(src), free(deq), free(wq), free(x), free(y), free(w16), free(xpad);
+}
+
+/* Flash attention of n rows at pos0 .. pos0 + n - 1 against float64 over
+ * the same cache values (f16, or q8_0 dequantized), per (row, head):
+ * ||out - ref|| / ||ref|| within 2e-3 (Q and P are rounded to f16 for the
+ * tensor cores: ~2^-11 each). */
+static void test_fast_attention(gpu_stream *s, int hd, int nh, int nkv, int pos0, int n, bool q8) {
+    const int kvd = nkv * hd, qd = nh * hd, n_ctx = pos0 + n + 3;
+    const size_t row_bytes = q8 ? quant_row_bytes(QT_Q8_0, kvd) : (size_t)kvd * 2;
+    uint8_t *kc = malloc((size_t)n_ctx * row_bytes), *vc = malloc((size_t)n_ctx * row_bytes);
+    float *kf = malloc((size_t)n_ctx * kvd * sizeof(float)), *vf = malloc((size_t)n_ctx * kvd * sizeof(float));
+    float *q = malloc((size_t)n * qd * sizeof(float)), *out = malloc((size_t)n * qd * sizeof(float));
+    float *row = malloc((size_t)kvd * sizeof(float));
+    double *sc = malloc((size_t)n_ctx * sizeof(double));
+    for (int t = 0; t < n_ctx; t++) {
+        for (int pass = 0; pass < 2; pass++) {
+            uint8_t *dst = (pass == 0 ? kc : vc) + (size_t)t * row_bytes;
+            float *deq = (pass == 0 ? kf : vf) + (size_t)t * kvd;
+            for (int c = 0; c < kvd; c++) row[c] = gaussian() * (pass == 0 ? 1.5f : 1.0f);
+            if (q8) {
+                quantize_row(QT_Q8_0, row, dst, kvd);
+                quant_dequantize(QT_Q8_0, dst, deq, kvd);
+            } else {
+                for (int c = 0; c < kvd; c++) {
+                    uint16_t h = to_f16(row[c]);
+                    memcpy(dst + 2 * c, &h, 2);
+                    deq[c] = from_f16(h);
+                }
+            }
+        }
+    }
+    for (int k = 0; k < n * qd; k++) q[k] = gaussian();
+    const int64_t qs = qd + 32;
+    float *qpad = calloc((size_t)n * qs, sizeof(float));
+    for (int i = 0; i < n; i++) memcpy(qpad + (size_t)i * qs, q + (size_t)i * qd, (size_t)qd * sizeof(float));
+    uint8_t *kd = to_device(kc, (size_t)n_ctx * row_bytes), *vd = to_device(vc, (size_t)n_ctx * row_bytes);
+    float *qdev = to_device(qpad, (size_t)n * qs * sizeof(float)), *ad = poisoned((size_t)n * qs * sizeof(float));
+    const float scale = 1.0f / sqrtf((float)hd);
+    if (!kd || !vd || !qdev || !ad) goto done;
+    CHECK(gpu_attend_prefill_supported(hd, kvd, 0), "prefill attention supports head_dim %d", hd);
+    CHECK(gpu_attend_prefill(s, qdev, qs, ad, qs, kd, vd, q8, kvd, nh, nkv, hd, scale, pos0, n, err, sizeof err) == 0,
+          "attend_prefill: %s", err);
+    if (to_host(s, out, ad, qs, qd, n)) {
+        double worst = 0;
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < nh; h++) {
+                const int kvh = h / (nh / nkv);
+                double mx = -1e300, sum = 0, err2 = 0, ref2 = 0;
+                for (int t = 0; t <= pos0 + i; t++) {
+                    double dot = 0;
+                    for (int c = 0; c < hd; c++) dot += (double)q[i * qd + h * hd + c] * kf[(size_t)t * kvd + kvh * hd + c];
+                    sc[t] = dot * scale;
+                    mx = fmax(mx, sc[t]);
+                }
+                for (int t = 0; t <= pos0 + i; t++) sum += sc[t] = exp(sc[t] - mx);
+                for (int c = 0; c < hd; c++) {
+                    double ref = 0;
+                    for (int t = 0; t <= pos0 + i; t++) ref += sc[t] / sum * vf[(size_t)t * kvd + kvh * hd + c];
+                    const double d = out[i * qd + h * hd + c] - ref;
+                    err2 += d * d;
+                    ref2 += ref * ref;
+                }
+                const double rel = sqrt(err2 / (ref2 > 0 ? ref2 : 1));
+                if (!(rel <= worst)) worst = rel;
+            }
+        CHECK(worst < 2e-3 && count_nan(out, (size_t)n * qd) == 0,
+              "flash attention (%s cache, head_dim %d, %d/%d heads, %d rows at %d..%d) within 2e-3 of float64 per row "
+              "and head (worst %.3g)",
+              q8 ? "q8_0" : "f16", hd, nh, nkv, n, pos0, pos0 + n - 1, worst);
+    }
+done:
+    gpu_free(kd), gpu_free(vd), gpu_free(qdev), gpu_free(ad);
+    free(kc), free(vc), free(kf), free(vf), free(q), free(out), free(row), free(sc), free(qpad);
+}
+
 int main(int argc, char **argv) {
     bool require = argc > 1 && strcmp(argv[1], "--require-gpu") == 0;
     char name[128];
@@ -486,6 +786,20 @@ int main(int argc, char **argv) {
     const uint32_t fused_types[] = {QT_F16, QT_Q8_0, QT_Q4_K, QT_Q6_K};
     for (size_t i = 0; i < sizeof fused_types / sizeof fused_types[0]; i++) test_fused(s, fused_types[i]);
     test_rope_store(s);
+    test_kv_q8_0(s);
+    gpu_blas *blas = NULL;
+    CHECK(gpu_blas_new(s, &blas, err, sizeof err) == 0, "cuBLAS handle: %s", err);
+    if (blas) {
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) test_fast_gemm(s, blas, types[i], 512, 300, 40);
+        test_fast_gemm(s, blas, QT_F16, 136, 70, 17); /* odd sizes */
+        test_fast_gemm(s, blas, QT_Q4_0, 4096, 256, 64);  /* a long row */
+        gpu_blas_free(blas);
+    }
+    test_fast_attention(s, 128, 8, 2, 37, 100, false); /* GQA 4, partial tiles, a cached prefix */
+    test_fast_attention(s, 128, 8, 2, 37, 100, true);
+    test_fast_attention(s, 64, 4, 4, 0, 70, false);
+    test_fast_attention(s, 64, 9, 3, 0, 16, true);
+    test_fast_attention(s, 128, 4, 1, 200, 130, false);
     gpu_stream_free(s);
     return check_finish("test_cuda");
 }

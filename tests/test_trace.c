@@ -508,7 +508,7 @@ static void test_neutrality_engine(void) {
             trace_open(&c, &ti, &t, err, sizeof err);
             CHECK(t != NULL, "open tracer: %s", err);
         }
-        audit_session_spec spec = {GRETA_BACKEND_CPU, 2, NULL, 0, 3, t, GRETA_PRECISION_DEFAULT};
+        audit_session_spec spec = {GRETA_BACKEND_CPU, 2, NULL, 0, 3, t, GRETA_PRECISION_DEFAULT, GRETA_KV_DEFAULT, false};
         CHECK(audit_run_session(m, ids, 6, &spec, &logits[traced], NULL, NULL, err, sizeof err) == 0,
               "session (traced %d): %s", traced, err);
         if (t) CHECK(trace_close(t, err, sizeof err) == GRETA_OK, "close: %s", err);

@@ -440,6 +440,25 @@ greta_status greta_precision_from_name(const char *name, greta_precision *out) {
     return GRETA_OK;
 }
 
+const char *greta_kv_type_name(greta_kv_type kv_type) {
+    switch (kv_type) {
+    case GRETA_KV_DEFAULT: return "default";
+    case GRETA_KV_F32: return "f32";
+    case GRETA_KV_F16: return "f16";
+    case GRETA_KV_Q8_0: return "q8_0";
+    }
+    return "unknown";
+}
+
+greta_status greta_kv_type_from_name(const char *name, greta_kv_type *out) {
+    if (!name || !out) return GRETA_ERR_INVALID_ARGUMENT;
+    if (strcmp(name, "f32") == 0) *out = GRETA_KV_F32;
+    else if (strcmp(name, "f16") == 0) *out = GRETA_KV_F16;
+    else if (strcmp(name, "q8_0") == 0) *out = GRETA_KV_Q8_0;
+    else return GRETA_ERR_INVALID_ARGUMENT;
+    return GRETA_OK;
+}
+
 greta_session_params greta_session_default_params(void) {
     greta_session_params p;
     memset(&p, 0, sizeof p);
@@ -488,6 +507,11 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
     }
     greta_precision precision =
         p->precision == GRETA_PRECISION_DEFAULT ? greta_backend_default_precision(p->backend) : p->precision;
+    if (p->kv_type != GRETA_KV_DEFAULT && p->kv_type != GRETA_KV_F32 && p->kv_type != GRETA_KV_F16 &&
+        p->kv_type != GRETA_KV_Q8_0) {
+        format_error(err, err_size, "unknown KV cache type id %d", (int)p->kv_type);
+        return GRETA_ERR_INVALID_ARGUMENT;
+    }
     int threads = p->n_threads;
     if (threads == 0) {
         long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -499,6 +523,8 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
         .n_threads = threads,
         .backend = p->backend,
         .q8 = precision == GRETA_PRECISION_Q8,
+        .kv_type = p->kv_type,
+        .deterministic = p->deterministic,
         .logits_all = p->logits_all,
     };
     greta_session *s = calloc(1, sizeof *s);
@@ -539,6 +565,30 @@ const char *greta_session_error(const greta_session *session) {
 
 greta_precision greta_session_precision(const greta_session *session) {
     return session ? session->precision : GRETA_PRECISION_F32;
+}
+
+greta_kv_type greta_session_kv_type(const greta_session *session) {
+    return session ? session->e->config.kv_type : GRETA_KV_DEFAULT;
+}
+
+bool greta_session_deterministic(const greta_session *session) {
+    return session && (session->e->config.deterministic || session->backend != GRETA_BACKEND_CUDA);
+}
+
+greta_status greta_session_backend_memory(const greta_session *session, greta_backend_memory *out) {
+    if (!out) return GRETA_ERR_INVALID_ARGUMENT;
+    memset(out, 0, sizeof *out);
+    if (!session) return GRETA_ERR_INVALID_ARGUMENT;
+    backend_memory bm;
+    char err[256] = "";
+    greta_status st = engine_backend_memory(session->e, &bm, err, sizeof err);
+    if (st != GRETA_OK) return st;
+    out->weights = bm.weights;
+    out->kv = bm.kv;
+    out->activations = bm.activations;
+    out->device_used = bm.device_used;
+    out->device_total = bm.device_total;
+    return GRETA_OK;
 }
 
 greta_backend greta_session_backend(const greta_session *session) {

@@ -99,7 +99,18 @@ typedef struct {
     int32_t max_keys;    /* longest sequence attend reads (a kv's n_ctx at most) */
     int32_t n_threads;   /* worker threads (cpu); others ignore it */
     bool q8;             /* cpu: 8-bit activations, integer dot products (cpu_q8.h); others ignore it */
+    bool deterministic;  /* --deterministic: only batch-invariant kernels (a backend whose kernels
+                            all are, as cpu and ref, ignores it; cuda: docs/cuda.md) */
 } backend_ctx_config;
+
+/* What a backend's placements hold, in bytes (backend_ops.memory). */
+typedef struct {
+    int64_t weights;     /* the model's placement (shared by its sessions) */
+    int64_t kv;          /* this session's KV cache */
+    int64_t activations; /* this session's activation buffers and scratch */
+    int64_t device_used; /* the device's memory in use by anyone (total - free), 0 if not a device */
+    int64_t device_total;
+} backend_memory;
 
 typedef struct backend_model backend_model;
 typedef struct backend_ctx backend_ctx;
@@ -118,6 +129,10 @@ typedef struct {
     const char *name;      /* "cpu", "ref" */
     const char *precision; /* "f32", "f64": activations, accumulation, KV cache */
     bool f64;              /* activations are double (trace records keep them) */
+    bool kv_on_device;     /* the KV cache lives in device memory (the backend checks its size
+                              there), not in the host's (the engine checks MemAvailable) */
+    size_t activation_budget; /* bytes of activation rows per forward the engine aims for when the
+                              session does not say (0: the engine's default, 64 MiB) */
 
     /* ---- per model ---- */
     /* Places m's weights for this backend (m outlives it). */
@@ -128,9 +143,13 @@ typedef struct {
     greta_status (*ctx_new)(backend_model *bm, const backend_ctx_config *config, backend_ctx **out, char *err,
                             size_t err_size);
     void (*ctx_free)(backend_ctx *ctx);
-    /* A KV cache of n_ctx positions for every layer (its contents start
-     * undefined: a position is read only after kv_store wrote it). */
-    greta_status (*kv_new)(backend_model *bm, int32_t n_ctx, backend_kv **out, char *err, size_t err_size);
+    /* A KV cache of n_ctx positions for every layer, values of kv_type
+     * (GRETA_KV_DEFAULT: the backend's own; a type the backend does not
+     * keep is GRETA_ERR_UNSUPPORTED with a line naming the ones it does).
+     * Its contents start undefined: a position is read only after kv_store
+     * wrote it. */
+    greta_status (*kv_new)(backend_model *bm, int32_t n_ctx, greta_kv_type kv_type, backend_kv **out, char *err,
+                           size_t err_size);
     void (*kv_free)(backend_kv *kv);
 
     /* ---- one forward of n <= max_rows rows ---- */
@@ -175,6 +194,9 @@ typedef struct {
      * tools that inject values (the fault backend of tests/support). */
     greta_status (*write_rows)(backend_ctx *ctx, backend_buf buf, int row0, int n, const float *in32,
                                const double *in64, char *err, size_t err_size);
+    /* Optional (NULL if absent): what the placements of a session hold. */
+    greta_status (*memory)(const backend_model *bm, const backend_ctx *ctx, const backend_kv *kv, backend_memory *out,
+                           char *err, size_t err_size);
 } backend_ops;
 
 extern const backend_ops backend_cpu_ops;

@@ -19,6 +19,16 @@ int64_t backend_buf_width(const model_hparams *hp, backend_buf buf) {
     }
 }
 
+const char *backend_kv_type_name(greta_kv_type kv_type) {
+    switch (kv_type) {
+    case GRETA_KV_DEFAULT: return "default";
+    case GRETA_KV_F32: return "f32";
+    case GRETA_KV_F16: return "f16";
+    case GRETA_KV_Q8_0: return "q8_0";
+    }
+    return "unknown";
+}
+
 size_t backend_buf_rows(const backend_ctx_config *config, backend_buf buf) {
     return (size_t)(buf == BUF_LOGITS ? config->logits_rows : config->max_rows);
 }

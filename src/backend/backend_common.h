@@ -70,6 +70,10 @@ greta_status host_model_init(host_model *hm, const model *m, char *err, size_t e
 void host_model_clear(host_model *hm);
 const host_model *host_model_of(const backend_model *bm);
 
+/* "default", "f32", "f16", "q8_0" (the names greta.h's greta_kv_type_name
+ * gives, kept here so that backends need not call the API layer). */
+const char *backend_kv_type_name(greta_kv_type kv_type);
+
 /* Their KV cache: K and V of value_size-byte values (float, double) laid
  * out as backend_kv_offset says, zeroed. Handed out as a backend_kv. */
 typedef struct {

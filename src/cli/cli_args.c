@@ -47,6 +47,12 @@ int cli_arg_backend(const char *flag, const char *text, greta_backend *out) {
     return -1;
 }
 
+int cli_arg_kv_type(const char *flag, const char *text, greta_kv_type *out) {
+    if (greta_kv_type_from_name(text, out) == GRETA_OK) return 0;
+    cli_error("%s: unknown KV cache type '%s' (expected f32, f16 or q8_0)", flag, text);
+    return -1;
+}
+
 int cli_arg_id_list(const char *flag, const char *text, int32_t **ids, size_t *n) {
     size_t cap = 1;
     for (const char *c = text; *c; c++) cap += *c == ',';

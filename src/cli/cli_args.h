@@ -23,4 +23,8 @@ int cli_arg_id_list(const char *flag, const char *text, int32_t **ids, size_t *n
  * error names every backend the registry knows. */
 int cli_arg_backend(const char *flag, const char *text, greta_backend *out);
 
+/* A KV cache type name ("f32", "f16", "q8_0"); 0, or -1 after an error
+ * line naming the flag, the text and the names. */
+int cli_arg_kv_type(const char *flag, const char *text, greta_kv_type *out);
+
 #endif

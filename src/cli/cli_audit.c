@@ -31,6 +31,8 @@ static void audit_usage(FILE *out) {
             "  --backend B          backend of parity/determinism/neutrality (cpu, ref, cuda; default cpu)\n"
             "  --a B, --b B         backends of 'backends' (B is the reference)\n"
             "  --precision P        arithmetic of the cpu sessions: q8 (default) or f32 (docs/engine.md)\n"
+            "  --kv-type T          KV cache of the cuda sessions: f16 (default), q8_0 or f32 (docs/cuda.md)\n"
+            "  --deterministic      every session: batch-invariant kernels only (cuda: no fast prefill)\n"
             "  -t, --threads N      threads (default 2); --threads-alt M (default 1)\n"
             "  --decode N           neutrality: greedy decode steps (default 4)\n"
             "  --atol X --rtol Y --rel Z   tolerance (default: exact; backends: the precision's bound)\n"
@@ -74,8 +76,12 @@ int cli_audit(int argc, char **argv) {
             o.full_tables = true;
             continue;
         }
+        if (strcmp(a, "--deterministic") == 0) {
+            o.deterministic = true;
+            continue;
+        }
         static const char *const with_value[] = {"-m", "--model", "-p", "--prompt", "--ids", "--system", "--backend",
-                                                 "--a", "--b", "-t", "--threads", "--threads-alt", "--decode", "--precision",
+                                                 "--a", "--b", "-t", "--threads", "--threads-alt", "--decode", "--precision", "--kv-type",
                                                  "--atol", "--rtol", "--rel", "--layers", "--points"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known = known || strcmp(a, with_value[k]) == 0;
@@ -102,6 +108,7 @@ int cli_audit(int argc, char **argv) {
                 return 2;
             }
         }
+        else if (strcmp(a, "--kv-type") == 0) rc = cli_arg_kv_type(a, v, &o.kv_type);
         else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) rc = cli_arg_int(a, v, 1, INT_MAX, &o.n_threads);
         else if (strcmp(a, "--threads-alt") == 0) rc = cli_arg_int(a, v, 1, INT_MAX, &o.n_threads_alt);
         else if (strcmp(a, "--decode") == 0) rc = cli_arg_int(a, v, 0, INT_MAX, &o.n_decode);

@@ -127,12 +127,14 @@ static void fill_tokens(int32_t *ids, int32_t n, int32_t vocab, uint64_t seed) {
 static void bench_usage(FILE *out) {
     fprintf(out,
             "usage: greta bench -m MODEL [-p 512] [-n 128] [-r 5] [-t N] [--ctx N] [--depth D] [--backend cpu|ref|cuda]\n"
-            "                   [--precision q8|f32] [--json]\n"
+            "                   [--precision q8|f32] [--kv-type f32|f16|q8_0] [--deterministic] [--json]\n"
             "  -p N       prompt tokens of the prefill test (pp; 0 = skip)\n"
             "  -n N       tokens of the decode test (tg; 0 = skip)\n"
             "  -r N       repetitions (after one warm-up run that is not counted)\n"
             "  -t N       threads (default: all CPUs)\n"
             "  --precision q8|f32  cpu arithmetic: 8-bit activations (default) or exact float32 (docs/engine.md)\n"
+            "  --kv-type T  KV cache values (default: the backend's; cuda: f16 or q8_0)\n"
+            "  --deterministic  batch-invariant kernels only (cuda: not the fast prefill; docs/cuda.md)\n"
             "  -c, --ctx N  context length (default: --depth plus the larger of -p and -n)\n"
             "  -d, --depth D  tokens of context evaluated (untimed) before each test, as llama-bench -d (default 0)\n"
             "  --json     one JSON object on stdout instead of the table\n");
@@ -165,7 +167,8 @@ int cli_bench(int argc, char **argv) {
             }
         } else if (strcmp(arg, "-m") == 0 || strcmp(arg, "--model") == 0 || strcmp(arg, "-t") == 0 ||
                    strcmp(arg, "--threads") == 0 || strcmp(arg, "--backend") == 0 || strcmp(arg, "--precision") == 0 ||
-                   strcmp(arg, "--ctx") == 0 || strcmp(arg, "-c") == 0) {
+                   strcmp(arg, "--kv-type") == 0 || strcmp(arg, "--deterministic") == 0 || strcmp(arg, "--ctx") == 0 ||
+                   strcmp(arg, "-c") == 0) {
             if (cli_parse_gen_flag(&o, argc, argv, &i) < 0) {
                 cli_gen_options_free(&o);
                 return 2;
@@ -254,6 +257,14 @@ int cli_bench(int argc, char **argv) {
     double bw_copy = on_gpu ? 0.0 : measure_bandwidth(n_threads, true, 5);
     double fraction = bw_read > 0 ? achieved / bw_read : 0.0;
     const char *backend = backend_info.name;
+    /* What the backend holds (cuda: device memory) against the issue's
+     * budget: the file's weights + the KV cache + 5%. */
+    greta_backend_memory mem;
+    const bool has_mem = greta_session_backend_memory(session, &mem) == GRETA_OK;
+    const double mem_total = (double)(mem.weights + mem.kv + mem.activations);
+    const double mem_limit = ((double)info.weight_bytes + (double)mem.kv) * 1.05;
+    const char *kv_name = greta_kv_type_name(greta_session_kv_type(session));
+    const bool deterministic = greta_session_deterministic(session);
     if (json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:s, s:i, s:i, s:i, s:i}", "model", o.model_path, "name",
                               info.name, "file_type", info.file_type, "file_weight_bytes",
@@ -273,6 +284,16 @@ int cli_bench(int argc, char **argv) {
             json_object_set_new(j, "memory_read_bytes_per_s", json_real(bw_read));
             json_object_set_new(j, "memory_copy_bytes_per_s", json_real(bw_copy));
             json_object_set_new(j, "fraction_of_read_bandwidth", json_real(fraction));
+            json_object_set_new(j, "kv_type", json_string(kv_name));
+            json_object_set_new(j, "deterministic", json_boolean(deterministic));
+            if (has_mem) {
+                json_object_set_new(j, "backend_weight_bytes", json_integer((json_int_t)mem.weights));
+                json_object_set_new(j, "backend_kv_bytes", json_integer((json_int_t)mem.kv));
+                json_object_set_new(j, "backend_activation_bytes", json_integer((json_int_t)mem.activations));
+                json_object_set_new(j, "backend_memory_limit_bytes", json_real(mem_limit));
+                json_object_set_new(j, "device_used_bytes", json_integer((json_int_t)mem.device_used));
+                json_object_set_new(j, "device_total_bytes", json_integer((json_int_t)mem.device_total));
+            }
             char *text = json_dumps(j, JSON_COMPACT);
             if (text) printf("%s\n", text);
             free(text);
@@ -284,6 +305,18 @@ int cli_bench(int argc, char **argv) {
         printf("backend  %s (%s), %d threads, %ld repetitions after 1 warm-up\n", backend,
                greta_precision_name(greta_session_precision(session)), n_threads, reps);
         if (depth > 0) printf("depth    %ld tokens of context before each test (untimed)\n", depth);
+        printf("kv cache %s, %s\n", kv_name,
+               deterministic ? "deterministic (batch-invariant kernels)" : "not deterministic (fast prefill)");
+        if (has_mem) {
+            const double mib = 1024.0 * 1024.0;
+            printf("memory   %.1f MiB = weights %.1f + KV cache %.1f + activations and scratch %.1f; "
+                   "limit file + KV + 5%% = %.1f MiB: %s\n",
+                   mem_total / mib, (double)mem.weights / mib, (double)mem.kv / mib, (double)mem.activations / mib,
+                   mem_limit / mib, mem_total <= mem_limit ? "within" : "OVER");
+            if (mem.device_total > 0)
+                printf("device   %.1f MiB of %.1f MiB in use (all processes, the CUDA context included)\n",
+                       (double)mem.device_used / mib, (double)mem.device_total / mib);
+        }
         if (n_prompt > 0) printf("pp%-5ld  %10.1f tok/s  +- %.1f\n", n_prompt, pp_mean, pp_sd);
         if (n_gen > 0) {
             printf("tg%-5ld  %10.1f tok/s  +- %.1f\n", n_gen, tg_mean, tg_sd);

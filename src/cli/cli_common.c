@@ -135,6 +135,10 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
         o->sampling.greedy = true;
         return 1;
     }
+    if (is_flag(arg, "--deterministic", NULL)) {
+        o->deterministic = true;
+        return 1;
+    }
     if (is_flag(arg, "--chat", NULL)) {
         o->chat = true;
         return 1;
@@ -163,7 +167,7 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
     static const char *const valued[] = {
         "-m", "--model", "-p", "--prompt", "-f", "--prompt-file", "-n", "--max-tokens", "--temp",
         "--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n",
-        "--seed", "--ctx", "-c", "-t", "--threads", "--backend", "--precision", "--system", "--stop",
+        "--seed", "--ctx", "-c", "-t", "--threads", "--backend", "--precision", "--kv-type", "--system", "--stop",
         "--chat-template", "--dump-logits", "--ids", NULL};
     bool known = false;
     for (const char *const *k = valued; *k && !known; k++) known = strcmp(arg, *k) == 0;
@@ -213,6 +217,8 @@ int cli_parse_gen_flag(cli_gen_options *o, int argc, char **argv, int *i) {
             cli_error("--precision: unknown precision '%s' (expected f32 or q8)", v);
             return -1;
         }
+    } else if (is_flag(arg, "--kv-type", NULL)) {
+        if (cli_arg_kv_type(arg, v, &o->kv_type) != 0) return -1;
     } else if (is_flag(arg, "--system", NULL)) {
         o->system = v;
     } else if (is_flag(arg, "--stop", NULL)) {
@@ -348,6 +354,8 @@ greta_session *cli_new_session(greta_model *model, const cli_gen_options *o, boo
     }
     sp.backend = o->backend;
     sp.precision = o->precision;
+    sp.kv_type = o->kv_type;
+    sp.deterministic = o->deterministic;
     sp.seed = o->seed;
     sp.logits_all = logits_all;
     greta_session *session = NULL;

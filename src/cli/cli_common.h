@@ -24,6 +24,8 @@ typedef struct {
     bool force_threads;           /* --force-threads: -t above the online CPUs is kept */
     greta_backend backend;
     greta_precision precision;    /* --precision f32|q8 (default: the backend's) */
+    greta_kv_type kv_type;        /* --kv-type f32|f16|q8_0 (default: the backend's) */
+    bool deterministic;           /* --deterministic: batch-invariant kernels only */
     bool chat;                    /* --chat: apply the chat template */
     const char *system;           /* --system */
     const char *chat_template;    /* --chat-template NAME|FILE (NULL = the model's) */

@@ -27,6 +27,8 @@ static void serve_usage(FILE *out) {
             "  -t, --threads N           CPU threads of the forward (default: all)\n"
             "  --backend cpu|ref|cuda    (default cpu)\n"
             "  --precision q8|f32        cpu arithmetic: 8-bit activations (default) or exact float32\n"
+            "  --kv-type f32|f16|q8_0    KV cache values (default: the backend's; cuda f16)\n"
+            "  --deterministic           batch-invariant kernels only (docs/cuda.md)\n"
             "  --api-key KEY             require 'Authorization: Bearer KEY' (also GRETA_API_KEY)\n"
             "  --queue N                 requests that may wait for a slot (default 64; more get 503)\n"
             "  --queue-timeout S         seconds a request may wait for a slot (default 60)\n"
@@ -44,6 +46,8 @@ typedef struct {
     double queue_timeout, timeout;
     greta_backend backend;
     greta_precision precision;
+    greta_kv_type kv_type;
+    bool deterministic;
     const char *api_key;
     bool show_help;
 } serve_options;
@@ -55,8 +59,12 @@ static int parse_flag(serve_options *o, int argc, char **argv, int *i) {
         o->show_help = true;
         return 0;
     }
+    if (strcmp(arg, "--deterministic") == 0) {
+        o->deterministic = true;
+        return 0;
+    }
     static const char *const valued[] = {"-m", "--model", "--host", "--port", "-np", "--parallel", "-c", "--ctx", "-t",
-                                         "--threads", "--backend", "--precision", "--api-key", "--queue", "--queue-timeout",
+                                         "--threads", "--backend", "--precision", "--kv-type", "--api-key", "--queue", "--queue-timeout",
                                          "--timeout", "--max-tokens", "--max-body", NULL};
     bool known = false;
     for (const char *const *k = valued; *k && !known; k++) known = strcmp(arg, *k) == 0;
@@ -89,6 +97,8 @@ static int parse_flag(serve_options *o, int argc, char **argv, int *i) {
         ok = false;
     } else if (strcmp(arg, "--precision") == 0 && greta_precision_from_name(v, &o->precision) != GRETA_OK) {
         cli_error("--precision: unknown precision '%s' (expected q8 or f32)", v);
+        ok = false;
+    } else if (strcmp(arg, "--kv-type") == 0 && cli_arg_kv_type(arg, v, &o->kv_type) != 0) {
         ok = false;
     }
     if (ok && strcmp(arg, "--api-key") == 0 && !v[0]) {
@@ -154,7 +164,7 @@ int cli_serve(int argc, char **argv) {
     int32_t n_ctx = (int32_t)o.ctx;
     if (n_ctx == 0) n_ctx = info.context_length > 0 && info.context_length < 2048 ? info.context_length : 2048;
     sched_config sc = {(int32_t)o.parallel, n_ctx, (int32_t)o.threads, o.backend, (int32_t)o.queue, o.queue_timeout,
-                       o.timeout, o.precision};
+                       o.timeout, o.precision, o.kv_type, o.deterministic};
     if (!(sched = sched_new(model, &sc, metrics, err, sizeof err))) {
         cli_error("serve: %s", err);
         goto done;

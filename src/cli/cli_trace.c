@@ -251,7 +251,7 @@ static int trace_record_command(int argc, char **argv) {
         chunks[n_chunks++] = (size_t)split;
         for (size_t k = (size_t)split; k < n_ids; k++) chunks[n_chunks++] = 1;
     }
-    audit_session_spec spec = {backend, n_threads, chunks, n_chunks, n_decode, tracer, precision};
+    audit_session_spec spec = {backend, n_threads, chunks, n_chunks, n_decode, tracer, precision, GRETA_KV_DEFAULT, false};
     int run = audit_run_session(m, ids, n_ids, &spec, NULL, NULL, NULL, err, sizeof err);
     free(chunks);
     if (run != 0) {

@@ -18,9 +18,9 @@
 /* Rows per forward chunk: 512, fewer when the activation rows of a chunk
  * (x, xn, q, att, proj, k, v, gate, up) would pass ACTIVATION_BUDGET, so a
  * file with n_ff = 2^20 does not make a session reserve gigabytes. */
-static int32_t default_max_rows(const model_hparams *hp) {
+static int32_t default_max_rows(const model_hparams *hp, size_t budget) {
     size_t row_bytes = sizeof(float) * (5 * (size_t)hp->n_embd + 2 * (size_t)hp->kv_dim + 2 * (size_t)hp->n_ff);
-    size_t rows = ACTIVATION_BUDGET / row_bytes;
+    size_t rows = (budget ? budget : ACTIVATION_BUDGET) / row_bytes;
     if (rows > DEFAULT_MAX_ROWS) rows = DEFAULT_MAX_ROWS;
     return rows < 1 ? 1 : (int32_t)rows;
 }
@@ -135,7 +135,7 @@ engine *engine_new(engine_model *em, const engine_config *config, greta_status *
         return NULL;
     }
     const model *m = em->m;
-    if (!kv_cache_fits(m, config, ops->f64, err, err_size)) {
+    if (!ops->kv_on_device && !kv_cache_fits(m, config, ops->f64, err, err_size)) {
         *status = GRETA_ERR_NO_MEMORY;
         return NULL;
     }
@@ -145,7 +145,7 @@ engine *engine_new(engine_model *em, const engine_config *config, greta_status *
     e->m = m;
     e->ops = ops;
     e->config = *config;
-    if (e->config.max_rows == 0) e->config.max_rows = default_max_rows(&m->hp);
+    if (e->config.max_rows == 0) e->config.max_rows = default_max_rows(&m->hp, ops->activation_budget);
     if (e->config.max_rows > e->config.n_ctx) e->config.max_rows = e->config.n_ctx;
     e->decode_step = -1;
     size_t n_vocab = (size_t)m->hp.n_vocab;
@@ -171,9 +171,10 @@ engine *engine_new(engine_model *em, const engine_config *config, greta_status *
         .max_keys = e->config.n_ctx,
         .n_threads = e->config.n_threads,
         .q8 = e->config.q8,
+        .deterministic = e->config.deterministic,
     };
     if (*status == GRETA_OK) *status = ops->ctx_new(e->bm, &bc, &e->ctx, berr, sizeof berr);
-    if (*status == GRETA_OK) *status = ops->kv_new(e->bm, e->config.n_ctx, &e->kv, berr, sizeof berr);
+    if (*status == GRETA_OK) *status = ops->kv_new(e->bm, e->config.n_ctx, e->config.kv_type, &e->kv, berr, sizeof berr);
     if (*status != GRETA_OK) {
         format_error(err, err_size, "backend %s: %s", ops->name, berr);
         engine_free(e);
@@ -185,6 +186,15 @@ oom:
     format_error(err, err_size, "out of memory creating a session of %d positions", config->n_ctx);
     engine_free(e);
     return NULL;
+}
+
+greta_status engine_backend_memory(const engine *e, backend_memory *out, char *err, size_t err_size) {
+    memset(out, 0, sizeof *out);
+    if (!e->ops->memory) {
+        format_error(err, err_size, "backend %s does not report its memory", e->ops->name);
+        return GRETA_ERR_UNSUPPORTED;
+    }
+    return e->ops->memory(e->bm, e->ctx, e->kv, out, err, err_size);
 }
 
 void engine_free(engine *e) {
@@ -558,6 +568,11 @@ static greta_status check_step(engine *const *sessions, const int32_t *tokens, s
         }
         if (s->config.q8 != lead->config.q8) {
             format_error(err, err_size, "step: session %zu computes at another precision than session 0", i);
+            return GRETA_ERR_INVALID_ARGUMENT;
+        }
+        if (s->config.kv_type != lead->config.kv_type || s->config.deterministic != lead->config.deterministic) {
+            format_error(err, err_size,
+                         "step: session %zu has another KV cache type or --deterministic setting than session 0", i);
             return GRETA_ERR_INVALID_ARGUMENT;
         }
         for (size_t j = 0; j < i; j++) {

@@ -37,6 +37,8 @@ typedef struct {
     int32_t n_threads;  /* >= 1 (cpu) */
     greta_backend backend;
     bool q8;            /* cpu: 8-bit activations (backend_config.q8) */
+    greta_kv_type kv_type; /* the KV cache's values (backend kv_new) */
+    bool deterministic; /* only batch-invariant kernels (backend_ctx_config.deterministic) */
     bool logits_all;    /* keep every row's logits of the last eval */
     int32_t max_rows;   /* rows per forward chunk; 0 = min(512, n_ctx), fewer when a chunk's
                            activation rows would pass 64 MiB (engine.c default_max_rows) */
@@ -84,6 +86,9 @@ typedef struct engine {
 engine *engine_new(engine_model *em, const engine_config *config, greta_status *status, char *err,
                    size_t err_size);
 void engine_free(engine *e);
+/* What the session's backend placements hold (backend_ops.memory);
+ * GRETA_ERR_UNSUPPORTED for a backend that does not say. */
+greta_status engine_backend_memory(const engine *e, backend_memory *out, char *err, size_t err_size);
 
 /* Evaluates n tokens at positions n_pos .. n_pos + n - 1. On a failure
  * found before the forward (bad token, context full, out of memory) the

@@ -505,6 +505,8 @@ scheduler *sched_new(greta_model *model, const sched_config *config, server_metr
     sp.n_threads = config->n_threads;
     sp.backend = config->backend;
     sp.precision = config->precision;
+    sp.kv_type = config->kv_type;
+    sp.deterministic = config->deterministic;
     for (int32_t i = 0; i < config->n_slots; i++) {
         slot *sl = &s->slots[i];
         char why[256] = "";

@@ -78,6 +78,8 @@ typedef struct {
     double queue_timeout;         /* seconds a job may wait for a slot */
     double gen_timeout;           /* seconds a job may run */
     greta_precision precision;    /* of every slot's session (DEFAULT: the backend's, q8 on cpu) */
+    greta_kv_type kv_type;        /* of every slot's session (default: the backend's) */
+    bool deterministic;           /* every slot's session: batch-invariant kernels only */
 } sched_config;
 
 typedef struct scheduler scheduler;

@@ -85,6 +85,8 @@ int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const au
     params.n_threads = spec->n_threads > 0 ? spec->n_threads : 1;
     params.backend = spec->backend;
     if (spec->backend == GRETA_BACKEND_CPU) params.precision = spec->precision;
+    if (spec->backend == GRETA_BACKEND_CUDA) params.kv_type = spec->kv_type;
+    params.deterministic = spec->deterministic;
     params.logits_all = logits != NULL || logits64 != NULL;
     greta_session *s = NULL;
     if (greta_session_new(m, &params, &s, err, err_size) != GRETA_OK) return -1;
@@ -234,7 +236,7 @@ static int collect(greta_model *m, const char *model_path, const int32_t *ids, s
                    const audit_options *o, trace_set *set, char *err, size_t err_size) {
     trace *tracer = open_memory_tracer(m, model_path, backend, o, err, err_size);
     if (!tracer) return -1;
-    audit_session_spec spec = {backend, n_threads, chunks, n_chunks, 0, tracer, o->precision};
+    audit_session_spec spec = {backend, n_threads, chunks, n_chunks, 0, tracer, o->precision, o->kv_type, o->deterministic};
     int status = audit_run_session(m, ids, n_ids, &spec, NULL, NULL, NULL, err, err_size);
     trace_take_records(tracer, set);
     char close_err[256];
@@ -431,8 +433,10 @@ static int audit_neutrality(greta_model *m, const char *path, const int32_t *ids
     double *on64 = NULL, *off64 = NULL;
     int32_t *tok_on = calloc((size_t)o->n_decode + 1, sizeof *tok_on);
     int32_t *tok_off = calloc((size_t)o->n_decode + 1, sizeof *tok_off);
-    audit_session_spec on = {o->backend, o->n_threads, NULL, 0, o->n_decode, tracer, o->precision};
-    audit_session_spec off = {o->backend, o->n_threads, NULL, 0, o->n_decode, NULL, o->precision};
+    audit_session_spec on = {o->backend, o->n_threads, NULL, 0, o->n_decode, tracer, o->precision, o->kv_type,
+                             o->deterministic};
+    audit_session_spec off = {o->backend, o->n_threads, NULL, 0, o->n_decode, NULL, o->precision, o->kv_type,
+                              o->deterministic};
     int status = -1;
     if (!tok_on || !tok_off) {
         format_error(err, err_size, "out of memory");

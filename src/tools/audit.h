@@ -42,6 +42,8 @@ typedef struct {
     int n_threads_alt;            /* determinism: the other thread count (default 1) */
     int n_decode;                 /* neutrality: greedy decode steps (default 4) */
     greta_precision precision;    /* of every cpu session (default: the backend's, q8 on cpu) */
+    greta_kv_type kv_type;        /* of every cuda session's KV cache (default: the backend's) */
+    bool deterministic;           /* every session: batch-invariant kernels only */
     bool tolerance_set;           /* tolerance below given (else the audit's default) */
     trace_diff_options tolerance;
     char layers[TRACE_SPEC_MAX];  /* what to trace (default all) */
@@ -82,6 +84,8 @@ typedef struct {
     int n_decode;
     trace *tracer;          /* NULL = tracing off */
     greta_precision precision; /* of a cpu session (default: the backend's) */
+    greta_kv_type kv_type;     /* of a cuda session's KV cache (default: the backend's) */
+    bool deterministic;        /* batch-invariant kernels only */
 } audit_session_spec;
 
 /* What a session of backend at precision computes in, as trace headers and

@@ -122,8 +122,9 @@ oom:
     return GRETA_ERR_NO_MEMORY;
 }
 
-static greta_status fault_kv_new(backend_model *bm, int32_t n_ctx, backend_kv **out, char *err, size_t err_size) {
-    return inner->kv_new(bm->inner, n_ctx, out, err, err_size);
+static greta_status fault_kv_new(backend_model *bm, int32_t n_ctx, greta_kv_type kv_type, backend_kv **out, char *err,
+                                 size_t err_size) {
+    return inner->kv_new(bm->inner, n_ctx, kv_type, out, err, err_size);
 }
 
 static void fault_kv_free(backend_kv *kv) {

@@ -136,7 +136,14 @@ static bool repack_wanted(void) {
     return !v || strcmp(v, "0") != 0;
 }
 
-static greta_status cpu_kv_new(backend_model *bm, int32_t n_ctx, backend_kv **out, char *err, size_t err_size) {
+static greta_status cpu_kv_new(backend_model *bm, int32_t n_ctx, greta_kv_type kv_type, backend_kv **out, char *err,
+                                 size_t err_size) {
+    if (kv_type != GRETA_KV_DEFAULT && kv_type != GRETA_KV_F32) {
+        *out = NULL;
+        format_error(err, err_size, "KV cache type %s is not available on cpu: it keeps float32 (f32)",
+                     backend_kv_type_name(kv_type));
+        return GRETA_ERR_UNSUPPORTED;
+    }
     return host_kv_new(bm, n_ctx, sizeof(float), out, err, err_size);
 }
 

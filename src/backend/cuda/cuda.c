@@ -26,6 +26,13 @@
  * same bits as the steps it replaces. A launch error therefore surfaces at
  * the call that runs the list (read_rows, begin, write_rows).
  *
+ * The fast prefill (docs/cuda.md): without --deterministic, the matrix
+ * products and the attention of forwards of at least GEMM_MIN_ROWS rows run
+ * on tensor cores: cuBLAS GEMMs (cuda_gemm.cu) and flash attention
+ * (cuda_attn.cu), decided when the list runs (such forwards are never
+ * captured: graphs are for GRAPH_MAX_ROWS rows at most). With
+ * --deterministic every forward takes the batch-invariant kernels.
+ *
  * Synchronization: running a list only enqueues work on the session's
  * stream; read_rows() waits for the stream and copies the rows out. Nothing
  * else waits, so tracing off adds no synchronization, and tracing on costs
@@ -40,9 +47,17 @@
 #include "backend/backend_common.h"
 #include "backend/cuda/cuda_device.h"
 #include "base/errors.h"
+#include "format/quant.h"
 
 #define DEVICE_ALIGN 256
 #define STRIDE_ALIGN 32 /* floats: rows start 128-byte aligned */
+/* The fast prefill: forwards of at least this many rows use the GEMM and
+ * the flash attention (fewer rows: the decode kernels). */
+#define GEMM_MIN_ROWS 16
+/* Values of the f16 scratch a quantized matrix is dequantized into, a
+ * chunk of rows at a time (32 MiB; a matrix smaller than that takes its
+ * own size). */
+#define GEMM_SCRATCH_VALUES ((size_t)16 << 20)
 
 struct backend_model {
     const model *m;
@@ -51,14 +66,17 @@ struct backend_model {
     void *device;             /* one allocation: matrices, then vectors */
     const void **matrix;      /* [w.count] device address, NULL for vector ids */
     const float **vector;     /* [w.count] device address, NULL for matrix ids */
+    size_t bytes;             /* of the device allocation */
     char device_name[128];
 };
 
 struct backend_kv {
     int32_t n_ctx;
-    bool f32;    /* GRETA_CUDA_KV=f32: float32 values (diagnostic) */
-    uint8_t *k;  /* device [n_layer][n_ctx][kv_dim] values, f16 unless f32 */
+    int32_t kind;     /* GPU_KV_F16; GPU_KV_F32 (--kv-type f32 or GRETA_CUDA_KV=f32, diagnostic); GPU_KV_Q8_0 */
+    size_t row_bytes; /* one position's K (or V) row of one layer */
+    uint8_t *k;       /* device [n_layer][n_ctx] rows */
     uint8_t *v;
+    size_t bytes;     /* K and V together */
 };
 
 /* One recorded step (zeroed before filling: lists are compared bytewise). */
@@ -70,7 +88,7 @@ typedef struct {
     int32_t n_mats;    /* matmul */
     int32_t src_row0;  /* matmul */
     int32_t src;       /* backend_buf: rmsnorm, matmul, add */
-    int32_t f32;       /* kv_store, attend: float32 cache */
+    int32_t f32;       /* kv_store, attend: the cache kind (GPU_KV_F16, GPU_KV_F32, GPU_KV_Q8_0) */
     backend_weight w[4];
     int32_t dst[4];    /* backend_buf */
 } cuda_op;
@@ -107,6 +125,14 @@ struct backend_ctx {
     graph_slot slot[GRAPH_MAX_ROWS + 1];
     int splits;                /* attention key ranges (gpu_attend_splits) */
     float *att_scratch;        /* device: gpu_attend_scratch_floats(ATT_GROUP rows) */
+    size_t bytes;              /* device bytes of the buffers, the upload area and the scratch */
+    /* The fast prefill (NULL / 0 with --deterministic or max_rows < GEMM_MIN_ROWS). */
+    bool fast;
+    gpu_blas *blas;
+    uint16_t *x16;             /* device [max_rows][x16_stride] f16: a matmul's input */
+    int64_t x16_stride;
+    uint16_t *w16;             /* device [w16_values] f16: dequantized weight rows */
+    size_t w16_values;
 };
 
 static size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -188,6 +214,7 @@ static greta_status cuda_model_new(const model *m, backend_model **out, char *er
         st = GRETA_ERR_UNSUPPORTED;
     if (st == GRETA_OK) st = check_fits(total, "the weights", bm->device_name, err, err_size);
     if (st == GRETA_OK && gpu_alloc(&bm->device, total, "the weights", err, err_size) != 0) st = GRETA_ERR_NO_MEMORY;
+    bm->bytes = total;
     for (int32_t id = 0; st == GRETA_OK && id < count; id++) {
         const model_weight *mw = bm->w.matrix[id];
         int32_t same = mw ? shared_with(&bm->w, id) : -1;
@@ -220,20 +247,36 @@ static void cuda_kv_free(backend_kv *kv) {
     free(kv);
 }
 
-/* The cache's value type: f16, or float32 when the environment says
- * GRETA_CUDA_KV=f32 (a diagnostic: it shows how much of the difference to
- * the float64 reference the f16 cache makes; docs/cuda.md). */
-static bool kv_f32_requested(void) {
+/* The cache's value type: kv_type, where GRETA_KV_DEFAULT is f16 unless
+ * the environment says GRETA_CUDA_KV=f32 (the older spelling of the
+ * diagnostic --kv-type f32: it shows how much of the difference to the
+ * float64 reference the f16 cache makes; docs/cuda.md). */
+static greta_kv_type kv_type_of(greta_kv_type asked) {
+    if (asked != GRETA_KV_DEFAULT) return asked;
     const char *v = getenv("GRETA_CUDA_KV");
-    return v && strcmp(v, "f32") == 0;
+    return v && strcmp(v, "f32") == 0 ? GRETA_KV_F32 : GRETA_KV_F16;
 }
 
-static greta_status cuda_kv_new(backend_model *bm, int32_t n_ctx, backend_kv **out, char *err, size_t err_size) {
+static greta_status cuda_kv_new(backend_model *bm, int32_t n_ctx, greta_kv_type kv_type, backend_kv **out, char *err,
+                                size_t err_size) {
     *out = NULL;
-    const bool f32 = kv_f32_requested();
-    size_t bytes = backend_kv_values(&bm->m->hp, n_ctx) * (f32 ? sizeof(float) : sizeof(uint16_t));
+    const model_hparams *hp = &bm->m->hp;
+    const greta_kv_type type = kv_type_of(kv_type);
+    if (type != GRETA_KV_F16 && type != GRETA_KV_F32 && type != GRETA_KV_Q8_0) {
+        format_error(err, err_size, "KV cache type %s is not available on cuda (f16, q8_0, f32)",
+                     backend_kv_type_name(kv_type));
+        return GRETA_ERR_UNSUPPORTED;
+    }
+    if (type == GRETA_KV_Q8_0 && (hp->kv_dim % 32 != 0 || hp->head_dim % 32 != 0)) {
+        format_error(err, err_size, "KV cache type q8_0 needs head_dim and kv_dim multiples of 32 (the model has %d and %d)",
+                     hp->head_dim, hp->kv_dim);
+        return GRETA_ERR_UNSUPPORTED;
+    }
+    size_t row_bytes = type == GRETA_KV_Q8_0 ? (size_t)hp->kv_dim / 32 * 34
+                                              : (size_t)hp->kv_dim * (type == GRETA_KV_F32 ? sizeof(float) : sizeof(uint16_t));
+    size_t bytes = (size_t)hp->n_layer * (size_t)n_ctx * row_bytes;
     char what[96];
-    snprintf(what, sizeof what, "the %s KV cache of %d positions", f32 ? "f32" : "f16", n_ctx);
+    snprintf(what, sizeof what, "the %s KV cache of %d positions", backend_kv_type_name(type), n_ctx);
     greta_status st = check_fits(2 * bytes, what, bm->device_name, err, err_size);
     if (st != GRETA_OK) return st;
     backend_kv *kv = calloc(1, sizeof *kv);
@@ -242,7 +285,9 @@ static greta_status cuda_kv_new(backend_model *bm, int32_t n_ctx, backend_kv **o
         return GRETA_ERR_NO_MEMORY;
     }
     kv->n_ctx = n_ctx;
-    kv->f32 = f32;
+    kv->kind = type == GRETA_KV_Q8_0 ? GPU_KV_Q8_0 : type == GRETA_KV_F32 ? GPU_KV_F32 : GPU_KV_F16;
+    kv->row_bytes = row_bytes;
+    kv->bytes = 2 * bytes;
     if (gpu_alloc((void **)&kv->k, bytes, "the K cache", err, err_size) != 0 ||
         gpu_alloc((void **)&kv->v, bytes, "the V cache", err, err_size) != 0) {
         cuda_kv_free(kv);
@@ -267,6 +312,9 @@ static void cuda_ctx_free(backend_ctx *ctx) {
     char ignored[256];
     if (ctx->stream && ctx->n_ops > 0) (void)run_pending(ctx, ignored, sizeof ignored);
     for (int n = 0; n <= GRAPH_MAX_ROWS; n++) slot_clear(&ctx->slot[n]);
+    gpu_blas_free(ctx->blas);
+    gpu_free(ctx->x16);
+    gpu_free(ctx->w16);
     gpu_stream_free(ctx->stream);
     for (int b = 0; b < BUF_COUNT; b++) gpu_free(ctx->buf[b]);
     gpu_free(ctx->upload);
@@ -319,6 +367,22 @@ static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *co
         ctx->stride[b] = (int64_t)align_up((size_t)ctx->width[b], STRIDE_ALIGN);
         need += align_up(backend_buf_rows(config, (backend_buf)b) * (size_t)ctx->stride[b] * sizeof(float), DEVICE_ALIGN);
     }
+    /* The fast prefill's scratch: the f16 copy of a matmul's input, and the
+     * f16 rows of a dequantized matrix (none when every matrix is F16). */
+    ctx->fast = !config->deterministic && config->max_rows >= GEMM_MIN_ROWS;
+    if (ctx->fast) {
+        ctx->x16_stride = (int64_t)align_up((size_t)backend_max_in(hp), 64);
+        size_t largest = 0;
+        for (int32_t id = 0; id < bm->w.count; id++) {
+            const model_weight *mw = bm->w.matrix[id];
+            size_t values = mw && mw->type != QT_F16 ? (size_t)mw->n_out * (size_t)mw->n_in : 0;
+            if (values > largest) largest = values;
+        }
+        ctx->w16_values = largest < GEMM_SCRATCH_VALUES ? largest : GEMM_SCRATCH_VALUES;
+        need += align_up((size_t)config->max_rows * (size_t)ctx->x16_stride * sizeof(uint16_t), DEVICE_ALIGN) +
+                align_up(ctx->w16_values * sizeof(uint16_t), DEVICE_ALIGN);
+    }
+    ctx->bytes = need;
     char what[96];
     snprintf(what, sizeof what, "the activations of %d rows", config->max_rows);
     greta_status st = check_fits(need, what, bm->device_name, err, err_size);
@@ -341,6 +405,17 @@ static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *co
     if (gpu_stream_new(&ctx->stream, err, err_size) != 0) {
         cuda_ctx_free(ctx);
         return GRETA_ERR_INTERNAL;
+    }
+    if (ctx->fast) {
+        if (gpu_alloc((void **)&ctx->x16, (size_t)config->max_rows * (size_t)ctx->x16_stride * sizeof(uint16_t),
+                      "the f16 activations", err, err_size) != 0 ||
+            (ctx->w16_values > 0 &&
+             gpu_alloc((void **)&ctx->w16, ctx->w16_values * sizeof(uint16_t), "the f16 weight scratch", err, err_size) != 0))
+            goto device_oom;
+        if (gpu_blas_new(ctx->stream, &ctx->blas, err, err_size) != 0) {
+            cuda_ctx_free(ctx);
+            return GRETA_ERR_INTERNAL;
+        }
     }
     *out = ctx;
     return GRETA_OK;
@@ -369,8 +444,27 @@ static int run_rmsnorm(backend_ctx *ctx, const cuda_op *op, char *err, size_t er
 
 /* The matrices of a matmul: those of one type with a fast kernel share a
  * launch; the others run the simple kernel one by one. */
+static bool use_gemm(const backend_ctx *ctx, int n) { return ctx->fast && n >= GEMM_MIN_ROWS; }
+
+/* The fast prefill's products: the input rounded to f16 once, one
+ * tensor-core GEMM per matrix. */
+static int run_gemm(backend_ctx *ctx, const cuda_op *op, const float *x, char *err, size_t err_size) {
+    if (gpu_to_f16(ctx->stream, x, ctx->stride[op->src], ctx->x16, ctx->x16_stride, ctx->width[op->src], op->n, err,
+                   err_size) != 0)
+        return -1;
+    for (int k = 0; k < op->n_mats; k++) {
+        const model_weight *mw = ctx->bm->w.matrix[op->w[k]];
+        if (gpu_gemm(ctx->blas, ctx->stream, mw->type, ctx->bm->matrix[op->w[k]], mw->row_bytes, mw->n_in, mw->n_out,
+                     ctx->x16, ctx->x16_stride, ctx->buf[op->dst[k]], ctx->stride[op->dst[k]], op->n, ctx->w16,
+                     ctx->w16_values, err, err_size) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int run_matmul(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
     const float *x = ctx->buf[op->src] + (size_t)op->src_row0 * (size_t)ctx->stride[op->src];
+    if (use_gemm(ctx, op->n)) return run_gemm(ctx, op, x, err, err_size);
     bool done[4] = {false, false, false, false};
     for (int k = 0; k < op->n_mats; k++) {
         if (done[k]) continue;
@@ -404,7 +498,8 @@ static int run_matmul(backend_ctx *ctx, const cuda_op *op, char *err, size_t err
 
 /* matmul of one matrix into P, then add(X, P): one kernel. */
 static bool fuses_add(const backend_ctx *ctx, const cuda_op *mm, const cuda_op *add) {
-    if (mm->kind != OP_MATMUL || add->kind != OP_ADD || mm->n_mats != 1 || add->n != mm->n) return false;
+    if (mm->kind != OP_MATMUL || add->kind != OP_ADD || mm->n_mats != 1 || add->n != mm->n || use_gemm(ctx, mm->n))
+        return false;
     const model_weight *mw = ctx->bm->w.matrix[mm->w[0]];
     return add->src == mm->dst[0] && add->dst[0] != mm->src && add->dst[0] != mm->dst[0] &&
            ctx->width[add->dst[0]] == mw->n_out && gpu_matvec_supported(mw->type, mw->n_in);
@@ -424,7 +519,8 @@ static int run_matmul_add(backend_ctx *ctx, const cuda_op *mm, const cuda_op *ad
 
 /* matmul of gate and up into GATE, UP, then swiglu: one kernel. */
 static bool fuses_swiglu(const backend_ctx *ctx, const cuda_op *mm, const cuda_op *sw) {
-    if (mm->kind != OP_MATMUL || sw->kind != OP_SWIGLU || mm->n_mats != 2 || sw->n != mm->n) return false;
+    if (mm->kind != OP_MATMUL || sw->kind != OP_SWIGLU || mm->n_mats != 2 || sw->n != mm->n || use_gemm(ctx, mm->n))
+        return false;
     if (mm->dst[0] != BUF_GATE || mm->dst[1] != BUF_UP || mm->src == BUF_GATE || mm->src == BUF_UP) return false;
     const model_weight *g = ctx->bm->w.matrix[mm->w[0]], *u = ctx->bm->w.matrix[mm->w[1]];
     return g->type == u->type && g->n_in == u->n_in && g->n_out == u->n_out && g->n_out == ctx->width[BUF_GATE] &&
@@ -448,7 +544,7 @@ static int run_matmul_swiglu(backend_ctx *ctx, const cuda_op *mm, char *err, siz
 /* rope(Q), rope(K), kv_store: one kernel. */
 static bool fuses_rope_store(const cuda_op *a, const cuda_op *b, const cuda_op *c) {
     return a->kind == OP_ROPE && b->kind == OP_ROPE && c->kind == OP_KV_STORE && a->dst[0] == BUF_Q &&
-           b->dst[0] == BUF_K && a->n == b->n && b->n == c->n;
+           b->dst[0] == BUF_K && a->n == b->n && b->n == c->n && c->f32 != GPU_KV_Q8_0;
 }
 
 static int run_rope_store(backend_ctx *ctx, const cuda_op *store, char *err, size_t err_size) {
@@ -460,9 +556,29 @@ static int run_rope_store(backend_ctx *ctx, const cuda_op *store, char *err, siz
                           kv_table(ctx), store->n, store->f32, err, err_size);
 }
 
+/* The staged kv table's rows as one sequence at consecutive positions (a
+ * prompt or a chunk of one), as the flash attention needs: its first row,
+ * or NULL. */
+static const gpu_kv_row *one_run(const backend_ctx *ctx, int n) {
+    const gpu_kv_row *t = (const gpu_kv_row *)(ctx->staging + layout_for(&ctx->m->hp, ctx->fwd_n).kv);
+    for (int i = 1; i < n; i++)
+        if (t[i].k != t[0].k || t[i].pos != t[0].pos + i) return NULL;
+    return t;
+}
+
 static int run_attend(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
     const model_hparams *hp = &ctx->m->hp;
     const float scale = 1.0f / sqrtf((float)hp->head_dim);
+    const gpu_kv_row *run = NULL;
+    if (use_gemm(ctx, op->n) && op->f32 != GPU_KV_F32 && gpu_attend_prefill_supported(hp->head_dim, hp->kv_dim, 0) &&
+        (run = one_run(ctx, op->n)) != NULL) {
+        /* flash attention; layer_values counts f16 values, or bytes of q8_0 */
+        const size_t at = (size_t)op->layer * (size_t)run->layer_values * (op->f32 == GPU_KV_Q8_0 ? 1 : sizeof(uint16_t));
+        return gpu_attend_prefill(ctx->stream, ctx->buf[BUF_Q], ctx->stride[BUF_Q], ctx->buf[BUF_ATT],
+                                  ctx->stride[BUF_ATT], (const uint8_t *)run->k + at, (const uint8_t *)run->v + at,
+                                  op->f32 == GPU_KV_Q8_0, hp->kv_dim, hp->n_head, hp->n_head_kv, hp->head_dim, scale,
+                                  run->pos, op->n, err, err_size);
+    }
     for (int row0 = 0; row0 < op->n; row0 += ATT_GROUP) {
         const int count = op->n - row0 < ATT_GROUP ? op->n - row0 : ATT_GROUP;
         if (gpu_attend(ctx->stream, ctx->buf[BUF_Q] + (size_t)row0 * (size_t)ctx->stride[BUF_Q], ctx->stride[BUF_Q],
@@ -661,7 +777,9 @@ static gpu_kv_row kv_entry(const backend_ctx *ctx, const backend_kv_row *row) {
     memset(&r, 0, sizeof r);
     r.k = row->kv->k;
     r.v = row->kv->v;
-    r.layer_values = (int64_t)row->kv->n_ctx * (int64_t)ctx->m->hp.kv_dim;
+    /* in values of the cache (f16, float32), or bytes of a q8_0 cache */
+    r.layer_values = row->kv->kind == GPU_KV_Q8_0 ? (int64_t)row->kv->n_ctx * (int64_t)row->kv->row_bytes
+                                                  : (int64_t)row->kv->n_ctx * (int64_t)ctx->m->hp.kv_dim;
     r.pos = row->pos;
     return r;
 }
@@ -669,14 +787,14 @@ static gpu_kv_row kv_entry(const backend_ctx *ctx, const backend_kv_row *row) {
 /* Stages rows' caches and positions as the forward's kv table. Every kv
  * step of a forward names the same rows; if one does not, the list so far
  * runs with the old table first. */
-static greta_status stage_kv(backend_ctx *ctx, const backend_kv_row *rows, int n, bool *f32, char *err,
+static greta_status stage_kv(backend_ctx *ctx, const backend_kv_row *rows, int n, int32_t *kind, char *err,
                              size_t err_size) {
     if (n > ctx->fwd_n) {
         format_error(err, err_size, "cuda: %d kv rows in a forward of %d rows", n, ctx->fwd_n);
         return GRETA_ERR_INTERNAL;
     }
     gpu_kv_row *staged = (gpu_kv_row *)(ctx->staging + layout_for(&ctx->m->hp, ctx->fwd_n).kv);
-    *f32 = rows[0].kv->f32;
+    *kind = rows[0].kv->kind; /* the rows of one forward share the session's setting (engine_step) */
     bool same = ctx->kv_n == n;
     for (int i = 0; same && i < n; i++) {
         gpu_kv_row r = kv_entry(ctx, &rows[i]);
@@ -695,24 +813,24 @@ static greta_status stage_kv(backend_ctx *ctx, const backend_kv_row *rows, int n
 static greta_status cuda_kv_store(backend_ctx *ctx, int layer, const backend_kv_row *rows, int n, char *err,
                                   size_t err_size) {
     if (n <= 0) return GRETA_OK;
-    bool f32 = false;
-    greta_status st = stage_kv(ctx, rows, n, &f32, err, err_size);
+    int32_t kind = GPU_KV_F16;
+    greta_status st = stage_kv(ctx, rows, n, &kind, err, err_size);
     if (st != GRETA_OK) return st;
     cuda_op op = new_op(OP_KV_STORE, n);
     op.layer = layer;
-    op.f32 = f32;
+    op.f32 = kind;
     return record(ctx, &op, err, err_size);
 }
 
 static greta_status cuda_attend(backend_ctx *ctx, int layer, const backend_kv_row *rows, int n, char *err,
                                 size_t err_size) {
     if (n <= 0) return GRETA_OK;
-    bool f32 = false;
-    greta_status st = stage_kv(ctx, rows, n, &f32, err, err_size);
+    int32_t kind = GPU_KV_F16;
+    greta_status st = stage_kv(ctx, rows, n, &kind, err, err_size);
     if (st != GRETA_OK) return st;
     cuda_op op = new_op(OP_ATTEND, n);
     op.layer = layer;
-    op.f32 = f32;
+    op.f32 = kind;
     return record(ctx, &op, err, err_size);
 }
 
@@ -773,10 +891,27 @@ static greta_status cuda_write_rows(backend_ctx *ctx, backend_buf buf, int row0,
     return st;
 }
 
+static greta_status cuda_memory(const backend_model *bm, const backend_ctx *ctx, const backend_kv *kv,
+                                backend_memory *out, char *err, size_t err_size) {
+    size_t free_bytes = 0, total = 0;
+    char e[256] = "";
+    if (gpu_mem_info(&free_bytes, &total, e, sizeof e) != 0) return device_error(err, err_size, e);
+    out->weights = (int64_t)bm->bytes;
+    out->kv = kv ? (int64_t)kv->bytes : 0;
+    out->activations = ctx ? (int64_t)ctx->bytes : 0;
+    out->device_used = (int64_t)(total - free_bytes);
+    out->device_total = (int64_t)total;
+    return GRETA_OK;
+}
+
 const backend_ops backend_cuda_ops = {
     .name = "cuda",
     .precision = "f32",
     .f64 = false,
+    .kv_on_device = true,
+    /* 128 MiB of activation rows: 512 rows of a 7B/8B model in one forward,
+     * so a pp512 prompt dequantizes each matrix once for the GEMMs */
+    .activation_budget = (size_t)128 << 20,
     .model_new = cuda_model_new,
     .model_free = cuda_model_free,
     .ctx_new = cuda_ctx_new,
@@ -794,4 +929,5 @@ const backend_ops backend_cuda_ops = {
     .layer = NULL,
     .read_rows = cuda_read_rows,
     .write_rows = cuda_write_rows,
+    .memory = cuda_memory,
 };

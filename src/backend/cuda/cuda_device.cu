@@ -8,18 +8,14 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_matvec.h"
-#include "backend/cuda/gpu_compat.h"
 
 /* ggml type ids (format/quant.h; repeated here so this file includes no C
  * header of the library). */
 enum {
     T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8,
     T_Q2_K = 10, T_Q3_K = 11, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_BF16 = 30
-};
-
-struct gpu_stream {
-    gpuStream_t stream;
 };
 
 static int fail(char *err, size_t err_size, const char *what, gpuError_t e) {
@@ -75,6 +71,11 @@ extern "C" void gpu_free(void *ptr) {
 extern "C" int gpu_upload(void *dst, const void *src, size_t bytes, char *err, size_t err_size) {
     gpuError_t e = gpuMemcpy(dst, src, bytes, gpuMemcpyHostToDevice);
     return e == gpuSuccess ? 0 : fail(err, err_size, "copying to the GPU", e);
+}
+
+extern "C" int gpu_download(void *dst, const void *src, size_t bytes, char *err, size_t err_size) {
+    gpuError_t e = gpuMemcpy(dst, src, bytes, gpuMemcpyDeviceToHost);
+    return e == gpuSuccess ? 0 : fail(err, err_size, "copying from the GPU", e);
 }
 
 extern "C" int gpu_stream_new(gpu_stream **out, char *err, size_t err_size) {
@@ -648,10 +649,50 @@ __global__ void kv_store_kernel(const float *k, const float *v, int64_t stride, 
     }
 }
 
+/* A q8_0 cache (--kv-type q8_0): rows of kv_dim / 32 blocks of 34 bytes
+ * (f16 scale d, 32 int8 q; value q * d), the table's layer_values counting
+ * bytes. One 32-value block of a row, by one warp (lane l holds value l):
+ * d = max|x| / 127, q = round(x / d) clamped to +-127, as
+ * quant_quantize.c's quantize_block_q8_0 (bit-exact: no contraction). */
+__device__ __forceinline__ void q8_0_put_block(uint8_t *b, float x, int lane) {
+    float amax = fabsf(x);
+    for (int off = GPU_WARP / 2; off > 0; off >>= 1) amax = fmaxf(amax, GPU_SHFL_XOR(amax, off));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float r = roundf(x * id);
+    const int q = !(r > -127.0f) ? -127 : (r >= 127.0f ? 127 : (int)r);
+    /* One 16-bit store (blocks start at even bytes). Two byte stores of the
+     * f16 bits wrote 0 for the low byte on the H200 (seen 2026-12-01, nvcc
+     * 13.0; the PTX was right), so the scale is stored whole. */
+    if (lane == 0) *(unsigned short *)b = __half_as_ushort(__float2half_rn(d));
+    b[2 + lane] = (uint8_t)(int8_t)q;
+}
+
+__device__ __forceinline__ float q8_0_get(const uint8_t *row, int64_t col) {
+    const uint8_t *b = row + (col / 32) * 34;
+    return __fmul_rn((float)(int8_t)b[2 + col % 32], __half2float(__ushort_as_half(*(const unsigned short *)b)));
+}
+
+/* One block of 4 warps per row; warp w takes blocks w, w + 4, ... of K, then of V. */
+__global__ void kv_store_q8_0_kernel(const float *k, const float *v, int64_t stride, int64_t kv_dim, int layer,
+                                     const gpu_kv_row *rows) {
+    const int i = blockIdx.x;
+    const gpu_kv_row *row = rows + i;
+    const int lane = threadIdx.x % GPU_WARP, warp = threadIdx.x / GPU_WARP, warps = blockDim.x / GPU_WARP;
+    const int64_t row_bytes = kv_dim / 32 * 34;
+    uint8_t *kc = (uint8_t *)row->k + (int64_t)layer * row->layer_values + (int64_t)row->pos * row_bytes;
+    uint8_t *vc = (uint8_t *)row->v + (int64_t)layer * row->layer_values + (int64_t)row->pos * row_bytes;
+    for (int64_t blk = warp; blk < kv_dim / 32; blk += warps) {
+        q8_0_put_block(kc + 34 * blk, k[(int64_t)i * stride + 32 * blk + lane], lane);
+        q8_0_put_block(vc + 34 * blk, v[(int64_t)i * stride + 32 * blk + lane], lane);
+    }
+}
+
 extern "C" int gpu_kv_store(gpu_stream *s, const float *k, const float *v, int64_t stride, int64_t kv_dim, int layer,
                             const gpu_kv_row *rows, int n, int f32, char *err, size_t err_size) {
     if (n <= 0) return 0;
-    if (f32) kv_store_kernel<float><<<n, 128, 0, s->stream>>>(k, v, stride, kv_dim, layer, rows);
+    if (f32 == GPU_KV_Q8_0) kv_store_q8_0_kernel<<<n, 128, 0, s->stream>>>(k, v, stride, kv_dim, layer, rows);
+    else if (f32) kv_store_kernel<float><<<n, 128, 0, s->stream>>>(k, v, stride, kv_dim, layer, rows);
     else kv_store_kernel<unsigned short><<<n, 128, 0, s->stream>>>(k, v, stride, kv_dim, layer, rows);
     return launched(err, err_size, "kv_store");
 }
@@ -703,6 +744,10 @@ extern "C" int gpu_rope_store(gpu_stream *s, float *q, int64_t qs, int64_t q_wid
                               const float *sin_table, int layer, const gpu_kv_row *rows, int n, int f32, char *err,
                               size_t err_size) {
     if (n <= 0) return 0;
+    if (f32 == GPU_KV_Q8_0) {
+        snprintf(err, err_size, "cuda: rope_store has no q8_0 cache kernel (rope and kv_store run apart)");
+        return -1;
+    }
     if (f32)
         rope_store_kernel<float><<<n, 128, 0, s->stream>>>(q, qs, q_width, k, v, kvs, kv_dim, head_dim, rope_dim,
                                                            cos_table, sin_table, layer, rows);
@@ -760,6 +805,72 @@ __global__ void attend_kernel(const float *q, int64_t qs, float *att, int64_t as
         for (int t = 0; t < ATT_MAX_DIMS; t++) {
             const int d = lane + GPU_WARP * t;
             if (d < head_dim) acc[t] = acc[t] * corr + p * kv_load(vr + d);
+        }
+        m = m_new;
+    }
+    if (lane == 0) {
+        s_max[warp] = m;
+        s_sum[warp] = l;
+    }
+#pragma unroll
+    for (int t = 0; t < ATT_MAX_DIMS; t++) s_acc[warp][lane + GPU_WARP * t] = acc[t];
+    __syncthreads();
+    float mx = s_max[0];
+    for (int w = 1; w < ATT_WARPS; w++) mx = fmaxf(mx, s_max[w]);
+    float total = 0.0f, factor[ATT_WARPS];
+    for (int w = 0; w < ATT_WARPS; w++) {
+        factor[w] = s_max[w] == -INFINITY ? 0.0f : expf(s_max[w] - mx);
+        total += s_sum[w] * factor[w];
+    }
+    float *out = att + (int64_t)i * as + (int64_t)h * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float v = 0.0f;
+        for (int w = 0; w < ATT_WARPS; w++) v += s_acc[w][d] * factor[w];
+        out[d] = v / total;
+    }
+}
+
+/* The same over a q8_0 cache (values read one at a time, q * d as quant.c). */
+__global__ void attend_q8_0_kernel(const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
+                                   int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows) {
+    __shared__ float s_max[ATT_WARPS], s_sum[ATT_WARPS];
+    __shared__ float s_acc[ATT_WARPS][ATT_MAX_DIMS * GPU_WARP];
+    const int h = blockIdx.x, i = blockIdx.y;
+    const int lane = threadIdx.x % GPU_WARP, warp = threadIdx.x / GPU_WARP;
+    const int kvh = h / (n_head / n_head_kv);
+    const gpu_kv_row *row = rows + i;
+    const int pos = row->pos;
+    const int64_t row_bytes = kv_dim / 32 * 34, c0 = (int64_t)kvh * head_dim;
+    const uint8_t *kc = (const uint8_t *)row->k + (int64_t)layer * row->layer_values;
+    const uint8_t *vc = (const uint8_t *)row->v + (int64_t)layer * row->layer_values;
+    const float *qh = q + (int64_t)i * qs + (int64_t)h * head_dim;
+    float qr[ATT_MAX_DIMS], acc[ATT_MAX_DIMS];
+#pragma unroll
+    for (int t = 0; t < ATT_MAX_DIMS; t++) {
+        const int d = lane + GPU_WARP * t;
+        qr[t] = d < head_dim ? qh[d] : 0.0f;
+        acc[t] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int key = warp; key <= pos; key += ATT_WARPS) {
+        const uint8_t *kr = kc + (int64_t)key * row_bytes;
+        float sc = 0.0f;
+#pragma unroll
+        for (int t = 0; t < ATT_MAX_DIMS; t++) {
+            const int d = lane + GPU_WARP * t;
+            if (d < head_dim) sc = fmaf(qr[t], q8_0_get(kr, c0 + d), sc);
+        }
+        for (int off = GPU_WARP / 2; off > 0; off >>= 1) sc += GPU_SHFL_XOR(sc, off);
+        sc *= scale;
+        const float m_new = fmaxf(m, sc);
+        const float corr = expf(m - m_new);
+        const float p = expf(sc - m_new);
+        l = l * corr + p;
+        const uint8_t *vr = vc + (int64_t)key * row_bytes;
+#pragma unroll
+        for (int t = 0; t < ATT_MAX_DIMS; t++) {
+            const int d = lane + GPU_WARP * t;
+            if (d < head_dim) acc[t] = acc[t] * corr + p * q8_0_get(vr, c0 + d);
         }
         m = m_new;
     }
@@ -1007,6 +1118,11 @@ extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att,
                  ATT_MAX_DIMS * GPU_WARP);
         return -1;
     }
+    if (f32 == GPU_KV_Q8_0) {
+        attend_q8_0_kernel<<<dim3((unsigned)n_head, (unsigned)n), ATT_WARPS * GPU_WARP, 0, s->stream>>>(
+            q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows);
+        return launched(err, err_size, "attention (q8_0 cache)");
+    }
     const int dl = head_dim / GPU_WARP;
     const bool split = head_dim % GPU_WARP == 0 && (dl == 1 || dl == 2 || dl == 4 || dl == 8) &&
                        n_head / n_head_kv <= SPLIT_GMAX && scratch != NULL && splits >= 1;
@@ -1027,4 +1143,52 @@ extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att,
         attend_kernel<unsigned short><<<grid, ATT_WARPS * GPU_WARP, 0, s->stream>>>(
             q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows);
     return launched(err, err_size, "attention");
+}
+
+/* ---- dequantization to f16 rows (the fast prefill's GEMM, cuda_gemm.cu) ----
+ *
+ * One thread per 32-value unit: the unit decoders above (bit-exact with
+ * quant_dequantize), then each value rounded to f16 (nearest even). */
+
+template <int TYPE>
+__global__ void dequant_f16_kernel(const uint8_t *W, size_t row_bytes, int64_t n_in, int64_t n_rows,
+                                   unsigned short *out) {
+    const int64_t n_units = (n_in + 31) / 32;
+    const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n_rows * n_units) return;
+    const int64_t r = t / n_units, u = t % n_units;
+    float w[32];
+    const int cnt = unit<TYPE>::get(W + (size_t)r * row_bytes, u, n_in, w);
+    unsigned short *o = out + r * n_in + 32 * u;
+    if (cnt == 32 && n_in % 8 == 0) { /* 16-byte aligned: four 16-byte stores */
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            uint4 v;
+            v.x = (uint32_t)__half_as_ushort(__float2half_rn(w[8 * c + 0])) |
+                  ((uint32_t)__half_as_ushort(__float2half_rn(w[8 * c + 1])) << 16);
+            v.y = (uint32_t)__half_as_ushort(__float2half_rn(w[8 * c + 2])) |
+                  ((uint32_t)__half_as_ushort(__float2half_rn(w[8 * c + 3])) << 16);
+            v.z = (uint32_t)__half_as_ushort(__float2half_rn(w[8 * c + 4])) |
+                  ((uint32_t)__half_as_ushort(__float2half_rn(w[8 * c + 5])) << 16);
+            v.w = (uint32_t)__half_as_ushort(__float2half_rn(w[8 * c + 6])) |
+                  ((uint32_t)__half_as_ushort(__float2half_rn(w[8 * c + 7])) << 16);
+            ((uint4 *)o)[c] = v;
+        }
+    } else {
+#pragma unroll
+        for (int l = 0; l < 32; l++)
+            if (l < cnt) o[l] = __half_as_ushort(__float2half_rn(w[l]));
+    }
+}
+
+extern "C" int gpu_dequant_f16(gpu_stream *s, uint32_t type, const void *w, size_t row_bytes, int64_t n_in,
+                               int64_t n_rows, uint16_t *out, char *err, size_t err_size) {
+    if (n_rows <= 0) return 0;
+    const int64_t units = n_rows * ((n_in + 31) / 32);
+    const unsigned blocks = (unsigned)((units + 255) / 256);
+#define DEQUANT(T) \
+    dequant_f16_kernel<T><<<blocks, 256, 0, s->stream>>>((const uint8_t *)w, row_bytes, n_in, n_rows, (unsigned short *)out)
+    FOR_TYPE(type, DEQUANT)
+#undef DEQUANT
+    return launched(err, err_size, "dequantization to f16");
 }

@@ -37,6 +37,8 @@ int gpu_alloc(void **ptr, size_t bytes, const char *what, char *err, size_t err_
 void gpu_free(void *ptr);
 /* Synchronous host -> device copy (used once per model for the weights). */
 int gpu_upload(void *dst, const void *src, size_t bytes, char *err, size_t err_size);
+/* Synchronous device -> host copy of bytes (tests). */
+int gpu_download(void *dst, const void *src, size_t bytes, char *err, size_t err_size);
 
 int gpu_stream_new(gpu_stream **out, char *err, size_t err_size);
 void gpu_stream_free(gpu_stream *s);
@@ -119,10 +121,17 @@ int gpu_matvec(gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char
 typedef struct {
     void *k;
     void *v;
-    int64_t layer_values;
+    int64_t layer_values; /* a q8_0 cache: bytes (n_ctx * kv_dim / 32 * 34) */
     int32_t pos;
     int32_t pad;
 } gpu_kv_row;
+
+/* The cache kind the kv functions take as their `f32` argument: f16 (0),
+ * float32 (1, --kv-type f32), or q8_0 blocks (2, --kv-type q8_0: rows of
+ * kv_dim / 32 blocks of an f16 scale and 32 int8, stored bit-exactly as
+ * quant_quantize.c's Q8_0; gpu_rope_store does not take it, and
+ * gpu_attend reads it with the simple kernel). */
+enum { GPU_KV_F16 = 0, GPU_KV_F32 = 1, GPU_KV_Q8_0 = 2 };
 
 /* Cache[pos] = K row, V row (rounded to f16 unless f32) for rows [0, n) of
  * the table (activation rows [0, n) of k and v). */
@@ -151,6 +160,40 @@ int gpu_add(gpu_stream *s, float *dst, int64_t ds, const float *src, int64_t ss,
 /* g[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u. */
 int gpu_swiglu(gpu_stream *s, float *g, int64_t gs, const float *u, int64_t us, int64_t width, int n, char *err,
                size_t err_size);
+
+/* ---- the fast prefill (used without --deterministic; docs/cuda.md) ----
+ * Tensor cores with f16 operands and float32 accumulation; not
+ * batch-invariant (the result of a row depends on how many rows a forward
+ * has), deterministic run to run. cuda_gemm.cu, cuda_attn.cu. */
+
+/* A cuBLAS handle bound to a stream. */
+typedef struct gpu_blas gpu_blas;
+int gpu_blas_new(gpu_stream *s, gpu_blas **out, char *err, size_t err_size);
+void gpu_blas_free(gpu_blas *b);
+/* x16[i][k] = f16(x[i][k]) (nearest even) for k < width, i < n (x16: f16 bits). */
+int gpu_to_f16(gpu_stream *s, const float *x, int64_t xs, uint16_t *x16, int64_t x16s, int64_t width, int n,
+               char *err, size_t err_size);
+/* out [n_rows][n_in] (f16 bits) = rows 0 .. n_rows - 1 of W dequantized
+ * bit-exactly (quant_dequantize), then rounded to f16. */
+int gpu_dequant_f16(gpu_stream *s, uint32_t type, const void *w, size_t row_bytes, int64_t n_in, int64_t n_rows,
+                    uint16_t *out, char *err, size_t err_size);
+/* y[i][r] = W[r] . x16[i] for r < n_out, i < n, on tensor cores: F16
+ * weights directly, other types dequantized into scratch (f16, at most
+ * scratch_values values: a chunk of rows at a time). b is bound to s. */
+int gpu_gemm(gpu_blas *b, gpu_stream *s, uint32_t type, const void *w, size_t row_bytes, int64_t n_in,
+             int64_t n_out, const uint16_t *x16, int64_t x16s, float *y, int64_t ys, int n, uint16_t *scratch,
+             size_t scratch_values, char *err, size_t err_size);
+/* True if gpu_attend_prefill has a kernel for these sizes and cache type
+ * (head_dim 64 or 128, kv_dim a multiple of 32, an f16 or q8_0 cache). */
+int gpu_attend_prefill_supported(int head_dim, int64_t kv_dim, int kv_f32);
+/* Causal attention of n rows of ONE sequence at positions pos0 .. pos0 +
+ * n - 1, whose K and V are already in the cache (k_cache, v_cache: this
+ * layer's [n_ctx] rows, f16, or q8_0 with kv_q8_0): att[i] = softmax over
+ * t <= pos0 + i of (q[i].k_t * scale), times v_t, per head (GQA as
+ * gpu_attend). Flash-attention tiles on tensor cores. */
+int gpu_attend_prefill(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, const void *k_cache,
+                       const void *v_cache, int kv_q8_0, int64_t kv_dim, int n_head, int n_head_kv, int head_dim,
+                       float scale, int32_t pos0, int n, char *err, size_t err_size);
 
 #ifdef __cplusplus
 }

@@ -31,7 +31,14 @@ struct backend_ctx {
     double *row_f64;
 };
 
-static greta_status ref_kv_new(backend_model *bm, int32_t n_ctx, backend_kv **out, char *err, size_t err_size) {
+static greta_status ref_kv_new(backend_model *bm, int32_t n_ctx, greta_kv_type kv_type, backend_kv **out, char *err,
+                                 size_t err_size) {
+    if (kv_type != GRETA_KV_DEFAULT) {
+        *out = NULL;
+        format_error(err, err_size, "KV cache type %s is not available on ref: it keeps float64 (its precision)",
+                     backend_kv_type_name(kv_type));
+        return GRETA_ERR_UNSUPPORTED;
+    }
     return host_kv_new(bm, n_ctx, sizeof(double), out, err, err_size);
 }
 
