@@ -639,6 +639,11 @@ const backend_ops backend_cpu_ops = {
     .name = "cpu",
     .precision = "f32",
     .f64 = false,
+    /* 32 MiB of activation rows per forward: with the q8 buffers, attention
+     * scratch and the logits row, a 512-token prompt of the llama3.2-1b shape
+     * stays within file + KV cache + 64 MB of RSS (issue 11); at 64 MiB it was
+     * ~9 MiB over. Smaller models still get 512-row forwards. */
+    .activation_budget = (size_t)32 << 20,
     .model_new = cpu_model_new,
     .model_free = cpu_model_free,
     .ctx_new = cpu_ctx_new,
