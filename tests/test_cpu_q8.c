@@ -10,7 +10,12 @@
  *     within the activation rounding bound sum_i |w_i| * d_x / 2;
  *   - AVX2 and portable builds bit for bit, for every tile shape and row
  *     count (the fixed order of cpu_q8.h), so results do not depend on
- *     batch size either. */
+ *     batch size either;
+ *   - blocks of 32: every build equals cpu_q8.h's order written out here
+ *     from the raw bytes (one exact int32 per block, one float chain), and
+ *     that order is told apart from the one of before (eight float lanes per
+ *     block, even and odd blocks, the 8-lane tree), which gives other floats
+ *     on these rows. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +73,7 @@ static void test_quantizer(void) {
     CHECK(b.d == 1.27f / 127.0f, "d = max|x| / 127");
     CHECK(b.q[0] == 127 && b.q[1] == -64 && b.q[2] == 0 && b.q[3] == 2 && b.q[4] == 0,
           "q = x / d to nearest even: %d %d %d %d", b.q[0], b.q[1], b.q[2], b.q[3]);
-    CHECK(b.s == b.d * 65.0f, "s = d * sum(q) = d * 65");
+    CHECK(b.s == b.d * 65.0f && b.sum == 65, "s = d * sum(q) = d * 65, sum = 65 (exact)");
     float z[256] = {0};
     cpu_q8k_block k;
     z[17] = -2.0f;
@@ -245,10 +250,106 @@ static void test_half_kernels(void) {
     free(wf);
 }
 
+/* Row `row`'s block b as integers (the value the kernels multiply: q - 8
+ * for Q4_0, the unsigned q for Q4_1, the byte for Q8_0), d and m. */
+static void raw_block(uint32_t type, const uint8_t *blk, int32_t *v, float *d, float *m) {
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    *d = quant_f16_to_f32(h);
+    *m = 0.0f;
+    if (type == QT_Q8_0) {
+        for (int i = 0; i < 32; i++) v[i] = (int8_t)blk[2 + i];
+        return;
+    }
+    const uint8_t *qs = blk + 2;
+    if (type == QT_Q4_1) {
+        memcpy(&h, blk + 2, 2);
+        *m = quant_f16_to_f32(h);
+        qs = blk + 4;
+    }
+    int bias = type == QT_Q4_0 ? 8 : 0;
+    for (int i = 0; i < 16; i++) {
+        v[i] = (qs[i] & 0x0f) - bias;
+        v[i + 16] = (qs[i] >> 4) - bias;
+    }
+}
+
+/* cpu_q8.h's order (new = true): acc = fmaf(dw * dx, (float)isum_b, acc)
+ * per block, summ = fmaf(m, s, summ), acc + summ (Q4_1). The order of
+ * before (new = false): lane k of block b, fmaf(dw * dx, (float)lane, acc)
+ * into even or odd 8-lane accumulators, then the 8-lane tree, + summ. */
+static float order_dot(uint32_t type, const uint8_t *row, const cpu_q8_block *x, int64_t nb, bool new) {
+    float acc = 0.0f, summ = 0.0f, lanes[16] = {0};
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t v[32];
+        float dw, m;
+        raw_block(type, row + (size_t)b * (size_t)quant_type_size(type), v, &dw, &m);
+        float d = dw * x[b].d;
+        int32_t isum = 0;
+        for (int k = 0; k < 8; k++) {
+            int32_t lane = 0;
+            for (int j = 0; j < 4; j++) lane += v[4 * k + j] * x[b].q[4 * k + j];
+            isum += lane;
+            float *l = lanes + 8 * (b % 2) + k;
+            *l = fmaf(d, (float)lane, *l);
+        }
+        acc = fmaf(d, (float)isum, acc);
+        if (type == QT_Q4_1) summ = fmaf(m, x[b].s, summ);
+    }
+    if (!new) {
+        for (int k = 0; k < 8; k++) lanes[k] = lanes[k] + lanes[k + 8];
+        acc = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+        return acc + summ;
+    }
+    return type == QT_Q4_1 ? acc + summ : acc;
+}
+
+static void test_order32(void) {
+    const int64_t n = 768;
+    const int rows = 7, nx = 9;
+    const uint32_t order_types[] = {QT_Q8_0, QT_Q4_0, QT_Q4_1};
+    const cpu_q8_kernels *ks[3] = {cpu_q8_best(), cpu_q8_avx2(), cpu_q8_portable()};
+    float *x = malloc(sizeof(float) * (size_t)n);
+    for (int ti = 0; ti < 3; ti++) {
+        uint32_t type = order_types[ti];
+        const char *name = quant_type_name(type);
+        size_t rb = quant_row_bytes(type, n), xs = cpu_q8_act_row_bytes(32, n);
+        uint8_t *wdata = malloc(rb * (size_t)rows), *xq = malloc(xs * (size_t)nx);
+        for (int r = 0; r < rows; r++) random_row(type, wdata + (size_t)r * rb, n);
+        for (int t = 0; t < nx; t++) {
+            for (int64_t i = 0; i < n; i++) x[i] = uniform() * (1.0f + (float)(i % 3));
+            cpu_q8_quantize_row(32, x, n, xq + (size_t)t * xs);
+        }
+        float want[9 * 7];
+        int old_differs = 0;
+        for (int t = 0; t < nx; t++)
+            for (int r = 0; r < rows; r++) {
+                const cpu_q8_block *xb = (const cpu_q8_block *)(const void *)(xq + (size_t)t * xs);
+                want[t * rows + r] = order_dot(type, wdata + (size_t)r * rb, xb, n / 32, true);
+                float old = order_dot(type, wdata + (size_t)r * rb, xb, n / 32, false);
+                if (memcmp(&old, &want[t * rows + r], sizeof old) != 0) old_differs++;
+            }
+        CHECK(old_differs > 0, "%s: the order of before gives other floats on %d of these 63 dot products", name,
+              old_differs);
+        model_weight w = {.type = type, .n_in = n, .n_out = rows, .row_bytes = rb, .data = wdata};
+        for (int k = 0; k < 3; k++) {
+            if (!ks[k]) continue;
+            float got[9 * 7];
+            ks[k]->tile(&w, 0, rows, xq, xs, nx, got, rows);
+            CHECK(memcmp(got, want, sizeof got) == 0, "%s: %s computes cpu_q8.h's order (one int32 per block, one float chain), bit for bit", name,
+                  ks[k]->name);
+        }
+        free(wdata);
+        free(xq);
+    }
+    free(x);
+}
+
 int main(void) {
     test_quantizer();
     test_quantizer_builds();
     test_kernels();
+    test_order32();
     test_half_kernels();
     return check_finish("test_cpu_q8");
 }

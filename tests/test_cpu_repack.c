@@ -70,11 +70,11 @@ static void test_unpack(uint32_t type, const model_weight *w, const cpu_repacked
     for (int64_t r = 0; r < w->n_out; r++) {
         int64_t row = r;
         quant_dequantize(type, w->data + (size_t)row * w->row_bytes, ref, w->n_in);
-        const uint8_t *group = rp->data + (size_t)(row / CPU_REPACK_ROWS) * rp->group_bytes;
+        const uint8_t *group = rp->data + (size_t)(row / rp->group_rows) * rp->group_bytes;
         for (int64_t b = 0; b < rp->n_blocks; b++) {
             int8_t v[32];
             float d, m;
-            cpu_repack_unpack(rp, group + (size_t)b * rp->block_bytes, (int)(row % CPU_REPACK_ROWS), v, &d, &m);
+            cpu_repack_unpack(rp, group + (size_t)b * rp->block_bytes, (int)(row % rp->group_rows), v, &d, &m);
             for (int i = 0; i < 32; i++)
                 if (d * (float)v[i] + m != ref[b * 32 + i]) bad++; /* quant.c: d * q (+ m), rounded each */
         }
@@ -101,9 +101,12 @@ static void test_kernels_shape(uint32_t type, int64_t n, int rows) {
     cpu_repacked *rp = cpu_repack_new(&w);
     CHECK(rp != NULL, "%s: repacked", name);
     if (!rp) return;
-    CHECK(rp->group_bytes == (size_t)rp->n_blocks * rp->block_bytes &&
-              rp->block_bytes == CPU_REPACK_ROWS * (size_t)quant_type_size(type),
-          "%s: a group block is 4 file blocks (%zu bytes)", name, rp->block_bytes);
+    const int group_rows = cpu_repack_is_k(type) ? 4 : 16;
+    CHECK(rp->group_rows == group_rows && rp->group_bytes == (size_t)rp->n_blocks * rp->block_bytes &&
+              rp->block_bytes == (size_t)group_rows * (size_t)quant_type_size(type) &&
+              rp->n_groups == (rows + group_rows - 1) / group_rows,
+          "%s: groups of %d rows, a group block is %d file blocks (%zu bytes)", name, group_rows, group_rows,
+          rp->block_bytes);
     test_unpack(type, &w, rp);
 
     float *want = malloc(sizeof(float) * (size_t)(nx * rows)), *got = malloc(sizeof(float) * (size_t)(nx * rows));

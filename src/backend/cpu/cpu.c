@@ -27,7 +27,8 @@
 #include "backend/cpu/cpu_repack.h"
 #include "format/quant.h"
 
-/* Weight rows per matmul unit and decoded together; activation rows per panel. */
+/* Weight rows per matmul unit (a multiple of CPU_REPACK_ROWS32: units
+ * start at group boundaries) and decoded together; activation rows per panel. */
 #define UNIT_W_ROWS 16
 #define DECODE_ROWS 8
 #define PANEL_ROWS 48
@@ -450,7 +451,8 @@ static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight
         int64_t rows = UNIT_W_ROWS;
         if (n == 1 && be->n_threads > 1) {
             int64_t share = weights[i]->n_out / ((int64_t)be->n_threads * DECODE_UNITS_PER_THREAD);
-            share = (share + DECODE_ROWS - 1) / DECODE_ROWS * DECODE_ROWS;
+            /* whole units of 16 rows: a repacked group of the 32-value types */
+            share = (share + UNIT_W_ROWS - 1) / UNIT_W_ROWS * UNIT_W_ROWS;
             if (share > rows) rows = share;
         }
         job.unit_rows[i] = rows;

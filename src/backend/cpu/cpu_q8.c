@@ -69,6 +69,7 @@ void cpu_q8_quantize_row_portable(int act_block, const float *x, int64_t n, void
             b[i].d = quantize_values(x, 32, b[i].q);
             int sum = 0;
             for (int k = 0; k < 32; k++) sum += b[i].q[k];
+            b[i].sum = sum;
             b[i].s = b[i].d * (float)sum;
         }
         return;
@@ -220,42 +221,47 @@ static void block_lanes(const unpacked *u, const int8_t *q, int n, int32_t *lane
         }
 }
 
-static float dot_portable(const model_weight *w, const uint8_t *row, const uint8_t *xq) {
-    const int act = cpu_q8_act_block(w->type);
-    const int64_t n_blocks = w->n_in / act;
+/* Blocks of 32 (cpu_q8.h): per block the exact integer sum, one float chain. */
+static float dot32_portable(const model_weight *w, const uint8_t *row, const uint8_t *xq) {
+    const int64_t n_blocks = w->n_in / 32;
     const size_t bs = (size_t)quant_type_size(w->type);
-    float acc[16] = {0}, summ = 0.0f; /* 32-value blocks: even blocks in 0..7, odd in 8..15 */
+    const cpu_q8_block *x = (const cpu_q8_block *)(const void *)xq;
+    float acc = 0.0f, summ = 0.0f;
+    unpacked u;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        unpack_32(w->type, row + (size_t)b * bs, &u);
+        int32_t isum = 0;
+        for (int i = 0; i < 32; i++) isum += (int32_t)u.w[i] * (int32_t)x[b].q[i];
+        acc = fmaf(u.d * x[b].d, (float)isum, acc);
+        if (u.has_m) summ = fmaf(u.m, x[b].s, summ);
+    }
+    return w->type == QT_Q4_1 || w->type == QT_Q5_1 ? acc + summ : acc;
+}
+
+/* Blocks of 256 (cpu_q8.h): eight lanes per block, the fixed tree. */
+static float dot_portable(const model_weight *w, const uint8_t *row, const uint8_t *xq) {
+    if (cpu_q8_act_block(w->type) == 32) return dot32_portable(w, row, xq);
+    const int64_t n_blocks = w->n_in / 256;
+    const size_t bs = (size_t)quant_type_size(w->type);
+    float acc[8] = {0}, summ = 0.0f;
     unpacked u;
     int32_t lanes[8];
     for (int64_t b = 0; b < n_blocks; b++) {
         const uint8_t *blk = row + (size_t)b * bs;
-        float dx;
-        if (act == 32) {
-            const cpu_q8_block *x = (const cpu_q8_block *)(const void *)xq + b;
-            unpack_32(w->type, blk, &u);
-            block_lanes(&u, x->q, 32, lanes);
-            dx = x->d;
-            if (u.has_m) summ = fmaf(u.m, x->s, summ);
-        } else {
-            const cpu_q8k_block *x = (const cpu_q8k_block *)(const void *)xq + b;
-            unpack_256(w->type, blk, &u);
-            block_lanes(&u, x->q, 256, lanes);
-            dx = x->d;
-            if (u.has_m) {
-                int32_t mins = 0;
-                for (int j = 0; j < 8; j++) mins += u.mins[j] * ((int32_t)x->bsums[2 * j] + x->bsums[2 * j + 1]);
-                summ = fmaf(u.m * dx, (float)mins, summ);
-            }
+        const cpu_q8k_block *x = (const cpu_q8k_block *)(const void *)xq + b;
+        unpack_256(w->type, blk, &u);
+        block_lanes(&u, x->q, 256, lanes);
+        float dx = x->d;
+        if (u.has_m) {
+            int32_t mins = 0;
+            for (int j = 0; j < 8; j++) mins += u.mins[j] * ((int32_t)x->bsums[2 * j] + x->bsums[2 * j + 1]);
+            summ = fmaf(u.m * dx, (float)mins, summ);
         }
         float d = u.d * dx;
-        float *a = act == 32 && b % 2 == 1 ? acc + 8 : acc;
-        for (int k = 0; k < 8; k++) a[k] = fmaf(d, (float)lanes[k], a[k]);
+        for (int k = 0; k < 8; k++) acc[k] = fmaf(d, (float)lanes[k], acc[k]);
     }
-    if (act == 32)
-        for (int k = 0; k < 8; k++) acc[k] = acc[k] + acc[k + 8];
     float h = hsum8(acc);
-    if (act == 256 && w->type != QT_Q6_K) return h - summ;
-    return h + summ;
+    return w->type != QT_Q6_K ? h - summ : h + summ; /* Q6_K: summ = 0 (as before) */
 }
 
 /* F16 / BF16 row r against float row x: 16 lanes (cpu_q8_float_rows). */

@@ -4,26 +4,32 @@
  * Layout. An activation row of n values (n a multiple of the weight's block)
  * is quantized once per matmul into one of two formats:
  *   - blocks of 32 (for Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 weights): cpu_q8_block =
- *     d (float) | s = d * sum(q) (float) | q[32] (int8);
+ *     d (float) | s = d * sum(q) (float) | sum(q) (int32) | q[32] (int8);
  *   - blocks of 256 (for Q4_K Q5_K Q6_K): cpu_q8k_block = d (float) |
  *     bsums[16] (int16, sums of q over 16 values) | q[256] (int8),
  * with d = max|x| / 127 and q = x / d rounded to nearest even (so |q| <= 127).
  * A weight block's values stay in their packed form until the kernel
  * unpacks them to bytes in registers; the products are integer (exact).
  *
- * The fixed order (both builds, AVX2 and portable C, give the same bits):
- * for each weight block b in order, eight int32 lanes L[k] are formed, lane
- * k holding the exact integer sum of w_e * q_e over the values e = 4k..4k+3
- * of every 32-value chunk of the block (each chunk's sum multiplied by the
- * integer scale of the sub-block it belongs to, for K quants), then
- *   acc[k] = fmaf(dw * dx, (float)L[k], acc[k])              (dw * dx in float)
- * where, for the 32-value types, even blocks feed one set of eight
- * accumulators and odd blocks another, added lane by lane at the end
- * (acc[k] = even[k] + odd[k]: two blocks share one 512-bit instruction)
- * and, for types with a minimum, one scalar accumulator
- *   Q4_1 / Q5_1: summ = fmaf(m_w, s_x, summ);   result = hsum(acc) + summ
- *   Q4_K / Q5_K: summ = fmaf(dmin * dx, (float)sum_j(m_j * bsum_j), summ);
- *                result = hsum(acc) - summ
+ * The fixed order (every build, AVX-512 VNNI, AVX2 and portable C, on the
+ * file's blocks or repacked, gives the same bits). Blocks of 32 (Q4_0 Q4_1
+ * Q5_0 Q5_1 Q8_0): for each weight block b in order, the block's exact
+ * integer sum isum_b = sum_{i<32} w_i * q_i (any integer reduction tree
+ * gives the same int32), then one float chain per output:
+ *   acc = fmaf(dw * dx, (float)isum_b, acc)                  (dw * dx in float)
+ * and, for Q4_1 / Q5_1, a second chain summ = fmaf(m_w, s_x, summ) in block
+ * order; result = acc + summ (acc for the types without a minimum). One
+ * float lane per output per block: the VNNI kernel puts 16 rows in the
+ * lanes of one register (cpu_repack.h).
+ * Blocks of 256 (Q4_K Q5_K Q6_K): for each weight block b in order, eight
+ * int32 lanes L[k] are formed, lane k holding the exact integer sum of
+ * w_e * q_e over the values e = 4k..4k+3 of every 32-value chunk of the
+ * block, each chunk's sum multiplied by the integer scale of its sub-block,
+ * then
+ *   acc[k] = fmaf(dw * dx, (float)L[k], acc[k])
+ * and for Q4_K / Q5_K one scalar chain
+ *   summ = fmaf(dmin * dx, (float)sum_j(m_j * bsum_j), summ);
+ *   result = hsum(acc) - summ        (Q6_K: hsum(acc))
  * with hsum(acc) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). Each output element
  * is computed so whatever tile, row count or thread computes it: results do
  * not depend on batch size or thread count. They differ from the float32
@@ -39,7 +45,8 @@
 
 typedef struct {
     float d;
-    float s;
+    float s;     /* d * (float)sum */
+    int32_t sum; /* sum of q, exact */
     int8_t q[32];
 } cpu_q8_block;
 

@@ -5,14 +5,19 @@
 #pragma GCC target("avx2,fma,f16c")
 #include "backend/cpu/cpu_q8_x86.h"
 
-/* Block b of NR weight rows against NX activation rows into acc (the even-
- * or odd-block accumulators, cpu_q8.h). */
+/* Block b of NR weight rows x NX activation rows (4 x 1, 1 x 4 or 1 x 1)
+ * into the float chains of cpu_q8.h: each output's block sum reduced to one
+ * exact int32, then acc = fma(dw * dx, (float)isum, acc) (and the minimum
+ * chain), one 128-bit lane per output when there are four (lane r for
+ * 4 x 1, lane t for 1 x 4): lane by lane the scalar operations. */
 INLINE void step32(const uint8_t *const *rows, size_t bs, int64_t b, const uint8_t *xq, size_t xq_stride,
-                   __m256 acc[4][4], float summ[4][4], const int NR, const int NX, const uint32_t type) {
+                   __m128 *acc, __m128 *summ, float *acc1, float *summ1, const int NR, const int NX,
+                   const uint32_t type) {
     const bool has_m = type == QT_Q4_1 || type == QT_Q5_1;
     const bool is_signed = !has_m;
     const cpu_q8_block *x[4];
-    __m256i xv[4];
+    __m256i xv[4], l[4];
+    wblock32 wb[4];
 #pragma GCC unroll 4
     for (int t = 0; t < NX; t++) {
         x[t] = (const cpu_q8_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
@@ -20,47 +25,57 @@ INLINE void step32(const uint8_t *const *rows, size_t bs, int64_t b, const uint8
     }
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
-        wblock32 wb = load_block32(rows[r] + (size_t)b * bs, type);
-        __m256i aw = is_signed ? _mm256_sign_epi8(wb.w, wb.w) : wb.w;
+        wb[r] = load_block32(rows[r] + (size_t)b * bs, type);
+        __m256i aw = is_signed ? _mm256_sign_epi8(wb[r].w, wb[r].w) : wb[r].w;
 #pragma GCC unroll 4
-        for (int t = 0; t < NX; t++) {
-            __m256i l = is_signed ? lanes_us(aw, _mm256_sign_epi8(xv[t], wb.w)) : lanes_us(wb.w, xv[t]);
-            acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wb.d * x[t]->d), _mm256_cvtepi32_ps(l), acc[r][t]);
-            if (has_m) summ[r][t] = fmaf(wb.m, x[t]->s, summ[r][t]);
-        }
+        for (int t = 0; t < NX; t++)
+            l[r * NX + t] = is_signed ? lanes_us(aw, _mm256_sign_epi8(xv[t], wb[r].w)) : lanes_us(wb[r].w, xv[t]);
+    }
+    if (NR * NX == 1) {
+        *acc1 = fmaf(wb[0].d * x[0]->d, (float)hsum_epi32(l[0]), *acc1);
+        if (has_m) *summ1 = fmaf(wb[0].m, x[0]->s, *summ1);
+        return;
+    }
+    __m128i isum = hsum4_epi32(l[0], l[1], l[2], l[3]);
+    __m128 dw = NR == 4 ? _mm_setr_ps(wb[0].d, wb[1].d, wb[2].d, wb[3].d) : _mm_set1_ps(wb[0].d);
+    __m128 dx = NX == 4 ? _mm_setr_ps(x[0]->d, x[1]->d, x[2]->d, x[3]->d) : _mm_set1_ps(x[0]->d);
+    *acc = _mm_fmadd_ps(_mm_mul_ps(dw, dx), _mm_cvtepi32_ps(isum), *acc);
+    if (has_m) {
+        __m128 m = NR == 4 ? _mm_setr_ps(wb[0].m, wb[1].m, wb[2].m, wb[3].m) : _mm_set1_ps(wb[0].m);
+        __m128 s = NX == 4 ? _mm_setr_ps(x[0]->s, x[1]->s, x[2]->s, x[3]->s) : _mm_set1_ps(x[0]->s);
+        *summ = _mm_fmadd_ps(m, s, *summ);
     }
 }
 
-/* NR weight rows x NX activation rows of a 32-value block type. */
+/* NR weight rows x NX activation rows of a 32-value block type (NR * NX is 4 or 1). */
 INLINE void tile32(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xq_stride, float *y, int64_t ys,
-                        const int NR, const int NX, const uint32_t type) {
+                   const int NR, const int NX, const uint32_t type) {
+    const bool has_m = type == QT_Q4_1 || type == QT_Q5_1;
     const int64_t n_blocks = w->n_in / 32;
     const size_t bs = (size_t)quant_type_size(type);
     const uint8_t *rows[4];
-    __m256 even[4][4], odd[4][4];
-    float summ[4][4];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) {
-        rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
-#pragma GCC unroll 4
-        for (int t = 0; t < NX; t++) even[r][t] = odd[r][t] = _mm256_setzero_ps(), summ[r][t] = 0.0f;
-    }
+    for (int r = 0; r < NR; r++) rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
+    __m128 acc = _mm_setzero_ps(), summ = _mm_setzero_ps();
+    float acc1 = 0.0f, summ1 = 0.0f;
     /* The NR rows are contiguous: prefetch the ones PREFETCH_GROUPS groups
      * ahead, a block's share per block, so the next rows stream in while
      * these compute (harmless past the end of the matrix: no fault). */
     const char *ahead = (const char *)rows[0] + (size_t)NR * w->row_bytes * PREFETCH_GROUPS;
     const size_t slice = (size_t)NR * bs;
-    int64_t b = 0;
-    for (; b + 1 < n_blocks; b += 2) {
-        for (size_t off = 0; off < 2 * slice; off += 64) _mm_prefetch(ahead + (size_t)b * slice + off, _MM_HINT_T0);
-        step32(rows, bs, b, xq, xq_stride, even, summ, NR, NX, type);
-        step32(rows, bs, b + 1, xq, xq_stride, odd, summ, NR, NX, type);
+    for (int64_t b = 0; b < n_blocks; b++) {
+        if (b % 2 == 0)
+            for (size_t off = 0; off < 2 * slice; off += 64) _mm_prefetch(ahead + (size_t)b * slice + off, _MM_HINT_T0);
+        step32(rows, bs, b, xq, xq_stride, &acc, &summ, &acc1, &summ1, NR, NX, type);
     }
-    if (b < n_blocks) step32(rows, bs, b, xq, xq_stride, even, summ, NR, NX, type);
+    if (NR * NX == 1) {
+        y[0] = has_m ? acc1 + summ1 : acc1;
+        return;
+    }
+    float out[4];
+    _mm_storeu_ps(out, has_m ? _mm_add_ps(acc, summ) : acc);
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++)
-#pragma GCC unroll 4
-        for (int t = 0; t < NX; t++) y[t * ys + r] = hsum_ps(_mm256_add_ps(even[r][t], odd[r][t])) + summ[r][t];
+    for (int i = 0; i < 4; i++) y[NR == 4 ? i : i * ys] = out[i];
 }
 
 /* One 256-value K block against one Q8_K activation block: the int32 lanes

@@ -47,6 +47,7 @@ void cpu_q8_quantize_row_avx2(int act_block, const float *x, int64_t n, void *ds
             b[i].d = quantize_values(x, 32, b[i].q);
             int sum = 0;
             for (int k = 0; k < 32; k++) sum += b[i].q[k];
+            b[i].sum = sum;
             b[i].s = b[i].d * (float)sum;
         }
         return;

@@ -1,15 +1,9 @@
-/* cpu_q8_vnni.c: prefill tiles of 4 weight rows x 4 activation rows for the
- * 32-value block types with AVX-512 VNNI (vpdpbusd: four u8 x s8 products
- * summed into each int32 lane in one instruction), two blocks per 512-bit
- * register (the even/odd accumulators of cpu_q8.h), 16 accumulators. Other shapes and types go to
- * the AVX2 tile. The same lanes and the same float operations as cpu_q8.h
- * describes, so the same bits.
- *
- * vpdpbusd multiplies unsigned by signed bytes. Signed weights (Q4_0 Q5_0
- * Q8_0) are multiplied by the activations made unsigned, q + 128 (q xor
- * 0x80), and the lane starts at -128 * (sum of the lane's 4 weights): the
- * integer sum is then exactly sum w * q. Unsigned weights (Q4_1 Q5_1) take
- * the activations as they are. */
+/* cpu_q8_vnni.c: AVX-512 prefill tiles on the file's blocks: 1 weight row x
+ * 4 activation rows of the K quants, 4 x 4 of F16 / BF16 rows. The 32-value
+ * block types take the AVX2 tile here (their fast kernel reads the repacked
+ * groups, cpu_repack_vnni.c; the file-layout kernels serve
+ * GRETA_CPU_REPACK=0 and the tests). The same lanes and the same float
+ * operations as cpu_q8.h describes, so the same bits. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")
 #include "backend/cpu/cpu_q8_x86.h"
@@ -19,75 +13,6 @@
 INLINE __m512i pair_i(__m256i a, __m256i b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
 }
-INLINE __m512 pair_ps(float a, float b) {
-    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(a)), _mm256_set1_ps(b), 1);
-}
-
-/* Blocks b and b + 1 (NB = 2) or block b alone (NB = 1, its lanes in the
- * low half) of 4 weight rows x 4 activation rows. Lanes 0..7 of acc hold
- * the even blocks' accumulators, 8..15 the odd blocks' (cpu_q8.h). */
-INLINE void step32_4x4(const uint8_t *const *rows, size_t bs, int64_t b, const uint8_t *xq, size_t xq_stride,
-                       __m512 acc[4][4], float summ[4][4], const int NB, const uint32_t type) {
-    const bool has_m = type == QT_Q4_1 || type == QT_Q5_1;
-    const __m512i bias = _mm512_set1_epi8((char)0x80);
-    const cpu_q8_block *x[4][2];
-    __m512i xv[4];
-    __m512 dx[4];
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-        x[t][0] = (const cpu_q8_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
-        x[t][1] = NB == 2 ? x[t][0] + 1 : x[t][0];
-        __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)x[t][0]->q);
-        __m256i hi = NB == 2 ? _mm256_loadu_si256((const __m256i *)(const void *)x[t][1]->q) : _mm256_setzero_si256();
-        xv[t] = pair_i(lo, hi);
-        if (!has_m) xv[t] = _mm512_xor_si512(xv[t], bias); /* q + 128, unsigned */
-        dx[t] = pair_ps(x[t][0]->d, NB == 2 ? x[t][1]->d : 0.0f);
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-        wblock32 w0 = load_block32(rows[r] + (size_t)b * bs, type);
-        wblock32 w1 = NB == 2 ? load_block32(rows[r] + (size_t)(b + 1) * bs, type) : w0;
-        __m512i wv = pair_i(w0.w, NB == 2 ? w1.w : _mm256_setzero_si256());
-        __m512 dw = pair_ps(w0.d, NB == 2 ? w1.d : 0.0f);
-        __m512i start = _mm512_setzero_si512();
-        if (!has_m) start = _mm512_sub_epi32(start, _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wv));
-#pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) {
-            __m512i l = has_m ? _mm512_dpbusd_epi32(start, wv, xv[t]) : _mm512_dpbusd_epi32(start, xv[t], wv);
-            acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx[t]), _mm512_cvtepi32_ps(l), acc[r][t]);
-            if (has_m) {
-                summ[r][t] = fmaf(w0.m, x[t][0]->s, summ[r][t]);
-                if (NB == 2) summ[r][t] = fmaf(w1.m, x[t][1]->s, summ[r][t]);
-            }
-        }
-    }
-}
-
-INLINE void tile32_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xq_stride, float *y, int64_t ys,
-                       const uint32_t type) {
-    const int64_t n_blocks = w->n_in / 32;
-    const size_t bs = (size_t)quant_type_size(type);
-    const uint8_t *rows[4];
-    __m512 acc[4][4];
-    float summ[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-        rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
-#pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_ps(), summ[r][t] = 0.0f;
-    }
-    int64_t b = 0;
-    for (; b + 1 < n_blocks; b += 2) step32_4x4(rows, bs, b, xq, xq_stride, acc, summ, 2, type);
-    if (b < n_blocks) step32_4x4(rows, bs, b, xq, xq_stride, acc, summ, 1, type);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++)
-#pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) {
-            __m256 even = _mm512_castps512_ps256(acc[r][t]), odd = _mm512_extractf32x8_ps(acc[r][t], 1);
-            y[t * ys + r] = hsum_ps(_mm256_add_ps(even, odd)) + summ[r][t];
-        }
-}
-
 /* ---- K quants: 1 weight row x 4 activation rows, two 32-value chunks per
  * 512-bit vpmaddubsw / vpmaddwd (sub-block scales in the vpmaddwd). The
  * int32 lanes of the two halves are added at the end of the block: the
@@ -231,31 +156,10 @@ static void bf16_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_
     tile_half_4x4(w, r0, xq, xs, y, ys, true);
 }
 
-static void q8_0_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
-    tile32_4x4(w, r0, xq, xs, y, ys, QT_Q8_0);
-}
-static void q4_0_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
-    tile32_4x4(w, r0, xq, xs, y, ys, QT_Q4_0);
-}
-static void q4_1_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
-    tile32_4x4(w, r0, xq, xs, y, ys, QT_Q4_1);
-}
-static void q5_0_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
-    tile32_4x4(w, r0, xq, xs, y, ys, QT_Q5_0);
-}
-static void q5_1_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
-    tile32_4x4(w, r0, xq, xs, y, ys, QT_Q5_1);
-}
-
 void cpu_q8_tile_vnni(const model_weight *w, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride, int n_x,
                       float *y, int64_t ys) {
     void (*f)(const model_weight *, int64_t, const uint8_t *, size_t, float *, int64_t);
     switch (w->type) {
-    case QT_Q8_0: f = q8_0_4x4; break;
-    case QT_Q4_0: f = q4_0_4x4; break;
-    case QT_Q4_1: f = q4_1_4x4; break;
-    case QT_Q5_0: f = q5_0_4x4; break;
-    case QT_Q5_1: f = q5_1_4x4; break;
     case QT_F16: f = f16_4x4; break;
     case QT_BF16: f = bf16_4x4; break;
     case QT_Q4_K:

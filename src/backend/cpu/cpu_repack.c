@@ -18,14 +18,15 @@ bool cpu_repack_supported(const model_weight *w) {
     case QT_Q4_1:
     case QT_Q5_0:
     case QT_Q5_1:
-    case QT_Q8_0: return w->n_in > 0 && w->n_in % 32 == 0 && w->n_out > 0;
+    case QT_Q8_0:
     case QT_Q4_K:
     case QT_Q5_K:
-    case QT_Q6_K: /* a row must fit cpu_repack_tile_rebuilt's buffer */
-        return w->n_in > 0 && w->n_in % 256 == 0 && w->n_out > 0 &&
-               quant_row_bytes(w->type, w->n_in) <= CPU_REPACK_REBUILD_BYTES;
+    case QT_Q6_K: break;
     default: return false;
     }
+    /* a row must fit cpu_repack_tile_rebuilt's buffer */
+    return w->n_in > 0 && w->n_out > 0 && w->n_in % quant_block_size(w->type) == 0 &&
+           quant_row_bytes(w->type, w->n_in) <= CPU_REPACK_REBUILD_BYTES;
 }
 
 static int bias_of(uint32_t type) {
@@ -36,16 +37,21 @@ bool cpu_repack_has_min(uint32_t type) {
     return type == QT_Q4_1 || type == QT_Q5_1;
 }
 
-/* Offsets inside a group block: the 4 scales (and the 4 minimums of Q4_1 /
- * Q5_1), then the values. */
-#define D_BYTES 8
+/* Rows per group of a type (cpu_repack.h). */
+static int group_rows(uint32_t type) {
+    return cpu_repack_is_k(type) ? CPU_REPACK_ROWS : CPU_REPACK_ROWS32;
+}
+
+/* Offsets inside a 32-value group block: the 16 scales (and the 16
+ * minimums of Q4_1 / Q5_1), then the values. */
+#define D_BYTES (2 * CPU_REPACK_ROWS32)
 static size_t qs_off(uint32_t type) {
     return cpu_repack_has_min(type) ? 2 * D_BYTES : D_BYTES;
 }
 
-/* Bytes of one group block: 4 file blocks. */
+/* Bytes of one group block: group_rows file blocks. */
 static size_t block_bytes(uint32_t type) {
-    return (size_t)CPU_REPACK_ROWS * (size_t)quant_type_size(type);
+    return (size_t)group_rows(type) * (size_t)quant_type_size(type);
 }
 
 /* The file block's values as unsigned u = value + bias (cpu_repack.h), its
@@ -80,23 +86,29 @@ static void file_block_u(uint32_t type, const uint8_t *b, uint8_t *u, uint16_t *
     }
 }
 
-/* Group block from the 4 rows' u values [4][32] and scales. */
-static void put_group_block(uint32_t type, uint8_t u[CPU_REPACK_ROWS][32], const uint16_t *d, const uint16_t *m,
+/* Group block from the 16 rows' u values [16][32] and scales (cpu_repack.h). */
+static void put_group_block(uint32_t type, uint8_t u[CPU_REPACK_ROWS32][32], const uint16_t *d, const uint16_t *m,
                             uint8_t *out) {
     memcpy(out, d, D_BYTES);
     if (cpu_repack_has_min(type)) memcpy(out + D_BYTES, m, D_BYTES);
     uint8_t *qs = out + qs_off(type);
     if (type == QT_Q8_0) {
-        for (int r = 0; r < CPU_REPACK_ROWS; r++) memcpy(qs + 32 * r, u[r], 32);
+        for (int k = 0; k < 8; k++)
+            for (int r = 0; r < CPU_REPACK_ROWS32; r++)
+                for (int j = 0; j < 4; j++) qs[64 * k + 4 * r + j] = u[r][4 * k + j];
         return;
     }
-    for (int p = 0; p < 2; p++)
-        for (int i = 0; i < 32; i++) qs[32 * p + i] = (uint8_t)((u[2 * p][i] & 0x0f) | (u[2 * p + 1][i] & 0x0f) << 4);
+    for (int k = 0; k < 4; k++)
+        for (int r = 0; r < CPU_REPACK_ROWS32; r++)
+            for (int j = 0; j < 4; j++)
+                qs[64 * k + 4 * r + j] = (uint8_t)((u[r][4 * k + j] & 0x0f) | (u[r][4 * k + 16 + j] & 0x0f) << 4);
     if (type == QT_Q5_0 || type == QT_Q5_1) {
-        uint32_t qh[CPU_REPACK_ROWS] = {0};
-        for (int r = 0; r < CPU_REPACK_ROWS; r++)
-            for (int i = 0; i < 32; i++) qh[r] |= (uint32_t)((u[r][i] >> 4) & 1) << i;
-        memcpy(qs + 64, qh, sizeof qh);
+        for (int k = 0; k < 8; k++) {
+            uint64_t h = 0;
+            for (int r = 0; r < CPU_REPACK_ROWS32; r++)
+                for (int j = 0; j < 4; j++) h |= (uint64_t)((u[r][4 * k + j] >> 4) & 1) << (4 * r + j);
+            memcpy(qs + 256 + 8 * k, &h, 8);
+        }
     }
 }
 
@@ -107,10 +119,11 @@ static cpu_repacked *repacked_alloc(const model_weight *w) {
     rp->type = w->type;
     rp->n_in = w->n_in;
     rp->n_out = w->n_out;
+    rp->group_rows = group_rows(w->type);
     rp->n_blocks = w->n_in / quant_block_size(w->type);
     rp->block_bytes = block_bytes(w->type);
     rp->group_bytes = (size_t)rp->n_blocks * rp->block_bytes;
-    rp->n_groups = (w->n_out + CPU_REPACK_ROWS - 1) / CPU_REPACK_ROWS;
+    rp->n_groups = (w->n_out + rp->group_rows - 1) / rp->group_rows;
     size_t bytes = (size_t)rp->n_groups * rp->group_bytes;
     rp->data = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!rp->data) {
@@ -164,8 +177,8 @@ static void k_fields(uint32_t type, uint8_t *fb, uint8_t *gb, int r, bool to_gro
 
 void cpu_repack_row(const cpu_repacked *rp, int64_t row, uint8_t *out) {
     const size_t bs = (size_t)quant_type_size(rp->type);
-    const uint8_t *group = rp->data + (size_t)(row / CPU_REPACK_ROWS) * rp->group_bytes;
-    const int r = (int)(row % CPU_REPACK_ROWS);
+    const uint8_t *group = rp->data + (size_t)(row / rp->group_rows) * rp->group_bytes;
+    const int r = (int)(row % rp->group_rows);
     for (int64_t b = 0; b < rp->n_blocks; b++) {
         uint8_t *fb = out + (size_t)b * bs;
         uint8_t *gb = (uint8_t *)(uintptr_t)(group + (size_t)b * rp->block_bytes);
@@ -215,10 +228,10 @@ static void repack_groups(cpu_repacked *rp, const model_weight *w, int64_t g0, i
     }
     for (int64_t g = g0; g < g1; g++)
         for (int64_t b = 0; b < rp->n_blocks; b++) {
-            uint8_t u[CPU_REPACK_ROWS][32];
-            uint16_t d[CPU_REPACK_ROWS], m[CPU_REPACK_ROWS];
-            for (int r = 0; r < CPU_REPACK_ROWS; r++) {
-                int64_t row = g * CPU_REPACK_ROWS + r;
+            uint8_t u[CPU_REPACK_ROWS32][32];
+            uint16_t d[CPU_REPACK_ROWS32], m[CPU_REPACK_ROWS32];
+            for (int r = 0; r < CPU_REPACK_ROWS32; r++) {
+                int64_t row = g * CPU_REPACK_ROWS32 + r;
                 if (row < w->n_out) {
                     file_block_u(w->type, w->data + (size_t)row * w->row_bytes + (size_t)b * bs, u[r], &d[r], &m[r]);
                 } else { /* padding row: scale 0, minimum 0, values 0 */
@@ -260,10 +273,10 @@ static void release_file_pages(const model *m, const uint8_t *p, size_t n) {
  * the file, so memory holds at most that much of both. */
 #define RELEASE_BYTES ((size_t)1 << 20)
 
-/* K quants only where their VNNI kernel runs: elsewhere their kernels
- * rebuild the file's rows and would be slower than reading the file. */
+/* Only where the VNNI kernels run: elsewhere the kernels rebuild the
+ * file's rows and would be slower than reading the file. */
 static bool worth_repacking(const model_weight *w) {
-    return cpu_repack_supported(w) && (!cpu_repack_is_k(w->type) || cpu_repack_vnni() != NULL);
+    return cpu_repack_supported(w) && cpu_repack_vnni() != NULL;
 }
 
 bool cpu_repack_weights(const backend_weights *w, const model *m, cpu_repacked ***out) {
@@ -278,13 +291,13 @@ bool cpu_repack_weights(const backend_weights *w, const model *m, cpu_repacked *
             *out = NULL;
             return false;
         }
-        size_t group_file_bytes = CPU_REPACK_ROWS * mw->row_bytes;
+        size_t group_file_bytes = (size_t)rp->group_rows * mw->row_bytes;
         int64_t step = (int64_t)(RELEASE_BYTES / group_file_bytes) + 1;
         for (int64_t g = 0; g < rp->n_groups; g += step) {
             int64_t g1 = g + step < rp->n_groups ? g + step : rp->n_groups;
             repack_groups(rp, mw, g, g1);
             /* every row before group g1 is copied: its pages can go */
-            int64_t rows_done = g1 * CPU_REPACK_ROWS < mw->n_out ? g1 * CPU_REPACK_ROWS : mw->n_out;
+            int64_t rows_done = g1 * rp->group_rows < mw->n_out ? g1 * rp->group_rows : mw->n_out;
             release_file_pages(m, mw->data, (size_t)rows_done * mw->row_bytes);
         }
         (*out)[id] = rp;
@@ -310,57 +323,31 @@ void cpu_repack_unpack(const cpu_repacked *rp, const uint8_t *blk, int r, int8_t
     const uint8_t *qs = blk + qs_off(rp->type);
     const int bias = bias_of(rp->type);
     for (int i = 0; i < 32; i++) {
-        int u;
+        int k = i / 4, j = i % 4, u;
         if (rp->type == QT_Q8_0) {
-            u = qs[32 * r + i];
+            u = qs[64 * k + 4 * r + j];
         } else {
-            u = r % 2 == 0 ? qs[32 * (r / 2) + i] & 0x0f : qs[32 * (r / 2) + i] >> 4;
+            uint8_t byte = qs[64 * (k % 4) + 4 * r + j];
+            u = k < 4 ? byte & 0x0f : byte >> 4;
             if (rp->type == QT_Q5_0 || rp->type == QT_Q5_1) {
-                uint32_t qh;
-                memcpy(&qh, qs + 64 + 4 * r, 4);
-                u |= (int)((qh >> i) & 1) << 4;
+                uint64_t qh;
+                memcpy(&qh, qs + 256 + 8 * k, 8);
+                u |= (int)((qh >> (4 * r + j)) & 1) << 4;
             }
         }
         values[i] = (int8_t)(u - bias);
     }
 }
 
-/* ---- portable: cpu_q8.h's fixed order on the unpacked values ---- */
-
-static float hsum8(const float *l) {
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-}
-
-/* Row r of group g against activation row xq (blocks of 32). */
-static float dot_portable(const cpu_repacked *rp, int64_t g, int r, const uint8_t *xq) {
-    const uint8_t *group = rp->data + (size_t)g * rp->group_bytes;
-    const cpu_q8_block *x = (const cpu_q8_block *)(const void *)xq;
-    float acc[16] = {0}, summ = 0.0f; /* even blocks in 0..7, odd in 8..15 */
-    int8_t v[32];
-    for (int64_t b = 0; b < rp->n_blocks; b++) {
-        float dw, mw;
-        cpu_repack_unpack(rp, group + (size_t)b * rp->block_bytes, r, v, &dw, &mw);
-        if (cpu_repack_has_min(rp->type)) summ = fmaf(mw, x[b].s, summ);
-        float d = dw * x[b].d;
-        float *a = b % 2 == 1 ? acc + 8 : acc;
-        for (int k = 0; k < 8; k++) {
-            int32_t s = 0;
-            for (int e = 4 * k; e < 4 * k + 4; e++) s += (int32_t)v[e] * (int32_t)x[b].q[e];
-            a[k] = fmaf(d, (float)s, a[k]);
-        }
-    }
-    for (int k = 0; k < 8; k++) acc[k] = acc[k] + acc[k + 8];
-    return hsum8(acc) + summ;
-}
+/* ---- portable ---- */
 
 /* Rows [r0, r0 + n_rows) rebuilt in the file's layout, then the file-layout
- * kernel k (its bits by construction): the K quants' portable and AVX2
- * paths. */
+ * kernel k (its bits by construction): the portable and AVX2 paths. */
 void cpu_repack_tile_rebuilt(const cpu_repacked *rp, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
                              int n_x, float *y, int64_t ys, const cpu_q8_kernels *k) {
     _Alignas(64) uint8_t rows[CPU_REPACK_REBUILD_BYTES]; /* holds one row at least (cpu_repack_supported) */
     const size_t row_bytes = (size_t)rp->n_blocks * (size_t)quant_type_size(rp->type);
-    int per_step = (int)(sizeof rows / row_bytes) < CPU_REPACK_ROWS ? (int)(sizeof rows / row_bytes) : CPU_REPACK_ROWS;
+    int per_step = (int)(sizeof rows / row_bytes) < rp->group_rows ? (int)(sizeof rows / row_bytes) : rp->group_rows;
     for (int r = 0; r < n_rows;) {
         int n = n_rows - r < per_step ? n_rows - r : per_step;
         for (int i = 0; i < n; i++) cpu_repack_row(rp, r0 + r + i, rows + (size_t)i * row_bytes);
@@ -372,16 +359,7 @@ void cpu_repack_tile_rebuilt(const cpu_repacked *rp, int64_t r0, int n_rows, con
 
 static void tile_portable(const cpu_repacked *rp, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
                           int n_x, float *y, int64_t ys) {
-    if (cpu_repack_is_k(rp->type)) {
-        cpu_repack_tile_rebuilt(rp, r0, n_rows, xq, xq_stride, n_x, y, ys, cpu_q8_portable());
-        return;
-    }
-    for (int t = 0; t < n_x; t++)
-        for (int r = 0; r < n_rows; r++) {
-            int64_t row = r0 + r;
-            y[t * ys + r] = dot_portable(rp, row / CPU_REPACK_ROWS, (int)(row % CPU_REPACK_ROWS),
-                                         xq + (size_t)t * xq_stride);
-        }
+    cpu_repack_tile_rebuilt(rp, r0, n_rows, xq, xq_stride, n_x, y, ys, cpu_q8_portable());
 }
 
 static const cpu_repack_kernels kernels_portable = {"portable", tile_portable};

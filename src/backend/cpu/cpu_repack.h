@@ -1,26 +1,34 @@
 /* cpu_repack.h: weights repacked at load for the q8 path (cpu_q8.h) into
- * groups of 4 rows whose blocks are interleaved, so the AVX-512 VNNI kernel
- * reads one contiguous stream per group, converts the 4 rows' scales with
- * one instruction and unpacks two rows' values into one 512-bit register
- * (the int32 lanes 0..7 are row 2p's lanes, 8..15 row 2p+1's).
+ * groups of rows whose blocks are interleaved, so the AVX-512 VNNI kernels
+ * read one contiguous stream per group and convert the rows' scales with
+ * one instruction.
  *
- * Layout (types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; n_in a multiple of 32; G = 4):
- *   group g = rows 4g .. 4g+3 (rows past n_out: zero blocks, never read back),
+ * Blocks of 32 (types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; n_in a multiple of 32):
+ * groups of G = 16 rows, laid out so that int32 lane r of a 512-bit
+ * vpdpbusd is row r: each lane sums 4 products of one row, so the 8
+ * vpdpbusd of a block leave each row's exact block sum in its own lane and
+ * one conversion and one FMA serve 16 outputs (cpu_q8.h's order: one float
+ * lane per output per block).
+ *   group g = rows 16g .. 16g+15 (rows past n_out: zero blocks, never read back),
  *   [n_groups][n_blocks] group blocks, block b of the group:
- *     d[4]          f16 x 4, row 4g + r's scale at index r
- *     m[4]          (Q4_1 / Q5_1 only) f16 x 4, the rows' minimums
- *     Q4_0  qs[2][32]  pair p (rows 2p, 2p+1): byte i = u(2p, i) | u(2p+1, i) << 4
- *     Q5_0  qs[2][32]  as Q4_0 (low 4 bits of u), then qh[4] (uint32): bit i of
- *                      qh[r] = bit 4 of u(r, i)
+ *     d[16]         f16 x 16, row 16g + r's scale at index r
+ *     m[16]         (Q4_1 / Q5_1 only) f16 x 16, the rows' minimums
+ *     Q8_0  W[8][64]   W[k] byte 4r + j = u(r, 4k + j)   (value chunk k of the 16 rows)
+ *     Q4_0  P[4][64]   P[k] byte 4r + j = u(r, 4k + j) | u(r, 4k + 16 + j) << 4
+ *                      (low 4 bits each; chunks k and k + 4 in one register)
+ *     Q5_0  P[4][64] as Q4_0, then H[8] (uint64): bit 4r + j of H[k] = bit 4
+ *                      of u(r, 4k + j)
  *     Q4_1, Q5_1       as Q4_0, Q5_0 with bias 0 (u = the file's unsigned q)
- *     Q8_0  qs[4][32]  u(r, i)
  *   where u(r, i) = value i of row r's block + bias, unsigned: bias 8 (Q4_0:
  *   the file's nibble), 16 (Q5_0: its 5-bit value), 128 (Q8_0: byte xor 0x80).
- *   A group block is exactly 4 file blocks long (72, 88, 136; 80, 96 bytes): the
- *   repacked tensor is the size of the file's (plus the padding rows).
+ *   A group block is exactly 16 file blocks long (288, 352, 544; 320, 384
+ *   bytes): the repacked tensor is the size of the file's (plus the padding
+ *   rows). vpdpbusd multiplies unsigned by signed bytes: u against the
+ *   activation bytes q (signed, 4 of them broadcast to every lane), the lane
+ *   started at -bias * sum(q) (the activation block's exact sum): the lane is
+ *   then exactly sum of value * q.
  *
- * K quants (Q4_K, Q5_K, Q6_K; n_in a multiple of 256): the same groups of 4
- * rows; group block b holds the 4 rows' file blocks b taken apart field by
+ * K quants (Q4_K, Q5_K, Q6_K; n_in a multiple of 256): groups of 4 rows; group block b holds the 4 rows' file blocks b taken apart field by
  * field (values in the file's order, so the bytes are exactly the file's):
  *   Q4_K (576)  d[4] f16 | dmin[4] f16 | scale words [3][4] (word w of row r's
  *               12 scale bytes at index 4w + r) | qs[4][128]
@@ -31,13 +39,9 @@
  * and reads one stream per group. Their AVX2 and portable kernels rebuild
  * the file's rows and run the file-layout kernels.
  *
- * vpdpbusd multiplies unsigned by signed bytes: the kernels multiply u by
- * the activation bytes q and start each int32 lane at -bias * (sum of its 4
- * q), a term of the activation row alone: the lane is then exactly the
- * integer sum of value * q the file's blocks give. Every kernel here (VNNI,
- * AVX2, portable) forms the same int32 lanes and the same float operations
- * in the same order as cpu_q8.h's kernels on the file's blocks: the same
- * bits (tests/test_cpu_repack.c). */
+ * Every kernel here (VNNI; AVX2 and portable, which rebuild the file's rows
+ * and run cpu_q8.h's file-layout kernels) gives the same bits as cpu_q8.h's
+ * kernels on the file's blocks (tests/test_cpu_repack.c). */
 #ifndef GRETA_BACKEND_CPU_REPACK_H
 #define GRETA_BACKEND_CPU_REPACK_H
 
@@ -49,18 +53,20 @@
 #include "backend/cpu/cpu_q8.h"
 #include "model/model.h"
 
-#define CPU_REPACK_ROWS 4
+#define CPU_REPACK_ROWS 4    /* rows per group of the K quants */
+#define CPU_REPACK_ROWS32 16 /* rows per group of the 32-value types */
 /* Stack bytes of rows rebuilt in the file's layout (K quants' AVX2 and
  * portable kernels); K rows longer than this are not repacked. */
 #define CPU_REPACK_REBUILD_BYTES 65536
 
 typedef struct {
-    uint32_t type;         /* the file's type: QT_Q4_0, QT_Q5_0, QT_Q8_0 */
+    uint32_t type;         /* the file's type */
     int64_t n_in, n_out;   /* as the model_weight */
-    int64_t n_blocks;      /* n_in / 32 */
-    size_t block_bytes;    /* bytes of one group block (4 file blocks) */
+    int group_rows;        /* rows per group: CPU_REPACK_ROWS32 (blocks of 32), CPU_REPACK_ROWS (K) */
+    int64_t n_blocks;      /* n_in / block size */
+    size_t block_bytes;    /* bytes of one group block (group_rows file blocks) */
     size_t group_bytes;    /* n_blocks * block_bytes */
-    int64_t n_groups;      /* ceil(n_out / 4) */
+    int64_t n_groups;      /* ceil(n_out / group_rows) */
     uint8_t *data;         /* [n_groups][group_bytes], 64-byte aligned, owned */
 } cpu_repacked;
 
@@ -72,8 +78,8 @@ cpu_repacked *cpu_repack_new(const model_weight *w);
 void cpu_repack_free(cpu_repacked *rp);
 
 /* Every matrix of w that the q8 path multiplies and that has a repacked
- * layout (not token_embd: only its rows are read, by begin; K quants only
- * where the CPU has the VNNI kernel), repacked one
+ * layout (not token_embd: only its rows are read, by begin; only where
+ * the CPU has the VNNI kernels, NULLs elsewhere), repacked one
  * at a time: out[id] for id < w->count, NULL where not repacked; false on
  * out of memory (nothing kept). After each matrix the file's pages under it
  * are given back (madvise MADV_DONTNEED on the page-aligned inside of its
@@ -92,11 +98,11 @@ bool cpu_repack_is_k(uint32_t type);
 
 /* Rows [r0, r0 + n_rows) rebuilt in the file's layout (a few at a time, on
  * the stack) and multiplied by the file-layout kernel k: k's bits by
- * construction. The K quants' AVX2 and portable kernels. */
+ * construction. The AVX2 and portable kernels. */
 void cpu_repack_tile_rebuilt(const cpu_repacked *rp, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
                              int n_x, float *y, int64_t ys, const cpu_q8_kernels *k);
 
-/* The values of row r (< 4) of group block blk, as the file's block holds
+/* The values of row r (< group_rows) of group block blk, as the file's block holds
  * them (signed: value = u - bias; Q4_1 / Q5_1: q, unsigned), its scale d and
  * (Q4_1 / Q5_1, else 0) its minimum m as float. For the
  * portable kernel and the tests. */
