@@ -20,8 +20,12 @@
  * the cuBLAS GEMM for every type (chunked through a small scratch and
  * through a whole one) and the flash attention (f16 and q8_0 caches, GQA,
  * head_dim 64 and 128, prompts at pos0 > 0 with partial tiles) against
- * float64. Outputs are poisoned with NaN before each kernel, inputs are
- * fresh random values. */
+ * float64. 8-bit activations (test_q8): the quantizer
+ * bit-exact with its definition computed here, the integer products of
+ * Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K against float64 (over the same 8-bit
+ * values, and over the exact input within the rounding bound), batch
+ * invariance and the fused epilogues bitwise. Outputs are poisoned with
+ * NaN before each kernel, inputs are fresh random values. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -579,6 +583,163 @@ done:
 
 /* ---- the fast prefill ---- */
 
+/* ---- 8-bit activations (cuda_matvec_q8.cu) ----
+ * The CPU's own quantization of an input row, written from the definition
+ * in cuda_device.h (not from the kernel): per 32 values d = max|x| / 127,
+ * q = x / d to nearest even, s = d * sum(q). */
+static void q8_quantize_cpu(const float *x, int64_t n_in, int8_t *q, float *ds) {
+    for (int64_t b = 0; b < n_in / 32; b++) {
+        float amax = 0.0f;
+        for (int k = 0; k < 32; k++) amax = fmaxf(amax, fabsf(x[32 * b + k]));
+        const float d = amax / 127.0f;
+        int sum = 0;
+        for (int k = 0; k < 32; k++) {
+            const int v = d == 0.0f ? 0 : (int)nearbyintf(x[32 * b + k] / d);
+            q[32 * b + k] = (int8_t)v;
+            sum += v;
+        }
+        ds[2 * b] = d, ds[2 * b + 1] = d * (float)sum;
+    }
+}
+
+/* Weights of type (n_out rows of n_in) against n rows quantized to 8 bits:
+ * the quantizer bit-exact with the CPU's; the integer kernel within the
+ * summation bound of float64 over the same dequantized weights and 8-bit
+ * values, and within the 8-bit rounding bound of float64 over the exact
+ * input; one row alone == the row in the batch; fused epilogues == steps. */
+static void test_q8(gpu_stream *s, uint32_t type, int64_t n_in) {
+    const int64_t n_out = 37, qs = (n_in + 63) / 64 * 64;
+    const int n = 11;
+    const char *name = quant_type_name(type);
+    const size_t row_bytes = quant_row_bytes(type, n_in);
+    float *src = malloc((size_t)n_in * sizeof(float));
+    float *deq = malloc((size_t)(n_out * n_in) * sizeof(float));
+    uint8_t *wq = malloc((size_t)n_out * row_bytes);
+    float *x = malloc((size_t)(n * n_in) * sizeof(float));
+    int8_t *q = malloc((size_t)(n * qs)), *q_gpu = malloc((size_t)(n * qs));
+    float *ds = malloc((size_t)(n * qs / 16) * sizeof(float)), *ds_gpu = malloc((size_t)(n * qs / 16) * sizeof(float));
+    float *y = malloc((size_t)(n * n_out) * sizeof(float)), *y1 = malloc((size_t)n_out * sizeof(float));
+    float *yr = malloc((size_t)(n * n_out) * sizeof(float)), *res = malloc((size_t)(n * n_out) * sizeof(float));
+    float *res0 = malloc((size_t)(n * n_out) * sizeof(float));
+    void *wd = NULL, *wd2 = NULL;
+    float *xd = NULL, *yd = NULL, *yd2 = NULL, *dsd = NULL, *resd = NULL;
+    int8_t *qd = NULL;
+    if (!src || !deq || !wq || !x || !q || !q_gpu || !ds || !ds_gpu || !y || !y1 || !yr || !res || !res0) goto done;
+    for (int64_t r = 0; r < n_out; r++) {
+        const float scale = (float)(0.01 + uniform());
+        for (int64_t k = 0; k < n_in; k++) src[k] = gaussian() * scale + (type == QT_Q4_1 ? 0.3f * scale : 0.0f);
+        quantize_row(type, src, wq + r * row_bytes, n_in);
+        quant_dequantize(type, wq + r * row_bytes, deq + r * n_in, n_in);
+    }
+    for (int64_t k = 0; k < n * n_in; k++) x[k] = gaussian() * (k % 97 == 0 ? 8.0f : 1.0f);
+    for (int k = 0; k < 32; k++) x[n_in + k] = 0.0f; /* row 1 starts with a zero block (d = 0) */
+    for (int i = 0; i < n; i++) q8_quantize_cpu(x + i * n_in, n_in, q + i * qs, ds + i * qs / 16);
+    wd = to_device(wq, (size_t)n_out * row_bytes);
+    xd = to_device(x, (size_t)(n * n_in) * sizeof(float));
+    qd = poisoned((size_t)(n * qs));
+    dsd = poisoned((size_t)(n * qs / 16) * sizeof(float));
+    gpu_alloc((void **)&yd, (size_t)(n * n_out) * sizeof(float), "y", err, sizeof err);
+    if (!wd || !xd || !qd || !dsd || !yd) goto done;
+
+    CHECK(gpu_quantize_q8(s, xd, n_in, n_in, n, qd, dsd, qs, err, sizeof err) == 0, "quantize_q8: %s", err);
+    CHECK(gpu_stream_sync(s, err, sizeof err) == 0 && gpu_download(q_gpu, qd, (size_t)(n * qs), err, sizeof err) == 0 &&
+              gpu_download(ds_gpu, dsd, (size_t)(n * qs / 16) * sizeof(float), err, sizeof err) == 0,
+          "download: %s", err);
+    int64_t differ = 0;
+    for (int i = 0; i < n; i++) {
+        for (int64_t k = 0; k < n_in; k++) differ += q_gpu[i * qs + k] != q[i * qs + k];
+        for (int64_t b = 0; b < n_in / 32; b++)
+            differ += bits(ds_gpu[i * qs / 16 + 2 * b]) != bits(ds[i * qs / 16 + 2 * b]) ||
+                      bits(ds_gpu[i * qs / 16 + 2 * b + 1]) != bits(ds[i * qs / 16 + 2 * b + 1]);
+    }
+    CHECK(differ == 0, "%s: quantize_q8 of %d rows of %lld bit-exact with the CPU's (%lld differ)", name, n,
+          (long long)n_in, (long long)differ);
+
+    gpu_mv_args a;
+    memset(&a, 0, sizeof a);
+    a.w[0] = wd, a.row_bytes[0] = row_bytes, a.n_out[0] = n_out, a.y[0] = yd, a.ys[0] = n_out;
+    a.count = 1, a.n = n, a.n_in = n_in, a.x = xd, a.xs = n_in;
+    a.xq = qd, a.xds = dsd, a.xqs = qs;
+    poison(s, yd, (size_t)(n * n_out));
+    CHECK(gpu_matvec(s, type, &a, MV_PLAIN, err, sizeof err) == 0, "matvec q8: %s", err);
+    const bool has_min = type == QT_Q4_1 || type == QT_Q4_K || type == QT_Q5_K;
+    if (to_host(s, y, yd, n_out, n_out, n)) {
+        double worst_q = 0, worst_x = 0;
+        int bad_q = 0, bad_x = 0;
+        for (int i = 0; i < n; i++)
+            for (int64_t r = 0; r < n_out; r++) {
+                const float *w = deq + r * n_in;
+                double ref_q = 0, mag = 0, ref_x = 0, round = 0, wmax = 0, xabs = 0;
+                for (int64_t k = 0; k < n_in; k++) wmax = fmax(wmax, fabs(w[k]));
+                for (int64_t b = 0; b < n_in / 32; b++) {
+                    const double d = ds[i * qs / 16 + 2 * b];
+                    double wabs = 0;
+                    for (int64_t k = 32 * b; k < 32 * b + 32; k++) {
+                        const double xq = d * q[i * qs + k];
+                        ref_q += (double)w[k] * xq;
+                        mag += fabs((double)w[k] * xq);
+                        xabs += fabs(xq);
+                        ref_x += (double)w[k] * x[i * n_in + k];
+                        wabs += fabs(w[k]);
+                    }
+                    round += 0.5 * d * (1 + 1e-4) * wabs; /* |x - d q| <= d / 2 (1 + 128 * 2^-23) per value */
+                }
+                /* scales and mins applied once per block: the sums run over
+                 * |d q x| + |m x|, |m| <= 3 max|w| (as test_type) */
+                if (has_min) mag += 6.0 * wmax * xabs;
+                const double bound = (double)(n_in / 32 + 40) * 0x1p-24 * mag;
+                const double e_q = fabs(y[i * n_out + r] - ref_q), e_x = fabs(y[i * n_out + r] - ref_x);
+                worst_q = fmax(worst_q, e_q / (mag > 0 ? mag : 1));
+                worst_x = fmax(worst_x, e_x / (round + bound > 0 ? round + bound : 1));
+                bad_q += !(e_q <= bound);
+                bad_x += !(e_x <= round + bound);
+            }
+        CHECK(bad_q == 0, "%s: q8 matvec %d x %lld rows of %lld within summation bound of float64 over the 8-bit input "
+              "(worst %.3g of sum|w*x|)", name, n, (long long)n_out, (long long)n_in, worst_q);
+        CHECK(bad_x == 0, "%s: q8 matvec within the 8-bit rounding bound of float64 over the exact input (worst %.3g "
+              "of the bound)", name, worst_x);
+    }
+    int same = 0;
+    const int probe[3] = {0, 1, 10};
+    for (int p = 0; p < 3; p++) {
+        const int i = probe[p];
+        gpu_mv_args one = a;
+        one.n = 1, one.x = xd + (int64_t)i * n_in, one.xq = qd + (int64_t)i * qs, one.xds = dsd + (int64_t)i * qs / 16;
+        if (gpu_matvec(s, type, &one, MV_PLAIN, err, sizeof err) != 0 || !to_host(s, y1, yd, n_out, n_out, 1)) break;
+        same += same_bits(y1, y + (int64_t)i * n_out, (size_t)n_out);
+    }
+    CHECK(same == 3, "%s: q8 matvec of one row bitwise equal to that row in a batch of %d (%d of 3 rows)", name, n, same);
+
+    /* fused epilogues == the plain product then the step */
+    for (int64_t k = 0; k < n * n_out; k++) res0[k] = gaussian();
+    resd = to_device(res0, (size_t)(n * n_out) * sizeof(float));
+    wd2 = to_device(wq, (size_t)n_out * row_bytes); /* up = the same weights at another address */
+    gpu_alloc((void **)&yd2, (size_t)(n * n_out) * sizeof(float), "y2", err, sizeof err);
+    if (!resd || !wd2 || !yd2) goto done;
+    a.res = resd, a.res_s = n_out;
+    poison(s, yd, (size_t)(n * n_out));
+    CHECK(gpu_matvec(s, type, &a, MV_ADD, err, sizeof err) == 0, "matvec q8 add: %s", err);
+    if (to_host(s, yr, yd, n_out, n_out, n) && to_host(s, res, resd, n_out, n_out, n)) {
+        bool ok = same_bits(yr, y, (size_t)(n * n_out));
+        for (int64_t k = 0; k < n * n_out; k++) ok = ok && bits(res[k]) == bits(res0[k] + y[k]);
+        CHECK(ok, "%s: q8 matmul + add fused == the steps", name);
+    }
+    a.count = 2, a.w[1] = wd2, a.row_bytes[1] = row_bytes, a.n_out[1] = n_out, a.y[1] = yd2, a.ys[1] = n_out;
+    poison(s, yd, (size_t)(n * n_out)), poison(s, yd2, (size_t)(n * n_out));
+    CHECK(gpu_matvec(s, type, &a, MV_SWIGLU, err, sizeof err) == 0, "matvec q8 swiglu: %s", err);
+    float *gd = to_device(y, (size_t)(n * n_out) * sizeof(float)), *ud = to_device(y, (size_t)(n * n_out) * sizeof(float));
+    if (gd && ud && gpu_swiglu(s, gd, n_out, ud, n_out, n_out, n, err, sizeof err) == 0 &&
+        to_host(s, res, gd, n_out, n_out, n) && to_host(s, yr, yd, n_out, n_out, n) &&
+        to_host(s, res0, yd2, n_out, n_out, n))
+        CHECK(same_bits(yr, res, (size_t)(n * n_out)) && same_bits(res0, y, (size_t)(n * n_out)),
+              "%s: q8 gate/up + swiglu fused == the steps", name);
+    gpu_free(gd), gpu_free(ud);
+done:
+    gpu_free(wd), gpu_free(wd2), gpu_free(xd), gpu_free(qd), gpu_free(dsd), gpu_free(yd), gpu_free(yd2), gpu_free(resd);
+    free(src), free(deq), free(wq), free(x), free(q), free(q_gpu), free(ds), free(ds_gpu), free(y), free(y1), free(yr);
+    free(res), free(res0);
+}
+
 static float f16_round(float f) { return from_f16(to_f16(f)); }
 
 /* gpu_to_f16 and gpu_dequant_f16 bit-exact; gpu_gemm against float64 over
@@ -787,6 +948,18 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof fused_types / sizeof fused_types[0]; i++) test_fused(s, fused_types[i]);
     test_rope_store(s);
     test_kv_q8_0(s);
+    /* 8-bit activations: every type with such a kernel, short rows and
+     * 7B-like ones (several steps per lane, and short last steps) */
+    const uint32_t q8_types[] = {QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+    for (size_t i = 0; i < sizeof q8_types / sizeof q8_types[0]; i++) {
+        test_q8(s, q8_types[i], 512);
+        test_q8(s, q8_types[i], 4096);
+        test_q8(s, q8_types[i], 11008);
+    }
+    test_q8(s, QT_Q8_0, 800);  /* a short last step of Q8_0 (512 values per step) */
+    test_q8(s, QT_Q4_0, 1056); /* of Q4_0 (1024) */
+    test_q8(s, QT_Q4_K, 2304); /* of Q4_K (2048) */
+    test_q8(s, QT_Q6_K, 1280); /* of Q6_K (1024) */
     gpu_blas *blas = NULL;
     CHECK(gpu_blas_new(s, &blas, err, sizeof err) == 0, "cuBLAS handle: %s", err);
     if (blas) {

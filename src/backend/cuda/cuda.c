@@ -122,6 +122,13 @@ struct backend_ctx {
     cuda_op *ops;
     int n_ops, cap_ops;
     bool graphs;               /* GRETA_CUDA_GRAPH=0 turns graphs off (diagnostic) */
+    /* 8-bit activations for the matrix-vector products of quantized weights
+     * (cuda_matvec_q8.cu); GRETA_CUDA_MATVEC=f32 keeps the float kernels
+     * (a diagnostic, docs/cuda.md). */
+    bool q8;
+    int8_t *xq;                /* device [max_rows][xqs] */
+    float *xds;                /* device [max_rows][xqs / 32] pairs (d, s) */
+    int64_t xqs;
     graph_slot slot[GRAPH_MAX_ROWS + 1];
     int splits;                /* attention key ranges (gpu_attend_splits) */
     float *att_scratch;        /* device: gpu_attend_scratch_floats(ATT_GROUP rows) */
@@ -315,6 +322,8 @@ static void cuda_ctx_free(backend_ctx *ctx) {
     gpu_blas_free(ctx->blas);
     gpu_free(ctx->x16);
     gpu_free(ctx->w16);
+    gpu_free(ctx->xq);
+    gpu_free(ctx->xds);
     gpu_stream_free(ctx->stream);
     for (int b = 0; b < BUF_COUNT; b++) gpu_free(ctx->buf[b]);
     gpu_free(ctx->upload);
@@ -342,6 +351,11 @@ static upload_layout layout_for(const model_hparams *hp, int n) {
     return l;
 }
 
+static bool q8_requested(void) {
+    const char *v = getenv("GRETA_CUDA_MATVEC");
+    return !(v && strcmp(v, "f32") == 0);
+}
+
 static bool graphs_requested(void) {
     const char *v = getenv("GRETA_CUDA_GRAPH");
     return !(v && strcmp(v, "0") == 0);
@@ -357,6 +371,7 @@ static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *co
     ctx->m = bm->m;
     ctx->config = *config;
     ctx->graphs = graphs_requested();
+    ctx->q8 = q8_requested();
     ctx->splits = gpu_attend_splits(hp->n_head_kv);
     const int att_rows = config->max_rows < ATT_GROUP ? config->max_rows : ATT_GROUP;
     const size_t scratch = gpu_attend_scratch_floats(hp->n_head, hp->head_dim, ctx->splits, att_rows) * sizeof(float);
@@ -366,6 +381,12 @@ static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *co
         ctx->width[b] = backend_buf_width(hp, (backend_buf)b);
         ctx->stride[b] = (int64_t)align_up((size_t)ctx->width[b], STRIDE_ALIGN);
         need += align_up(backend_buf_rows(config, (backend_buf)b) * (size_t)ctx->stride[b] * sizeof(float), DEVICE_ALIGN);
+    }
+    /* The 8-bit copy of a matrix product's input rows. */
+    if (ctx->q8) {
+        ctx->xqs = (int64_t)align_up((size_t)backend_max_in(hp), 256);
+        need += align_up((size_t)config->max_rows * (size_t)ctx->xqs, DEVICE_ALIGN) +
+                align_up((size_t)config->max_rows * (size_t)(ctx->xqs / 32) * 2 * sizeof(float), DEVICE_ALIGN);
     }
     /* The fast prefill's scratch: the f16 copy of a matmul's input, and the
      * f16 rows of a dequantized matrix (none when every matrix is F16). */
@@ -394,6 +415,11 @@ static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *co
         size_t bytes = backend_buf_rows(config, (backend_buf)b) * (size_t)ctx->stride[b] * sizeof(float);
         if (gpu_alloc((void **)&ctx->buf[b], bytes, "activations", err, err_size) != 0) goto device_oom;
     }
+    if (ctx->q8 && (gpu_alloc((void **)&ctx->xq, (size_t)config->max_rows * (size_t)ctx->xqs, "the 8-bit activations",
+                              err, err_size) != 0 ||
+                    gpu_alloc((void **)&ctx->xds, (size_t)config->max_rows * (size_t)(ctx->xqs / 32) * 2 * sizeof(float),
+                              "the 8-bit activations' scales", err, err_size) != 0))
+        goto device_oom;
     if (gpu_alloc(&ctx->upload, up_bytes, "the upload area", err, err_size) != 0 ||
         gpu_alloc((void **)&ctx->att_scratch, scratch, "the attention scratch", err, err_size) != 0)
         goto device_oom;
@@ -462,8 +488,22 @@ static int run_gemm(backend_ctx *ctx, const cuda_op *op, const float *x, char *e
     return 0;
 }
 
+/* The 8-bit input of a product of weights of type on x (n rows of n_in
+ * values), where the session computes so and the type has such a kernel:
+ * x quantized into ctx->xq once per step (*quantized), a's fields set. */
+static int q8_input(backend_ctx *ctx, uint32_t type, const float *x, int64_t xs, int64_t n_in, int n, bool *quantized,
+                    gpu_mv_args *a, char *err, size_t err_size) {
+    if (!ctx->q8 || !gpu_matvec_q8_supported(type, n_in)) return 0;
+    if (!*quantized && gpu_quantize_q8(ctx->stream, x, xs, n_in, n, ctx->xq, ctx->xds, ctx->xqs, err, err_size) != 0)
+        return -1;
+    *quantized = true;
+    a->xq = ctx->xq, a->xds = ctx->xds, a->xqs = ctx->xqs;
+    return 0;
+}
+
 static int run_matmul(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
     const float *x = ctx->buf[op->src] + (size_t)op->src_row0 * (size_t)ctx->stride[op->src];
+    bool quantized = false;
     if (use_gemm(ctx, op->n)) return run_gemm(ctx, op, x, err, err_size);
     bool done[4] = {false, false, false, false};
     for (int k = 0; k < op->n_mats; k++) {
@@ -491,7 +531,9 @@ static int run_matmul(backend_ctx *ctx, const cuda_op *op, char *err, size_t err
             a.count++;
             done[j] = true;
         }
-        if (gpu_matvec(ctx->stream, mw->type, &a, MV_PLAIN, err, err_size) != 0) return -1;
+        if (q8_input(ctx, mw->type, x, a.xs, a.n_in, a.n, &quantized, &a, err, err_size) != 0 ||
+            gpu_matvec(ctx->stream, mw->type, &a, MV_PLAIN, err, err_size) != 0)
+            return -1;
     }
     return 0;
 }
@@ -514,6 +556,8 @@ static int run_matmul_add(backend_ctx *ctx, const cuda_op *mm, const cuda_op *ad
     a.count = 1, a.n = mm->n, a.n_in = mw->n_in;
     a.x = ctx->buf[mm->src] + (size_t)mm->src_row0 * (size_t)ctx->stride[mm->src], a.xs = ctx->stride[mm->src];
     a.res = ctx->buf[add->dst[0]], a.res_s = ctx->stride[add->dst[0]];
+    bool quantized = false;
+    if (q8_input(ctx, mw->type, a.x, a.xs, a.n_in, a.n, &quantized, &a, err, err_size) != 0) return -1;
     return gpu_matvec(ctx->stream, mw->type, &a, MV_ADD, err, err_size);
 }
 
@@ -538,6 +582,8 @@ static int run_matmul_swiglu(backend_ctx *ctx, const cuda_op *mm, char *err, siz
     const model_weight *g = ctx->bm->w.matrix[mm->w[0]];
     a.count = 2, a.n = mm->n, a.n_in = g->n_in;
     a.x = ctx->buf[mm->src] + (size_t)mm->src_row0 * (size_t)ctx->stride[mm->src], a.xs = ctx->stride[mm->src];
+    bool quantized = false;
+    if (q8_input(ctx, g->type, a.x, a.xs, a.n_in, a.n, &quantized, &a, err, err_size) != 0) return -1;
     return gpu_matvec(ctx->stream, g->type, &a, MV_SWIGLU, err, err_size);
 }
 

@@ -107,9 +107,26 @@ typedef struct {
     int64_t xs;
     float *res;  /* MV_ADD: the residual rows */
     int64_t res_s;
+    /* 8-bit activations (cuda_matvec_q8.cu): x's rows as gpu_quantize_q8
+     * left them, or NULL for the float kernels. With xq, the type must be
+     * one gpu_matvec_q8_supported takes. */
+    const int8_t *xq;  /* [n][xqs] */
+    const float *xds;  /* [n][xqs / 32] pairs (d, s) */
+    int64_t xqs;       /* a multiple of 64 */
 } gpu_mv_args;
 int gpu_matvec_supported(uint32_t type, int64_t n_in);
 int gpu_matvec(gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);
+
+/* ---- 8-bit activations, integer dot products (docs/cuda.md) ----
+ * Row i of x [n][width] (width a multiple of 32) in blocks of 32 values:
+ * d = max|x| / 127, q = x / d rounded to nearest even (int8; 0 if d is 0),
+ * s = d * sum(q), as float operations in that order: q [n][qs] bytes,
+ * ds [n][qs / 32] pairs (d, s) (qs a multiple of 64, at least width). */
+int gpu_quantize_q8(gpu_stream *s, const float *x, int64_t xs, int64_t width, int n, int8_t *q, float *ds, int64_t qs,
+                    char *err, size_t err_size);
+/* True if the type and row length have an 8-bit kernel (Q8_0, Q4_0, Q4_1:
+ * n_in a multiple of 32; Q4_K, Q5_K, Q6_K: of 256). */
+int gpu_matvec_q8_supported(uint32_t type, int64_t n_in);
 
 /* ---- KV cache and attention ----
  *

@@ -505,6 +505,7 @@ static void launch_type(gpu_stream_t_ stream, const gpu_mv_args *a, int epi) {
 
 int matvec_launch(gpu_stream_t_ stream, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size) {
     if (a->n <= 0) return 0;
+    if (a->xq) return matvec_q8_launch(stream, type, a, epi, err, err_size);
     switch (type) {
     case T_F32: launch_type<T_F32>(stream, a, epi); break;
     case T_F16: launch_type<T_F16>(stream, a, epi); break;

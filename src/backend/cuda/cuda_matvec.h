@@ -16,4 +16,7 @@ typedef gpuStream_t gpu_stream_t_;
  * epilogue epi (MV_PLAIN, MV_ADD, MV_SWIGLU); 0 or -1 with the launch error. */
 int matvec_launch(gpu_stream_t_ stream, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);
 
+/* The same with a's 8-bit input (a->xq; cuda_matvec_q8.cu). */
+int matvec_q8_launch(gpu_stream_t_ stream, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);
+
 #endif
