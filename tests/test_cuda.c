@@ -20,7 +20,7 @@
  * the cuBLAS GEMM for every type (chunked through a small scratch and
  * through a whole one) and the flash attention (f16 and q8_0 caches, GQA,
  * head_dim 64 and 128, prompts at pos0 > 0 with partial tiles) against
- * float64. 8-bit activations (test_q8): the quantizer
+ * float64. 8-bit activations (test_q8, test_rmsnorm_q8): the quantizer
  * bit-exact with its definition computed here, the integer products of
  * Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K against float64 (over the same 8-bit
  * values, and over the exact input within the rounding bound), batch
@@ -740,6 +740,45 @@ done:
     free(res), free(res0);
 }
 
+/* rmsnorm_q8 == rmsnorm, then quantize_q8, bit for bit (floats and bytes). */
+static void test_rmsnorm_q8(gpu_stream *s, int64_t d) {
+    const int n = 3;
+    const int64_t qs = (d + 63) / 64 * 64;
+    float *x = malloc((size_t)(n * d) * sizeof(float)), *w = malloc((size_t)d * sizeof(float));
+    float *y = malloc((size_t)(n * d) * sizeof(float)), *y2 = malloc((size_t)(n * d) * sizeof(float));
+    int8_t *q = malloc((size_t)(n * qs)), *q2 = malloc((size_t)(n * qs));
+    float *ds = malloc((size_t)(n * qs / 16) * sizeof(float)), *ds2 = malloc((size_t)(n * qs / 16) * sizeof(float));
+    float *xd = NULL, *wd = NULL, *yd = NULL, *dsd = NULL;
+    int8_t *qd = NULL;
+    if (!x || !w || !y || !y2 || !q || !q2 || !ds || !ds2) goto done;
+    for (int64_t k = 0; k < n * d; k++) x[k] = gaussian() * (k % 61 == 0 ? 10.0f : 1.0f);
+    for (int64_t k = 0; k < d; k++) w[k] = 1.0f + 0.1f * gaussian();
+    xd = to_device(x, (size_t)(n * d) * sizeof(float)), wd = to_device(w, (size_t)d * sizeof(float));
+    yd = to_device(x, (size_t)(n * d) * sizeof(float));
+    qd = poisoned((size_t)(n * qs)), dsd = poisoned((size_t)(n * qs / 16) * sizeof(float));
+    if (!xd || !wd || !yd || !qd || !dsd) goto done;
+    bool ok = gpu_rmsnorm(s, yd, d, xd, d, wd, d, 1e-5f, n, err, sizeof err) == 0 &&
+              gpu_quantize_q8(s, yd, d, d, n, qd, dsd, qs, err, sizeof err) == 0 && to_host(s, y, yd, d, d, n) &&
+              gpu_download(q, qd, (size_t)(n * qs), err, sizeof err) == 0 &&
+              gpu_download(ds, dsd, (size_t)(n * qs / 16) * sizeof(float), err, sizeof err) == 0;
+    poison(s, yd, (size_t)(n * d));
+    ok = ok && gpu_rmsnorm_q8(s, yd, d, xd, d, wd, d, 1e-5f, n, qd, dsd, qs, err, sizeof err) == 0 &&
+         to_host(s, y2, yd, d, d, n) && gpu_download(q2, qd, (size_t)(n * qs), err, sizeof err) == 0 &&
+         gpu_download(ds2, dsd, (size_t)(n * qs / 16) * sizeof(float), err, sizeof err) == 0;
+    CHECK(ok, "rmsnorm_q8 (width %lld): %s", (long long)d, err);
+    if (ok) {
+        bool same = same_bits(y, y2, (size_t)(n * d));
+        for (int i = 0; i < n; i++) {
+            same = same && memcmp(q + i * qs, q2 + i * qs, (size_t)d) == 0;
+            same = same && same_bits(ds + i * qs / 16, ds2 + i * qs / 16, (size_t)(d / 16));
+        }
+        CHECK(same, "rmsnorm_q8 (width %lld) == rmsnorm then quantize_q8, bit for bit", (long long)d);
+    }
+done:
+    gpu_free(xd), gpu_free(wd), gpu_free(yd), gpu_free(qd), gpu_free(dsd);
+    free(x), free(w), free(y), free(y2), free(q), free(q2), free(ds), free(ds2);
+}
+
 static float f16_round(float f) { return from_f16(to_f16(f)); }
 
 /* gpu_to_f16 and gpu_dequant_f16 bit-exact; gpu_gemm against float64 over
@@ -960,6 +999,8 @@ int main(int argc, char **argv) {
     test_q8(s, QT_Q4_0, 1056); /* of Q4_0 (1024) */
     test_q8(s, QT_Q4_K, 2304); /* of Q4_K (2048) */
     test_q8(s, QT_Q6_K, 1280); /* of Q6_K (1024) */
+    test_rmsnorm_q8(s, 4096);
+    test_rmsnorm_q8(s, 576); /* not a multiple of the 1024 threads */
     gpu_blas *blas = NULL;
     CHECK(gpu_blas_new(s, &blas, err, sizeof err) == 0, "cuBLAS handle: %s", err);
     if (blas) {

@@ -129,6 +129,7 @@ struct backend_ctx {
     int8_t *xq;                /* device [max_rows][xqs] */
     float *xds;                /* device [max_rows][xqs / 32] pairs (d, s) */
     int64_t xqs;
+    bool xq_ready;             /* xq holds the next matmul's input (a fused rmsnorm wrote it) */
     graph_slot slot[GRAPH_MAX_ROWS + 1];
     int splits;                /* attention key ranges (gpu_attend_splits) */
     float *att_scratch;        /* device: gpu_attend_scratch_floats(ATT_GROUP rows) */
@@ -490,7 +491,8 @@ static int run_gemm(backend_ctx *ctx, const cuda_op *op, const float *x, char *e
 
 /* The 8-bit input of a product of weights of type on x (n rows of n_in
  * values), where the session computes so and the type has such a kernel:
- * x quantized into ctx->xq once per step (*quantized), a's fields set. */
+ * x quantized into ctx->xq once per step (*quantized: start it with
+ * take_xq_ready()), a's fields set. */
 static int q8_input(backend_ctx *ctx, uint32_t type, const float *x, int64_t xs, int64_t n_in, int n, bool *quantized,
                     gpu_mv_args *a, char *err, size_t err_size) {
     if (!ctx->q8 || !gpu_matvec_q8_supported(type, n_in)) return 0;
@@ -501,9 +503,41 @@ static int q8_input(backend_ctx *ctx, uint32_t type, const float *x, int64_t xs,
     return 0;
 }
 
+/* Whether the rmsnorm just run left this matmul's input quantized in xq
+ * (then no longer: the flag is for the one matmul that follows). */
+static bool take_xq_ready(backend_ctx *ctx) {
+    const bool ready = ctx->xq_ready;
+    ctx->xq_ready = false;
+    return ready;
+}
+
+/* rmsnorm into B, then a matmul reading B whose products take 8-bit
+ * input: the rmsnorm kernel quantizes its output too (the same bits as
+ * the two steps), and the matmul skips its own quantization. */
+static bool fuses_norm_q8(const backend_ctx *ctx, const cuda_op *norm, const cuda_op *mm) {
+    if (!ctx->q8 || norm->kind != OP_RMSNORM || mm->kind != OP_MATMUL || mm->src != norm->dst[0] ||
+        mm->src_row0 != 0 || mm->n != norm->n || use_gemm(ctx, mm->n) || ctx->width[mm->src] % 32 != 0)
+        return false;
+    for (int k = 0; k < mm->n_mats; k++) {
+        const model_weight *mw = ctx->bm->w.matrix[mm->w[k]];
+        if (gpu_matvec_q8_supported(mw->type, mw->n_in)) return true;
+    }
+    return false;
+}
+
+static int run_rmsnorm_q8(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
+    const int dst = op->dst[0], src = op->src;
+    if (gpu_rmsnorm_q8(ctx->stream, ctx->buf[dst], ctx->stride[dst], ctx->buf[src], ctx->stride[src],
+                       ctx->bm->vector[op->w[0]], ctx->width[src], (float)ctx->m->hp.rms_eps, op->n, ctx->xq, ctx->xds,
+                       ctx->xqs, err, err_size) != 0)
+        return -1;
+    ctx->xq_ready = true;
+    return 0;
+}
+
 static int run_matmul(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
     const float *x = ctx->buf[op->src] + (size_t)op->src_row0 * (size_t)ctx->stride[op->src];
-    bool quantized = false;
+    bool quantized = take_xq_ready(ctx);
     if (use_gemm(ctx, op->n)) return run_gemm(ctx, op, x, err, err_size);
     bool done[4] = {false, false, false, false};
     for (int k = 0; k < op->n_mats; k++) {
@@ -556,7 +590,7 @@ static int run_matmul_add(backend_ctx *ctx, const cuda_op *mm, const cuda_op *ad
     a.count = 1, a.n = mm->n, a.n_in = mw->n_in;
     a.x = ctx->buf[mm->src] + (size_t)mm->src_row0 * (size_t)ctx->stride[mm->src], a.xs = ctx->stride[mm->src];
     a.res = ctx->buf[add->dst[0]], a.res_s = ctx->stride[add->dst[0]];
-    bool quantized = false;
+    bool quantized = take_xq_ready(ctx);
     if (q8_input(ctx, mw->type, a.x, a.xs, a.n_in, a.n, &quantized, &a, err, err_size) != 0) return -1;
     return gpu_matvec(ctx->stream, mw->type, &a, MV_ADD, err, err_size);
 }
@@ -582,7 +616,7 @@ static int run_matmul_swiglu(backend_ctx *ctx, const cuda_op *mm, char *err, siz
     const model_weight *g = ctx->bm->w.matrix[mm->w[0]];
     a.count = 2, a.n = mm->n, a.n_in = g->n_in;
     a.x = ctx->buf[mm->src] + (size_t)mm->src_row0 * (size_t)ctx->stride[mm->src], a.xs = ctx->stride[mm->src];
-    bool quantized = false;
+    bool quantized = take_xq_ready(ctx);
     if (q8_input(ctx, g->type, a.x, a.xs, a.n_in, a.n, &quantized, &a, err, err_size) != 0) return -1;
     return gpu_matvec(ctx->stream, g->type, &a, MV_SWIGLU, err, err_size);
 }
@@ -671,9 +705,13 @@ static int run_op(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_siz
 /* Launches the list's kernels, fusing neighbours. */
 static int launch_list(backend_ctx *ctx, char *err, size_t err_size) {
     const cuda_op *ops = ctx->ops;
+    ctx->xq_ready = false;
     for (int i = 0; i < ctx->n_ops;) {
         int rc;
-        if (i + 1 < ctx->n_ops && fuses_add(ctx, &ops[i], &ops[i + 1])) {
+        if (i + 1 < ctx->n_ops && fuses_norm_q8(ctx, &ops[i], &ops[i + 1])) {
+            rc = run_rmsnorm_q8(ctx, &ops[i], err, err_size); /* the matmul is next, with xq_ready */
+            i += 1;
+        } else if (i + 1 < ctx->n_ops && fuses_add(ctx, &ops[i], &ops[i + 1])) {
             rc = run_matmul_add(ctx, &ops[i], &ops[i + 1], err, err_size);
             i += 2;
         } else if (i + 1 < ctx->n_ops && fuses_swiglu(ctx, &ops[i], &ops[i + 1])) {

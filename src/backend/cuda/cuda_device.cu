@@ -542,7 +542,7 @@ extern "C" int gpu_embed(gpu_stream *s, uint32_t type, const void *table, size_t
 
 /* ---- RMSNorm: one block of 1024 threads per row ---- */
 
-#define NORM_THREADS 1024
+#define NORM_THREADS 1024 /* cuda_matvec_q8.cu's rmsnorm_q8_kernel has the same */
 
 __global__ void rmsnorm_kernel(float *dst, int64_t ds, const float *src, int64_t ss, const float *w, int64_t d,
                                float eps) {

@@ -124,6 +124,10 @@ int gpu_matvec(gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char
  * ds [n][qs / 32] pairs (d, s) (qs a multiple of 64, at least width). */
 int gpu_quantize_q8(gpu_stream *s, const float *x, int64_t xs, int64_t width, int n, int8_t *q, float *ds, int64_t qs,
                     char *err, size_t err_size);
+/* gpu_rmsnorm (the same bits into dst) that also writes dst's rows
+ * quantized as gpu_quantize_q8 does (d a multiple of 32). */
+int gpu_rmsnorm_q8(gpu_stream *s, float *dst, int64_t dst_s, const float *src, int64_t ss, const float *w, int64_t d,
+                   float eps, int n, int8_t *q, float *ds, int64_t qs, char *err, size_t err_size);
 /* True if the type and row length have an 8-bit kernel (Q8_0, Q4_0, Q4_1:
  * n_in a multiple of 32; Q4_K, Q5_K, Q6_K: of 256). */
 int gpu_matvec_q8_supported(uint32_t type, int64_t n_in);

@@ -418,6 +418,34 @@ __global__ void quantize_q8_kernel(const float *x, int64_t xs, int64_t width, in
     q8_block(x[i * xs + 32 * c + lane], lane, q + i * qs + 32 * c, ds + i * (qs / 32) + c);
 }
 
+/* RMSNorm (cuda_device.cu's rmsnorm_kernel: the same threads, order and
+ * float operations, so the same bits) that also writes its output rows
+ * quantized as quantize_q8_kernel does: in the last loop, warp w of pass
+ * j holds values 1024 j + 32 w .. + 31, one whole block (d % 32 == 0). */
+#define NORM_Q8_THREADS 1024 /* cuda_device.cu's NORM_THREADS */
+__global__ void rmsnorm_q8_kernel(float *dst, int64_t dst_s, const float *src, int64_t ss, const float *w, int64_t d,
+                                  float eps, int8_t *q, float2 *ds, int64_t qs) {
+    __shared__ float partial[NORM_Q8_THREADS / GPU_WARP];
+    const float *x = src + (int64_t)blockIdx.x * ss;
+    float *y = dst + (int64_t)blockIdx.x * dst_s;
+    float sum = 0.0f;
+    for (int64_t k = threadIdx.x; k < d; k += NORM_Q8_THREADS) sum = fmaf(x[k], x[k], sum);
+    for (int off = GPU_WARP / 2; off > 0; off >>= 1) sum += GPU_SHFL_XOR(sum, off);
+    if (threadIdx.x % GPU_WARP == 0) partial[threadIdx.x / GPU_WARP] = sum;
+    __syncthreads();
+    float total = 0.0f;
+    for (int k = 0; k < NORM_Q8_THREADS / GPU_WARP; k++) total += partial[k];
+    const float scale = 1.0f / sqrtf(total / (float)d + eps);
+    const int lane = threadIdx.x % GPU_WARP;
+    int8_t *qrow = q + (int64_t)blockIdx.x * qs;
+    float2 *dsrow = ds + (int64_t)blockIdx.x * (qs / 32);
+    for (int64_t k = threadIdx.x; k < d; k += NORM_Q8_THREADS) { /* the same trip count for a whole warp */
+        const float v = (x[k] * scale) * w[k];
+        y[k] = v;
+        q8_block(v, lane, qrow + (k - lane), dsrow + (k - lane) / 32);
+    }
+}
+
 /* ---- launch ---- */
 
 extern "C" int gpu_matvec_q8_supported(uint32_t type, int64_t n_in) {
@@ -441,6 +469,24 @@ extern "C" int gpu_quantize_q8(gpu_stream *s, const float *x, int64_t xs, int64_
     gpuError_t e = gpuGetLastError();
     if (e != gpuSuccess) {
         snprintf(err, err_size, "cuda: quantize_q8: %s", gpuGetErrorString(e));
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" int gpu_rmsnorm_q8(gpu_stream *s, float *dst, int64_t dst_s, const float *src, int64_t ss, const float *w,
+                              int64_t d, float eps, int n, int8_t *q, float *ds, int64_t qs, char *err,
+                              size_t err_size) {
+    if (n <= 0) return 0;
+    if (d % 32 != 0 || qs % 32 != 0 || qs < d) {
+        snprintf(err, err_size, "cuda: rmsnorm_q8: width %lld, stride %lld (multiples of 32 needed)", (long long)d,
+                 (long long)qs);
+        return -1;
+    }
+    rmsnorm_q8_kernel<<<n, NORM_Q8_THREADS, 0, s->stream>>>(dst, dst_s, src, ss, w, d, eps, q, (float2 *)ds, qs);
+    gpuError_t e = gpuGetLastError();
+    if (e != gpuSuccess) {
+        snprintf(err, err_size, "cuda: rmsnorm_q8: %s", gpuGetErrorString(e));
         return -1;
     }
     return 0;
