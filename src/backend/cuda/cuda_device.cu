@@ -704,15 +704,22 @@ __device__ __forceinline__ void rotate(float *v, int j, float c, float sn, float
     *o1 = x0 * sn + x1 * c;
 }
 
+/* Row i = blockIdx.x; thread p = blockIdx.y * blockDim.x + threadIdx.x
+ * rotates pair p of Q (if there is one) and stores pair p of K and V
+ * (likewise): one pair per thread, so that a decode row is spread over
+ * many blocks (one block looping over the row waited one memory latency
+ * per pass: 24 us per layer on the H200, ncu 2026-12-01). */
+#define ROPE_STORE_THREADS 128
 template <typename KV>
 __global__ void rope_store_kernel(float *q, int64_t qs, int64_t q_width, float *k, const float *v, int64_t kvs,
                                   int64_t kv_dim, int head_dim, int rope_dim, const float *cos_table,
                                   const float *sin_table, int layer, const gpu_kv_row *rows) {
     const int i = blockIdx.x;
+    const int64_t p = (int64_t)blockIdx.y * blockDim.x + threadIdx.x;
     const int half = rope_dim / 2, hpairs = head_dim / 2;
     const float *cs = cos_table + (int64_t)i * half, *sn = sin_table + (int64_t)i * half;
     float *qr = q + (int64_t)i * qs;
-    for (int64_t p = threadIdx.x; p < q_width / head_dim * half; p += blockDim.x) {
+    if (p < q_width / head_dim * half) {
         float *h = qr + p / half * head_dim;
         const int j = (int)(p % half);
         float a, b;
@@ -724,7 +731,7 @@ __global__ void rope_store_kernel(float *q, int64_t qs, int64_t q_width, float *
     KV *vc = kv_layer<KV>(row->v, row, layer) + (int64_t)row->pos * kv_dim;
     float *kr = k + (int64_t)i * kvs;
     const float *vr = v + (int64_t)i * kvs;
-    for (int64_t p = threadIdx.x; p < kv_dim / 2; p += blockDim.x) {
+    if (p < kv_dim / 2) {
         float *h = kr + p / hpairs * head_dim;
         const int j = (int)(p % hpairs);
         float a = h[2 * j], b = h[2 * j + 1];
@@ -748,12 +755,14 @@ extern "C" int gpu_rope_store(gpu_stream *s, float *q, int64_t qs, int64_t q_wid
         snprintf(err, err_size, "cuda: rope_store has no q8_0 cache kernel (rope and kv_store run apart)");
         return -1;
     }
+    const int64_t q_pairs = q_width / head_dim * (rope_dim / 2), pairs = q_pairs > kv_dim / 2 ? q_pairs : kv_dim / 2;
+    const dim3 grid((unsigned)n, (unsigned)((pairs + ROPE_STORE_THREADS - 1) / ROPE_STORE_THREADS));
     if (f32)
-        rope_store_kernel<float><<<n, 128, 0, s->stream>>>(q, qs, q_width, k, v, kvs, kv_dim, head_dim, rope_dim,
-                                                           cos_table, sin_table, layer, rows);
+        rope_store_kernel<float><<<grid, ROPE_STORE_THREADS, 0, s->stream>>>(
+            q, qs, q_width, k, v, kvs, kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
     else
-        rope_store_kernel<unsigned short><<<n, 128, 0, s->stream>>>(q, qs, q_width, k, v, kvs, kv_dim, head_dim,
-                                                                    rope_dim, cos_table, sin_table, layer, rows);
+        rope_store_kernel<unsigned short><<<grid, ROPE_STORE_THREADS, 0, s->stream>>>(
+            q, qs, q_width, k, v, kvs, kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
     return launched(err, err_size, "rope_store");
 }
 
@@ -1062,24 +1071,40 @@ __global__ void __launch_bounds__(SPLIT_WARPS * GPU_WARP)
     }
 }
 
+/* Ranges merged in range order: total = sum of sum_s * e_s, out = sum of
+ * acc_s * e_s / total with e_s = exp(max_s - max), over the ranges that
+ * saw keys. Each e_s is computed once, by one thread, into shared memory
+ * (every thread recomputing every e_s made this kernel wait on its loads
+ * and exponentials: 8.7 us per layer on the H200, ncu 2026-12-01); the
+ * sums keep their order. */
 __global__ void attend_merge_kernel(const float *part, float *att, int64_t as, int n_head, int head_dim, int splits) {
+    __shared__ float weight[SPLIT_MAX], range_sum[SPLIT_MAX], total_all;
+    __shared__ bool has_keys[SPLIT_MAX];
     const int h = blockIdx.x, i = blockIdx.y;
     const float *p = part + ((int64_t)i * n_head + h) * splits * (head_dim + 2);
-    float mx = p[0];
-    for (int s = 1; s < splits; s++) mx = fmaxf(mx, p[(int64_t)s * (head_dim + 2)]);
-    float total = 0.0f;
-    for (int s = 0; s < splits; s++) {
+    float mx = -INFINITY; /* max is exact in any order: each warp reduces all ranges */
+    for (int s = threadIdx.x % GPU_WARP; s < splits; s += GPU_WARP) mx = fmaxf(mx, p[(int64_t)s * (head_dim + 2)]);
+    for (int off = GPU_WARP / 2; off > 0; off >>= 1) mx = fmaxf(mx, GPU_SHFL_XOR(mx, off));
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
         const float ms = p[(int64_t)s * (head_dim + 2)];
-        if (ms != -INFINITY) total += p[(int64_t)s * (head_dim + 2) + 1] * expf(ms - mx);
+        has_keys[s] = ms != -INFINITY;
+        weight[s] = has_keys[s] ? expf(ms - mx) : 0.0f;
+        range_sum[s] = p[(int64_t)s * (head_dim + 2) + 1];
     }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float total = 0.0f;
+        for (int s = 0; s < splits; s++)
+            if (has_keys[s]) total += range_sum[s] * weight[s];
+        total_all = total;
+    }
+    __syncthreads();
     float *out = att + (int64_t)i * as + (int64_t)h * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float v = 0.0f;
-        for (int s = 0; s < splits; s++) {
-            const float ms = p[(int64_t)s * (head_dim + 2)];
-            if (ms != -INFINITY) v += p[(int64_t)s * (head_dim + 2) + 2 + d] * expf(ms - mx);
-        }
-        out[d] = v / total;
+        for (int s = 0; s < splits; s++)
+            if (has_keys[s]) v += p[(int64_t)s * (head_dim + 2) + 2 + d] * weight[s];
+        out[d] = v / total_all;
     }
 }
 
@@ -1125,7 +1150,7 @@ extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att,
     }
     const int dl = head_dim / GPU_WARP;
     const bool split = head_dim % GPU_WARP == 0 && (dl == 1 || dl == 2 || dl == 4 || dl == 8) &&
-                       n_head / n_head_kv <= SPLIT_GMAX && scratch != NULL && splits >= 1;
+                       n_head / n_head_kv <= SPLIT_GMAX && scratch != NULL && splits >= 1 && splits <= SPLIT_MAX;
     if (split) {
         dim3 grid((unsigned)n_head_kv, (unsigned)splits, (unsigned)n);
         if (f32) launch_split<float>(s->stream, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);

@@ -389,41 +389,54 @@ __device__ __forceinline__ void step_dots(const typename mv<TYPE>::raw &r, int64
         if (NR == 1 || k < nr) acc[k] = frag_dot<TYPE>(q, sc, mn, xo, x0 + (int64_t)k * xs, acc[k]);
 }
 
-/* The dot products of weight row wr with NR activation rows (nr used):
- * lane's share, steps in order (loaded PIPE at a time), then the
- * butterfly; every lane ends with the sums. */
-template <int TYPE, int NR>
-__device__ __forceinline__ void row_dots(const uint8_t *wr, int64_t n_in, const float *x0, int64_t xs, int nr,
-                                         int lane, float *acc) {
+/* The dot products of NM weight rows wr[] with NR activation rows (nr
+ * used): lane's share, steps in order (PIPE steps of every row loaded at a
+ * time, so that gate and up share one wait), then the butterfly; every
+ * lane ends with the sums. Each sum's order is the same whatever NM. */
+template <int TYPE, int NR, int NM>
+__device__ __forceinline__ void row_dots(const uint8_t *const *wr, int64_t n_in, const float *x0, int64_t xs, int nr,
+                                         int lane, float (*acc)[NR]) {
     typedef mv<TYPE> M;
 #pragma unroll
-    for (int k = 0; k < NR; k++) acc[k] = 0.0f;
+    for (int m = 0; m < NM; m++)
+#pragma unroll
+        for (int k = 0; k < NR; k++) acc[m][k] = 0.0f;
     const int64_t n_full = n_in / 256;
     int64_t s = 0;
     for (; s + M::PIPE <= n_full; s += M::PIPE) {
-        typename M::raw r[M::PIPE];
+        typename M::raw r[NM][M::PIPE];
 #pragma unroll
-        for (int u = 0; u < M::PIPE; u++) M::load(wr, s + u, lane, &r[u]);
+        for (int m = 0; m < NM; m++)
 #pragma unroll
-        for (int u = 0; u < M::PIPE; u++) step_dots<TYPE, NR>(r[u], s + u, lane, x0, xs, nr, acc);
+            for (int u = 0; u < M::PIPE; u++) M::load(wr[m], s + u, lane, &r[m][u]);
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+#pragma unroll
+            for (int u = 0; u < M::PIPE; u++) step_dots<TYPE, NR>(r[m][u], s + u, lane, x0, xs, nr, acc[m]);
     }
     for (; s < n_full; s++) {
-        typename M::raw r;
-        M::load(wr, s, lane, &r);
-        step_dots<TYPE, NR>(r, s, lane, x0, xs, nr, acc);
+        typename M::raw r[NM];
+#pragma unroll
+        for (int m = 0; m < NM; m++) M::load(wr[m], s, lane, &r[m]);
+#pragma unroll
+        for (int m = 0; m < NM; m++) step_dots<TYPE, NR>(r[m], s, lane, x0, xs, nr, acc[m]);
     }
     if (M::first(n_full, lane) < n_in) { /* a short last step: the lanes whose part lies inside the row */
-        typename M::raw r;
-        M::load(wr, n_full, lane, &r);
-        step_dots<TYPE, NR>(r, n_full, lane, x0, xs, nr, acc);
+        typename M::raw r[NM];
+#pragma unroll
+        for (int m = 0; m < NM; m++) M::load(wr[m], n_full, lane, &r[m]);
+#pragma unroll
+        for (int m = 0; m < NM; m++) step_dots<TYPE, NR>(r[m], n_full, lane, x0, xs, nr, acc[m]);
     }
 #pragma unroll
-    for (int k = 0; k < NR; k++) {
-        float v = acc[k];
+    for (int m = 0; m < NM; m++)
 #pragma unroll
-        for (int off = GPU_WARP / 2; off > 0; off >>= 1) v += GPU_SHFL_XOR(v, off);
-        acc[k] = v;
-    }
+        for (int k = 0; k < NR; k++) {
+            float v = acc[m][k];
+#pragma unroll
+            for (int off = GPU_WARP / 2; off > 0; off >>= 1) v += GPU_SHFL_XOR(v, off);
+            acc[m][k] = v;
+        }
 }
 
 /* Plain and MV_ADD: warp r of the launch is row r - first[m] of matrix m. */
@@ -436,22 +449,23 @@ __global__ void __launch_bounds__(MV_WARPS * GPU_WARP) mv_kernel(gpu_mv_args a) 
     if (m >= a.count) return; /* the whole warp leaves together */
     const int i0 = blockIdx.y * NR;
     const int nr = a.n - i0 < NR ? a.n - i0 : NR;
-    float acc[NR];
-    row_dots<TYPE, NR>((const uint8_t *)a.w[m] + (size_t)r * a.row_bytes[m], a.n_in, a.x + (int64_t)i0 * a.xs, a.xs,
-                       nr, lane, acc);
+    float acc[1][NR];
+    const uint8_t *wr[1] = {(const uint8_t *)a.w[m] + (size_t)r * a.row_bytes[m]};
+    row_dots<TYPE, NR, 1>(wr, a.n_in, a.x + (int64_t)i0 * a.xs, a.xs, nr, lane, acc);
     if (lane != 0) return;
 #pragma unroll
     for (int k = 0; k < NR; k++) {
         if (k >= nr) break;
-        a.y[m][(int64_t)(i0 + k) * a.ys[m] + r] = acc[k];
+        a.y[m][(int64_t)(i0 + k) * a.ys[m] + r] = acc[0][k];
         if (EPI == MV_ADD) {
             float *res = a.res + (int64_t)(i0 + k) * a.res_s + r;
-            *res = *res + acc[k];
+            *res = *res + acc[0][k];
         }
     }
 }
 
-/* MV_SWIGLU: warp r computes row r of gate (matrix 0) and of up (matrix 1). */
+/* MV_SWIGLU: warp r computes row r of gate (matrix 0) and of up (matrix 1),
+ * loading both rows' steps together. */
 template <int TYPE, int NR>
 __global__ void __launch_bounds__(MV_WARPS * GPU_WARP) mv_swiglu_kernel(gpu_mv_args a) {
     const int lane = threadIdx.x % GPU_WARP;
@@ -460,16 +474,17 @@ __global__ void __launch_bounds__(MV_WARPS * GPU_WARP) mv_swiglu_kernel(gpu_mv_a
     const int i0 = blockIdx.y * NR;
     const int nr = a.n - i0 < NR ? a.n - i0 : NR;
     const float *x0 = a.x + (int64_t)i0 * a.xs;
-    float g[NR], u[NR];
-    row_dots<TYPE, NR>((const uint8_t *)a.w[0] + (size_t)r * a.row_bytes[0], a.n_in, x0, a.xs, nr, lane, g);
-    row_dots<TYPE, NR>((const uint8_t *)a.w[1] + (size_t)r * a.row_bytes[1], a.n_in, x0, a.xs, nr, lane, u);
+    float gu[2][NR]; /* gate, up */
+    const uint8_t *wr[2] = {(const uint8_t *)a.w[0] + (size_t)r * a.row_bytes[0],
+                            (const uint8_t *)a.w[1] + (size_t)r * a.row_bytes[1]};
+    row_dots<TYPE, NR, 2>(wr, a.n_in, x0, a.xs, nr, lane, gu);
     if (lane != 0) return;
 #pragma unroll
     for (int k = 0; k < NR; k++) {
         if (k >= nr) break;
-        a.y[1][(int64_t)(i0 + k) * a.ys[1] + r] = u[k];
-        const float v = g[k];
-        a.y[0][(int64_t)(i0 + k) * a.ys[0] + r] = v / (1.0f + expf(-v)) * u[k];
+        a.y[1][(int64_t)(i0 + k) * a.ys[1] + r] = gu[1][k];
+        const float v = gu[0][k];
+        a.y[0][(int64_t)(i0 + k) * a.ys[0] + r] = v / (1.0f + expf(-v)) * gu[1][k];
     }
 }
 

@@ -296,48 +296,60 @@ template <> struct mq<T_Q4_1> {
 
 /* ---- the kernels ---- */
 
-/* The dot products of weight row wr with NR quantized rows (nr used):
- * the lane's pieces in step order (PIPE steps loaded at a time), then the
- * butterfly; every lane ends with the sums. */
-template <int TYPE, int NR>
-__device__ __forceinline__ void rowq_dots(const uint8_t *wr, int64_t n_in, q8_in x0, int64_t xqs, int nr, int lane,
-                                          float *acc) {
+/* The dot products of NM weight rows wr[] with NR quantized rows (nr
+ * used): the lane's pieces in step order (PIPE steps of every row loaded
+ * at a time, so that gate and up share one wait), then the butterfly;
+ * every lane ends with the sums. Each sum's order is the same whatever NM. */
+template <int TYPE, int NR, int NM>
+__device__ __forceinline__ void rowq_dots(const uint8_t *const *wr, int64_t n_in, q8_in x0, int64_t xqs, int nr,
+                                          int lane, float (*acc)[NR]) {
     typedef mq<TYPE> M;
 #pragma unroll
-    for (int k = 0; k < NR; k++) acc[k] = 0.0f;
+    for (int m = 0; m < NM; m++)
+#pragma unroll
+        for (int k = 0; k < NR; k++) acc[m][k] = 0.0f;
     const int64_t n_full = n_in / M::STEP;
     int64_t s = 0;
     for (; s + M::PIPE <= n_full; s += M::PIPE) {
-        typename M::raw r[M::PIPE];
+        typename M::raw r[NM][M::PIPE];
 #pragma unroll
-        for (int u = 0; u < M::PIPE; u++) M::load(wr, s + u, lane, &r[u]);
+        for (int m = 0; m < NM; m++)
 #pragma unroll
-        for (int u = 0; u < M::PIPE; u++)
+            for (int u = 0; u < M::PIPE; u++) M::load(wr[m], s + u, lane, &r[m][u]);
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+#pragma unroll
+            for (int u = 0; u < M::PIPE; u++)
+#pragma unroll
+                for (int k = 0; k < NR; k++)
+                    if (NR == 1 || k < nr) {
+                        const q8_in xk = {x0.q + (int64_t)k * xqs, x0.ds + (int64_t)k * (xqs / 32)};
+                        acc[m][k] = M::dot(r[m][u], s + u, lane, xk, acc[m][k]);
+                    }
+    }
+    for (; s * M::STEP < n_in; s++) {
+        if (M::first(s, lane) >= n_in) break; /* a short last step: the lanes inside the row */
+        typename M::raw r[NM];
+#pragma unroll
+        for (int m = 0; m < NM; m++) M::load(wr[m], s, lane, &r[m]);
+#pragma unroll
+        for (int m = 0; m < NM; m++)
 #pragma unroll
             for (int k = 0; k < NR; k++)
                 if (NR == 1 || k < nr) {
                     const q8_in xk = {x0.q + (int64_t)k * xqs, x0.ds + (int64_t)k * (xqs / 32)};
-                    acc[k] = M::dot(r[u], s + u, lane, xk, acc[k]);
+                    acc[m][k] = M::dot(r[m], s, lane, xk, acc[m][k]);
                 }
     }
-    for (; s * M::STEP < n_in; s++) {
-        if (M::first(s, lane) >= n_in) break; /* a short last step: the lanes inside the row */
-        typename M::raw r;
-        M::load(wr, s, lane, &r);
 #pragma unroll
-        for (int k = 0; k < NR; k++)
-            if (NR == 1 || k < nr) {
-                const q8_in xk = {x0.q + (int64_t)k * xqs, x0.ds + (int64_t)k * (xqs / 32)};
-                acc[k] = M::dot(r, s, lane, xk, acc[k]);
-            }
-    }
+    for (int m = 0; m < NM; m++)
 #pragma unroll
-    for (int k = 0; k < NR; k++) {
-        float v = acc[k];
+        for (int k = 0; k < NR; k++) {
+            float v = acc[m][k];
 #pragma unroll
-        for (int off = GPU_WARP / 2; off > 0; off >>= 1) v += GPU_SHFL_XOR(v, off);
-        acc[k] = v;
-    }
+            for (int off = GPU_WARP / 2; off > 0; off >>= 1) v += GPU_SHFL_XOR(v, off);
+            acc[m][k] = v;
+        }
 }
 
 __device__ __forceinline__ q8_in q8_rows(const gpu_mv_args &a, int i0) {
@@ -355,22 +367,23 @@ __global__ void __launch_bounds__(MVQ_WARPS * GPU_WARP) mvq_kernel(gpu_mv_args a
     if (m >= a.count) return; /* the whole warp leaves together */
     const int i0 = blockIdx.y * NR;
     const int nr = a.n - i0 < NR ? a.n - i0 : NR;
-    float acc[NR];
-    rowq_dots<TYPE, NR>((const uint8_t *)a.w[m] + (size_t)r * a.row_bytes[m], a.n_in, q8_rows(a, i0), a.xqs, nr, lane,
-                        acc);
+    float acc[1][NR];
+    const uint8_t *wr[1] = {(const uint8_t *)a.w[m] + (size_t)r * a.row_bytes[m]};
+    rowq_dots<TYPE, NR, 1>(wr, a.n_in, q8_rows(a, i0), a.xqs, nr, lane, acc);
     if (lane != 0) return;
 #pragma unroll
     for (int k = 0; k < NR; k++) {
         if (k >= nr) break;
-        a.y[m][(int64_t)(i0 + k) * a.ys[m] + r] = acc[k];
+        a.y[m][(int64_t)(i0 + k) * a.ys[m] + r] = acc[0][k];
         if (EPI == MV_ADD) {
             float *res = a.res + (int64_t)(i0 + k) * a.res_s + r;
-            *res = *res + acc[k];
+            *res = *res + acc[0][k];
         }
     }
 }
 
-/* MV_SWIGLU: warp r computes row r of gate (matrix 0) and of up (matrix 1). */
+/* MV_SWIGLU: warp r computes row r of gate (matrix 0) and of up (matrix 1),
+ * loading both rows' pieces together. */
 template <int TYPE, int NR>
 __global__ void __launch_bounds__(MVQ_WARPS * GPU_WARP) mvq_swiglu_kernel(gpu_mv_args a) {
     const int lane = threadIdx.x % GPU_WARP;
@@ -378,16 +391,17 @@ __global__ void __launch_bounds__(MVQ_WARPS * GPU_WARP) mvq_swiglu_kernel(gpu_mv
     if (r >= a.n_out[0]) return;
     const int i0 = blockIdx.y * NR;
     const int nr = a.n - i0 < NR ? a.n - i0 : NR;
-    float g[NR], u[NR];
-    rowq_dots<TYPE, NR>((const uint8_t *)a.w[0] + (size_t)r * a.row_bytes[0], a.n_in, q8_rows(a, i0), a.xqs, nr, lane, g);
-    rowq_dots<TYPE, NR>((const uint8_t *)a.w[1] + (size_t)r * a.row_bytes[1], a.n_in, q8_rows(a, i0), a.xqs, nr, lane, u);
+    float gu[2][NR]; /* gate, up */
+    const uint8_t *wr[2] = {(const uint8_t *)a.w[0] + (size_t)r * a.row_bytes[0],
+                            (const uint8_t *)a.w[1] + (size_t)r * a.row_bytes[1]};
+    rowq_dots<TYPE, NR, 2>(wr, a.n_in, q8_rows(a, i0), a.xqs, nr, lane, gu);
     if (lane != 0) return;
 #pragma unroll
     for (int k = 0; k < NR; k++) {
         if (k >= nr) break;
-        a.y[1][(int64_t)(i0 + k) * a.ys[1] + r] = u[k];
-        const float v = g[k];
-        a.y[0][(int64_t)(i0 + k) * a.ys[0] + r] = v / (1.0f + expf(-v)) * u[k];
+        a.y[1][(int64_t)(i0 + k) * a.ys[1] + r] = gu[1][k];
+        const float v = gu[0][k];
+        a.y[0][(int64_t)(i0 + k) * a.ys[0] + r] = v / (1.0f + expf(-v)) * gu[1][k];
     }
 }
 
