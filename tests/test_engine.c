@@ -474,6 +474,53 @@ static void test_long_prompt(void) {
     greta_model_free(m);
 }
 
+/* At q8 a prefill's attention takes the heads that share a KV head together
+ * (attend_q8_group: 3 heads of 64, one KV head, up to 600 keys); a decode
+ * step takes them one by one. Bitwise: 600-token prefill at 2 threads ==
+ * token by token at 1 thread == the prefill at 1 and 3 threads. F16
+ * matrices (cpu_f16.h) at the same time. */
+static void test_long_prompt_q8_group(void) {
+    tm_spec s = tm_default();
+    s.n_embd = 192;
+    s.n_head = 3;
+    s.n_head_kv = 1;
+    s.n_ff = 64;
+    s.n_layer = 1;
+    s.n_vocab = 40;
+    s.ctx = 700;
+    s.type = QT_F16;
+    s.seed = 11;
+    const char *path = tmp_path("long_q8_group.gguf");
+    if (!tm_write(&s, path)) return;
+    greta_model *m = load(path);
+    if (!m) return;
+    int n = 600;
+    size_t row_bytes = (size_t)s.n_vocab * sizeof(float);
+    int32_t *ids = malloc((size_t)n * sizeof(int32_t));
+    random_ids(ids, n, s.n_vocab, 8);
+    float *all = prefill_all_p(m, GRETA_BACKEND_CPU, 2, ids, n, 0, GRETA_PRECISION_Q8);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        float *other = prefill_all_p(m, GRETA_BACKEND_CPU, threads, ids, n, 0, GRETA_PRECISION_Q8);
+        CHECK(all && other && memcmp(other, all, (size_t)n * row_bytes) == 0,
+              "q8 grouped attention: 600-token prefill at %d thread(s) == 2 threads bitwise", threads);
+        free(other);
+    }
+    greta_session *d = session_p(m, GRETA_BACKEND_CPU, 1, false, 0, GRETA_PRECISION_Q8);
+    int mismatch = -1;
+    for (int i = 0; all && d && i < n; i++) {
+        if (greta_eval(d, ids + i, 1) != GRETA_OK || memcmp(greta_logits(d), all + (size_t)i * s.n_vocab, row_bytes) != 0) {
+            mismatch = i;
+            break;
+        }
+    }
+    CHECK(all && d && mismatch < 0,
+          "q8 grouped attention: 600-token prefill == token-by-token decode bitwise (first mismatch %d)", mismatch);
+    greta_session_free(d);
+    free(all);
+    free(ids);
+    greta_model_free(m);
+}
+
 /* ---- errors ---- */
 
 static void test_errors(void) {
@@ -1029,6 +1076,7 @@ int main(void) {
     test_tiny_fixture();
     test_random_models();
     test_long_prompt();
+    test_long_prompt_q8_group();
     test_errors();
     test_load_progress();
     test_trace();

@@ -23,6 +23,7 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_pool.h"
 #include "backend/cpu/cpu_bf16.h"
+#include "backend/cpu/cpu_f16.h"
 #include "backend/cpu/cpu_q8.h"
 #include "backend/cpu/cpu_repack.h"
 #include "format/quant.h"
@@ -64,13 +65,14 @@ struct backend_ctx {
     double *angle_sin;
     int64_t max_in;            /* longest weight row, rounded up to 8 */
     float **wbuf;              /* per thread: [DECODE_ROWS][max_in] */
-    float **scores;            /* per thread: [max_keys] */
+    float **scores;            /* per thread: [CPU_ATTEND_GROUP][round16(max_keys)] */
     const cpu_q8_kernels *q8;  /* config.q8: integer kernels, else NULL */
     uint8_t *xq[2];            /* q8: [max_rows] quantized rows, blocks of 32 / of 256 */
     size_t xq_stride[2];       /* their row bytes */
     const cpu_repack_kernels *rpk;  /* q8 with repacked weights, else NULL */
     cpu_repacked *const *repacked;  /* the model's, by weight id */
     const cpu_bf16_kernels *bf16; /* config.q8: BF16 weights' kernels (cpu_bf16.h), else NULL */
+    const cpu_f16_kernels *f16; /* config.q8: F16 weights' kernels (cpu_f16.h), else NULL */
     uint8_t *xb;               /* q8: [max_rows] rows rounded to BF16 */
     size_t xb_stride;          /* their row bytes */
 };
@@ -193,7 +195,7 @@ static greta_status cpu_ctx_new(backend_model *bm, const backend_ctx_config *con
     if (!be->rope_cos || !be->rope_sin || !be->angle_cos || !be->angle_sin || !be->wbuf || !be->scores) goto oom;
     for (int t = 0; t < be->n_threads; t++) {
         be->wbuf[t] = aligned_alloc(64, (size_t)DECODE_ROWS * (size_t)be->max_in * sizeof(float));
-        be->scores[t] = malloc((size_t)config->max_keys * sizeof(float));
+        be->scores[t] = malloc((size_t)CPU_ATTEND_GROUP * (size_t)((config->max_keys + 15) / 16 * 16) * sizeof(float));
         if (!be->wbuf[t] || !be->scores[t]) goto oom;
     }
     if (config->q8) {
@@ -204,6 +206,7 @@ static greta_status cpu_ctx_new(backend_model *bm, const backend_ctx_config *con
             if (!be->xq[f]) goto oom;
         }
         be->bf16 = cpu_bf16_best();
+        be->f16 = cpu_f16_best();
         be->xb_stride = (size_t)be->max_in * sizeof(uint16_t);
         be->xb = malloc((size_t)config->max_rows * be->xb_stride + 64);
         if (!be->xb) goto oom;
@@ -322,6 +325,7 @@ typedef struct {
     size_t xq_stride[4];
     const cpu_repacked *rp[4]; /* q8: matrix k repacked, else NULL */
     bool bf16[4];         /* q8: matrix k is BF16 and xq[k] its BF16 rows (cpu_bf16.h) */
+    bool f16[4];          /* q8: matrix k is F16 and xq[k] the float rows (cpu_f16.h) */
     atomic_long next;
 } matmul_job;
 
@@ -339,6 +343,11 @@ static void matmul_unit(matmul_job *job, int thread, int mat, int64_t wblock, in
     if (job->xq[mat] && job->rp[mat]) {
         be->rpk->tile(job->rp[mat], r_begin, (int)(r_end - r_begin), job->xq[mat] + (size_t)t_begin * job->xq_stride[mat],
                       job->xq_stride[mat], t_count, row_of(be, dst, t_begin) + r_begin, ys);
+        return;
+    }
+    if (job->xq[mat] && job->f16[mat]) {
+        be->f16->tile(w, r_begin, (int)(r_end - r_begin), job->x + (size_t)t_begin * job->xs, job->xs, t_count,
+                      row_of(be, dst, t_begin) + r_begin, ys);
         return;
     }
     if (job->xq[mat]) {
@@ -406,6 +415,12 @@ static void cpu_matmul_quantize(backend_ctx *be, matmul_job *job, backend_buf sr
             job->bf16[k] = true;
             continue;
         }
+        if (cpu_f16_rows(job->w[k])) { /* F16: float rows, 16 lanes */
+            job->xq[k] = (const uint8_t *)(const void *)row_of(be, src, src_row0);
+            job->xq_stride[k] = (size_t)be->stride[src] * sizeof(float);
+            job->f16[k] = true;
+            continue;
+        }
         if (cpu_q8_float_rows(job->w[k])) { /* F16 / BF16: float rows, 16 lanes */
             job->xq[k] = (const uint8_t *)(const void *)row_of(be, src, src_row0);
             job->xq_stride[k] = (size_t)be->stride[src] * sizeof(float);
@@ -449,7 +464,9 @@ static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight
          * prefetch then run ahead of it) rather than many short ones that
          * interleave with the other threads'. */
         int64_t rows = UNIT_W_ROWS;
-        if (n == 1 && be->n_threads > 1) {
+        /* (F16 at q8 even on one thread: its decode kernel reads each
+         * unit as two streams, cpu_f16_avx512.c, which want to be long) */
+        if (n == 1 && (be->n_threads > 1 || (be->f16 && cpu_f16_rows(weights[i])))) {
             int64_t share = weights[i]->n_out / ((int64_t)be->n_threads * DECODE_UNITS_PER_THREAD);
             /* whole units of 16 rows: a repacked group of the 32-value types */
             share = (share + UNIT_W_ROWS - 1) / UNIT_W_ROWS * UNIT_W_ROWS;
@@ -504,11 +521,18 @@ static greta_status cpu_kv_store(backend_ctx *be, int layer, const backend_kv_ro
     return GRETA_OK;
 }
 
+/* A unit is one (row, head), or at precision q8 with many units one (row,
+ * KV head): the heads of the row that read that KV head, up to
+ * CPU_ATTEND_GROUP at a time through attend_q8_group (the keys and values
+ * read once for all of them; each head's result is attend_q8's, bit for
+ * bit, so the split never changes a value). */
 typedef struct {
     backend_ctx *be;
     int layer;
     const backend_kv_row *rows;
     int n;
+    bool grouped;        /* units are (row, KV head) */
+    int units_per_row;   /* n_head, or n_head_kv when grouped */
     atomic_int next;
 } attention_job;
 
@@ -525,17 +549,51 @@ static void attention_unit(attention_job *job, int thread, int i, int h) {
                   be->scores[thread], out);
 }
 
+/* Row i's heads g * group .. (g + 1) * group - 1, which read KV head g. */
+static void attention_group_unit(attention_job *job, int thread, int i, int g) {
+    backend_ctx *be = job->be;
+    const model_hparams *hp = &be->m->hp;
+    const host_kv *kv = host_kv_of(job->rows[i].kv);
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    int h0 = g * group;
+    size_t off = backend_kv_offset(hp, kv->n_ctx, job->layer, 0) + backend_kv_head_offset(hp, h0);
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int h = h0; h < h0 + group; h += CPU_ATTEND_GROUP) {
+        int n_q = h0 + group - h < CPU_ATTEND_GROUP ? h0 + group - h : CPU_ATTEND_GROUP;
+        const float *q[CPU_ATTEND_GROUP];
+        float *out[CPU_ATTEND_GROUP];
+        for (int j = 0; j < n_q; j++) {
+            q[j] = row_of(be, BUF_Q, i) + (size_t)(h + j) * hd;
+            out[j] = row_of(be, BUF_ATT, i) + (size_t)(h + j) * hd;
+        }
+        be->k->attend_q8_group(q, out, n_q, (const float *)kv->k + off, (const float *)kv->v + off, (size_t)hp->kv_dim,
+                               hd, job->rows[i].pos + 1, scale, be->scores[thread]);
+    }
+}
+
 static void attention_worker(void *p, int thread) {
     attention_job *job = p;
-    int n_head = job->be->m->hp.n_head;
-    int total = job->n * n_head;
-    for (int u; (u = atomic_fetch_add(&job->next, 1)) < total;) attention_unit(job, thread, u / n_head, u % n_head);
+    int per_row = job->units_per_row;
+    int total = job->n * per_row;
+    for (int u; (u = atomic_fetch_add(&job->next, 1)) < total;) {
+        if (job->grouped)
+            attention_group_unit(job, thread, u / per_row, u % per_row);
+        else
+            attention_unit(job, thread, u / per_row, u % per_row);
+    }
 }
 
 static greta_status cpu_attend(backend_ctx *be, int layer, const backend_kv_row *rows, int n, char *err,
                                size_t err_size) {
     (void)err, (void)err_size;
-    attention_job job = {.be = be, .layer = layer, .rows = rows, .n = n};
+    const model_hparams *hp = &be->m->hp;
+    attention_job job = {.be = be, .layer = layer, .rows = rows, .n = n, .units_per_row = hp->n_head};
+    /* grouped when the group kernel has a use (several heads per KV head)
+     * and there are enough units to keep every thread busy */
+    if (be->q8 && hp->n_head > hp->n_head_kv && n * hp->n_head_kv >= 4 * be->n_threads) {
+        job.grouped = true;
+        job.units_per_row = hp->n_head_kv;
+    }
     atomic_init(&job.next, 0);
     if (be->n_threads == 1)
         attention_worker(&job, 0);

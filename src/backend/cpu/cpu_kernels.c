@@ -108,6 +108,16 @@ static void attend_q8_portable(const float *q, const float *k, const float *v, s
     for (int t = 0; t < n_keys; t++) axpy_portable(out, scores[t] * inv, v + (size_t)t * kv_stride, hd);
 }
 
+static int64_t round16(int64_t n) {
+    return (n + 15) / 16 * 16;
+}
+
+static void attend_q8_group_portable(const float *const *q, float *const *out, int n_q, const float *k,
+                                     const float *v, size_t kv_stride, int hd, int n_keys, float scale, float *scores) {
+    for (int i = 0; i < n_q; i++)
+        attend_q8_portable(q[i], k, v, kv_stride, hd, n_keys, scale, scores + (size_t)i * round16(n_keys), out[i]);
+}
+
 static void swiglu_q8_portable(float *g, const float *u, int64_t n) {
     for (int64_t k = 0; k < n; k++) g[k] = g[k] / (1.0f + cpu_exp_q8(-g[k])) * u[k];
 }
@@ -121,6 +131,7 @@ static const cpu_kernels kernels_portable = {
     .axpy = axpy_portable,
     .attend = attend_portable,
     .attend_q8 = attend_q8_portable,
+    .attend_q8_group = attend_q8_group_portable,
     .swiglu_q8 = swiglu_q8_portable,
 };
 
@@ -683,6 +694,199 @@ static AVX2 void attend_q8_avx2(const float *q, const float *k, const float *v, 
     }
 }
 
+static AVX2 void attend_q8_group_avx2(const float *const *q, float *const *out, int n_q, const float *k,
+                                      const float *v, size_t kv_stride, int hd, int n_keys, float scale, float *scores) {
+    for (int i = 0; i < n_q; i++)
+        attend_q8_avx2(q[i], k, v, kv_stride, hd, n_keys, scale, scores + (size_t)i * round16(n_keys), out[i]);
+}
+
+/* ---- AVX-512: attention of several queries over the same keys ---- */
+#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512dq,avx512bw")))
+
+/* cpu_exp_q8 on 16 lanes: exp_q8_avx2's operations, so the same bits. */
+static inline AVX512 __m512 exp_q8_avx512(__m512 x) {
+    __mmask16 below = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MIN), _CMP_LT_OQ); /* false for NaN */
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 xc = _mm512_min_ps(x, _mm512_set1_ps(EXP_MAX));
+    __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(EXP_LOG2E), _mm512_set1_ps(EXP_SHIFT));
+    __m512 n = _mm512_sub_ps(t, _mm512_set1_ps(EXP_SHIFT));
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), xc);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(EXP_C[0]);
+    for (int i = 1; i < 6; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C[i]));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4b400000)), _mm512_set1_epi32(127)),
+        23);
+    __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+    y = _mm512_maskz_mov_ps((__mmask16)~below, y); /* below EXP_MIN: 0 */
+    return _mm512_mask_mov_ps(y, nan, x);          /* NaN: x */
+}
+
+/* Two 8-lane dot-product accumulators in one register (lanes 0..7 one
+ * key's, 8..15 the next key's), each summed by hsum_avx2's tree:
+ * s_i = l_i + l_(i+4), then (s0 + s2) + (s1 + s3). The sums land in lanes
+ * 0 and 8. */
+static inline AVX512 __m512 hsum_pairs(__m512 a) {
+    __m512 s = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, 0xb1));        /* swap 128-bit halves of each 256 */
+    __m512 u = _mm512_add_ps(s, _mm512_permute_ps(s, 0x4e));              /* lane 0: s0+s2, lane 1: s1+s3 */
+    return _mm512_add_ps(u, _mm512_permute_ps(u, 0xb1));                  /* lane 0: (s0+s2)+(s1+s3) */
+}
+
+/* The score of one key for one query (attend_q8_avx2's one-key loop). */
+static inline AVX512 float score1(const float *q, const float *kt, int hd) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int c = 0; c < hd; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kt + c), acc);
+    return hsum_avx2(acc);
+}
+
+/* Scores of n_q (<= 4) queries against keys 0..n_keys-1: eight keys at a
+ * time, two per register, the query's 8 values broadcast to both halves;
+ * every key's chain of FMAs and its sum are attend_q8_avx2's. Returns each
+ * query's maximum in max[]. */
+static inline __attribute__((always_inline)) AVX512 void scores_group(const float *const *q, const int n_q,
+                                                                     const float *k, size_t kv_stride, int hd,
+                                                                     int n_keys, float scale, float *scores, size_t ss,
+                                                                     float *max) {
+    const __m512i lo_idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 16, 8, 0);
+    const __m512i hi_idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 24, 16, 8, 0, 0, 0, 0, 0);
+    __m256 mx[CPU_ATTEND_GROUP];
+    for (int i = 0; i < n_q; i++) mx[i] = _mm256_set1_ps(-INFINITY);
+    int t = 0;
+    for (; t + 8 <= n_keys; t += 8) {
+        const float *k0 = k + (size_t)t * kv_stride;
+        __m512 acc[CPU_ATTEND_GROUP][4];
+#pragma GCC unroll 4
+        for (int i = 0; i < CPU_ATTEND_GROUP; i++)
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+        for (int c = 0; c < hd; c += 8) {
+            __m512 kp[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                kp[j] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(k0 + (size_t)(2 * j) * kv_stride + c)),
+                                           _mm256_loadu_ps(k0 + (size_t)(2 * j + 1) * kv_stride + c), 1);
+#pragma GCC unroll 4
+            for (int i = 0; i < n_q; i++) {
+                __m512 qb = _mm512_broadcast_f32x8(_mm256_loadu_ps(q[i] + c));
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(qb, kp[j], acc[i][j]);
+            }
+        }
+        for (int i = 0; i < n_q; i++) {
+            __m512 f01 = _mm512_permutex2var_ps(hsum_pairs(acc[i][0]), lo_idx, hsum_pairs(acc[i][1]));
+            __m512 f23 = _mm512_permutex2var_ps(hsum_pairs(acc[i][2]), hi_idx, hsum_pairs(acc[i][3]));
+            __m256 s = _mm256_mul_ps(_mm512_castps512_ps256(_mm512_mask_mov_ps(f01, 0xf0, f23)), _mm256_set1_ps(scale));
+            _mm256_storeu_ps(scores + (size_t)i * ss + t, s);
+            mx[i] = _mm256_max_ps(mx[i], s);
+        }
+    }
+    for (int i = 0; i < n_q; i++) {
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx[i]), _mm256_extractf128_ps(mx[i], 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        float m = _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 0x55)));
+        for (int u = t; u < n_keys; u++) {
+            float s = score1(q[i], k + (size_t)u * kv_stride, hd) * scale;
+            scores[(size_t)i * ss + u] = s;
+            if (s > m) m = s;
+        }
+        max[i] = m;
+    }
+}
+
+/* attend_q8_group for n_q queries (a constant in each copy), hd a multiple of 16. */
+static inline __attribute__((always_inline)) AVX512 void group(const float *const *q, float *const *out,
+                                                              const int n_q, const float *k, const float *v,
+                                                              size_t kv_stride, int hd, int n_keys, float scale,
+                                                              float *scores) {
+    size_t ss = (size_t)round16(n_keys);
+    float max[CPU_ATTEND_GROUP];
+    scores_group(q, n_q, k, kv_stride, hd, n_keys, scale, scores, ss, max);
+    /* e_t = exp(s_t - max), summed in t order (the queries' chains side by
+     * side), then p_t = e_t * (1 / sum) */
+    __mmask16 tail = (__mmask16)((1u << (n_keys % 16)) - 1);
+    for (int i = 0; i < n_q; i++) {
+        float *s = scores + (size_t)i * ss;
+        __m512 m = _mm512_set1_ps(max[i]);
+        int t = 0;
+        for (; t + 16 <= n_keys; t += 16) _mm512_storeu_ps(s + t, exp_q8_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + t), m)));
+        if (t < n_keys) _mm512_mask_storeu_ps(s + t, tail, exp_q8_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + t), m)));
+    }
+    float sum[CPU_ATTEND_GROUP] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int t = 0; t < n_keys; t++)
+#pragma GCC unroll 4
+        for (int i = 0; i < n_q; i++) sum[i] += scores[(size_t)i * ss + t];
+    for (int i = 0; i < n_q; i++) {
+        float *s = scores + (size_t)i * ss;
+        __m512 inv = _mm512_set1_ps(1.0f / sum[i]);
+        for (int t = 0; t < n_keys; t += 16) _mm512_storeu_ps(s + t, _mm512_mul_ps(_mm512_loadu_ps(s + t), inv));
+    }
+    /* out = sum_t p_t v_t in t order, 64 columns at a time; each value row
+     * is loaded once for all queries */
+    for (int c0 = 0; c0 < hd; c0 += 64) {
+        int nz = (hd - c0 < 64 ? hd - c0 : 64) / 16;
+        __m512 acc[CPU_ATTEND_GROUP][4];
+#pragma GCC unroll 4
+        for (int i = 0; i < CPU_ATTEND_GROUP; i++)
+#pragma GCC unroll 4
+            for (int z = 0; z < 4; z++) acc[i][z] = _mm512_setzero_ps();
+        if (nz == 4) {
+            for (int t = 0; t < n_keys; t++) {
+                const float *vt = v + (size_t)t * kv_stride + c0;
+                __m512 vz[4];
+#pragma GCC unroll 4
+                for (int z = 0; z < 4; z++) vz[z] = _mm512_loadu_ps(vt + 16 * z);
+#pragma GCC unroll 4
+                for (int i = 0; i < n_q; i++) {
+                    __m512 p = _mm512_set1_ps(scores[(size_t)i * ss + t]);
+#pragma GCC unroll 4
+                    for (int z = 0; z < 4; z++) acc[i][z] = _mm512_fmadd_ps(p, vz[z], acc[i][z]);
+                }
+            }
+        } else {
+            for (int t = 0; t < n_keys; t++) {
+                const float *vt = v + (size_t)t * kv_stride + c0;
+                for (int i = 0; i < n_q; i++) {
+                    __m512 p = _mm512_set1_ps(scores[(size_t)i * ss + t]);
+                    for (int z = 0; z < nz; z++) acc[i][z] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vt + 16 * z), acc[i][z]);
+                }
+            }
+        }
+        for (int i = 0; i < n_q; i++)
+            for (int z = 0; z < nz; z++) _mm512_storeu_ps(out[i] + c0 + 16 * z, acc[i][z]);
+    }
+}
+
+static AVX512 void group1(const float *const *q, float *const *out, const float *k, const float *v, size_t kv_stride,
+                          int hd, int n_keys, float scale, float *scores) {
+    group(q, out, 1, k, v, kv_stride, hd, n_keys, scale, scores);
+}
+static AVX512 void group2(const float *const *q, float *const *out, const float *k, const float *v, size_t kv_stride,
+                          int hd, int n_keys, float scale, float *scores) {
+    group(q, out, 2, k, v, kv_stride, hd, n_keys, scale, scores);
+}
+static AVX512 void group3(const float *const *q, float *const *out, const float *k, const float *v, size_t kv_stride,
+                          int hd, int n_keys, float scale, float *scores) {
+    group(q, out, 3, k, v, kv_stride, hd, n_keys, scale, scores);
+}
+static AVX512 void group4(const float *const *q, float *const *out, const float *k, const float *v, size_t kv_stride,
+                          int hd, int n_keys, float scale, float *scores) {
+    group(q, out, 4, k, v, kv_stride, hd, n_keys, scale, scores);
+}
+
+/* attend_q8_group (cpu_kernels.h) */
+static AVX512 void attend_q8_group_avx512(const float *const *q, float *const *out, int n_q, const float *k,
+                                          const float *v, size_t kv_stride, int hd, int n_keys, float scale,
+                                          float *scores) {
+    if (hd % 16 != 0 || n_q < 1 || n_q > CPU_ATTEND_GROUP) {
+        attend_q8_group_avx2(q, out, n_q, k, v, kv_stride, hd, n_keys, scale, scores);
+        return;
+    }
+    void (*const copies[4])(const float *const *, float *const *, const float *, const float *, size_t, int, int, float,
+                            float *) = {group1, group2, group3, group4};
+    copies[n_q - 1](q, out, k, v, kv_stride, hd, n_keys, scale, scores);
+}
+
 static const cpu_kernels kernels_avx2 = {
     .name = "avx2",
     .decode_rows = decode_rows_avx2,
@@ -692,13 +896,32 @@ static const cpu_kernels kernels_avx2 = {
     .axpy = axpy_avx2,
     .attend = attend_avx2,
     .attend_q8 = attend_q8_avx2,
+    .attend_q8_group = attend_q8_group_avx2,
+    .swiglu_q8 = swiglu_q8_avx2,
+};
+
+/* AVX2 + the AVX-512 attention of several queries (cpu_attend_avx512.h). */
+static const cpu_kernels kernels_avx512 = {
+    .name = "avx512",
+    .decode_rows = decode_rows_avx2,
+    .tile = tile_avx2,
+    .dot_rows = dot_rows_avx2,
+    .dot = dot_avx2,
+    .axpy = axpy_avx2,
+    .attend = attend_avx2,
+    .attend_q8 = attend_q8_avx2,
+    .attend_q8_group = attend_q8_group_avx512,
     .swiglu_q8 = swiglu_q8_avx2,
 };
 
 const cpu_kernels *cpu_kernels_best(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
+            return &kernels_avx512;
         return &kernels_avx2;
+    }
     return &kernels_portable;
 }
 #else
