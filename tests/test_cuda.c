@@ -268,6 +268,9 @@ static void test_elementwise(gpu_stream *s) {
  * of ranges and with 3) and the simple one (no scratch). */
 enum { A_CTX = 320, A_HD = 64, A_MAX_NH = 8, A_MAX_NKV = 4, A_N = 6, A_P0 = 290 };
 
+static bool same_bits(const float *a, const float *b, size_t count);
+static void *poisoned(size_t bytes);
+
 static void attention_case(gpu_stream *s, int A_NH, int A_NKV, int splits, bool use_scratch) {
     const int A_KVD = A_NKV * A_HD, A_QD = A_NH * A_HD;
     static uint16_t kc[2 * A_CTX * A_MAX_NKV * A_HD], vc[2 * A_CTX * A_MAX_NKV * A_HD];
@@ -335,6 +338,34 @@ static void attention_case(gpu_stream *s, int A_NH, int A_NKV, int splits, bool 
         for (int c = 0; c < A_QD; c++) eq &= bits(out1[c]) == bits(out[4 * A_QD + c]);
         CHECK(eq, "%s attend of one row bitwise equal to that row in a batch of %d", kind, A_N);
     }
+    /* gpu_attend_q8: the same att, and (split kernel) its rows quantized as quantize_q8 does */
+    enum { QS = A_MAX_NH * A_HD };
+    static int8_t q8a[A_N * QS], q8b[A_N * QS];
+    static float dsa[A_N * QS / 16], dsb[A_N * QS / 16];
+    int8_t *xqd = poisoned(sizeof q8a);
+    float *xdsd = poisoned(sizeof dsa);
+    int quantized = -1;
+    poison(s, ad, A_N * A_QD);
+    bool ok = xqd && xdsd &&
+              gpu_attend_q8(s, qd, A_QD, ad, A_QD, A_KVD, A_NH, A_NKV, A_HD, scale, 1, rd, A_N, 0, scratch, splits, xqd,
+                            xdsd, QS, &quantized, err, sizeof err) == 0 &&
+              to_host(s, out1, ad, A_QD, A_QD, 1) && gpu_download(q8a, xqd, sizeof q8a, err, sizeof err) == 0 &&
+              gpu_download(dsa, xdsd, sizeof dsa, err, sizeof err) == 0;
+    CHECK(ok && quantized == (use_scratch ? 1 : 0), "%s attend_q8 ran (quantized %d): %s", kind, quantized, err);
+    if (ok && quantized == 1) {
+        float *back = NULL;
+        gpu_alloc((void **)&back, (size_t)A_N * A_QD * sizeof(float), "att", err, sizeof err);
+        ok = back && gpu_upload(back, out, (size_t)A_N * A_QD * sizeof(float), err, sizeof err) == 0 &&
+             gpu_quantize_q8(s, back, A_QD, A_QD, A_N, xqd, xdsd, QS, err, sizeof err) == 0 &&
+             gpu_stream_sync(s, err, sizeof err) == 0 && gpu_download(q8b, xqd, sizeof q8b, err, sizeof err) == 0 &&
+             gpu_download(dsb, xdsd, sizeof dsb, err, sizeof err) == 0;
+        bool same = ok && same_bits(out1, out, A_QD);
+        for (int i = 0; same && i < A_N; i++)
+            same = memcmp(q8a + i * QS, q8b + i * QS, A_QD) == 0 && same_bits(dsa + i * QS / 16, dsb + i * QS / 16, A_QD / 16);
+        CHECK(same, "split-K attend_q8 (%d ranges): att bitwise as attend, its 8-bit rows as quantize_q8's", splits);
+        gpu_free(back);
+    }
+    gpu_free(xqd), gpu_free(xdsd);
     gpu_free(kd), gpu_free(vd), gpu_free(qd), gpu_free(knew), gpu_free(vnew), gpu_free(ad), gpu_free(rd);
     gpu_free(scratch);
 }

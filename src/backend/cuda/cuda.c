@@ -514,15 +514,28 @@ static bool take_xq_ready(backend_ctx *ctx) {
 /* rmsnorm into B, then a matmul reading B whose products take 8-bit
  * input: the rmsnorm kernel quantizes its output too (the same bits as
  * the two steps), and the matmul skips its own quantization. */
-static bool fuses_norm_q8(const backend_ctx *ctx, const cuda_op *norm, const cuda_op *mm) {
-    if (!ctx->q8 || norm->kind != OP_RMSNORM || mm->kind != OP_MATMUL || mm->src != norm->dst[0] ||
-        mm->src_row0 != 0 || mm->n != norm->n || use_gemm(ctx, mm->n) || ctx->width[mm->src] % 32 != 0)
+/* Whether matmul mm reads rows 0 .. n - 1 of buffer src and has a
+ * product with 8-bit input (then the step that writes src can quantize). */
+static bool reads_q8(const backend_ctx *ctx, const cuda_op *mm, int src, int n) {
+    if (!ctx->q8 || mm->kind != OP_MATMUL || mm->src != src || mm->src_row0 != 0 || mm->n != n ||
+        use_gemm(ctx, mm->n) || ctx->width[src] % 32 != 0)
         return false;
     for (int k = 0; k < mm->n_mats; k++) {
         const model_weight *mw = ctx->bm->w.matrix[mm->w[k]];
         if (gpu_matvec_q8_supported(mw->type, mw->n_in)) return true;
     }
     return false;
+}
+
+static bool fuses_norm_q8(const backend_ctx *ctx, const cuda_op *norm, const cuda_op *mm) {
+    return norm->kind == OP_RMSNORM && reads_q8(ctx, mm, norm->dst[0], norm->n);
+}
+
+/* attend, then the output projection reading ATT with 8-bit input: the
+ * attention's merge writes the 8-bit rows too (where its split kernel
+ * runs; gpu_attend_q8 says whether it did). */
+static bool fuses_attend_q8(const backend_ctx *ctx, const cuda_op *att, const cuda_op *mm) {
+    return att->kind == OP_ATTEND && reads_q8(ctx, mm, BUF_ATT, att->n);
 }
 
 static int run_rmsnorm_q8(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
@@ -646,7 +659,7 @@ static const gpu_kv_row *one_run(const backend_ctx *ctx, int n) {
     return t;
 }
 
-static int run_attend(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_size) {
+static int run_attend(backend_ctx *ctx, const cuda_op *op, bool q8_out, char *err, size_t err_size) {
     const model_hparams *hp = &ctx->m->hp;
     const float scale = 1.0f / sqrtf((float)hp->head_dim);
     const gpu_kv_row *run = NULL;
@@ -659,14 +672,21 @@ static int run_attend(backend_ctx *ctx, const cuda_op *op, char *err, size_t err
                                   op->f32 == GPU_KV_Q8_0, hp->kv_dim, hp->n_head, hp->n_head_kv, hp->head_dim, scale,
                                   run->pos, op->n, err, err_size);
     }
+    bool all_quantized = q8_out;
     for (int row0 = 0; row0 < op->n; row0 += ATT_GROUP) {
         const int count = op->n - row0 < ATT_GROUP ? op->n - row0 : ATT_GROUP;
-        if (gpu_attend(ctx->stream, ctx->buf[BUF_Q] + (size_t)row0 * (size_t)ctx->stride[BUF_Q], ctx->stride[BUF_Q],
-                       ctx->buf[BUF_ATT] + (size_t)row0 * (size_t)ctx->stride[BUF_ATT], ctx->stride[BUF_ATT],
-                       hp->kv_dim, hp->n_head, hp->n_head_kv, hp->head_dim, scale, op->layer, kv_table(ctx) + row0,
-                       count, op->f32, ctx->att_scratch, ctx->splits, err, err_size) != 0)
+        int quantized = 0;
+        if (gpu_attend_q8(ctx->stream, ctx->buf[BUF_Q] + (size_t)row0 * (size_t)ctx->stride[BUF_Q], ctx->stride[BUF_Q],
+                          ctx->buf[BUF_ATT] + (size_t)row0 * (size_t)ctx->stride[BUF_ATT], ctx->stride[BUF_ATT],
+                          hp->kv_dim, hp->n_head, hp->n_head_kv, hp->head_dim, scale, op->layer, kv_table(ctx) + row0,
+                          count, op->f32, ctx->att_scratch, ctx->splits,
+                          q8_out ? ctx->xq + (size_t)row0 * (size_t)ctx->xqs : NULL,
+                          q8_out ? ctx->xds + (size_t)row0 * (size_t)(ctx->xqs / 32) * 2 : NULL, ctx->xqs, &quantized,
+                          err, err_size) != 0)
             return -1;
+        all_quantized = all_quantized && quantized;
     }
+    ctx->xq_ready = all_quantized; /* for the output projection next */
     return 0;
 }
 
@@ -691,7 +711,7 @@ static int run_op(backend_ctx *ctx, const cuda_op *op, char *err, size_t err_siz
     case OP_KV_STORE:
         return gpu_kv_store(ctx->stream, ctx->buf[BUF_K], ctx->buf[BUF_V], ctx->stride[BUF_K], hp->kv_dim, op->layer,
                             kv_table(ctx), op->n, op->f32, err, err_size);
-    case OP_ATTEND: return run_attend(ctx, op, err, err_size);
+    case OP_ATTEND: return run_attend(ctx, op, false, err, err_size);
     case OP_ADD:
         return gpu_add(ctx->stream, ctx->buf[op->dst[0]], ctx->stride[op->dst[0]], ctx->buf[op->src],
                        ctx->stride[op->src], ctx->width[op->dst[0]], op->n, err, err_size);
@@ -710,6 +730,9 @@ static int launch_list(backend_ctx *ctx, char *err, size_t err_size) {
         int rc;
         if (i + 1 < ctx->n_ops && fuses_norm_q8(ctx, &ops[i], &ops[i + 1])) {
             rc = run_rmsnorm_q8(ctx, &ops[i], err, err_size); /* the matmul is next, with xq_ready */
+            i += 1;
+        } else if (i + 1 < ctx->n_ops && fuses_attend_q8(ctx, &ops[i], &ops[i + 1])) {
+            rc = run_attend(ctx, &ops[i], true, err, err_size); /* likewise, where it quantized */
             i += 1;
         } else if (i + 1 < ctx->n_ops && fuses_add(ctx, &ops[i], &ops[i + 1])) {
             rc = run_matmul_add(ctx, &ops[i], &ops[i + 1], err, err_size);

@@ -10,6 +10,7 @@
 #include "backend/cuda/cuda_device.h"
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_matvec.h"
+#include "backend/cuda/cuda_q8_block.h"
 
 /* ggml type ids (format/quant.h; repeated here so this file includes no C
  * header of the library). */
@@ -1077,7 +1078,8 @@ __global__ void __launch_bounds__(SPLIT_WARPS * GPU_WARP)
  * (every thread recomputing every e_s made this kernel wait on its loads
  * and exponentials: 8.7 us per layer on the H200, ncu 2026-12-01); the
  * sums keep their order. */
-__global__ void attend_merge_kernel(const float *part, float *att, int64_t as, int n_head, int head_dim, int splits) {
+__global__ void attend_merge_kernel(const float *part, float *att, int64_t as, int n_head, int head_dim, int splits,
+                                    int8_t *xq, float2 *xds, int64_t xqs) {
     __shared__ float weight[SPLIT_MAX], range_sum[SPLIT_MAX], total_all;
     __shared__ bool has_keys[SPLIT_MAX];
     const int h = blockIdx.x, i = blockIdx.y;
@@ -1105,6 +1107,11 @@ __global__ void attend_merge_kernel(const float *part, float *att, int64_t as, i
         for (int s = 0; s < splits; s++)
             if (has_keys[s]) v += p[(int64_t)s * (head_dim + 2) + 2 + d] * weight[s];
         out[d] = v / total_all;
+        if (xq) { /* head_dim % 32 == 0: a warp holds one whole block */
+            const int lane = threadIdx.x % GPU_WARP;
+            const int64_t c = (int64_t)h * head_dim + d - lane; /* the block's first column */
+            q8_block(out[d], lane, xq + (int64_t)i * xqs + c, xds + (int64_t)i * (xqs / 32) + c / 32);
+        }
     }
 }
 
@@ -1134,9 +1141,11 @@ static void launch_split(gpuStream_t st, int dl, dim3 grid, const float *q, int6
     else launch_split_g<KV, 8>(st, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
 }
 
-extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim,
-                          int n_head, int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows,
-                          int n, int f32, float *scratch, int splits, char *err, size_t err_size) {
+static int attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
+                  int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int n, int f32,
+                  float *scratch, int splits, int8_t *xq, float *xds, int64_t xqs, int *quantized, char *err,
+                  size_t err_size) {
+    *quantized = 0;
     if (n <= 0) return 0;
     if (head_dim > ATT_MAX_DIMS * GPU_WARP) {
         snprintf(err, err_size, "cuda: head_dim %d is above the attention kernel's %d", head_dim,
@@ -1156,8 +1165,10 @@ extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att,
         if (f32) launch_split<float>(s->stream, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
         else launch_split<unsigned short>(s->stream, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
         if (launched(err, err_size, "attention") != 0) return -1;
-        attend_merge_kernel<<<dim3((unsigned)n_head, (unsigned)n), 128, 0, s->stream>>>(scratch, att, as, n_head,
-                                                                                       head_dim, splits);
+        const bool q8 = xq != NULL && head_dim % 32 == 0;
+        attend_merge_kernel<<<dim3((unsigned)n_head, (unsigned)n), 128, 0, s->stream>>>(
+            scratch, att, as, n_head, head_dim, splits, q8 ? xq : NULL, (float2 *)xds, xqs);
+        *quantized = q8;
         return launched(err, err_size, "attention merge");
     }
     dim3 grid((unsigned)n_head, (unsigned)n);
@@ -1168,6 +1179,22 @@ extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att,
         attend_kernel<unsigned short><<<grid, ATT_WARPS * GPU_WARP, 0, s->stream>>>(
             q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows);
     return launched(err, err_size, "attention");
+}
+
+extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim,
+                          int n_head, int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows,
+                          int n, int f32, float *scratch, int splits, char *err, size_t err_size) {
+    int quantized = 0;
+    return attend(s, q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, n, f32, scratch, splits,
+                  NULL, NULL, 0, &quantized, err, err_size);
+}
+
+extern "C" int gpu_attend_q8(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim,
+                             int n_head, int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows,
+                             int n, int f32, float *scratch, int splits, int8_t *xq, float *xds, int64_t xqs,
+                             int *quantized, char *err, size_t err_size) {
+    return attend(s, q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, n, f32, scratch, splits,
+                  xq, xds, xqs, quantized, err, err_size);
 }
 
 /* ---- dequantization to f16 rows (the fast prefill's GEMM, cuda_gemm.cu) ----

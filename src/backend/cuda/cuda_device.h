@@ -175,6 +175,14 @@ size_t gpu_attend_scratch_floats(int n_head, int head_dim, int splits, int n);
 int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
                int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int n, int f32,
                float *scratch, int splits, char *err, size_t err_size);
+/* gpu_attend that also writes att's rows quantized as gpu_quantize_q8 does
+ * (xq [n][xqs] bytes, xds [n][xqs / 32] pairs; att's columns) where the
+ * split kernel runs and head_dim is a multiple of 32: *quantized says
+ * whether it did (if not, only att was written). */
+int gpu_attend_q8(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
+                  int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int n, int f32,
+                  float *scratch, int splits, int8_t *xq, float *xds, int64_t xqs, int *quantized, char *err,
+                  size_t err_size);
 /* dst[i] += src[i]. */
 int gpu_add(gpu_stream *s, float *dst, int64_t ds, const float *src, int64_t ss, int64_t width, int n, char *err,
             size_t err_size);

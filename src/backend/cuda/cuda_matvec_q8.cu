@@ -32,6 +32,7 @@
 #include "backend/cuda/cuda_device.h"
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_matvec.h"
+#include "backend/cuda/cuda_q8_block.h"
 #include "backend/cuda/gpu_compat.h"
 
 enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14 };
@@ -403,22 +404,6 @@ __global__ void __launch_bounds__(MVQ_WARPS * GPU_WARP) mvq_swiglu_kernel(gpu_mv
         const float v = gu[0][k];
         a.y[0][(int64_t)(i0 + k) * a.ys[0] + r] = v / (1.0f + expf(-v)) * gu[1][k];
     }
-}
-
-/* One block of 32 values, lane j holding value j (a whole warp): d =
- * max|x| / 127, q = x / d rounded to nearest even (0 where d is 0), s =
- * d * sum(q); q[j] and (lane 0) ds written. */
-__device__ __forceinline__ void q8_block(float v, int lane, int8_t *q, float2 *ds) {
-    float amax = fabsf(v);
-#pragma unroll
-    for (int off = GPU_WARP / 2; off > 0; off >>= 1) amax = fmaxf(amax, GPU_SHFL_XOR(amax, off));
-    const float d = __fdiv_rn(amax, 127.0f);
-    const int qv = d == 0.0f ? 0 : __float2int_rn(__fdiv_rn(v, d));
-    int sum = qv;
-#pragma unroll
-    for (int off = GPU_WARP / 2; off > 0; off >>= 1) sum += GPU_SHFL_XOR(sum, off);
-    q[lane] = (int8_t)qv;
-    if (lane == 0) *ds = make_float2(d, __fmul_rn(d, (float)sum));
 }
 
 /* Block c (32 values) of row i: one warp. */
