@@ -26,6 +26,12 @@
  * same bits as the steps it replaces. A launch error therefore surfaces at
  * the call that runs the list (read_rows, begin, write_rows).
  *
+ * 8-bit activations (docs/cuda.md "Decode: 8-bit activations"): the
+ * products of quantized weights outside the fast prefill take their input
+ * rounded to 8 bits per 32 values (gpu_quantize_q8, or written by the
+ * rmsnorm or attention before them) and integer dot products, in both
+ * modes; GRETA_CUDA_MATVEC=f32 keeps the float32 kernels.
+ *
  * The fast prefill (docs/cuda.md): without --deterministic, the matrix
  * products and the attention of forwards of at least GEMM_MIN_ROWS rows run
  * on tensor cores: cuBLAS GEMMs (cuda_gemm.cu) and flash attention
@@ -129,7 +135,7 @@ struct backend_ctx {
     int8_t *xq;                /* device [max_rows][xqs] */
     float *xds;                /* device [max_rows][xqs / 32] pairs (d, s) */
     int64_t xqs;
-    bool xq_ready;             /* xq holds the next matmul's input (a fused rmsnorm wrote it) */
+    bool xq_ready;             /* xq holds the next matmul's input (a fused rmsnorm or attention wrote it) */
     graph_slot slot[GRAPH_MAX_ROWS + 1];
     int splits;                /* attention key ranges (gpu_attend_splits) */
     float *att_scratch;        /* device: gpu_attend_scratch_floats(ATT_GROUP rows) */
@@ -503,17 +509,15 @@ static int q8_input(backend_ctx *ctx, uint32_t type, const float *x, int64_t xs,
     return 0;
 }
 
-/* Whether the rmsnorm just run left this matmul's input quantized in xq
- * (then no longer: the flag is for the one matmul that follows). */
+/* Whether the step just run (a fused rmsnorm or attention) left this
+ * matmul's input quantized in xq (then no longer: the flag is for the one
+ * matmul that follows). */
 static bool take_xq_ready(backend_ctx *ctx) {
     const bool ready = ctx->xq_ready;
     ctx->xq_ready = false;
     return ready;
 }
 
-/* rmsnorm into B, then a matmul reading B whose products take 8-bit
- * input: the rmsnorm kernel quantizes its output too (the same bits as
- * the two steps), and the matmul skips its own quantization. */
 /* Whether matmul mm reads rows 0 .. n - 1 of buffer src and has a
  * product with 8-bit input (then the step that writes src can quantize). */
 static bool reads_q8(const backend_ctx *ctx, const cuda_op *mm, int src, int n) {
@@ -527,6 +531,9 @@ static bool reads_q8(const backend_ctx *ctx, const cuda_op *mm, int src, int n) 
     return false;
 }
 
+/* rmsnorm into B, then a matmul reading B whose products take 8-bit
+ * input: the rmsnorm kernel quantizes its output too (the same bits as
+ * the two steps), and the matmul skips its own quantization. */
 static bool fuses_norm_q8(const backend_ctx *ctx, const cuda_op *norm, const cuda_op *mm) {
     return norm->kind == OP_RMSNORM && reads_q8(ctx, mm, norm->dst[0], norm->n);
 }

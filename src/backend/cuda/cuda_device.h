@@ -12,8 +12,9 @@
  * Numerics (docs/cuda.md): weights are dequantized inside the kernels
  * bit-exactly as quant_dequantize() does (the file is built with
  * --fmad=false: no contraction of a*b+c anywhere except explicit fmaf);
- * activations and accumulation are float32; the KV cache is f16 (round to
- * nearest even). Every output element is computed by one warp or thread in
+ * activations and accumulation are float32, except that the products of
+ * quantized weights may take 8-bit activations (gpu_quantize_q8, integer
+ * dot products); the KV cache is f16 (round to nearest even). Every output element is computed by one warp or thread in
  * an order that depends only on the model's sizes and the row's own
  * position, never on how many rows a forward has: prefill and decode give
  * the same bits. */
