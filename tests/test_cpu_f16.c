@@ -9,8 +9,9 @@
  *   - the order on a hand-made row where 8 lanes or a sequential sum give
  *     another float;
  *   - each result against a double dot product within float32 error;
- *   - attend_q8_group of 1..4 queries against attend_q8 of each query alone,
- *     bit for bit (head sizes 16..128, 1..300 keys), and against a double
+ *   - attend_q8_group of 1..6 queries (the same key count, or counts that
+ *     differ as consecutive rows' do) against attend_q8 of each query alone,
+ *     bit for bit (head sizes 16..128, 1..305 keys), and against a double
  *     softmax attention within float32 error. */
 #include <math.h>
 #include <stdio.h>
@@ -181,19 +182,19 @@ static void test_attend_group(void) {
     printf("# attention kernels in use: %s\n", cpu_kernels_best()->name);
     const int head_dims[] = {16, 48, 64, 80, 128};
     const int key_counts[] = {1, 2, 7, 8, 9, 15, 16, 17, 33, 100, 300};
+    enum { MAX_KEYS = 320 };
     for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++) {
         int hd = head_dims[hi];
         size_t stride = (size_t)hd * 3; /* three KV heads per row; the middle one is read */
-        int max_keys = 300;
-        float *k = malloc((size_t)max_keys * stride * sizeof(float));
-        float *v = malloc((size_t)max_keys * stride * sizeof(float));
+        float *k = malloc((size_t)MAX_KEYS * stride * sizeof(float));
+        float *v = malloc((size_t)MAX_KEYS * stride * sizeof(float));
         float *q = malloc((size_t)CPU_ATTEND_GROUP * (size_t)hd * sizeof(float));
-        for (size_t i = 0; i < (size_t)max_keys * stride; i++) {
+        for (size_t i = 0; i < (size_t)MAX_KEYS * stride; i++) {
             k[i] = 2.0f * uniform();
             v[i] = uniform();
         }
         for (int i = 0; i < CPU_ATTEND_GROUP * hd; i++) q[i] = 2.0f * uniform();
-        float *scores = malloc((size_t)CPU_ATTEND_GROUP * 304 * sizeof(float));
+        float *scores = malloc((size_t)CPU_ATTEND_GROUP * MAX_KEYS * sizeof(float));
         float *single = malloc((size_t)hd * sizeof(float));
         float *outs = malloc((size_t)CPU_ATTEND_GROUP * (size_t)hd * sizeof(float));
         double *ref = malloc((size_t)hd * sizeof(double));
@@ -202,28 +203,33 @@ static void test_attend_group(void) {
             int bad = 0, total = 0;
             double worst = 0.0;
             for (size_t ni = 0; ni < sizeof key_counts / sizeof key_counts[0]; ni++)
-                for (int n_q = 1; n_q <= CPU_ATTEND_GROUP; n_q++) {
-                    int n_keys = key_counts[ni];
-                    const float *qs[CPU_ATTEND_GROUP];
-                    float *os[CPU_ATTEND_GROUP];
-                    for (int i = 0; i < n_q; i++) {
-                        qs[i] = q + (size_t)i * (size_t)hd;
-                        os[i] = outs + (size_t)i * (size_t)hd;
-                    }
-                    ks[b]->attend_q8_group(qs, os, n_q, k + hd, v + hd, stride, hd, n_keys, scale, scores);
-                    for (int i = 0; i < n_q; i++) {
-                        ks[b]->attend_q8(qs[i], k + hd, v + hd, stride, hd, n_keys, scale, scores, single);
-                        total++;
-                        if (memcmp(single, os[i], (size_t)hd * sizeof(float)) != 0) bad++;
-                        attend_double(qs[i], k + hd, v + hd, stride, hd, n_keys, scale, ref);
-                        for (int c = 0; c < hd; c++) {
-                            double e = fabs(os[i][c] - ref[c]);
-                            if (e > worst) worst = e;
+                for (int n_q = 1; n_q <= CPU_ATTEND_GROUP; n_q++)
+                    for (int spread = 0; spread < 2; spread++) {
+                        const float *qs[CPU_ATTEND_GROUP];
+                        float *os[CPU_ATTEND_GROUP];
+                        int n_keys[CPU_ATTEND_GROUP];
+                        for (int i = 0; i < n_q; i++) {
+                            qs[i] = q + (size_t)i * (size_t)hd;
+                            os[i] = outs + (size_t)i * (size_t)hd;
+                            /* spread: key counts that differ by 0..2, the shortest not first */
+                            n_keys[i] = key_counts[ni] + (spread ? (i + 1) % 3 : 0);
+                        }
+                        ks[b]->attend_q8_group(qs, os, n_q, k + hd, v + hd, stride, hd, n_keys, scale, scores);
+                        for (int i = 0; i < n_q; i++) {
+                            ks[b]->attend_q8(qs[i], k + hd, v + hd, stride, hd, n_keys[i], scale, scores, single);
+                            total++;
+                            if (memcmp(single, os[i], (size_t)hd * sizeof(float)) != 0) bad++;
+                            attend_double(qs[i], k + hd, v + hd, stride, hd, n_keys[i], scale, ref);
+                            for (int c = 0; c < hd; c++) {
+                                double e = fabs(os[i][c] - ref[c]);
+                                if (e > worst) worst = e;
+                            }
                         }
                     }
-                }
-            CHECK(bad == 0, "%s hd=%d: attend_q8_group of 1..4 queries == attend_q8 of each, bit for bit (%d of %d differ)",
-                  ks[b]->name, hd, bad, total);
+            CHECK(bad == 0,
+                  "%s hd=%d: attend_q8_group of 1..%d queries (equal and differing key counts) == attend_q8 of each, "
+                  "bit for bit (%d of %d differ)",
+                  ks[b]->name, hd, CPU_ATTEND_GROUP, bad, total);
             CHECK(worst < 1e-5, "%s hd=%d: attend_q8_group within 1e-5 of a double softmax attention (%.2g)", ks[b]->name,
                   hd, worst);
         }

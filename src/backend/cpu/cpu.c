@@ -464,9 +464,10 @@ static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight
          * prefetch then run ahead of it) rather than many short ones that
          * interleave with the other threads'. */
         int64_t rows = UNIT_W_ROWS;
-        /* (F16 at q8 even on one thread: its decode kernel reads each
-         * unit as two streams, cpu_f16_avx512.c, which want to be long) */
-        if (n == 1 && (be->n_threads > 1 || (be->f16 && cpu_f16_rows(weights[i])))) {
+        /* (F16 and BF16 at q8 even on one thread: their AVX-512 decode
+         * kernels read a unit as two streams, which want to be long) */
+        bool streams = be->q8 && (cpu_f16_rows(weights[i]) || cpu_bf16_rows(weights[i]));
+        if (n == 1 && (be->n_threads > 1 || streams)) {
             int64_t share = weights[i]->n_out / ((int64_t)be->n_threads * DECODE_UNITS_PER_THREAD);
             /* whole units of 16 rows: a repacked group of the 32-value types */
             share = (share + UNIT_W_ROWS - 1) / UNIT_W_ROWS * UNIT_W_ROWS;
@@ -521,8 +522,8 @@ static greta_status cpu_kv_store(backend_ctx *be, int layer, const backend_kv_ro
     return GRETA_OK;
 }
 
-/* A unit is one (row, head), or at precision q8 with many units one (row,
- * KV head): the heads of the row that read that KV head, up to
+/* A unit is one (row, head), or at precision q8 with many units one (block
+ * of rows, KV head): the heads of those rows that read that KV head, up to
  * CPU_ATTEND_GROUP at a time through attend_q8_group (the keys and values
  * read once for all of them; each head's result is attend_q8's, bit for
  * bit, so the split never changes a value). */
@@ -531,8 +532,9 @@ typedef struct {
     int layer;
     const backend_kv_row *rows;
     int n;
-    bool grouped;        /* units are (row, KV head) */
-    int units_per_row;   /* n_head, or n_head_kv when grouped */
+    bool grouped;        /* units are (block of block_rows rows, KV head) */
+    int block_rows;
+    int units_per_block; /* n_head, or n_head_kv when grouped */
     atomic_int next;
 } attention_job;
 
@@ -549,37 +551,59 @@ static void attention_unit(attention_job *job, int thread, int i, int h) {
                   be->scores[thread], out);
 }
 
-/* Row i's heads g * group .. (g + 1) * group - 1, which read KV head g. */
-static void attention_group_unit(attention_job *job, int thread, int i, int g) {
+/* The queries of one attend_q8_group call: heads of rows that share a KV
+ * cache and a KV head. */
+typedef struct {
+    const float *q[CPU_ATTEND_GROUP];
+    float *out[CPU_ATTEND_GROUP];
+    int n_keys[CPU_ATTEND_GROUP];
+    int n;
+    const host_kv *kv;
+} query_set;
+
+static void query_set_run(attention_job *job, int thread, int g, query_set *qs) {
+    if (qs->n == 0) return;
     backend_ctx *be = job->be;
     const model_hparams *hp = &be->m->hp;
-    const host_kv *kv = host_kv_of(job->rows[i].kv);
+    int group = hp->n_head / hp->n_head_kv;
+    size_t off = backend_kv_offset(hp, qs->kv->n_ctx, job->layer, 0) + backend_kv_head_offset(hp, g * group);
+    be->k->attend_q8_group(qs->q, qs->out, qs->n, (const float *)qs->kv->k + off, (const float *)qs->kv->v + off,
+                           (size_t)hp->kv_dim, hp->head_dim, qs->n_keys, 1.0f / sqrtf((float)hp->head_dim),
+                           be->scores[thread]);
+    qs->n = 0;
+}
+
+/* Rows b * block_rows .. of the job, their heads g * group .. (g + 1) * group - 1,
+ * which read KV head g. */
+static void attention_group_unit(attention_job *job, int thread, int b, int g) {
+    backend_ctx *be = job->be;
+    const model_hparams *hp = &be->m->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    int h0 = g * group;
-    size_t off = backend_kv_offset(hp, kv->n_ctx, job->layer, 0) + backend_kv_head_offset(hp, h0);
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int h = h0; h < h0 + group; h += CPU_ATTEND_GROUP) {
-        int n_q = h0 + group - h < CPU_ATTEND_GROUP ? h0 + group - h : CPU_ATTEND_GROUP;
-        const float *q[CPU_ATTEND_GROUP];
-        float *out[CPU_ATTEND_GROUP];
-        for (int j = 0; j < n_q; j++) {
-            q[j] = row_of(be, BUF_Q, i) + (size_t)(h + j) * hd;
-            out[j] = row_of(be, BUF_ATT, i) + (size_t)(h + j) * hd;
+    int i_end = (b + 1) * job->block_rows < job->n ? (b + 1) * job->block_rows : job->n;
+    query_set qs = {.n = 0};
+    for (int i = b * job->block_rows; i < i_end; i++) {
+        const host_kv *kv = host_kv_of(job->rows[i].kv);
+        if (qs.n > 0 && kv != qs.kv) query_set_run(job, thread, g, &qs);
+        qs.kv = kv;
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            qs.q[qs.n] = row_of(be, BUF_Q, i) + (size_t)h * hd;
+            qs.out[qs.n] = row_of(be, BUF_ATT, i) + (size_t)h * hd;
+            qs.n_keys[qs.n] = job->rows[i].pos + 1;
+            if (++qs.n == CPU_ATTEND_GROUP) query_set_run(job, thread, g, &qs);
         }
-        be->k->attend_q8_group(q, out, n_q, (const float *)kv->k + off, (const float *)kv->v + off, (size_t)hp->kv_dim,
-                               hd, job->rows[i].pos + 1, scale, be->scores[thread]);
     }
+    query_set_run(job, thread, g, &qs);
 }
 
 static void attention_worker(void *p, int thread) {
     attention_job *job = p;
-    int per_row = job->units_per_row;
-    int total = job->n * per_row;
+    int per_block = job->units_per_block;
+    int total = (job->n + job->block_rows - 1) / job->block_rows * per_block;
     for (int u; (u = atomic_fetch_add(&job->next, 1)) < total;) {
         if (job->grouped)
-            attention_group_unit(job, thread, u / per_row, u % per_row);
+            attention_group_unit(job, thread, u / per_block, u % per_block);
         else
-            attention_unit(job, thread, u / per_row, u % per_row);
+            attention_unit(job, thread, u / per_block, u % per_block);
     }
 }
 
@@ -587,12 +611,16 @@ static greta_status cpu_attend(backend_ctx *be, int layer, const backend_kv_row 
                                size_t err_size) {
     (void)err, (void)err_size;
     const model_hparams *hp = &be->m->hp;
-    attention_job job = {.be = be, .layer = layer, .rows = rows, .n = n, .units_per_row = hp->n_head};
-    /* grouped when the group kernel has a use (several heads per KV head)
-     * and there are enough units to keep every thread busy */
-    if (be->q8 && hp->n_head > hp->n_head_kv && n * hp->n_head_kv >= 4 * be->n_threads) {
+    attention_job job = {.be = be, .layer = layer, .rows = rows, .n = n, .block_rows = 1, .units_per_block = hp->n_head};
+    /* grouped at q8 when there are enough units to keep every thread busy:
+     * blocks of rows whose heads of one KV head fill a call (2 rows of 3
+     * heads, 1 row of 4, 6 rows of 1) */
+    int group = hp->n_head / hp->n_head_kv;
+    int block_rows = group >= CPU_ATTEND_GROUP ? 1 : CPU_ATTEND_GROUP / group;
+    if (be->q8 && (n + block_rows - 1) / block_rows * hp->n_head_kv >= 4 * be->n_threads) {
         job.grouped = true;
-        job.units_per_row = hp->n_head_kv;
+        job.block_rows = block_rows;
+        job.units_per_block = hp->n_head_kv;
     }
     atomic_init(&job.next, 0);
     if (be->n_threads == 1)

@@ -2,8 +2,8 @@
  * vdpbf16ps takes 32 BF16 products per instruction into 16 float lanes, the
  * order of cpu_bf16.h by definition. Prefill: tiles of 4 weight rows x 4
  * activation rows (16 accumulators, each weight and activation load shared
- * by 4 instructions); decode (one activation row): 4 weight rows, the rows
- * ahead prefetched. */
+ * by 4 instructions); decode (one activation row): a call's rows in two
+ * halves multiplied side by side (two long streams). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
 #include <immintrin.h>
@@ -103,8 +103,39 @@ void cpu_bf16_round_row_avx512(const float *x, int64_t n, uint16_t *dst) {
     if (i < n) cpu_bf16_round_row(x + i, n - i, dst + i);
 }
 
+/* Decode: y[0] = row r0 . x and y[gap] = row r0 + gap . x, two independent
+ * chains read from two places far apart, each a contiguous stream over its
+ * half of the rows (the hardware prefetcher follows two long streams; four
+ * adjacent rows at once are four streams that each end after one row). */
+INLINE void streams_x1(const model_weight *w, int64_t r0, int64_t gap, const uint8_t *xb, float *y, const int NS) {
+    const uint8_t *rows[2];
+    __m512 acc[2];
+#pragma GCC unroll 2
+    for (int s = 0; s < NS; s++) {
+        rows[s] = w->data + (size_t)(r0 + s * gap) * w->row_bytes;
+        acc[s] = _mm512_setzero_ps();
+    }
+    for (int64_t c = 0; c < w->n_in; c += 32) {
+        __m512bh xv = load_bh(xb + 2 * c);
+#pragma GCC unroll 2
+        for (int s = 0; s < NS; s++) acc[s] = _mm512_dpbf16_ps(acc[s], load_bh(rows[s] + 2 * c), xv);
+    }
+#pragma GCC unroll 2
+    for (int s = 0; s < NS; s++) y[s * gap] = lanes_sum(acc[s]);
+}
+
+static void decode(const model_weight *w, int64_t r0, int n_rows, const uint8_t *xb, float *y) {
+    int half = n_rows / 2;
+    for (int r = 0; r < half; r++) streams_x1(w, r0 + r, half, xb, y + r, 2);
+    if (n_rows % 2) streams_x1(w, r0 + n_rows - 1, 0, xb, y + n_rows - 1, 1);
+}
+
 void cpu_bf16_tile_avx512(const model_weight *w, int64_t r0, int n_rows, const uint8_t *xb, size_t xb_stride,
                           int n_x, float *y, int64_t ys) {
+    if (n_x == 1) {
+        decode(w, r0, n_rows, xb, y);
+        return;
+    }
     for (int t = 0; t < n_x; t += 6) {
         int nt = n_x - t < 6 ? n_x - t : 6;
         for (int r = 0; r < n_rows; r += 4) {

@@ -108,14 +108,10 @@ static void attend_q8_portable(const float *q, const float *k, const float *v, s
     for (int t = 0; t < n_keys; t++) axpy_portable(out, scores[t] * inv, v + (size_t)t * kv_stride, hd);
 }
 
-static int64_t round16(int64_t n) {
-    return (n + 15) / 16 * 16;
-}
-
 static void attend_q8_group_portable(const float *const *q, float *const *out, int n_q, const float *k,
-                                     const float *v, size_t kv_stride, int hd, int n_keys, float scale, float *scores) {
-    for (int i = 0; i < n_q; i++)
-        attend_q8_portable(q[i], k, v, kv_stride, hd, n_keys, scale, scores + (size_t)i * round16(n_keys), out[i]);
+                                     const float *v, size_t kv_stride, int hd, const int *n_keys, float scale,
+                                     float *scores) {
+    for (int i = 0; i < n_q; i++) attend_q8_portable(q[i], k, v, kv_stride, hd, n_keys[i], scale, scores, out[i]);
 }
 
 static void swiglu_q8_portable(float *g, const float *u, int64_t n) {
@@ -695,13 +691,17 @@ static AVX2 void attend_q8_avx2(const float *q, const float *k, const float *v, 
 }
 
 static AVX2 void attend_q8_group_avx2(const float *const *q, float *const *out, int n_q, const float *k,
-                                      const float *v, size_t kv_stride, int hd, int n_keys, float scale, float *scores) {
-    for (int i = 0; i < n_q; i++)
-        attend_q8_avx2(q[i], k, v, kv_stride, hd, n_keys, scale, scores + (size_t)i * round16(n_keys), out[i]);
+                                      const float *v, size_t kv_stride, int hd, const int *n_keys, float scale,
+                                      float *scores) {
+    for (int i = 0; i < n_q; i++) attend_q8_avx2(q[i], k, v, kv_stride, hd, n_keys[i], scale, scores, out[i]);
 }
 
 /* ---- AVX-512: attention of several queries over the same keys ---- */
 #define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512dq,avx512bw")))
+
+static int64_t round16(int64_t n) {
+    return (n + 15) / 16 * 16;
+}
 
 /* cpu_exp_q8 on 16 lanes: exp_q8_avx2's operations, so the same bits. */
 static inline AVX512 __m512 exp_q8_avx512(__m512 x) {
@@ -728,9 +728,9 @@ static inline AVX512 __m512 exp_q8_avx512(__m512 x) {
  * s_i = l_i + l_(i+4), then (s0 + s2) + (s1 + s3). The sums land in lanes
  * 0 and 8. */
 static inline AVX512 __m512 hsum_pairs(__m512 a) {
-    __m512 s = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, 0xb1));        /* swap 128-bit halves of each 256 */
-    __m512 u = _mm512_add_ps(s, _mm512_permute_ps(s, 0x4e));              /* lane 0: s0+s2, lane 1: s1+s3 */
-    return _mm512_add_ps(u, _mm512_permute_ps(u, 0xb1));                  /* lane 0: (s0+s2)+(s1+s3) */
+    __m512 s = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, 0xb1)); /* swap 128-bit halves of each 256 */
+    __m512 u = _mm512_add_ps(s, _mm512_permute_ps(s, 0x4e));       /* lane 0: s0+s2, lane 1: s1+s3 */
+    return _mm512_add_ps(u, _mm512_permute_ps(u, 0xb1));           /* lane 0: (s0+s2)+(s1+s3) */
 }
 
 /* The score of one key for one query (attend_q8_avx2's one-key loop). */
@@ -740,24 +740,25 @@ static inline AVX512 float score1(const float *q, const float *kt, int hd) {
     return hsum_avx2(acc);
 }
 
-/* Scores of n_q (<= 4) queries against keys 0..n_keys-1: eight keys at a
- * time, two per register, the query's 8 values broadcast to both halves;
- * every key's chain of FMAs and its sum are attend_q8_avx2's. Returns each
- * query's maximum in max[]. */
+/* Scores of n_q (<= CPU_ATTEND_GROUP) queries, query i against keys
+ * 0..n_keys[i]-1: the keys all queries read (0..common-1) eight at a time,
+ * two per register, each query's 8 values broadcast to both halves; the
+ * rest one by one. Every key's chain of FMAs and its sum are
+ * attend_q8_avx2's. Each query's maximum goes to max[]. */
 static inline __attribute__((always_inline)) AVX512 void scores_group(const float *const *q, const int n_q,
                                                                      const float *k, size_t kv_stride, int hd,
-                                                                     int n_keys, float scale, float *scores, size_t ss,
-                                                                     float *max) {
+                                                                     const int *n_keys, int common, float scale,
+                                                                     float *scores, size_t ss, float *max) {
     const __m512i lo_idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 16, 8, 0);
     const __m512i hi_idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 24, 16, 8, 0, 0, 0, 0, 0);
     __m256 mx[CPU_ATTEND_GROUP];
     for (int i = 0; i < n_q; i++) mx[i] = _mm256_set1_ps(-INFINITY);
     int t = 0;
-    for (; t + 8 <= n_keys; t += 8) {
+    for (; t + 8 <= common; t += 8) {
         const float *k0 = k + (size_t)t * kv_stride;
         __m512 acc[CPU_ATTEND_GROUP][4];
-#pragma GCC unroll 4
-        for (int i = 0; i < CPU_ATTEND_GROUP; i++)
+#pragma GCC unroll 6
+        for (int i = 0; i < n_q; i++)
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
         for (int c = 0; c < hd; c += 8) {
@@ -766,13 +767,14 @@ static inline __attribute__((always_inline)) AVX512 void scores_group(const floa
             for (int j = 0; j < 4; j++)
                 kp[j] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(k0 + (size_t)(2 * j) * kv_stride + c)),
                                            _mm256_loadu_ps(k0 + (size_t)(2 * j + 1) * kv_stride + c), 1);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int i = 0; i < n_q; i++) {
                 __m512 qb = _mm512_broadcast_f32x8(_mm256_loadu_ps(q[i] + c));
 #pragma GCC unroll 4
                 for (int j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(qb, kp[j], acc[i][j]);
             }
         }
+#pragma GCC unroll 6
         for (int i = 0; i < n_q; i++) {
             __m512 f01 = _mm512_permutex2var_ps(hsum_pairs(acc[i][0]), lo_idx, hsum_pairs(acc[i][1]));
             __m512 f23 = _mm512_permutex2var_ps(hsum_pairs(acc[i][2]), hi_idx, hsum_pairs(acc[i][3]));
@@ -785,7 +787,7 @@ static inline __attribute__((always_inline)) AVX512 void scores_group(const floa
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx[i]), _mm256_extractf128_ps(mx[i], 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         float m = _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 0x55)));
-        for (int u = t; u < n_keys; u++) {
+        for (int u = t; u < n_keys[i]; u++) {
             float s = score1(q[i], k + (size_t)u * kv_stride, hd) * scale;
             scores[(size_t)i * ss + u] = s;
             if (s > m) m = s;
@@ -797,46 +799,58 @@ static inline __attribute__((always_inline)) AVX512 void scores_group(const floa
 /* attend_q8_group for n_q queries (a constant in each copy), hd a multiple of 16. */
 static inline __attribute__((always_inline)) AVX512 void group(const float *const *q, float *const *out,
                                                               const int n_q, const float *k, const float *v,
-                                                              size_t kv_stride, int hd, int n_keys, float scale,
-                                                              float *scores) {
-    size_t ss = (size_t)round16(n_keys);
+                                                              size_t kv_stride, int hd, const int *n_keys,
+                                                              float scale, float *scores) {
+    int common = n_keys[0], longest = n_keys[0];
+    for (int i = 1; i < n_q; i++) {
+        if (n_keys[i] < common) common = n_keys[i];
+        if (n_keys[i] > longest) longest = n_keys[i];
+    }
+    size_t ss = (size_t)round16(longest);
     float max[CPU_ATTEND_GROUP];
-    scores_group(q, n_q, k, kv_stride, hd, n_keys, scale, scores, ss, max);
-    /* e_t = exp(s_t - max), summed in t order (the queries' chains side by
-     * side), then p_t = e_t * (1 / sum) */
-    __mmask16 tail = (__mmask16)((1u << (n_keys % 16)) - 1);
+    scores_group(q, n_q, k, kv_stride, hd, n_keys, common, scale, scores, ss, max);
+    /* e_t = exp(s_t - max) */
     for (int i = 0; i < n_q; i++) {
         float *s = scores + (size_t)i * ss;
         __m512 m = _mm512_set1_ps(max[i]);
         int t = 0;
-        for (; t + 16 <= n_keys; t += 16) _mm512_storeu_ps(s + t, exp_q8_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + t), m)));
-        if (t < n_keys) _mm512_mask_storeu_ps(s + t, tail, exp_q8_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + t), m)));
+        for (; t + 16 <= n_keys[i]; t += 16) _mm512_storeu_ps(s + t, exp_q8_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + t), m)));
+        __mmask16 tail = (__mmask16)((1u << (n_keys[i] % 16)) - 1);
+        if (t < n_keys[i])
+            _mm512_mask_storeu_ps(s + t, tail, exp_q8_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + t), m)));
     }
-    float sum[CPU_ATTEND_GROUP] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int t = 0; t < n_keys; t++)
-#pragma GCC unroll 4
+    /* sum e_t in t order, the queries' chains side by side over the common
+     * keys; then p_t = e_t * (1 / sum) */
+    float sum[CPU_ATTEND_GROUP];
+#pragma GCC unroll 6
+    for (int i = 0; i < n_q; i++) sum[i] = 0.0f;
+    for (int t = 0; t < common; t++)
+#pragma GCC unroll 6
         for (int i = 0; i < n_q; i++) sum[i] += scores[(size_t)i * ss + t];
     for (int i = 0; i < n_q; i++) {
         float *s = scores + (size_t)i * ss;
-        __m512 inv = _mm512_set1_ps(1.0f / sum[i]);
-        for (int t = 0; t < n_keys; t += 16) _mm512_storeu_ps(s + t, _mm512_mul_ps(_mm512_loadu_ps(s + t), inv));
+        float total = sum[i];
+        for (int t = common; t < n_keys[i]; t++) total += s[t];
+        __m512 inv = _mm512_set1_ps(1.0f / total);
+        for (int t = 0; t < n_keys[i]; t += 16) _mm512_storeu_ps(s + t, _mm512_mul_ps(_mm512_loadu_ps(s + t), inv));
     }
-    /* out = sum_t p_t v_t in t order, 64 columns at a time; each value row
-     * is loaded once for all queries */
+    /* out = sum_t p_t v_t in t order, 64 columns at a time: over the common
+     * keys each value row is loaded once for all queries, then each query's
+     * own keys */
     for (int c0 = 0; c0 < hd; c0 += 64) {
         int nz = (hd - c0 < 64 ? hd - c0 : 64) / 16;
         __m512 acc[CPU_ATTEND_GROUP][4];
-#pragma GCC unroll 4
-        for (int i = 0; i < CPU_ATTEND_GROUP; i++)
+#pragma GCC unroll 6
+        for (int i = 0; i < n_q; i++)
 #pragma GCC unroll 4
             for (int z = 0; z < 4; z++) acc[i][z] = _mm512_setzero_ps();
         if (nz == 4) {
-            for (int t = 0; t < n_keys; t++) {
+            for (int t = 0; t < common; t++) {
                 const float *vt = v + (size_t)t * kv_stride + c0;
                 __m512 vz[4];
 #pragma GCC unroll 4
                 for (int z = 0; z < 4; z++) vz[z] = _mm512_loadu_ps(vt + 16 * z);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
                 for (int i = 0; i < n_q; i++) {
                     __m512 p = _mm512_set1_ps(scores[(size_t)i * ss + t]);
 #pragma GCC unroll 4
@@ -844,46 +858,46 @@ static inline __attribute__((always_inline)) AVX512 void group(const float *cons
                 }
             }
         } else {
-            for (int t = 0; t < n_keys; t++) {
+            for (int t = 0; t < common; t++) {
                 const float *vt = v + (size_t)t * kv_stride + c0;
+#pragma GCC unroll 6
                 for (int i = 0; i < n_q; i++) {
                     __m512 p = _mm512_set1_ps(scores[(size_t)i * ss + t]);
                     for (int z = 0; z < nz; z++) acc[i][z] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vt + 16 * z), acc[i][z]);
                 }
             }
         }
-        for (int i = 0; i < n_q; i++)
+#pragma GCC unroll 6
+        for (int i = 0; i < n_q; i++) {
+            for (int t = common; t < n_keys[i]; t++) {
+                const float *vt = v + (size_t)t * kv_stride + c0;
+                __m512 p = _mm512_set1_ps(scores[(size_t)i * ss + t]);
+                for (int z = 0; z < nz; z++) acc[i][z] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vt + 16 * z), acc[i][z]);
+            }
             for (int z = 0; z < nz; z++) _mm512_storeu_ps(out[i] + c0 + 16 * z, acc[i][z]);
+        }
     }
 }
 
-static AVX512 void group1(const float *const *q, float *const *out, const float *k, const float *v, size_t kv_stride,
-                          int hd, int n_keys, float scale, float *scores) {
-    group(q, out, 1, k, v, kv_stride, hd, n_keys, scale, scores);
-}
-static AVX512 void group2(const float *const *q, float *const *out, const float *k, const float *v, size_t kv_stride,
-                          int hd, int n_keys, float scale, float *scores) {
-    group(q, out, 2, k, v, kv_stride, hd, n_keys, scale, scores);
-}
-static AVX512 void group3(const float *const *q, float *const *out, const float *k, const float *v, size_t kv_stride,
-                          int hd, int n_keys, float scale, float *scores) {
-    group(q, out, 3, k, v, kv_stride, hd, n_keys, scale, scores);
-}
-static AVX512 void group4(const float *const *q, float *const *out, const float *k, const float *v, size_t kv_stride,
-                          int hd, int n_keys, float scale, float *scores) {
-    group(q, out, 4, k, v, kv_stride, hd, n_keys, scale, scores);
-}
+typedef void (*group_fn)(const float *const *, float *const *, const float *, const float *, size_t, int, const int *,
+                         float, float *);
+
+#define GROUP(N)                                                                                                  \
+    static AVX512 void group##N(const float *const *q, float *const *out, const float *k, const float *v,        \
+                                size_t kv_stride, int hd, const int *n_keys, float scale, float *scores) {        \
+        group(q, out, N, k, v, kv_stride, hd, n_keys, scale, scores);                                             \
+    }
+GROUP(1) GROUP(2) GROUP(3) GROUP(4) GROUP(5) GROUP(6)
 
 /* attend_q8_group (cpu_kernels.h) */
 static AVX512 void attend_q8_group_avx512(const float *const *q, float *const *out, int n_q, const float *k,
-                                          const float *v, size_t kv_stride, int hd, int n_keys, float scale,
+                                          const float *v, size_t kv_stride, int hd, const int *n_keys, float scale,
                                           float *scores) {
     if (hd % 16 != 0 || n_q < 1 || n_q > CPU_ATTEND_GROUP) {
         attend_q8_group_avx2(q, out, n_q, k, v, kv_stride, hd, n_keys, scale, scores);
         return;
     }
-    void (*const copies[4])(const float *const *, float *const *, const float *, const float *, size_t, int, int, float,
-                            float *) = {group1, group2, group3, group4};
+    static const group_fn copies[CPU_ATTEND_GROUP] = {group1, group2, group3, group4, group5, group6};
     copies[n_q - 1](q, out, k, v, kv_stride, hd, n_keys, scale, scores);
 }
 

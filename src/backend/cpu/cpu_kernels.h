@@ -46,12 +46,14 @@ typedef struct {
      * time where the build can), everything else as attend. */
     void (*attend_q8)(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
                       float scale, float *scores, float *out);
-    /* attend_q8 for n_q <= CPU_ATTEND_GROUP queries q[i] -> out[i] that read
-     * the same keys and values (the heads of one row that share a KV head):
-     * each out[i] is, bit for bit, attend_q8(q[i], ...); the keys and values
-     * are read once for all of them. scores: n_q * round16(n_keys) floats. */
+    /* attend_q8 for n_q <= CPU_ATTEND_GROUP queries q[i] -> out[i] over the
+     * same keys and values (heads that share a KV head, of one row or of
+     * consecutive rows), query i reading keys 0..n_keys[i]-1: each out[i] is,
+     * bit for bit, attend_q8(q[i], ..., n_keys[i], ...); the keys and values
+     * all of them read are loaded once. scores: n_q * round16(max n_keys)
+     * floats. */
     void (*attend_q8_group)(const float *const *q, float *const *out, int n_q, const float *k, const float *v,
-                            size_t kv_stride, int hd, int n_keys, float scale, float *scores);
+                            size_t kv_stride, int hd, const int *n_keys, float scale, float *scores);
     /* SwiGLU at precision q8: g[k] = g[k] / (1 + cpu_exp_q8(-g[k])) * u[k]. */
     void (*swiglu_q8)(float *g, const float *u, int64_t n);
 } cpu_kernels;
@@ -69,7 +71,7 @@ const cpu_kernels *cpu_kernels_best(void);
 const cpu_kernels *cpu_kernels_portable(void);
 
 /* Queries per attend_q8_group call. */
-#define CPU_ATTEND_GROUP 4
+#define CPU_ATTEND_GROUP 6
 
 /* Largest n_w and n_x one tile call handles. */
 #define CPU_TILE_MAX_W 8
