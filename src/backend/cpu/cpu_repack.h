@@ -28,8 +28,9 @@
  *   started at -bias * sum(q) (the activation block's exact sum): the lane is
  *   then exactly sum of value * q.
  *
- * K quants (Q4_K, Q5_K, Q6_K; n_in a multiple of 256): groups of 4 rows; group block b holds the 4 rows' file blocks b taken apart field by
- * field (values in the file's order, so the bytes are exactly the file's):
+ * K quants (Q4_K, Q5_K, Q6_K; n_in a multiple of 256): groups of 4 rows;
+ * group block b holds the 4 rows' file blocks b taken apart field by field
+ * (values in the file's order, so the bytes are exactly the file's):
  *   Q4_K (576)  d[4] f16 | dmin[4] f16 | scale words [3][4] (word w of row r's
  *               12 scale bytes at index 4w + r) | qs[4][128]
  *   Q5_K (704)  as Q4_K, then qh[4][32] before qs[4][128]
