@@ -345,11 +345,133 @@ static void test_order32(void) {
     free(x);
 }
 
+/* A K block's integer values (Q6_K: the 6-bit value - 32; Q4_K / Q5_K:
+ * unsigned, the minimum apart), the scale of each value, the 8 sub-block
+ * minimums (Q4_K / Q5_K), d and dmin, read from the raw bytes (ggml's
+ * block_q4_K / q5_K / q6_K layouts). */
+static void raw_kblock(uint32_t type, const uint8_t *b, int32_t *v, int32_t *sc, int32_t *mins, float *d,
+                       float *dmin) {
+    uint16_t h;
+    if (type == QT_Q6_K) {
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *scales = (const int8_t *)(b + 192);
+        memcpy(&h, b + 208, 2);
+        *d = quant_f16_to_f32(h);
+        *dmin = 0.0f;
+        for (int half = 0; half < 2; half++)
+            for (int l = 0; l < 32; l++) {
+                int hb = qh[32 * half + l];
+                v[128 * half + l] = ((ql[64 * half + l] & 0x0f) | ((hb & 3) << 4)) - 32;
+                v[128 * half + 32 + l] = ((ql[64 * half + 32 + l] & 0x0f) | (((hb >> 2) & 3) << 4)) - 32;
+                v[128 * half + 64 + l] = ((ql[64 * half + l] >> 4) | (((hb >> 4) & 3) << 4)) - 32;
+                v[128 * half + 96 + l] = ((ql[64 * half + 32 + l] >> 4) | (((hb >> 6) & 3) << 4)) - 32;
+            }
+        for (int i = 0; i < 256; i++) sc[i] = scales[i / 16];
+        return;
+    }
+    memcpy(&h, b, 2);
+    *d = quant_f16_to_f32(h);
+    memcpy(&h, b + 2, 2);
+    *dmin = quant_f16_to_f32(h);
+    const uint8_t *s = b + 4, *qh = b + 16, *qs = type == QT_Q5_K ? b + 48 : b + 16;
+    for (int j = 0; j < 8; j++) {
+        int scale = j < 4 ? s[j] & 63 : (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        mins[j] = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        for (int i = 0; i < 32; i++) sc[32 * j + i] = scale;
+    }
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int lo = qs[32 * c + l] & 0x0f, hi = qs[32 * c + l] >> 4;
+            if (type == QT_Q5_K) {
+                lo |= ((qh[l] >> (2 * c)) & 1) << 4;
+                hi |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
+            }
+            v[64 * c + l] = lo;
+            v[64 * c + 32 + l] = hi;
+        }
+}
+
+/* cpu_q8.h's K order (new = true): acc = fmaf(dw * dx, (float)isum_b, acc),
+ * summ = fmaf(dmin * dx, (float)mins_b, summ), acc - summ (Q6_K: acc). The
+ * order of before (new = false): lane k = values 4k..4k+3 of every 32-value
+ * chunk, fmaf(dw * dx, (float)lane, acc[k]), the 8-lane tree, - summ. */
+static float order_kdot(uint32_t type, const uint8_t *row, const cpu_q8k_block *x, int64_t nb, bool new) {
+    float acc = 0.0f, summ = 0.0f, lanes[8] = {0};
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t v[256], sc[256], mins[8] = {0};
+        float dw, dmin;
+        raw_kblock(type, row + (size_t)b * (size_t)quant_type_size(type), v, sc, mins, &dw, &dmin);
+        float d = dw * x[b].d;
+        int32_t isum = 0;
+        for (int k = 0; k < 8; k++) {
+            int32_t lane = 0;
+            for (int c = 0; c < 8; c++)
+                for (int j = 0; j < 4; j++) {
+                    int i = 32 * c + 4 * k + j;
+                    lane += sc[i] * v[i] * x[b].q[i];
+                }
+            isum += lane;
+            lanes[k] = fmaf(d, (float)lane, lanes[k]);
+        }
+        acc = fmaf(d, (float)isum, acc);
+        if (type != QT_Q6_K) {
+            int32_t m = 0;
+            for (int j = 0; j < 8; j++) m += mins[j] * ((int32_t)x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+            summ = fmaf(dmin * x[b].d, (float)m, summ);
+        }
+    }
+    if (!new) acc = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+    return type == QT_Q6_K ? acc : acc - summ;
+}
+
+static void test_orderk(void) {
+    const int64_t n = 1024;
+    const int rows = 7, nx = 9;
+    const uint32_t order_types[] = {QT_Q4_K, QT_Q5_K, QT_Q6_K};
+    const cpu_q8_kernels *ks[3] = {cpu_q8_best(), cpu_q8_avx2(), cpu_q8_portable()};
+    float *x = malloc(sizeof(float) * (size_t)n);
+    for (int ti = 0; ti < 3; ti++) {
+        uint32_t type = order_types[ti];
+        const char *name = quant_type_name(type);
+        size_t rb = quant_row_bytes(type, n), xs = cpu_q8_act_row_bytes(256, n);
+        uint8_t *wdata = malloc(rb * (size_t)rows), *xq = malloc(xs * (size_t)nx);
+        for (int r = 0; r < rows; r++) random_row(type, wdata + (size_t)r * rb, n);
+        for (int t = 0; t < nx; t++) {
+            for (int64_t i = 0; i < n; i++) x[i] = uniform() * (1.0f + (float)(i % 3));
+            cpu_q8_quantize_row(256, x, n, xq + (size_t)t * xs);
+        }
+        float want[9 * 7];
+        int old_differs = 0;
+        for (int t = 0; t < nx; t++)
+            for (int r = 0; r < rows; r++) {
+                const cpu_q8k_block *xb = (const cpu_q8k_block *)(const void *)(xq + (size_t)t * xs);
+                want[t * rows + r] = order_kdot(type, wdata + (size_t)r * rb, xb, n / 256, true);
+                float old = order_kdot(type, wdata + (size_t)r * rb, xb, n / 256, false);
+                if (memcmp(&old, &want[t * rows + r], sizeof old) != 0) old_differs++;
+            }
+        CHECK(old_differs > 0, "%s: the order of before gives other floats on %d of these 63 dot products", name,
+              old_differs);
+        model_weight w = {.type = type, .n_in = n, .n_out = rows, .row_bytes = rb, .data = wdata};
+        for (int k = 0; k < 3; k++) {
+            if (!ks[k]) continue;
+            float got[9 * 7];
+            ks[k]->tile(&w, 0, rows, xq, xs, nx, got, rows);
+            CHECK(memcmp(got, want, sizeof got) == 0,
+                  "%s: %s computes cpu_q8.h's K order (one int32 per block, one float chain), bit for bit", name,
+                  ks[k]->name);
+        }
+        free(wdata);
+        free(xq);
+    }
+    free(x);
+}
+
 int main(void) {
     test_quantizer();
     test_quantizer_builds();
     test_kernels();
     test_order32();
+    test_orderk();
     test_half_kernels();
     return check_finish("test_cpu_q8");
 }

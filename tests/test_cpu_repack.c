@@ -101,7 +101,7 @@ static void test_kernels_shape(uint32_t type, int64_t n, int rows) {
     cpu_repacked *rp = cpu_repack_new(&w);
     CHECK(rp != NULL, "%s: repacked", name);
     if (!rp) return;
-    const int group_rows = cpu_repack_is_k(type) ? 4 : 16;
+    const int group_rows = 16; /* every type (cpu_repack.h) */
     CHECK(rp->group_rows == group_rows && rp->group_bytes == (size_t)rp->n_blocks * rp->block_bytes &&
               rp->block_bytes == (size_t)group_rows * (size_t)quant_type_size(type) &&
               rp->n_groups == (rows + group_rows - 1) / group_rows,

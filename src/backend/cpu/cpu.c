@@ -464,12 +464,16 @@ static greta_status cpu_matmul(backend_ctx *be, int n_mats, const backend_weight
          * prefetch then run ahead of it) rather than many short ones that
          * interleave with the other threads'. */
         int64_t rows = UNIT_W_ROWS;
+        /* K quants repacked: 4 groups of 16 rows per unit, so the
+         * activation tile's per-call terms (cpu_repack_vnni.c) serve 4 groups */
+        if (n > 1 && be->repacked && be->repacked[ids[i]] && cpu_repack_is_k(weights[i]->type))
+            rows = 4 * CPU_REPACK_ROWS_K;
         /* (F16 and BF16 at q8 even on one thread: their AVX-512 decode
          * kernels read a unit as two streams, which want to be long) */
         bool streams = be->q8 && (cpu_f16_rows(weights[i]) || cpu_bf16_rows(weights[i]));
         if (n == 1 && (be->n_threads > 1 || streams)) {
             int64_t share = weights[i]->n_out / ((int64_t)be->n_threads * DECODE_UNITS_PER_THREAD);
-            /* whole units of 16 rows: a repacked group of the 32-value types */
+            /* whole units of 16 rows: a repacked group (every type) */
             share = (share + UNIT_W_ROWS - 1) / UNIT_W_ROWS * UNIT_W_ROWS;
             if (share > rows) rows = share;
         }

@@ -238,30 +238,29 @@ static float dot32_portable(const model_weight *w, const uint8_t *row, const uin
     return w->type == QT_Q4_1 || w->type == QT_Q5_1 ? acc + summ : acc;
 }
 
-/* Blocks of 256 (cpu_q8.h): eight lanes per block, the fixed tree. */
+/* Blocks of 256 (cpu_q8.h): the block's exact integer sum, one float chain
+ * (and the minimum's chain for Q4_K / Q5_K). */
 static float dot_portable(const model_weight *w, const uint8_t *row, const uint8_t *xq) {
     if (cpu_q8_act_block(w->type) == 32) return dot32_portable(w, row, xq);
     const int64_t n_blocks = w->n_in / 256;
     const size_t bs = (size_t)quant_type_size(w->type);
-    float acc[8] = {0}, summ = 0.0f;
+    float acc = 0.0f, summ = 0.0f;
     unpacked u;
     int32_t lanes[8];
     for (int64_t b = 0; b < n_blocks; b++) {
-        const uint8_t *blk = row + (size_t)b * bs;
         const cpu_q8k_block *x = (const cpu_q8k_block *)(const void *)xq + b;
-        unpack_256(w->type, blk, &u);
+        unpack_256(w->type, row + (size_t)b * bs, &u);
         block_lanes(&u, x->q, 256, lanes);
-        float dx = x->d;
+        int32_t isum = 0;
+        for (int k = 0; k < 8; k++) isum += lanes[k];
+        acc = fmaf(u.d * x->d, (float)isum, acc);
         if (u.has_m) {
             int32_t mins = 0;
             for (int j = 0; j < 8; j++) mins += u.mins[j] * ((int32_t)x->bsums[2 * j] + x->bsums[2 * j + 1]);
-            summ = fmaf(u.m * dx, (float)mins, summ);
+            summ = fmaf(u.m * x->d, (float)mins, summ);
         }
-        float d = u.d * dx;
-        for (int k = 0; k < 8; k++) acc[k] = fmaf(d, (float)lanes[k], acc[k]);
     }
-    float h = hsum8(acc);
-    return w->type != QT_Q6_K ? h - summ : h + summ; /* Q6_K: summ = 0 (as before) */
+    return w->type == QT_Q6_K ? acc : acc - summ;
 }
 
 /* F16 / BF16 row r against float row x: 16 lanes (cpu_q8_float_rows). */

@@ -21,16 +21,17 @@
  * order; result = acc + summ (acc for the types without a minimum). One
  * float lane per output per block: the VNNI kernel puts 16 rows in the
  * lanes of one register (cpu_repack.h).
- * Blocks of 256 (Q4_K Q5_K Q6_K): for each weight block b in order, eight
- * int32 lanes L[k] are formed, lane k holding the exact integer sum of
- * w_e * q_e over the values e = 4k..4k+3 of every 32-value chunk of the
- * block, each chunk's sum multiplied by the integer scale of its sub-block,
- * then
- *   acc[k] = fmaf(dw * dx, (float)L[k], acc[k])
- * and for Q4_K / Q5_K one scalar chain
+ * Blocks of 256 (Q4_K Q5_K Q6_K): the same form. For each weight block b in
+ * order, the block's exact integer sum isum_b = sum_j scale_j * sum_{e in
+ * sub-block j} w_e * q_e (Q6_K: w = the 6-bit value - 32; Q4_K / Q5_K: w =
+ * the unsigned value, the minimum apart; any integer reduction order gives
+ * the same int32), then one float chain per output
+ *   acc = fmaf(dw * dx, (float)isum_b, acc)
+ * and for Q4_K / Q5_K a second chain
  *   summ = fmaf(dmin * dx, (float)sum_j(m_j * bsum_j), summ);
- *   result = hsum(acc) - summ        (Q6_K: hsum(acc))
- * with hsum(acc) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). Each output element
+ *   result = acc - summ        (Q6_K: acc)
+ * (the VNNI kernel keeps 16 rows' block sums in the lanes of one register,
+ * cpu_repack.h). Each output element
  * is computed so whatever tile, row count or thread computes it: results do
  * not depend on batch size or thread count. They differ from the float32
  * path (the activation rounding); docs/engine.md gives the bounds. */

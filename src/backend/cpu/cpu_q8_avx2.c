@@ -78,6 +78,14 @@ INLINE void tile32(const model_weight *w, int64_t r0, const uint8_t *xq, size_t 
     for (int i = 0; i < 4; i++) y[NR == 4 ? i : i * ys] = out[i];
 }
 
+/* The sum of 8 int32 lanes (exact: any order gives the same integer). */
+INLINE int32_t k_isum(__m256i l) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
 /* One 256-value K block against one Q8_K activation block: the int32 lanes
  * (scales applied) and, for Q4_K / Q5_K, the integer minimum term. */
 INLINE __m256i kblock_lanes(const uint8_t *b, const cpu_q8k_block *x, const uint8_t *sc, int32_t *mins,
@@ -139,13 +147,12 @@ INLINE void tilek(const model_weight *w, int64_t r0, const uint8_t *xq, size_t x
     const int64_t n_blocks = w->n_in / 256;
     const size_t bs = (size_t)quant_type_size(type);
     const uint8_t *rows[4];
-    __m256 acc[4][4];
-    float summ[4][4];
+    float acc[4][4], summ[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         rows[r] = w->data + (size_t)(r0 + r) * w->row_bytes;
 #pragma GCC unroll 4
-        for (int t = 0; t < NX; t++) acc[r][t] = _mm256_setzero_ps(), summ[r][t] = 0.0f;
+        for (int t = 0; t < NX; t++) acc[r][t] = 0.0f, summ[r][t] = 0.0f;
     }
     const char *ahead = (const char *)rows[0] + (size_t)NR * w->row_bytes * PREFETCH_GROUPS;
     const size_t slice = (size_t)NR * bs;
@@ -167,8 +174,8 @@ INLINE void tilek(const model_weight *w, int64_t r0, const uint8_t *xq, size_t x
             for (int t = 0; t < NX; t++) {
                 const cpu_q8k_block *x = (const cpu_q8k_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
                 int32_t mins = 0;
-                __m256i l = kblock_lanes(blk, x, sc, &mins, type);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(l), acc[r][t]);
+                int32_t isum = k_isum(kblock_lanes(blk, x, sc, &mins, type));
+                acc[r][t] = fmaf(d * x->d, (float)isum, acc[r][t]);
                 if (has_m) summ[r][t] = fmaf(dmin * x->d, (float)mins, summ[r][t]);
             }
         }
@@ -176,7 +183,7 @@ INLINE void tilek(const model_weight *w, int64_t r0, const uint8_t *xq, size_t x
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
 #pragma GCC unroll 4
-        for (int t = 0; t < NX; t++) y[t * ys + r] = hsum_ps(acc[r][t]) - summ[r][t];
+        for (int t = 0; t < NX; t++) y[t * ys + r] = has_m ? acc[r][t] - summ[r][t] : acc[r][t];
 }
 
 /* Fixed-shape instances: 4 x 1 (decode), 1 x 4 (prefill), 1 x 1 (tails). */

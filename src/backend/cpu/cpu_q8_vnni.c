@@ -15,9 +15,10 @@ INLINE __m512i pair_i(__m256i a, __m256i b) {
 }
 /* ---- K quants: 1 weight row x 4 activation rows, two 32-value chunks per
  * 512-bit vpmaddubsw / vpmaddwd (sub-block scales in the vpmaddwd). The
- * int32 lanes of the two halves are added at the end of the block: the
- * same exact integers as the AVX2 kernel's lanes, then the same float
- * operations, so the same bits. */
+ * int32 lanes are summed at the end of the block: the block's exact integer
+ * sum, then the same float operations as every other kernel (cpu_q8.h's K
+ * order), so the same bits. (The file's blocks: only with
+ * GRETA_CPU_REPACK=0 or rows the repacked kernel does not take.) */
 
 INLINE __m512i pair_set16(int16_t a, int16_t b) {
     return pair_i(_mm256_set1_epi16(a), _mm256_set1_epi16(b));
@@ -30,9 +31,8 @@ INLINE void tilek_1x4(const model_weight *w, int64_t row, const uint8_t *xq, siz
     const size_t bs = (size_t)quant_type_size(type);
     const uint8_t *wrow = w->data + (size_t)row * w->row_bytes;
     const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1), m3 = _mm256_set1_epi8(3);
-    __m256 acc[4];
-    float summ[4];
-    for (int t = 0; t < 4; t++) acc[t] = _mm256_setzero_ps(), summ[t] = 0.0f;
+    float acc[4], summ[4];
+    for (int t = 0; t < 4; t++) acc[t] = 0.0f, summ[t] = 0.0f;
     for (int64_t b = 0; b < n_blocks; b++) {
         const uint8_t *blk = wrow + (size_t)b * bs;
         __m512i wq[4], sc[4]; /* chunk pair c: values 64c..64c+63 and their scales */
@@ -92,12 +92,11 @@ INLINE void tilek_1x4(const model_weight *w, int64_t row, const uint8_t *xq, siz
                 if (!has_m) p = _mm512_sub_epi16(p, _mm512_maddubs_epi16(_mm512_set1_epi8(32), xv));
                 sum = _mm512_add_epi32(sum, _mm512_madd_epi16(p, sc[c]));
             }
-            __m256i l = _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64(sum, 1));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(l), acc[t]);
+            acc[t] = fmaf(d * x->d, (float)_mm512_reduce_add_epi32(sum), acc[t]);
             if (has_m) summ[t] = fmaf(dmin * x->d, (float)k4_mins(s8 + 8, x->bsums), summ[t]);
         }
     }
-    for (int t = 0; t < 4; t++) y[t * ys] = hsum_ps(acc[t]) - summ[t];
+    for (int t = 0; t < 4; t++) y[t * ys] = has_m ? acc[t] - summ[t] : acc[t];
 }
 
 static void q4_k_1x4(const model_weight *w, int64_t row, const uint8_t *xq, size_t xs, float *y, int64_t ys) {

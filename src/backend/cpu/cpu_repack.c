@@ -39,7 +39,7 @@ bool cpu_repack_has_min(uint32_t type) {
 
 /* Rows per group of a type (cpu_repack.h). */
 static int group_rows(uint32_t type) {
-    return cpu_repack_is_k(type) ? CPU_REPACK_ROWS : CPU_REPACK_ROWS32;
+    return cpu_repack_is_k(type) ? CPU_REPACK_ROWS_K : CPU_REPACK_ROWS32;
 }
 
 /* Offsets inside a 32-value group block: the 16 scales (and the 16
@@ -133,45 +133,45 @@ static cpu_repacked *repacked_alloc(const model_weight *w) {
     return rp;
 }
 
-/* ---- K quants (cpu_repack.h): the group block is the 4 rows' file blocks
- * taken apart and put side by side, field by field. ---- */
+/* ---- K quants (cpu_repack.h): the group block is the 16 rows' file blocks
+ * taken apart and interleaved, field by field. ---- */
 
 bool cpu_repack_is_k(uint32_t type) {
     return type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
 }
 
 /* Copies field by field between row r's file block fb and group block gb
- * (to_group: file -> group, else group -> file). */
+ * (to_group: file -> group, else group -> file): element i (of `size`
+ * bytes) of a field of row r at group_off + (16 i + r) size. */
 static void k_fields(uint32_t type, uint8_t *fb, uint8_t *gb, int r, bool to_group) {
     typedef struct {
-        size_t file_off, group_off, bytes;
+        size_t file_off, group_off, size, count;
     } field;
     field f[5];
     int n = 0;
     if (type == QT_Q6_K) {
-        f[n++] = (field){208, 2 * (size_t)r, 2};             /* d */
-        f[n++] = (field){192, 8 + 16 * (size_t)r, 16};       /* scales */
-        f[n++] = (field){0, 72 + 128 * (size_t)r, 128};      /* ql */
-        f[n++] = (field){128, 584 + 64 * (size_t)r, 64};     /* qh */
+        f[n++] = (field){208, 0, 2, 1};     /* d */
+        f[n++] = (field){192, 32, 1, 16};   /* scales */
+        f[n++] = (field){0, 288, 4, 32};    /* ql */
+        f[n++] = (field){128, 2336, 4, 16}; /* qh */
     } else {
-        size_t qs = type == QT_Q5_K ? 192 : 64;
-        f[n++] = (field){0, 2 * (size_t)r, 2};               /* d */
-        f[n++] = (field){2, 8 + 2 * (size_t)r, 2};           /* dmin */
-        if (type == QT_Q5_K) f[n++] = (field){16, 64 + 32 * (size_t)r, 32}; /* qh */
-        f[n++] = (field){type == QT_Q5_K ? 48 : 16, qs + 128 * (size_t)r, 128}; /* qs */
+        f[n++] = (field){0, 0, 2, 1};   /* d */
+        f[n++] = (field){2, 32, 2, 1};  /* dmin */
+        f[n++] = (field){4, 64, 4, 3};  /* the 12 scale bytes */
+        if (type == QT_Q5_K) f[n++] = (field){16, 256, 4, 8}; /* qh */
+        f[n++] = (field){type == QT_Q5_K ? 48 : 16, type == QT_Q5_K ? 768 : 256, 4, 32}; /* qs */
     }
-    for (int i = 0; i < n; i++) {
-        if (to_group)
-            memcpy(gb + f[i].group_off, fb + f[i].file_off, f[i].bytes);
-        else
-            memcpy(fb + f[i].file_off, gb + f[i].group_off, f[i].bytes);
-    }
-    if (type != QT_Q6_K) /* the 12 scale bytes as 3 words, word w of row r at 16 + 4 (4w + r) */
-        for (int w = 0; w < 3; w++) {
-            if (to_group)
-                memcpy(gb + 16 + 4 * (4 * w + r), fb + 4 + 4 * w, 4);
-            else
-                memcpy(fb + 4 + 4 * w, gb + 16 + 4 * (4 * w + r), 4);
+    for (int k = 0; k < n; k++)
+        for (size_t i = 0; i < f[k].count; i++) {
+            uint8_t *file = fb + f[k].file_off + i * f[k].size;
+            uint8_t *group = gb + f[k].group_off + (CPU_REPACK_ROWS_K * i + (size_t)r) * f[k].size;
+            uint8_t *dst = to_group ? group : file;
+            const uint8_t *src = to_group ? file : group;
+            switch (f[k].size) { /* constant sizes: inline moves */
+            case 1: *dst = *src; break;
+            case 2: memcpy(dst, src, 2); break;
+            default: memcpy(dst, src, 4); break;
+            }
         }
 }
 
@@ -219,8 +219,8 @@ static void repack_groups(cpu_repacked *rp, const model_weight *w, int64_t g0, i
             for (int64_t b = 0; b < rp->n_blocks; b++) {
                 uint8_t *gb = rp->data + (size_t)g * rp->group_bytes + (size_t)b * rp->block_bytes;
                 memset(gb, 0, rp->block_bytes); /* padding rows: zero scales and values */
-                for (int r = 0; r < CPU_REPACK_ROWS && g * CPU_REPACK_ROWS + r < w->n_out; r++) {
-                    const uint8_t *fb = w->data + (size_t)(g * CPU_REPACK_ROWS + r) * w->row_bytes + (size_t)b * bs;
+                for (int r = 0; r < CPU_REPACK_ROWS_K && g * CPU_REPACK_ROWS_K + r < w->n_out; r++) {
+                    const uint8_t *fb = w->data + (size_t)(g * CPU_REPACK_ROWS_K + r) * w->row_bytes + (size_t)b * bs;
                     k_fields(w->type, (uint8_t *)(uintptr_t)fb, gb, r, true);
                 }
             }

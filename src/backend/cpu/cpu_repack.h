@@ -28,17 +28,24 @@
  *   started at -bias * sum(q) (the activation block's exact sum): the lane is
  *   then exactly sum of value * q.
  *
- * K quants (Q4_K, Q5_K, Q6_K; n_in a multiple of 256): groups of 4 rows;
- * group block b holds the 4 rows' file blocks b taken apart field by field
- * (values in the file's order, so the bytes are exactly the file's):
- *   Q4_K (576)  d[4] f16 | dmin[4] f16 | scale words [3][4] (word w of row r's
- *               12 scale bytes at index 4w + r) | qs[4][128]
- *   Q5_K (704)  as Q4_K, then qh[4][32] before qs[4][128]
- *   Q6_K (840)  d[4] f16 | scales[4][16] (int8) | ql[4][128] | qh[4][64]
- * so the VNNI kernel converts 4 scales (and 4 dmins) with one instruction,
- * unpacks the 4 rows' 6-bit scales and mins with 128-bit operations at once,
- * and reads one stream per group. Their AVX2 and portable kernels rebuild
- * the file's rows and run the file-layout kernels.
+ * K quants (Q4_K, Q5_K, Q6_K; n_in a multiple of 256): groups of G = 16
+ * rows (CPU_REPACK_ROWS_K); group block b holds the 16 rows' file blocks b
+ * taken apart field by field and interleaved, element i of a field of row r
+ * at the field's offset + (16 i + r) x the element's size (so the bytes are
+ * exactly the file's, and one 512-bit load gives a field's element i for
+ * all 16 rows, int32 lane r = row r):
+ *   Q4_K (2304)  d[16] f16 | dmin[16] f16 | scale words [3][16] (the 12
+ *                scale bytes as 3 words) | qs words [32][16]
+ *   Q5_K (2816)  as Q4_K, then qh words [8][16] before qs words [32][16]
+ *   Q6_K (3360)  d[16] f16 | scales [16][16] (int8) | ql words [32][16] |
+ *                qh words [16][16]
+ * so the VNNI kernel multiplies 4 values of each of the 16 rows by 4
+ * activation bytes (broadcast) per vpdpbusd: lane r sums row r's products,
+ * a 16- or 32-value sub-block's sum is multiplied by the 16 rows' scales
+ * (one vpmulld) and the block's sum stays in the row's own lane: one
+ * conversion and one FMA per 16 outputs per block (cpu_q8.h's K order).
+ * Their AVX2 and portable kernels rebuild the file's rows and run the
+ * file-layout kernels.
  *
  * Every kernel here (VNNI; AVX2 and portable, which rebuild the file's rows
  * and run cpu_q8.h's file-layout kernels) gives the same bits as cpu_q8.h's
@@ -54,8 +61,8 @@
 #include "backend/cpu/cpu_q8.h"
 #include "model/model.h"
 
-#define CPU_REPACK_ROWS 4    /* rows per group of the K quants */
 #define CPU_REPACK_ROWS32 16 /* rows per group of the 32-value types */
+#define CPU_REPACK_ROWS_K 16 /* rows per group of the K quants */
 /* Stack bytes of rows rebuilt in the file's layout (K quants' AVX2 and
  * portable kernels); K rows longer than this are not repacked. */
 #define CPU_REPACK_REBUILD_BYTES 65536
@@ -63,7 +70,7 @@
 typedef struct {
     uint32_t type;         /* the file's type */
     int64_t n_in, n_out;   /* as the model_weight */
-    int group_rows;        /* rows per group: CPU_REPACK_ROWS32 (blocks of 32), CPU_REPACK_ROWS (K) */
+    int group_rows;        /* rows per group: CPU_REPACK_ROWS32 (blocks of 32), CPU_REPACK_ROWS_K (K) */
     int64_t n_blocks;      /* n_in / block size */
     size_t block_bytes;    /* bytes of one group block (group_rows file blocks) */
     size_t group_bytes;    /* n_blocks * block_bytes */

@@ -152,213 +152,252 @@ static void tile32_vnni(const cpu_repacked *rp, int64_t r0, int n_rows, const ui
     }
 }
 
-/* y[i * ys + (row - r0)] = out[i][row - 4g] for the group's rows inside
- * [r0, r_end), i < nt (a whole group: one 128-bit store per row of out). */
-static void store_group(float out[4][4], int64_t g, int64_t r0, int64_t r_end, int nt, float *y, int64_t ys) {
-    int64_t first = g * CPU_REPACK_ROWS;
-    if (first >= r0 && first + CPU_REPACK_ROWS <= r_end) {
-        for (int i = 0; i < nt; i++) _mm_storeu_ps(y + i * ys + (first - r0), _mm_loadu_ps(out[i]));
-        return;
-    }
-    int64_t lo = first > r0 ? first : r0, hi = first + CPU_REPACK_ROWS < r_end ? first + CPU_REPACK_ROWS : r_end;
-    for (int i = 0; i < nt; i++)
-        for (int64_t row = lo; row < hi; row++) y[i * ys + (row - r0)] = out[i][row - first];
-}
-
-/* ---- K quants: a group of 4 rows x NX activation rows (4, 2, 1).
+/* ---- K quants: a group of 16 rows x NX activation rows (8, 4, 2, 1).
  *
- * Per group block: the 4 rows' d (and dmin) by one vcvtph2ps; Q4_K / Q5_K
- * scales and mins of the 4 rows unpacked from their 6-bit fields with
- * 128-bit operations at once, widened to int16 words (word 8r + j = scale j
- * of row r). Per row r and chunk pair c (values 64c .. 64c + 63, a 512-bit
- * register: chunk 2c in the low half, 2c + 1 in the high half): the values
- * unpacked once, the scale vector by one vpermw; per activation row t:
- *   p   = vpmaddubsw(values, x)       (Q6_K: vpmaddubsw(x + 128, values - 32), the
- *                                      row's 128 x (values - 32) term taken off once)
- *   sum = vpdpwssd(sum, p, scales)    (= sum + vpmaddwd(p, scales), exact)
- * then the two halves' int32 lanes added: the same lanes as the file-layout
- * kernels (cpu_q8.h), and acc = fma(d * dx, float(lanes), acc). The minimum
- * term of the 4 rows at once: vpmaddwd of their mins with the activation's
- * bsum pairs (kept per call), reduced per 128-bit lane, then per row the
- * scalar chain's fma lane by lane: summ = fma(dmin * dx, float(mins), summ).
- * Result hsum(acc) - summ: cpu_q8_vnni.c's bits. */
+ * Int32 lane r of every register is row r of the group (cpu_repack.h). Per
+ * group block b and activation row t:
+ *   S_j   = vpdpbusd over the 4-value steps of sub-block j: the 16 rows'
+ *           unsigned values (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63; one load
+ *           gives a step of 16 rows, a mask or shift and mask unpacks it)
+ *           against the activation's 4 bytes broadcast to every lane
+ *           (Q6_K: minus 32 x the activation's sum over the sub-block, so
+ *           the values count as u - 32)
+ *   isum  = sum over j of S_j x scale_j (vpmulld by the 16 rows' scales)
+ *   mins  = sum over j of min_j x bsum_j (Q4_K / Q5_K: vpdpwssd of the 16
+ *           rows' min pairs against the activation's bsum pairs)
+ *   acc  = fma(d * dx, float(isum), acc); summ = fma(dmin * dx, float(mins), summ)
+ * then out = acc - summ (Q6_K: acc): cpu_q8.h's K order lane by lane, the
+ * exact integers of every other kernel, so the same bits. */
 
 #define MAX_K_BLOCKS 64 /* rows up to 16384 values: the per-call buffers below */
 
 typedef struct {
-    __m512i xu[4][MAX_K_BLOCKS][4]; /* Q6_K: x + 128 (unsigned) of act row t, block b, chunk pair c */
-    int16_t pairs[4][MAX_K_BLOCKS][8]; /* Q4_K / Q5_K: bsums[2j] + bsums[2j + 1] */
+    int32_t pairs[8][MAX_K_BLOCKS][4]; /* Q4_K / Q5_K: int16 pairs (b[j], b[j + 2]) of b[j] = bsum of
+                                        * 32 values, j = 0, 1, 4, 5 (lanes of the min pairs below) */
+    int32_t b32[8][MAX_K_BLOCKS][16];   /* Q6_K: -32 x bsum of each 16 values (a lane's start) */
 } k_act;
 
 static void k_act_fill(const uint8_t *xq, size_t xq_stride, int nx, int64_t nb, k_act *a, uint32_t type) {
     for (int t = 0; t < nx; t++) {
         const cpu_q8k_block *x = (const cpu_q8k_block *)(const void *)(xq + (size_t)t * xq_stride);
         for (int64_t b = 0; b < nb; b++) {
-            if (type == QT_Q6_K) {
-                for (int c = 0; c < 4; c++)
-                    a->xu[t][b][c] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(x[b].q + 64 * c)),
-                                                      _mm512_set1_epi8((char)0x80));
-            } else {
-                for (int j = 0; j < 8; j++) a->pairs[t][b][j] = (int16_t)(x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+            if (type == QT_Q6_K) { /* -32 x bsums, widened */
+                __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)x[b].bsums);
+                _mm512_storeu_si512((void *)a->b32[t][b], _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                                           _mm512_slli_epi32(_mm512_cvtepi16_epi32(bs), 5)));
+                continue;
+            }
+            int32_t s[8];
+            for (int j = 0; j < 8; j++) s[j] = (int32_t)x[b].bsums[2 * j] + x[b].bsums[2 * j + 1];
+            static const int first[4] = {0, 1, 4, 5};
+            for (int p = 0; p < 4; p++) {
+                int j = first[p];
+                a->pairs[t][b][p] = (int32_t)(uint16_t)(int16_t)s[j] | (int32_t)((uint32_t)(uint16_t)(int16_t)s[j + 2] << 16);
             }
         }
     }
 }
 
-/* Row r's values of chunk pair c of group block blk. */
-INLINE __m512i k_values(const uint8_t *blk, int r, int c, const uint32_t type) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    if (type == QT_Q6_K) {
-        const int h = c / 2;
-        __m512i l = _mm512_loadu_si512((const void *)(blk + 72 + 128 * r + 64 * h));
-        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 584 + 64 * r + 32 * h)));
-        hb = _mm512_mask_srli_epi16(hb, (__mmask32)0xffff0000u, hb, 2); /* high half: qh >> 2 */
-        if (c % 2 == 1) {
-            l = _mm512_srli_epi16(l, 4);
-            hb = _mm512_srli_epi16(hb, 4);
-        }
-        return _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(hb, _mm512_set1_epi8(3)), 4));
+INLINE __m512i bcast4(const int8_t *q) {
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* (a & 0x0f) | b, bytewise (b holds only bits 4..5). */
+INLINE __m512i low_or(__m512i a, __m512i b) {
+    return _mm512_ternarylogic_epi32(a, b, _mm512_set1_epi8(0x0f), 0xec); /* (a & c) | b */
+}
+
+/* Q4_K / Q5_K: the 16 rows' scales (sc[j]) and min pairs (mp[p]: int16
+ * pairs (m_j, m_{j+2}) for j = 0, 1, 4, 5) from the 3 scale words. */
+INLINE void k4_group_scales(const uint8_t *blk, __m512i sc[8], __m512i mp[4]) {
+    const __m512i low6 = _mm512_set1_epi8(0x3f), low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03);
+    __m512i u0 = _mm512_loadu_si512((const void *)(blk + 64));
+    __m512i u1 = _mm512_loadu_si512((const void *)(blk + 128));
+    __m512i u2 = _mm512_loadu_si512((const void *)(blk + 192));
+    __m512i sc03 = _mm512_and_si512(u0, low6), mn03 = _mm512_and_si512(u1, low6);
+    __m512i sc47 = _mm512_or_si512(_mm512_and_si512(u2, low4),
+                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), low2), 4));
+    __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), low4),
+                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), low2), 4));
+    const __m512i byte = _mm512_set1_epi32(0xff), word = _mm512_set1_epi32(0x00ff00ff);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc03, 8 * j), byte);
+        sc[j + 4] = _mm512_and_si512(_mm512_srli_epi32(sc47, 8 * j), byte);
     }
-    const uint8_t *qs = blk + (type == QT_Q5_K ? 192 : 64) + 128 * r + 32 * c;
-    __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)qs));
-    v = _mm512_and_si512(_mm512_mask_srli_epi16(v, (__mmask32)0xffff0000u, v, 4), m4);
-    if (type == QT_Q5_K) {
-        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 + 32 * r)));
-        hb = _mm512_mask_srli_epi16(hb, (__mmask32)0xffff0000u, hb, 1); /* high half: bit 2c + 1 */
-        hb = _mm512_and_si512(_mm512_srli_epi16(hb, 2 * c), _mm512_set1_epi8(1));
-        v = _mm512_or_si512(v, _mm512_slli_epi16(hb, 4));
+    mp[0] = _mm512_and_si512(mn03, word);                          /* (m0, m2) */
+    mp[1] = _mm512_and_si512(_mm512_srli_epi32(mn03, 8), word);    /* (m1, m3) */
+    mp[2] = _mm512_and_si512(mn47, word);                          /* (m4, m6) */
+    mp[3] = _mm512_and_si512(_mm512_srli_epi32(mn47, 8), word);    /* (m5, m7) */
+}
+
+/* Q4_K / Q5_K block: segment s (values 64s .. 64s + 63: sub-blocks 2s and
+ * 2s + 1), half hi (0: the low nibbles, sub-block 2s; 1: the high ones),
+ * step g (values 4g .. 4g + 3 of the sub-block) of the 16 rows. */
+INLINE __m512i k4_step_values(const uint8_t *blk, int s, int hi, int g, __m512i bit, const uint32_t type) {
+    const uint8_t *qs = blk + (type == QT_Q5_K ? 768 : 256);
+    __m512i p = _mm512_loadu_si512((const void *)(qs + 64 * (8 * s + g)));
+    __m512i v = _mm512_and_si512(hi ? _mm512_srli_epi16(p, 4) : p, _mm512_set1_epi8(0x0f));
+    if (type == QT_Q5_K) { /* bit 2s + hi of qh byte 4g + i (set in `bit`): add 16 */
+        __m512i h = _mm512_loadu_si512((const void *)(blk + 256 + 64 * g));
+        __mmask64 set = _mm512_test_epi8_mask(h, bit);
+        v = _mm512_mask_or_epi32(v, 0xffff, v, _mm512_maskz_mov_epi8(set, _mm512_set1_epi8(0x10)));
     }
     return v;
 }
 
-/* Scale words of row r, chunk pair c: low half the scale of chunk 2c, high
- * half of 2c + 1 (Q4_K / Q5_K, from words 8r + j); Q6_K: 128-bit lane L the
- * scale of 16 values 4c + L (from words 16 (r % 2) + j of the pair's source). */
-INLINE __m512i k_scales(__m512i src, int r, int c, const uint32_t type) {
-    __m512i lane = _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
-                                                      15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                     type == QT_Q6_K ? 3 : 4); /* word i -> i / 8 (Q6_K) or i / 16 */
-    __m512i base = _mm512_set1_epi16((short)(type == QT_Q6_K ? 16 * (r % 2) + 4 * c : 8 * r + 2 * c));
-    return _mm512_permutexvar_epi16(_mm512_add_epi16(base, lane), src);
+INLINE void kgroup16_q45(const cpu_repacked *rp, int64_t g16, const uint8_t *xq, size_t xq_stride, const k_act *a,
+                         float out[8][16], const int NX, const uint32_t type) {
+    const uint8_t *blk = rp->data + (size_t)g16 * rp->group_bytes;
+    const size_t bb = rp->block_bytes;
+    const cpu_q8k_block *x[8];
+    __m512 acc[8], summ[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < NX; t++) {
+        x[t] = (const cpu_q8k_block *)(const void *)(xq + (size_t)t * xq_stride);
+        acc[t] = summ[t] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < rp->n_blocks; b++, blk += bb) {
+        if (NX == 1)
+            for (size_t off = 0; off < bb; off += 64) _mm_prefetch((const char *)blk + 2 * bb + off, _MM_HINT_T0);
+        __m512i sc[8], mp[4], isum[8];
+        k4_group_scales(blk, sc, mp);
+#pragma GCC unroll 8
+        for (int t = 0; t < NX; t++) isum[t] = _mm512_setzero_si512();
+        for (int s = 0; s < 4; s++)
+#pragma GCC unroll 2
+        for (int hi = 0; hi < 2; hi++) { /* sub-block j: segment s, half hi */
+            const int j = 2 * s + hi;
+            const __m512i bit = _mm512_set1_epi8((char)(1 << j));
+            __m512i sj[8];
+#pragma GCC unroll 8
+            for (int t = 0; t < NX; t++) sj[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m512i v = k4_step_values(blk, s, hi, g, bit, type);
+#pragma GCC unroll 8
+                for (int t = 0; t < NX; t++) sj[t] = _mm512_dpbusd_epi32(sj[t], v, bcast4(x[t][b].q + 32 * j + 4 * g));
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < NX; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(sj[t], sc[j]));
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 32)));
+#pragma GCC unroll 8
+        for (int t = 0; t < NX; t++) {
+            const int32_t *pr = a->pairs[t][b];
+            __m512i mins = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp[0], _mm512_set1_epi32(pr[0]));
+            mins = _mm512_dpwssd_epi32(mins, mp[1], _mm512_set1_epi32(pr[1]));
+            mins = _mm512_dpwssd_epi32(mins, mp[2], _mm512_set1_epi32(pr[2]));
+            mins = _mm512_dpwssd_epi32(mins, mp[3], _mm512_set1_epi32(pr[3]));
+            __m512 dx = _mm512_set1_ps(x[t][b].d);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+            summ[t] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, dx), _mm512_cvtepi32_ps(mins), summ[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NX; t++) _mm512_storeu_ps(out[t], _mm512_sub_ps(acc[t], summ[t]));
 }
 
-INLINE void kgroup_tile(const cpu_repacked *rp, int64_t g, const uint8_t *xq, size_t xq_stride, const k_act *a,
-                        float out[4][4], const int NX, const uint32_t type) {
-    const bool has_m = type != QT_Q6_K;
-    const uint8_t *group = rp->data + (size_t)g * rp->group_bytes;
+/* Q6_K: the 16 rows' values (unsigned 0..63) of sub-block j (values
+ * 16j .. 16j + 15), step gg (4 of them: 16j + 4gg ..). Value 128h + 32m + l
+ * (l < 32) is the low (m < 2) or high nibble of ql byte 64h + 32 (m % 2) + l
+ * with bits 2m, 2m + 1 of qh byte 32h + l on top. */
+INLINE __m512i k6_step_values(const uint8_t *blk, int h, int m, int gq, int gg) {
+    const int l4 = 4 * gq + gg; /* l = 4 l4 .. (j = 8h + 2m + gq) */
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    __m512i q = _mm512_loadu_si512((const void *)(blk + 288 + 64 * (16 * h + 8 * (m % 2) + l4)));
+    __m512i qh = _mm512_loadu_si512((const void *)(blk + 2336 + 64 * (8 * h + l4)));
+    /* 16-bit shifts by a count in a register: the bits each byte needs
+     * come from the same byte (what enters from its neighbour is masked off) */
+    q = _mm512_srl_epi16(q, _mm_cvtsi32_si128(m >= 2 ? 4 : 0)); /* high nibble down */
+    if (m < 2)
+        qh = _mm512_sll_epi16(qh, _mm_cvtsi32_si128(4 - 2 * m)); /* bits 2m, 2m + 1 to 4, 5 */
+    else
+        qh = _mm512_srl_epi16(qh, _mm_cvtsi32_si128(2 * m - 4));
+    return low_or(q, _mm512_and_si512(qh, m30));
+}
+
+INLINE void kgroup16_q6(const cpu_repacked *rp, int64_t g16, const uint8_t *xq, size_t xq_stride, const k_act *a,
+                        float out[8][16], const int NX) {
+    const uint8_t *blk = rp->data + (size_t)g16 * rp->group_bytes;
     const size_t bb = rp->block_bytes;
-    __m256 acc[4][4];
-    __m128 summ[4];
-#pragma GCC unroll 4
+    const cpu_q8k_block *x[8];
+    __m512 acc[8];
+#pragma GCC unroll 8
     for (int t = 0; t < NX; t++) {
-        summ[t] = _mm_setzero_ps();
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) acc[r][t] = _mm256_setzero_ps();
+        x[t] = (const cpu_q8k_block *)(const void *)(xq + (size_t)t * xq_stride);
+        acc[t] = _mm512_setzero_ps();
     }
-    for (int64_t b = 0; b < rp->n_blocks; b++) {
-        const uint8_t *blk = group + (size_t)b * bb;
-        if (NX == 1) {
-            for (size_t off = 0; off < bb; off += 64) _mm_prefetch((const char *)blk + 4 * bb + off, _MM_HINT_T0);
-        }
-        float d[4];
-        _mm_storeu_ps(d, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)blk)));
-        __m512i scw[2], minw = _mm512_setzero_si512();
-        __m128 dmin4 = _mm_setzero_ps();
-        if (has_m) {
-            dmin4 = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)(blk + 8)));
-            const __m128i low6 = _mm_set1_epi8(0x3f), low4 = _mm_set1_epi8(0x0f), low2 = _mm_set1_epi8(0x03);
-            __m128i u0 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 16));
-            __m128i u1 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 32));
-            __m128i u2 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 48));
-            __m128i sc03 = _mm_and_si128(u0, low6), mn03 = _mm_and_si128(u1, low6);
-            __m128i sc47 = _mm_or_si128(_mm_and_si128(u2, low4),
-                                        _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(u0, 6), low2), 4));
-            __m128i mn47 = _mm_or_si128(_mm_and_si128(_mm_srli_epi32(u2, 4), low4),
-                                        _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(u1, 6), low2), 4));
-            scw[0] = _mm512_cvtepu8_epi16(
-                _mm256_set_m128i(_mm_unpackhi_epi32(sc03, sc47), _mm_unpacklo_epi32(sc03, sc47)));
-            scw[1] = scw[0];
-            minw = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi32(mn03, mn47), _mm_unpacklo_epi32(mn03, mn47)));
-        } else {
-            scw[0] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 8)));
-            scw[1] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 40)));
-        }
+    for (int64_t b = 0; b < rp->n_blocks; b++, blk += bb) {
+        if (NX == 1)
+            for (size_t off = 0; off < bb; off += 64) _mm_prefetch((const char *)blk + 2 * bb + off, _MM_HINT_T0);
+        __m512i isum[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < NX; t++) isum[t] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++)
+            for (int gq = 0; gq < 2; gq++)
+#pragma GCC unroll 1
+        for (int m = 0; m < 4; m++) { /* sub-block j: values 16j .. 16j + 15 */
+            const int j = 8 * h + 2 * m + gq;
+            __m512i v[4];
 #pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) {
-            __m512i wq[4], sc[4];
-            /* Q6_K: signed values w = u - 32 against the activations made
-             * unsigned (x + 128, per call): sum over c of scales x pairs of
-             * (x + 128) w, minus the row's own 128 x scales x pairs of w,
-             * once per row (corr): exactly sum of scale x w x x, as the
-             * file-layout kernel's (u x - 32 x) pairs give it. */
-            __m512i corr = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                wq[c] = k_values(blk, r, c, type);
-                sc[c] = k_scales(scw[r / 2], r, c, type);
-                if (!has_m) {
-                    wq[c] = _mm512_sub_epi8(wq[c], _mm512_set1_epi8(32));
-                    corr = _mm512_dpwssd_epi32(corr, _mm512_maddubs_epi16(_mm512_set1_epi8((char)0x80), wq[c]), sc[c]);
-                }
-            }
-#pragma GCC unroll 4
+            for (int gg = 0; gg < 4; gg++) v[gg] = k6_step_values(blk, h, m, gq, gg);
+            __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 32 + 16 * j)));
+#pragma GCC unroll 8
             for (int t = 0; t < NX; t++) {
-                const cpu_q8k_block *x = (const cpu_q8k_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
-                __m512i sum = _mm512_setzero_si512();
+                __m512i sj = _mm512_set1_epi32(a->b32[t][b][j]);
 #pragma GCC unroll 4
-                for (int c = 0; c < 4; c++) {
-                    __m512i p = has_m ? _mm512_maddubs_epi16(wq[c], _mm512_loadu_si512((const void *)(x->q + 64 * c)))
-                                      : _mm512_maddubs_epi16(a->xu[t][b][c], wq[c]);
-                    sum = _mm512_dpwssd_epi32(sum, p, sc[c]);
-                }
-                if (!has_m) sum = _mm512_sub_epi32(sum, corr);
-                __m256i l = _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64(sum, 1));
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d[r] * x->d), _mm256_cvtepi32_ps(l), acc[r][t]);
+                for (int gg = 0; gg < 4; gg++) sj = _mm512_dpbusd_epi32(sj, v[gg], bcast4(x[t][b].q + 16 * j + 4 * gg));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(sj, sc));
             }
         }
-        if (has_m) {
-#pragma GCC unroll 4
-            for (int t = 0; t < NX; t++) {
-                const cpu_q8k_block *x = (const cpu_q8k_block *)(const void *)(xq + (size_t)t * xq_stride) + b;
-                __m512i pv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)a->pairs[t][b]));
-                __m512i mm = _mm512_madd_epi16(minw, pv); /* lanes 4r .. 4r + 3: row r */
-                mm = _mm512_add_epi32(mm, _mm512_shuffle_epi32(mm, _MM_PERM_BADC));
-                mm = _mm512_add_epi32(mm, _mm512_shuffle_epi32(mm, _MM_PERM_CDAB));
-                __m128i mins4 = _mm512_castsi512_si128(
-                    _mm512_permutexvar_epi32(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), mm));
-                summ[t] = _mm_fmadd_ps(_mm_mul_ps(dmin4, _mm_set1_ps(x->d)), _mm_cvtepi32_ps(mins4), summ[t]);
-            }
-        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+#pragma GCC unroll 8
+        for (int t = 0; t < NX; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(x[t][b].d)), _mm512_cvtepi32_ps(isum[t]), acc[t]);
     }
-#pragma GCC unroll 4
-    for (int t = 0; t < NX; t++) {
-        float sm[4];
-        _mm_storeu_ps(sm, summ[t]);
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) out[t][r] = hsum_ps(acc[r][t]) - sm[r];
-    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NX; t++) _mm512_storeu_ps(out[t], acc[t]);
 }
 
 typedef void (*kgroup_fn)(const cpu_repacked *rp, int64_t g, const uint8_t *xq, size_t xs, const k_act *a,
-                          float out[4][4]);
+                          float out[8][16]);
 
-#define KGROUP_FNS(NAME, TYPE)                                                                                      \
+#define KGROUP_FNS(NAME, CALL)                                                                                      \
+    static void NAME##_x8(const cpu_repacked *rp, int64_t g, const uint8_t *xq, size_t xs, const k_act *a,         \
+                          float out[8][16]) {                                                                       \
+        CALL(8);                                                                                                    \
+    }                                                                                                               \
     static void NAME##_x4(const cpu_repacked *rp, int64_t g, const uint8_t *xq, size_t xs, const k_act *a,         \
-                          float out[4][4]) {                                                                        \
-        kgroup_tile(rp, g, xq, xs, a, out, 4, TYPE);                                                                \
+                          float out[8][16]) {                                                                       \
+        CALL(4);                                                                                                    \
     }                                                                                                               \
     static void NAME##_x2(const cpu_repacked *rp, int64_t g, const uint8_t *xq, size_t xs, const k_act *a,         \
-                          float out[4][4]) {                                                                        \
-        kgroup_tile(rp, g, xq, xs, a, out, 2, TYPE);                                                                \
+                          float out[8][16]) {                                                                       \
+        CALL(2);                                                                                                    \
     }                                                                                                               \
     static void NAME##_x1(const cpu_repacked *rp, int64_t g, const uint8_t *xq, size_t xs, const k_act *a,         \
-                          float out[4][4]) {                                                                        \
-        kgroup_tile(rp, g, xq, xs, a, out, 1, TYPE);                                                                \
+                          float out[8][16]) {                                                                       \
+        CALL(1);                                                                                                    \
     }
 
-KGROUP_FNS(q4_k, QT_Q4_K)
-KGROUP_FNS(q5_k, QT_Q5_K)
-KGROUP_FNS(q6_k, QT_Q6_K)
+#define CALL_Q4K(NX) kgroup16_q45(rp, g, xq, xs, a, out, NX, QT_Q4_K)
+#define CALL_Q5K(NX) kgroup16_q45(rp, g, xq, xs, a, out, NX, QT_Q5_K)
+#define CALL_Q6K(NX) kgroup16_q6(rp, g, xq, xs, a, out, NX)
+KGROUP_FNS(q4_k, CALL_Q4K)
+KGROUP_FNS(q5_k, CALL_Q5K)
+KGROUP_FNS(q6_k, CALL_Q6K)
+
+static kgroup_fn kgroup_for(uint32_t type, int nt) {
+    switch (type) {
+    case QT_Q4_K: return nt == 8 ? q4_k_x8 : nt == 4 ? q4_k_x4 : nt == 2 ? q4_k_x2 : q4_k_x1;
+    case QT_Q5_K: return nt == 8 ? q5_k_x8 : nt == 4 ? q5_k_x4 : nt == 2 ? q5_k_x2 : q5_k_x1;
+    default: return nt == 8 ? q6_k_x8 : nt == 4 ? q6_k_x4 : nt == 2 ? q6_k_x2 : q6_k_x1;
+    }
+}
 
 static void tilek_vnni(const cpu_repacked *rp, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride, int n_x,
                        float *y, int64_t ys) {
@@ -366,22 +405,19 @@ static void tilek_vnni(const cpu_repacked *rp, int64_t r0, int n_rows, const uin
         cpu_repack_tile_avx2(rp, r0, n_rows, xq, xq_stride, n_x, y, ys);
         return;
     }
-    k_act a; /* 68 KiB */
-    const int64_t r_end = r0 + n_rows;
+    k_act a; /* 40 KiB */
+    const int64_t r_end = r0 + n_rows, G = CPU_REPACK_ROWS_K;
     for (int t = 0; t < n_x;) {
-        int nt = n_x - t >= 4 ? 4 : n_x - t >= 2 ? 2 : 1;
-        kgroup_fn f;
-        switch (rp->type) {
-        case QT_Q4_K: f = nt == 4 ? q4_k_x4 : nt == 2 ? q4_k_x2 : q4_k_x1; break;
-        case QT_Q5_K: f = nt == 4 ? q5_k_x4 : nt == 2 ? q5_k_x2 : q5_k_x1; break;
-        default: f = nt == 4 ? q6_k_x4 : nt == 2 ? q6_k_x2 : q6_k_x1; break;
-        }
+        int nt = n_x - t >= 8 ? 8 : n_x - t >= 4 ? 4 : n_x - t >= 2 ? 2 : 1;
+        kgroup_fn f = kgroup_for(rp->type, nt);
         const uint8_t *x = xq + (size_t)t * xq_stride;
         k_act_fill(x, xq_stride, nt, rp->n_blocks, &a, rp->type);
-        for (int64_t g = r0 / CPU_REPACK_ROWS; g * CPU_REPACK_ROWS < r_end; g++) {
-            float out[4][4];
+        for (int64_t g = r0 / G; g * G < r_end; g++) {
+            float out[8][16];
             f(rp, g, x, xq_stride, &a, out);
-            store_group(out, g, r0, r_end, nt, y + t * ys, ys);
+            int64_t first = g * G, lo = first > r0 ? first : r0, hi = first + G < r_end ? first + G : r_end;
+            for (int i = 0; i < nt; i++)
+                memcpy(y + (t + i) * ys + (lo - r0), out[i] + (lo - first), sizeof(float) * (size_t)(hi - lo));
         }
         t += nt;
     }
