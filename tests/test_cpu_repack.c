@@ -4,11 +4,14 @@
  *   - every row rebuilt from its group equals the file's bytes, and (blocks
  *     of 32) unpacking a group block gives back every value and scale
  *     (random bytes: every bit pattern);
+ *   - groups of 16 rows (blocks of 32) and of 4 (K quants);
  *   - every repacked kernel the CPU has (AVX-512 VNNI, AVX2, portable, each
  *     forced) equals the portable file-layout kernel bit for bit, for odd row
  *     counts (the last group padded), an odd and an even number of blocks,
  *     every tile shape (all rows x 9 activation rows at once; each element
- *     alone, as decode computes it; row ranges that start inside a group);
+ *     alone, as decode computes it; row ranges that start inside a group
+ *     x 7 activation rows, the tiles of 4, 2 and 1); rows over 64 KiB are
+ *     not repacked;
  * Thread counts and prefill vs decode through the engine: test_engine.c
  * (repacked and GRETA_CPU_REPACK=0 compared there). */
 #include <stdio.h>
@@ -132,16 +135,18 @@ static void test_kernels_shape(uint32_t type, int64_t n, int rows) {
             }
         CHECK(mismatch == 0, "%s n=%lld: %s, each element alone (decode) == the tile (%d differ)", name, (long long)n,
               kn, mismatch);
-        /* rows 1 .. rows-2 (a range starting and ending inside groups), 3 activation rows */
+        /* rows 1 .. rows-2 (a range starting and ending inside groups), activation rows 2..8
+         * (7 = the kernels' tiles of 4, 2 and 1; all 9 at once above: 8 and 1) */
         int sub = rows - 2;
-        float part[3 * 16];
-        ks[k]->tile(rp, 1, sub, xq + 2 * xs, xs, 3, part, sub);
+        float *part = malloc(sizeof(float) * 7 * (size_t)sub);
+        ks[k]->tile(rp, 1, sub, xq + 2 * xs, xs, 7, part, sub);
         mismatch = 0;
-        for (int t = 0; t < 3; t++)
+        for (int t = 0; t < 7; t++)
             for (int r = 0; r < sub; r++)
                 if (memcmp(&part[t * sub + r], &want[(t + 2) * rows + r + 1], sizeof(float)) != 0) mismatch++;
-        CHECK(mismatch == 0, "%s n=%lld: %s, rows 1..%d x activations 2..4 == the tile (%d differ)", name,
+        CHECK(mismatch == 0, "%s n=%lld: %s, rows 1..%d x activations 2..8 == the tile (%d differ)", name,
               (long long)n, kn, rows - 2, mismatch);
+        free(part);
     }
     cpu_repack_free(rp);
     free(want);
@@ -158,8 +163,9 @@ int main(void) {
         test_kernels_shape(types[t], 800, 13); /* 25 blocks (odd), 4 groups (3 padding rows) */
         test_kernels_shape(types[t], 64, 4);   /* 2 blocks, 1 full group */
     }
-    test_kernels_shape(QT_Q4_0, 513 * 32, 5); /* longer than the VNNI kernel's lane-start buffer */
+    test_kernels_shape(QT_Q4_0, 513 * 32, 5); /* long rows (16416 values), a partial group */
     test_kernels_shape(QT_Q5_1, 513 * 32, 5);
+    test_kernels_shape(QT_Q8_0, 64, 33); /* 3 groups of 16, the last with 1 row: row ranges across groups */
     for (size_t t = 5; t < 8; t++) { /* K quants, blocks of 256 */
         test_kernels_shape(types[t], 768, 7);  /* 3 blocks (odd), 2 groups (1 padding row) */
         test_kernels_shape(types[t], 1024, 13); /* 4 blocks, 4 groups (3 padding rows) */
@@ -170,8 +176,9 @@ int main(void) {
     model_weight odd = {.type = QT_Q4_0, .n_in = 48, .n_out = 4};
     model_weight q4_1 = {.type = QT_Q2_K, .n_in = 256, .n_out = 4};
     model_weight k_long = {.type = QT_Q6_K, .n_in = 256 * 400, .n_out = 4}; /* a row over the rebuild buffer */
+    model_weight q8_long = {.type = QT_Q8_0, .n_in = 32 * 2000, .n_out = 4}; /* 68000 bytes a row */
     CHECK(!cpu_repack_supported(&f16) && !cpu_repack_supported(&odd) && !cpu_repack_supported(&q4_1) &&
-              !cpu_repack_supported(&k_long),
-          "F16, Q2_K (no layout), n_in %% 32 != 0 and K rows over 64 KiB not repacked");
+              !cpu_repack_supported(&k_long) && !cpu_repack_supported(&q8_long),
+          "F16, Q2_K (no layout), n_in %% 32 != 0 and rows over 64 KiB (K quants, Q8_0) not repacked");
     return check_finish("test_cpu_repack");
 }
