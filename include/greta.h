@@ -251,21 +251,23 @@ typedef enum {
     GRETA_BACKEND_CUDA = 2, /* reserved: "not built with CUDA" in CPU builds */
 } greta_backend;
 
-/* Arithmetic of a cpu session (docs/engine.md, "Precision q8" and "The default
- * precision"). */
+/* Arithmetic of a cpu or cuda session (docs/engine.md, "Precision q8" and "The
+ * default precision"; docs/cuda.md, "Decode: 8-bit activations"). */
 typedef enum {
     GRETA_PRECISION_DEFAULT = 0, /* the backend's default (greta_backend_default_precision):
-                                    q8 on cpu, f32 on ref (which computes in float64) and cuda */
+                                    q8 on cpu and cuda, f32 on ref (which computes in float64) */
     GRETA_PRECISION_F32 = 1,     /* float32 activations, weights decoded exactly (ref: float64) */
-    GRETA_PRECISION_Q8 = 2,      /* cpu only: activations quantized to 8 bits per block, integer
+    GRETA_PRECISION_Q8 = 2,      /* cpu and cuda: activations quantized to 8 bits per block, integer
                                     dot products for Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K weights
-                                    (other types use the f32 kernels); faster, not bit-equal to f32 */
+                                    (other types use the f32 kernels; cuda: in its decode products);
+                                    faster, not bit-equal to f32 */
 } greta_precision;
 
 /* The precision a session of backend gets with GRETA_PRECISION_DEFAULT:
  * GRETA_PRECISION_Q8 for cpu (its error bounds against the float64 ref
- * backend and transformers are tested, docs/engine.md), GRETA_PRECISION_F32
- * for ref and cuda. Never GRETA_PRECISION_DEFAULT. */
+ * backend and transformers are tested, docs/engine.md) and cuda (its
+ * tolerances are checked on a GPU by scripts/cuda/cuda-check, docs/cuda.md),
+ * GRETA_PRECISION_F32 for ref. Never GRETA_PRECISION_DEFAULT. */
 greta_precision greta_backend_default_precision(greta_backend backend);
 
 /* "default", "f32", "q8". */

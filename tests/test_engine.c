@@ -1032,14 +1032,14 @@ done:
     greta_model_free(m);
 }
 
-/* The default precision (docs/engine.md, "The default precision"): q8 on cpu,
- * f32 on ref (float64 arithmetic) and cuda; a default cpu session is an
+/* The default precision (docs/engine.md, "The default precision"): q8 on cpu
+ * and cuda, f32 on ref (float64 arithmetic); a default cpu session is an
  * explicit q8 session bit for bit, and f32 stays one parameter away. */
 static void test_default_precision(void) {
     CHECK(greta_backend_default_precision(GRETA_BACKEND_CPU) == GRETA_PRECISION_Q8 &&
               greta_backend_default_precision(GRETA_BACKEND_REF) == GRETA_PRECISION_F32 &&
-              greta_backend_default_precision(GRETA_BACKEND_CUDA) == GRETA_PRECISION_F32,
-          "default precision: cpu q8, ref f32 (float64 arithmetic), cuda f32");
+              greta_backend_default_precision(GRETA_BACKEND_CUDA) == GRETA_PRECISION_Q8,
+          "default precision: cpu q8, ref f32 (float64 arithmetic), cuda q8");
     greta_session_params defaults = greta_session_default_params();
     CHECK(defaults.precision == GRETA_PRECISION_DEFAULT && defaults.backend == GRETA_BACKEND_CPU,
           "default params: cpu backend, the backend's precision");

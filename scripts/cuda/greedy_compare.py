@@ -26,8 +26,9 @@ import numpy as np
 def run(greta, model, backend, prompt, n, out_dir, ctx):
     args = [greta, "run", "-m", model, "--backend", backend, "--greedy", "-n", str(n), "-c", str(ctx),
             "--dump-logits", out_dir]
-    if backend == "cpu":
-        args += ["--precision", "f32"]  # the exact float32 path (the cpu default is q8)
+    # the float32 path on both sides (cpu: the exact path; cuda: the float32 kernels; the default of
+    # both is q8, 8-bit activations)
+    args += ["--precision", "f32"]
     msgs = prompt.get("messages")
     if prompt["kind"] == "plain":
         args += ["-p", prompt["text"]]

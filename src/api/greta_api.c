@@ -428,8 +428,11 @@ greta_precision greta_backend_default_precision(greta_backend backend) {
     /* q8 on cpu: its error at every trace point against the float64 ref
      * backend and its greedy ids against transformers are within the bounds
      * tests/cli/precision.sh and tests/test_hf.c check (docs/engine.md, "The
-     * default precision"); ref computes in float64 whatever the session says */
-    return backend == GRETA_BACKEND_CPU ? GRETA_PRECISION_Q8 : GRETA_PRECISION_F32;
+     * default precision"); q8 on cuda: 8-bit activations in the decode
+     * products of quantized weights, within the tolerances scripts/cuda/cuda-check
+     * checks on the GPU (docs/cuda.md); ref computes in float64 whatever the
+     * session says */
+    return backend == GRETA_BACKEND_CPU || backend == GRETA_BACKEND_CUDA ? GRETA_PRECISION_Q8 : GRETA_PRECISION_F32;
 }
 
 greta_status greta_precision_from_name(const char *name, greta_precision *out) {
@@ -500,8 +503,8 @@ greta_status greta_session_new(greta_model *model, const greta_session_params *p
         format_error(err, err_size, "unknown precision id %d", (int)p->precision);
         return GRETA_ERR_INVALID_ARGUMENT;
     }
-    if (p->precision == GRETA_PRECISION_Q8 && p->backend != GRETA_BACKEND_CPU) {
-        format_error(err, err_size, "precision q8 is only available on the cpu backend (not %s)",
+    if (p->precision == GRETA_PRECISION_Q8 && p->backend != GRETA_BACKEND_CPU && p->backend != GRETA_BACKEND_CUDA) {
+        format_error(err, err_size, "precision q8 is only available on the cpu and cuda backends (not %s)",
                      greta_backend_name(p->backend));
         return GRETA_ERR_INVALID_ARGUMENT;
     }

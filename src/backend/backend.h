@@ -98,7 +98,8 @@ typedef struct {
     int32_t logits_rows; /* rows of BUF_LOGITS (1 .. max_rows) */
     int32_t max_keys;    /* longest sequence attend reads (a kv's n_ctx at most) */
     int32_t n_threads;   /* worker threads (cpu); others ignore it */
-    bool q8;             /* cpu: 8-bit activations, integer dot products (cpu_q8.h); others ignore it */
+    bool q8;             /* 8-bit activations, integer dot products: cpu (cpu_q8.h), cuda's decode
+                            products (cuda_matvec_q8.cu); ref ignores it */
     bool deterministic;  /* --deterministic: only batch-invariant kernels (a backend whose kernels
                             all are, as cpu and ref, ignores it; cuda: docs/cuda.md) */
 } backend_ctx_config;

@@ -30,7 +30,7 @@ static void audit_usage(FILE *out) {
             "  --chat, --system T   apply the model's chat template (with a system message)\n"
             "  --backend B          backend of parity/determinism/neutrality (cpu, ref, cuda; default cpu)\n"
             "  --a B, --b B         backends of 'backends' (B is the reference)\n"
-            "  --precision P        arithmetic of the cpu sessions: q8 (default) or f32 (docs/engine.md)\n"
+            "  --precision P        arithmetic of the cpu and cuda sessions: q8 (default) or f32 (docs/engine.md)\n"
             "  --kv-type T          KV cache of the cuda sessions: f16 (default), q8_0 or f32 (docs/cuda.md)\n"
             "  --deterministic      every session: batch-invariant kernels only (cuda: no fast prefill)\n"
             "  -t, --threads N      threads (default 2); --threads-alt M (default 1)\n"

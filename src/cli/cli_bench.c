@@ -132,7 +132,7 @@ static void bench_usage(FILE *out) {
             "  -n N       tokens of the decode test (tg; 0 = skip)\n"
             "  -r N       repetitions (after one warm-up run that is not counted)\n"
             "  -t N       threads (default: all CPUs)\n"
-            "  --precision q8|f32  cpu arithmetic: 8-bit activations (default) or exact float32 (docs/engine.md)\n"
+            "  --precision q8|f32  cpu/cuda arithmetic: 8-bit activations (default) or float32 (docs/engine.md)\n"
             "  --kv-type T  KV cache values (default: the backend's; cuda: f16 or q8_0)\n"
             "  --deterministic  batch-invariant kernels only (cuda: not the fast prefill; docs/cuda.md)\n"
             "  -c, --ctx N  context length (default: --depth plus the larger of -p and -n)\n"

@@ -34,7 +34,7 @@ static void run_usage(FILE *out) {
             "  -t, --threads N           CPU threads (default: all; more than the online CPUs is capped\n"
             "                            to them with a warning unless --force-threads)\n"
             "  --backend cpu|ref|cuda    (default cpu)\n"
-            "  --precision q8|f32        cpu arithmetic: 8-bit activations (default) or exact float32\n"
+            "  --precision q8|f32        cpu/cuda arithmetic: 8-bit activations (default) or float32\n"
             "  --kv-type f32|f16|q8_0    KV cache values (default: the backend's; cpu f32, cuda f16)\n"
             "  --deterministic           batch-invariant kernels only: prefill and decode give the same\n"
             "                            bits, runs repeat bit for bit (cpu and ref always are; cuda's\n"

@@ -26,7 +26,7 @@ static void serve_usage(FILE *out) {
             "  -c, --ctx N               context length of each slot (default: the model's, at most 2048)\n"
             "  -t, --threads N           CPU threads of the forward (default: all)\n"
             "  --backend cpu|ref|cuda    (default cpu)\n"
-            "  --precision q8|f32        cpu arithmetic: 8-bit activations (default) or exact float32\n"
+            "  --precision q8|f32        cpu/cuda arithmetic: 8-bit activations (default) or float32\n"
             "  --kv-type f32|f16|q8_0    KV cache values (default: the backend's; cuda f16)\n"
             "  --deterministic           batch-invariant kernels only (docs/cuda.md)\n"
             "  --api-key KEY             require 'Authorization: Bearer KEY' (also GRETA_API_KEY)\n"

@@ -48,7 +48,7 @@ static int32_t argmax(const float *v, int32_t n) {
 
 const char *audit_precision_label(greta_backend backend, greta_precision precision) {
     if (precision == GRETA_PRECISION_DEFAULT) precision = greta_backend_default_precision(backend);
-    if (backend == GRETA_BACKEND_CPU && precision == GRETA_PRECISION_Q8) return "q8";
+    if ((backend == GRETA_BACKEND_CPU || backend == GRETA_BACKEND_CUDA) && precision == GRETA_PRECISION_Q8) return "q8";
     greta_backend_info info;
     greta_backend_get_info(backend, &info);
     return info.precision;
@@ -84,7 +84,7 @@ int audit_run_session(greta_model *m, const int32_t *ids, size_t n_ids, const au
     params.n_ctx = (int32_t)(n_rows + 1);
     params.n_threads = spec->n_threads > 0 ? spec->n_threads : 1;
     params.backend = spec->backend;
-    if (spec->backend == GRETA_BACKEND_CPU) params.precision = spec->precision;
+    if (spec->backend == GRETA_BACKEND_CPU || spec->backend == GRETA_BACKEND_CUDA) params.precision = spec->precision;
     if (spec->backend == GRETA_BACKEND_CUDA) params.kv_type = spec->kv_type;
     params.deterministic = spec->deterministic;
     params.logits_all = logits != NULL || logits64 != NULL;
@@ -365,8 +365,8 @@ static int audit_determinism(greta_model *m, const char *path, const int32_t *id
 static int audit_backends(greta_model *m, const char *path, const int32_t *ids, size_t n, const audit_options *o,
                           audit_result *r, char *err, size_t err_size) {
     /* the default tolerance is the documented bound of the arithmetic under
-     * test: 1e-4 for float32 against float64; when a side is a cpu session at
-     * q8, each point's bound (audit_q8_bound, docs/engine.md "Precision q8") */
+     * test: 1e-4 for float32 against float64; when a side is a cpu or cuda
+     * session at q8, each point's bound (audit_q8_bound, docs/engine.md "Precision q8") */
     const char *label_a = audit_precision_label(o->backend_a, o->precision);
     const char *label_b = audit_precision_label(o->backend_b, o->precision);
     trace_diff_options tol;

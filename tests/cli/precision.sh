@@ -79,12 +79,15 @@ expect_error "perplexity: unknown precision" "^greta: error: --precision: unknow
     "$GRETA" perplexity -m "$MODEL" -f "$GRETA_REPO/README.md" --precision q4
 expect_error "serve: unknown precision" "^greta: error: --precision: unknown precision 'q4'" \
     "$GRETA" serve -m "$MODEL" --precision q4
-expect_error "serve: q8 on ref" "precision q8 is only available on the cpu backend" \
+expect_error "serve: q8 on ref" "precision q8 is only available on the cpu and cuda backends" \
     "$GRETA" serve -m "$MODEL" --port 0 --backend ref --precision q8
 expect_ok "run --precision q8" "$GRETA" run -m "$MODEL" -p "$P1" -n 4 --greedy --precision q8 -t 2
 expect_ok "trace record --precision q8" "$GRETA" trace record -m "$MODEL" -p "$P1" --precision q8 --trace "$TMP/q8.jsonl"
-expect_error "q8 on the ref backend" "^greta: error: session: precision q8 is only available on the cpu backend" \
+expect_error "q8 on the ref backend" "^greta: error: session: precision q8 is only available on the cpu and cuda backends" \
     "$GRETA" run -m "$MODEL" -p "$P1" -n 1 --backend ref --precision q8
+# q8 is a cuda precision too: in a build without CUDA the error is the missing backend, not the precision
+expect_error "q8 on cuda in a cpu build" "^greta: error: .*greta was not built with CUDA" \
+    "$GRETA" run -m "$MODEL" -p "$P1" -n 1 --backend cuda --precision q8
 expect_error "unknown precision" "^greta: error: --precision: unknown precision 'f16'" \
     "$GRETA" run -m "$MODEL" -p "$P1" -n 1 --precision f16
 expect_error "audit: unknown precision" "^greta: error: --precision: unknown precision 'x'" \

@@ -30,7 +30,8 @@
  * products of quantized weights outside the fast prefill take their input
  * rounded to 8 bits per 32 values (gpu_quantize_q8, or written by the
  * rmsnorm or attention before them) and integer dot products, in both
- * modes; GRETA_CUDA_MATVEC=f32 keeps the float32 kernels.
+ * modes, at precision q8 (the cuda default); --precision f32 keeps the
+ * float32 kernels (config->q8 false).
  *
  * The fast prefill (docs/cuda.md): without --deterministic, the matrix
  * products and the attention of forwards of at least GEMM_MIN_ROWS rows run
@@ -129,8 +130,8 @@ struct backend_ctx {
     int n_ops, cap_ops;
     bool graphs;               /* GRETA_CUDA_GRAPH=0 turns graphs off (diagnostic) */
     /* 8-bit activations for the matrix-vector products of quantized weights
-     * (cuda_matvec_q8.cu); GRETA_CUDA_MATVEC=f32 keeps the float kernels
-     * (a diagnostic, docs/cuda.md). */
+     * (cuda_matvec_q8.cu), at precision q8 (config->q8; --precision f32
+     * keeps the float kernels, docs/cuda.md). */
     bool q8;
     int8_t *xq;                /* device [max_rows][xqs] */
     float *xds;                /* device [max_rows][xqs / 32] pairs (d, s) */
@@ -358,11 +359,6 @@ static upload_layout layout_for(const model_hparams *hp, int n) {
     return l;
 }
 
-static bool q8_requested(void) {
-    const char *v = getenv("GRETA_CUDA_MATVEC");
-    return !(v && strcmp(v, "f32") == 0);
-}
-
 static bool graphs_requested(void) {
     const char *v = getenv("GRETA_CUDA_GRAPH");
     return !(v && strcmp(v, "0") == 0);
@@ -378,7 +374,7 @@ static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *co
     ctx->m = bm->m;
     ctx->config = *config;
     ctx->graphs = graphs_requested();
-    ctx->q8 = q8_requested();
+    ctx->q8 = config->q8;
     ctx->splits = gpu_attend_splits(hp->n_head_kv);
     const int att_rows = config->max_rows < ATT_GROUP ? config->max_rows : ATT_GROUP;
     const size_t scratch = gpu_attend_scratch_floats(hp->n_head, hp->head_dim, ctx->splits, att_rows) * sizeof(float);
