@@ -4,7 +4,7 @@
  *   - every row rebuilt from its group equals the file's bytes, and (blocks
  *     of 32) unpacking a group block gives back every value and scale
  *     (random bytes: every bit pattern);
- *   - groups of 16 rows (blocks of 32) and of 4 (K quants);
+ *   - groups of 16 rows (every type);
  *   - every repacked kernel the CPU has (AVX-512 VNNI, AVX2, portable, each
  *     forced) equals the portable file-layout kernel bit for bit, for odd row
  *     counts (the last group padded), an odd and an even number of blocks,
