@@ -115,19 +115,21 @@ grep -q "greta: error: chat: the conversation is .* tokens, the context holds 64
     && pass "the next turn is refused" || fail "next turn: $(cat "$TMP/err")"
 
 # Ctrl-C: a long answer is interrupted, the program goes on to the next line.
+# No race with the program's start or the answer's end: /help's reply (on
+# stderr) says the SIGINT handler is installed (it is set before the first
+# line is read), and the counting prompt's greedy answer runs to the -n limit
+# (4000 tokens, over 10 s at a few hundred tokens/s), which is checked below.
 trap "" PIPE  # a write to a greta that has ended fails (and is reported) instead of killing this script
 mkfifo "$TMP/in"
 "$GRETA" chat -m "$MODEL" --greedy -n 4000 --ctx 4096 <"$TMP/in" >"$TMP/int.out" 2>"$TMP/int.err" &
 pid=$!
 exec 3>"$TMP/in"
-echo "Give me three tips for learning to cook." >&3
-# Wait for the answer to stream (a sanitizer build on a busy machine needs
-# far more than a second to load and prefill): a Ctrl-C before that would
-# end greta chat by design (see the prefill case below).
-for _ in $(seq 1 1200); do [[ -s $TMP/int.out ]] && break; sleep 0.1; done
-sleep 0.5
+echo "/help" >&3
+# a sanitizer build on a busy machine needs far more than a second to load
+for _ in $(seq 1 1200); do grep -q "^\[commands:" "$TMP/int.err" && break; sleep 0.1; done
+echo "Count from 1 to 1000, separated by commas." >&3
+for _ in $(seq 1 1200); do [[ -s $TMP/int.out ]] && break; sleep 0.05; done
 kill -INT "$pid"
-sleep 0.5
 echo "/reset" >&3
 echo "/quit" >&3
 exec 3>&-
@@ -139,19 +141,22 @@ grep -A5 "; interrupted\]" "$TMP/int.err" | grep -q "conversation reset" && pass
     || fail "nothing read after Ctrl-C: $(cat "$TMP/int.err")"
 # Ctrl-C while the prompt is evaluated (nothing streams yet) stops that
 # answer within one layer (the session's abort callback) and greta chat reads
-# on (it used to be ignored until the answer started). A long first message
-# keeps the prefill busy for seconds.
+# on (it used to be ignored until the answer started). /help's reply says the
+# handler is installed; a first message of about 6000 tokens on one thread
+# keeps the prefill busy for seconds, and the Ctrl-C comes 0.3 s after it.
 python3 -c '
 import sys
 text = open(sys.argv[1]).read().replace("\n", " ")
-sys.stdout.write((text + " ") * 40)' "$GRETA_REPO/tests/fixtures/hf/long_prompt.txt" | head -c 12000 >"$TMP/long.txt"
+sys.stdout.write((text + " ") * 80)' "$GRETA_REPO/tests/fixtures/hf/long_prompt.txt" | head -c 24000 >"$TMP/long.txt"
 echo >>"$TMP/long.txt"
 mkfifo "$TMP/in2"
-"$GRETA" chat -m "$MODEL" --greedy -n 4 --ctx 4096 <"$TMP/in2" >"$TMP/pre.out" 2>"$TMP/pre.err" &
+"$GRETA" chat -m "$MODEL" --greedy -n 4 --ctx 8192 -t 1 <"$TMP/in2" >"$TMP/pre.out" 2>"$TMP/pre.err" &
 pid=$!
 exec 4>"$TMP/in2"
+echo "/help" >&4
+for _ in $(seq 1 1200); do grep -q "^\[commands:" "$TMP/pre.err" && break; sleep 0.1; done
 cat "$TMP/long.txt" >&4
-sleep 1
+sleep 0.3
 kill -INT "$pid" 2>/dev/null
 for _ in $(seq 1 50); do grep -q "interrupted\]" "$TMP/pre.err" && break; sleep 0.1; done
 grep -qE "^\[[0-9]+ prompt tokens, 0 evaluated \(0 reused from the cache\); 0 generated at 0\.0 tok/s; interrupted\]$" "$TMP/pre.err" \
