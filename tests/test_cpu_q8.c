@@ -278,7 +278,8 @@ static void raw_block(uint32_t type, const uint8_t *blk, int32_t *v, float *d, f
  * per block, summ = fmaf(m, s, summ), acc + summ (Q4_1). The order of
  * before (new = false): lane k of block b, fmaf(dw * dx, (float)lane, acc)
  * into even or odd 8-lane accumulators, then the 8-lane tree, + summ. */
-static float order_dot(uint32_t type, const uint8_t *row, const cpu_q8_block *x, int64_t nb, bool new) {
+static float order_dot(uint32_t type, const uint8_t *row, const uint8_t *xq, int64_t nb, bool new) {
+    const cpu_q8_block *x = (const cpu_q8_block *)(const void *)xq;
     float acc = 0.0f, summ = 0.0f, lanes[16] = {0};
     for (int64_t b = 0; b < nb; b++) {
         int32_t v[32];
@@ -304,29 +305,34 @@ static float order_dot(uint32_t type, const uint8_t *row, const cpu_q8_block *x,
     return type == QT_Q4_1 ? acc + summ : acc;
 }
 
-static void test_order32(void) {
-    const int64_t n = 768;
+/* A reference order: one dot product of a weight row against a quantized
+ * activation row of nb blocks, in cpu_q8.h's order (new) or the one before. */
+typedef float (*order_ref)(uint32_t type, const uint8_t *row, const uint8_t *xq, int64_t nb, bool new);
+
+/* Every build's tile (7 weight rows x 9 activation rows of n values, blocks
+ * of act values) equals the reference order bit for bit, on inputs where the
+ * order of before gives other floats. */
+static void check_order(const uint32_t types[3], int64_t n, int act, order_ref ref, const char *order) {
     const int rows = 7, nx = 9;
-    const uint32_t order_types[] = {QT_Q8_0, QT_Q4_0, QT_Q4_1};
     const cpu_q8_kernels *ks[3] = {cpu_q8_best(), cpu_q8_avx2(), cpu_q8_portable()};
     float *x = malloc(sizeof(float) * (size_t)n);
     for (int ti = 0; ti < 3; ti++) {
-        uint32_t type = order_types[ti];
+        uint32_t type = types[ti];
         const char *name = quant_type_name(type);
-        size_t rb = quant_row_bytes(type, n), xs = cpu_q8_act_row_bytes(32, n);
+        size_t rb = quant_row_bytes(type, n), xs = cpu_q8_act_row_bytes(act, n);
         uint8_t *wdata = malloc(rb * (size_t)rows), *xq = malloc(xs * (size_t)nx);
         for (int r = 0; r < rows; r++) random_row(type, wdata + (size_t)r * rb, n);
         for (int t = 0; t < nx; t++) {
             for (int64_t i = 0; i < n; i++) x[i] = uniform() * (1.0f + (float)(i % 3));
-            cpu_q8_quantize_row(32, x, n, xq + (size_t)t * xs);
+            cpu_q8_quantize_row(act, x, n, xq + (size_t)t * xs);
         }
         float want[9 * 7];
         int old_differs = 0;
         for (int t = 0; t < nx; t++)
             for (int r = 0; r < rows; r++) {
-                const cpu_q8_block *xb = (const cpu_q8_block *)(const void *)(xq + (size_t)t * xs);
-                want[t * rows + r] = order_dot(type, wdata + (size_t)r * rb, xb, n / 32, true);
-                float old = order_dot(type, wdata + (size_t)r * rb, xb, n / 32, false);
+                const uint8_t *xt = xq + (size_t)t * xs, *wr = wdata + (size_t)r * rb;
+                want[t * rows + r] = ref(type, wr, xt, n / act, true);
+                float old = ref(type, wr, xt, n / act, false);
                 if (memcmp(&old, &want[t * rows + r], sizeof old) != 0) old_differs++;
             }
         CHECK(old_differs > 0, "%s: the order of before gives other floats on %d of these 63 dot products", name,
@@ -336,13 +342,19 @@ static void test_order32(void) {
             if (!ks[k]) continue;
             float got[9 * 7];
             ks[k]->tile(&w, 0, rows, xq, xs, nx, got, rows);
-            CHECK(memcmp(got, want, sizeof got) == 0, "%s: %s computes cpu_q8.h's order (one int32 per block, one float chain), bit for bit", name,
-                  ks[k]->name);
+            CHECK(memcmp(got, want, sizeof got) == 0,
+                  "%s: %s computes cpu_q8.h's %s (one int32 per block, one float chain), bit for bit", name,
+                  ks[k]->name, order);
         }
         free(wdata);
         free(xq);
     }
     free(x);
+}
+
+static void test_order32(void) {
+    const uint32_t types[] = {QT_Q8_0, QT_Q4_0, QT_Q4_1};
+    check_order(types, 768, 32, order_dot, "order");
 }
 
 /* A K block's integer values (Q6_K: the 6-bit value - 32; Q4_K / Q5_K:
@@ -395,7 +407,8 @@ static void raw_kblock(uint32_t type, const uint8_t *b, int32_t *v, int32_t *sc,
  * summ = fmaf(dmin * dx, (float)mins_b, summ), acc - summ (Q6_K: acc). The
  * order of before (new = false): lane k = values 4k..4k+3 of every 32-value
  * chunk, fmaf(dw * dx, (float)lane, acc[k]), the 8-lane tree, - summ. */
-static float order_kdot(uint32_t type, const uint8_t *row, const cpu_q8k_block *x, int64_t nb, bool new) {
+static float order_kdot(uint32_t type, const uint8_t *row, const uint8_t *xq, int64_t nb, bool new) {
+    const cpu_q8k_block *x = (const cpu_q8k_block *)(const void *)xq;
     float acc = 0.0f, summ = 0.0f, lanes[8] = {0};
     for (int64_t b = 0; b < nb; b++) {
         int32_t v[256], sc[256], mins[8] = {0};
@@ -425,45 +438,8 @@ static float order_kdot(uint32_t type, const uint8_t *row, const cpu_q8k_block *
 }
 
 static void test_orderk(void) {
-    const int64_t n = 1024;
-    const int rows = 7, nx = 9;
-    const uint32_t order_types[] = {QT_Q4_K, QT_Q5_K, QT_Q6_K};
-    const cpu_q8_kernels *ks[3] = {cpu_q8_best(), cpu_q8_avx2(), cpu_q8_portable()};
-    float *x = malloc(sizeof(float) * (size_t)n);
-    for (int ti = 0; ti < 3; ti++) {
-        uint32_t type = order_types[ti];
-        const char *name = quant_type_name(type);
-        size_t rb = quant_row_bytes(type, n), xs = cpu_q8_act_row_bytes(256, n);
-        uint8_t *wdata = malloc(rb * (size_t)rows), *xq = malloc(xs * (size_t)nx);
-        for (int r = 0; r < rows; r++) random_row(type, wdata + (size_t)r * rb, n);
-        for (int t = 0; t < nx; t++) {
-            for (int64_t i = 0; i < n; i++) x[i] = uniform() * (1.0f + (float)(i % 3));
-            cpu_q8_quantize_row(256, x, n, xq + (size_t)t * xs);
-        }
-        float want[9 * 7];
-        int old_differs = 0;
-        for (int t = 0; t < nx; t++)
-            for (int r = 0; r < rows; r++) {
-                const cpu_q8k_block *xb = (const cpu_q8k_block *)(const void *)(xq + (size_t)t * xs);
-                want[t * rows + r] = order_kdot(type, wdata + (size_t)r * rb, xb, n / 256, true);
-                float old = order_kdot(type, wdata + (size_t)r * rb, xb, n / 256, false);
-                if (memcmp(&old, &want[t * rows + r], sizeof old) != 0) old_differs++;
-            }
-        CHECK(old_differs > 0, "%s: the order of before gives other floats on %d of these 63 dot products", name,
-              old_differs);
-        model_weight w = {.type = type, .n_in = n, .n_out = rows, .row_bytes = rb, .data = wdata};
-        for (int k = 0; k < 3; k++) {
-            if (!ks[k]) continue;
-            float got[9 * 7];
-            ks[k]->tile(&w, 0, rows, xq, xs, nx, got, rows);
-            CHECK(memcmp(got, want, sizeof got) == 0,
-                  "%s: %s computes cpu_q8.h's K order (one int32 per block, one float chain), bit for bit", name,
-                  ks[k]->name);
-        }
-        free(wdata);
-        free(xq);
-    }
-    free(x);
+    const uint32_t types[] = {QT_Q4_K, QT_Q5_K, QT_Q6_K};
+    check_order(types, 1024, 256, order_kdot, "K order");
 }
 
 int main(void) {
