@@ -996,7 +996,7 @@ int main(int argc, char **argv) {
     }
     printf("# device %s, %zu of %zu bytes free\n", name, free_b, total_b);
     gpu_stream *s = NULL;
-    CHECK(gpu_stream_new(&s, err, sizeof err) == 0, "stream: %s", err);
+    CHECK(gpu_stream_new(&s, 1, err, sizeof err) == 0, "stream: %s", err);
     if (!s) return check_finish("test_cuda");
     const uint32_t types[] = {QT_F32, QT_F16, QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
                               QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};

@@ -364,6 +364,15 @@ static bool graphs_requested(void) {
     return !(v && strcmp(v, "0") == 0);
 }
 
+/* Programmatic dependent launch (gpu_compat.h): off unless the environment
+ * says GRETA_CUDA_PDL=1. It changes when kernels start, never what they
+ * compute; it stays opt-in until scripts/cuda/cuda-check has shown that on
+ * a GPU (docs/cuda.md "Programmatic dependent launch"). */
+static bool pdl_requested(void) {
+    const char *v = getenv("GRETA_CUDA_PDL");
+    return v && strcmp(v, "1") == 0;
+}
+
 static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *config, backend_ctx **out, char *err,
                                  size_t err_size) {
     *out = NULL;
@@ -431,7 +440,7 @@ static greta_status cuda_ctx_new(backend_model *bm, const backend_ctx_config *co
     ctx->angle_cos = calloc(half + 1, sizeof(double));
     ctx->angle_sin = calloc(half + 1, sizeof(double));
     if (!ctx->staging || !ctx->angle_cos || !ctx->angle_sin) goto oom;
-    if (gpu_stream_new(&ctx->stream, err, err_size) != 0) {
+    if (gpu_stream_new(&ctx->stream, pdl_requested(), err, err_size) != 0) {
         cuda_ctx_free(ctx);
         return GRETA_ERR_INTERNAL;
     }

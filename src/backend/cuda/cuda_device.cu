@@ -3,7 +3,13 @@
  *
  * Build: nvcc --fmad=false (Makefile): a*b+c is never contracted, so the
  * dequantization below rounds exactly as quant.c's C code does, and every
- * fused multiply-add is an explicit fmaf. */
+ * fused multiply-add is an explicit fmaf.
+ *
+ * Launches: every kernel goes through gpu_launch() with the stream's pdl
+ * setting, starts with gpu_grid_release() and calls gpu_grid_wait() before
+ * its first access to memory that other kernels write (gpu_compat.h:
+ * programmatic dependent launch; RMSNorm loads its weights before the
+ * wait). launched() then reads the launch's error. */
 #include <stdio.h>
 #include <string.h>
 
@@ -24,7 +30,8 @@ static int fail(char *err, size_t err_size, const char *what, gpuError_t e) {
     return -1;
 }
 
-/* After a launch: the launch's own error, without waiting for the stream. */
+/* After a launch: the launch's own error (cudaLaunchKernelEx sets the
+ * last error too), without waiting for the stream. */
 static int launched(char *err, size_t err_size, const char *what) {
     gpuError_t e = gpuGetLastError();
     return e == gpuSuccess ? 0 : fail(err, err_size, what, e);
@@ -79,12 +86,13 @@ extern "C" int gpu_download(void *dst, const void *src, size_t bytes, char *err,
     return e == gpuSuccess ? 0 : fail(err, err_size, "copying from the GPU", e);
 }
 
-extern "C" int gpu_stream_new(gpu_stream **out, char *err, size_t err_size) {
+extern "C" int gpu_stream_new(gpu_stream **out, int pdl, char *err, size_t err_size) {
     *out = (gpu_stream *)calloc(1, sizeof(gpu_stream));
     if (!*out) {
         snprintf(err, err_size, "cuda: out of host memory");
         return -1;
     }
+    (*out)->pdl = pdl;
     gpuError_t e = gpuStreamCreate(&(*out)->stream);
     if (e != gpuSuccess) {
         free(*out);
@@ -433,6 +441,8 @@ template <> struct unit<T_Q6_K> {
 template <int TYPE>
 __global__ void matmul_kernel(const uint8_t *W, size_t row_bytes, int64_t n_in, int64_t n_out, const float *x,
                               int64_t xs, float *y, int64_t ys, int n) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int lane = threadIdx.x % GPU_WARP;
     const int64_t r = (int64_t)blockIdx.x * MM_WARPS + threadIdx.x / GPU_WARP;
     const int i0 = blockIdx.y * MM_ROWS;
@@ -476,6 +486,8 @@ __global__ void matmul_kernel(const uint8_t *W, size_t row_bytes, int64_t n_in, 
 template <int TYPE>
 __global__ void embed_kernel(const uint8_t *table, size_t row_bytes, int64_t n_embd, const int32_t *tokens,
                              float *x, int64_t xs) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int i = blockIdx.x;
     const uint8_t *row = table + (size_t)tokens[i] * row_bytes;
     float *out = x + (int64_t)i * xs;
@@ -517,11 +529,12 @@ extern "C" int gpu_matmul(gpu_stream *s, uint32_t type, const void *w, size_t ro
         memset(&a, 0, sizeof a);
         a.w[0] = w, a.row_bytes[0] = row_bytes, a.n_out[0] = n_out, a.y[0] = y, a.ys[0] = ys;
         a.count = 1, a.n = n, a.n_in = n_in, a.x = x, a.xs = xs;
-        return matvec_launch(s->stream, type, &a, MV_PLAIN, err, err_size);
+        return matvec_launch(s, type, &a, MV_PLAIN, err, err_size);
     }
     dim3 grid((unsigned)((n_out + MM_WARPS - 1) / MM_WARPS), (unsigned)((n + MM_ROWS - 1) / MM_ROWS));
 #define MATMUL(T) \
-    matmul_kernel<T><<<grid, MM_WARPS * GPU_WARP, 0, s->stream>>>((const uint8_t *)w, row_bytes, n_in, n_out, x, xs, y, ys, n)
+    gpu_launch(s->pdl, matmul_kernel<T>, grid, MM_WARPS * GPU_WARP, s->stream, (const uint8_t *)w, row_bytes, n_in, \
+               n_out, x, xs, y, ys, n)
     FOR_TYPE(type, MATMUL)
 #undef MATMUL
     return launched(err, err_size, "matmul");
@@ -529,42 +542,68 @@ extern "C" int gpu_matmul(gpu_stream *s, uint32_t type, const void *w, size_t ro
 
 /* The fast kernels of cuda_matvec.cu with an epilogue (cuda.c's fused steps). */
 extern "C" int gpu_matvec(gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size) {
-    return matvec_launch(s->stream, type, a, epi, err, err_size);
+    return matvec_launch(s, type, a, epi, err, err_size);
 }
 
 extern "C" int gpu_embed(gpu_stream *s, uint32_t type, const void *table, size_t row_bytes, int64_t n_embd,
                          const int32_t *tokens, int n, float *x, int64_t xs, char *err, size_t err_size) {
     if (n <= 0) return 0;
-#define EMBED(T) embed_kernel<T><<<n, 128, 0, s->stream>>>((const uint8_t *)table, row_bytes, n_embd, tokens, x, xs)
+#define EMBED(T) \
+    gpu_launch(s->pdl, embed_kernel<T>, n, 128, s->stream, (const uint8_t *)table, row_bytes, n_embd, tokens, x, xs)
     FOR_TYPE(type, EMBED)
 #undef EMBED
     return launched(err, err_size, "embedding");
 }
 
-/* ---- RMSNorm: one block of 1024 threads per row ---- */
+/* ---- RMSNorm: one block of 1024 threads per row ----
+ * Thread t takes values t, t + 1024, ...: the first NORM_HELD of them are
+ * held in registers, the weights loaded before gpu_grid_wait() (nothing
+ * writes them), so the only memory wait after it is the input's. The sum
+ * of squares runs over a thread's values in order, then the warps'
+ * butterflies, then the 32 warp sums in order. */
 
 #define NORM_THREADS 1024 /* cuda_matvec_q8.cu's rmsnorm_q8_kernel has the same */
+#define NORM_HELD 8       /* values per thread in registers: rows up to 8192 wide (wider: the rest read twice) */
 
 __global__ void rmsnorm_kernel(float *dst, int64_t ds, const float *src, int64_t ss, const float *w, int64_t d,
                                float eps) {
+    gpu_grid_release();
     __shared__ float partial[NORM_THREADS / GPU_WARP];
+    float wv[NORM_HELD], xv[NORM_HELD];
+#pragma unroll
+    for (int j = 0; j < NORM_HELD; j++) {
+        const int64_t k = threadIdx.x + (int64_t)j * NORM_THREADS;
+        wv[j] = k < d ? w[k] : 0.0f;
+    }
+    gpu_grid_wait();
     const float *x = src + (int64_t)blockIdx.x * ss;
     float *y = dst + (int64_t)blockIdx.x * ds;
     float sum = 0.0f;
-    for (int64_t k = threadIdx.x; k < d; k += NORM_THREADS) sum = fmaf(x[k], x[k], sum);
+#pragma unroll
+    for (int j = 0; j < NORM_HELD; j++) {
+        const int64_t k = threadIdx.x + (int64_t)j * NORM_THREADS;
+        xv[j] = k < d ? x[k] : 0.0f;
+        if (k < d) sum = fmaf(xv[j], xv[j], sum);
+    }
+    for (int64_t k = threadIdx.x + NORM_HELD * NORM_THREADS; k < d; k += NORM_THREADS) sum = fmaf(x[k], x[k], sum);
     for (int off = GPU_WARP / 2; off > 0; off >>= 1) sum += GPU_SHFL_XOR(sum, off);
     if (threadIdx.x % GPU_WARP == 0) partial[threadIdx.x / GPU_WARP] = sum;
     __syncthreads();
     float total = 0.0f;
     for (int k = 0; k < NORM_THREADS / GPU_WARP; k++) total += partial[k];
     const float scale = 1.0f / sqrtf(total / (float)d + eps);
-    for (int64_t k = threadIdx.x; k < d; k += NORM_THREADS) y[k] = (x[k] * scale) * w[k];
+#pragma unroll
+    for (int j = 0; j < NORM_HELD; j++) {
+        const int64_t k = threadIdx.x + (int64_t)j * NORM_THREADS;
+        if (k < d) y[k] = (xv[j] * scale) * wv[j];
+    }
+    for (int64_t k = threadIdx.x + NORM_HELD * NORM_THREADS; k < d; k += NORM_THREADS) y[k] = (x[k] * scale) * w[k];
 }
 
 extern "C" int gpu_rmsnorm(gpu_stream *s, float *dst, int64_t ds, const float *src, int64_t ss, const float *w,
                            int64_t d, float eps, int n, char *err, size_t err_size) {
     if (n <= 0) return 0;
-    rmsnorm_kernel<<<n, NORM_THREADS, 0, s->stream>>>(dst, ds, src, ss, w, d, eps);
+    gpu_launch(s->pdl, rmsnorm_kernel, n, NORM_THREADS, s->stream, dst, ds, src, ss, w, d, eps);
     return launched(err, err_size, "rmsnorm");
 }
 
@@ -572,6 +611,8 @@ extern "C" int gpu_rmsnorm(gpu_stream *s, float *dst, int64_t ds, const float *s
 
 __global__ void rope_kernel(float *buf, int64_t stride, int64_t width, int head_dim, int rope_dim,
                             const float *cos_table, const float *sin_table) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int i = blockIdx.x;
     const int half = rope_dim / 2;
     const int64_t pairs = width / head_dim * half;
@@ -590,11 +631,13 @@ __global__ void rope_kernel(float *buf, int64_t stride, int64_t width, int head_
 extern "C" int gpu_rope(gpu_stream *s, float *buf, int64_t stride, int64_t width, int head_dim, int rope_dim,
                         const float *cos_table, const float *sin_table, int n, char *err, size_t err_size) {
     if (n <= 0 || rope_dim < 2) return 0;
-    rope_kernel<<<n, 128, 0, s->stream>>>(buf, stride, width, head_dim, rope_dim, cos_table, sin_table);
+    gpu_launch(s->pdl, rope_kernel, n, 128, s->stream, buf, stride, width, head_dim, rope_dim, cos_table, sin_table);
     return launched(err, err_size, "rope");
 }
 
 __global__ void add_kernel(float *dst, int64_t ds, const float *src, int64_t ss, int64_t width) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (k < width) dst[(int64_t)blockIdx.y * ds + k] += src[(int64_t)blockIdx.y * ss + k];
 }
@@ -603,11 +646,13 @@ extern "C" int gpu_add(gpu_stream *s, float *dst, int64_t ds, const float *src, 
                        char *err, size_t err_size) {
     if (n <= 0) return 0;
     dim3 grid((unsigned)((width + 255) / 256), (unsigned)n);
-    add_kernel<<<grid, 256, 0, s->stream>>>(dst, ds, src, ss, width);
+    gpu_launch(s->pdl, add_kernel, grid, 256, s->stream, dst, ds, src, ss, width);
     return launched(err, err_size, "add");
 }
 
 __global__ void swiglu_kernel(float *g, int64_t gs, const float *u, int64_t us, int64_t width) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= width) return;
     float *gp = g + (int64_t)blockIdx.y * gs + k;
@@ -619,7 +664,7 @@ extern "C" int gpu_swiglu(gpu_stream *s, float *g, int64_t gs, const float *u, i
                           char *err, size_t err_size) {
     if (n <= 0) return 0;
     dim3 grid((unsigned)((width + 255) / 256), (unsigned)n);
-    swiglu_kernel<<<grid, 256, 0, s->stream>>>(g, gs, u, us, width);
+    gpu_launch(s->pdl, swiglu_kernel, grid, 256, s->stream, g, gs, u, us, width);
     return launched(err, err_size, "swiglu");
 }
 
@@ -640,6 +685,8 @@ __device__ __forceinline__ KV *kv_layer(void *base, const gpu_kv_row *row, int l
 template <typename KV>
 __global__ void kv_store_kernel(const float *k, const float *v, int64_t stride, int64_t kv_dim, int layer,
                                 const gpu_kv_row *rows) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int i = blockIdx.x;
     const gpu_kv_row *row = rows + i;
     KV *kc = kv_layer<KV>(row->k, row, layer) + (int64_t)row->pos * kv_dim;
@@ -677,6 +724,8 @@ __device__ __forceinline__ float q8_0_get(const uint8_t *row, int64_t col) {
 /* One block of 4 warps per row; warp w takes blocks w, w + 4, ... of K, then of V. */
 __global__ void kv_store_q8_0_kernel(const float *k, const float *v, int64_t stride, int64_t kv_dim, int layer,
                                      const gpu_kv_row *rows) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int i = blockIdx.x;
     const gpu_kv_row *row = rows + i;
     const int lane = threadIdx.x % GPU_WARP, warp = threadIdx.x / GPU_WARP, warps = blockDim.x / GPU_WARP;
@@ -692,9 +741,10 @@ __global__ void kv_store_q8_0_kernel(const float *k, const float *v, int64_t str
 extern "C" int gpu_kv_store(gpu_stream *s, const float *k, const float *v, int64_t stride, int64_t kv_dim, int layer,
                             const gpu_kv_row *rows, int n, int f32, char *err, size_t err_size) {
     if (n <= 0) return 0;
-    if (f32 == GPU_KV_Q8_0) kv_store_q8_0_kernel<<<n, 128, 0, s->stream>>>(k, v, stride, kv_dim, layer, rows);
-    else if (f32) kv_store_kernel<float><<<n, 128, 0, s->stream>>>(k, v, stride, kv_dim, layer, rows);
-    else kv_store_kernel<unsigned short><<<n, 128, 0, s->stream>>>(k, v, stride, kv_dim, layer, rows);
+    if (f32 == GPU_KV_Q8_0)
+        gpu_launch(s->pdl, kv_store_q8_0_kernel, n, 128, s->stream, k, v, stride, kv_dim, layer, rows);
+    else if (f32) gpu_launch(s->pdl, kv_store_kernel<float>, n, 128, s->stream, k, v, stride, kv_dim, layer, rows);
+    else gpu_launch(s->pdl, kv_store_kernel<unsigned short>, n, 128, s->stream, k, v, stride, kv_dim, layer, rows);
     return launched(err, err_size, "kv_store");
 }
 
@@ -715,6 +765,8 @@ template <typename KV>
 __global__ void rope_store_kernel(float *q, int64_t qs, int64_t q_width, float *k, const float *v, int64_t kvs,
                                   int64_t kv_dim, int head_dim, int rope_dim, const float *cos_table,
                                   const float *sin_table, int layer, const gpu_kv_row *rows) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int i = blockIdx.x;
     const int64_t p = (int64_t)blockIdx.y * blockDim.x + threadIdx.x;
     const int half = rope_dim / 2, hpairs = head_dim / 2;
@@ -759,11 +811,11 @@ extern "C" int gpu_rope_store(gpu_stream *s, float *q, int64_t qs, int64_t q_wid
     const int64_t q_pairs = q_width / head_dim * (rope_dim / 2), pairs = q_pairs > kv_dim / 2 ? q_pairs : kv_dim / 2;
     const dim3 grid((unsigned)n, (unsigned)((pairs + ROPE_STORE_THREADS - 1) / ROPE_STORE_THREADS));
     if (f32)
-        rope_store_kernel<float><<<grid, ROPE_STORE_THREADS, 0, s->stream>>>(
-            q, qs, q_width, k, v, kvs, kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
+        gpu_launch(s->pdl, rope_store_kernel<float>, grid, ROPE_STORE_THREADS, s->stream, q, qs, q_width, k, v, kvs,
+                   kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
     else
-        rope_store_kernel<unsigned short><<<grid, ROPE_STORE_THREADS, 0, s->stream>>>(
-            q, qs, q_width, k, v, kvs, kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
+        gpu_launch(s->pdl, rope_store_kernel<unsigned short>, grid, ROPE_STORE_THREADS, s->stream, q, qs, q_width, k,
+                   v, kvs, kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
     return launched(err, err_size, "rope_store");
 }
 
@@ -778,6 +830,8 @@ extern "C" int gpu_rope_store(gpu_stream *s, float *q, int64_t qs, int64_t q_wid
 template <typename KV>
 __global__ void attend_kernel(const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
                               int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows) {
+    gpu_grid_release();
+    gpu_grid_wait();
     __shared__ float s_max[ATT_WARPS], s_sum[ATT_WARPS];
     __shared__ float s_acc[ATT_WARPS][ATT_MAX_DIMS * GPU_WARP];
     const int h = blockIdx.x, i = blockIdx.y;
@@ -843,6 +897,8 @@ __global__ void attend_kernel(const float *q, int64_t qs, float *att, int64_t as
 /* The same over a q8_0 cache (values read one at a time, q * d as quant.c). */
 __global__ void attend_q8_0_kernel(const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
                                    int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows) {
+    gpu_grid_release();
+    gpu_grid_wait();
     __shared__ float s_max[ATT_WARPS], s_sum[ATT_WARPS];
     __shared__ float s_acc[ATT_WARPS][ATT_MAX_DIMS * GPU_WARP];
     const int h = blockIdx.x, i = blockIdx.y;
@@ -1005,6 +1061,8 @@ template <typename KV, int DL, int GM>
 __global__ void __launch_bounds__(SPLIT_WARPS * GPU_WARP)
     attend_split_kernel(const float *q, int64_t qs, int64_t kv_dim, int n_head, int n_head_kv, int head_dim,
                         float scale, int layer, const gpu_kv_row *rows, int splits, float *part) {
+    gpu_grid_release();
+    gpu_grid_wait();
     __shared__ float s_m[SPLIT_WARPS][GM], s_l[SPLIT_WARPS][GM];
     __shared__ float s_acc[SPLIT_WARPS][GM][DL * GPU_WARP];
     const int hk = blockIdx.x, s = blockIdx.y, i = blockIdx.z;
@@ -1080,6 +1138,8 @@ __global__ void __launch_bounds__(SPLIT_WARPS * GPU_WARP)
  * sums keep their order. */
 __global__ void attend_merge_kernel(const float *part, float *att, int64_t as, int n_head, int head_dim, int splits,
                                     int8_t *xq, float2 *xds, int64_t xqs) {
+    gpu_grid_release();
+    gpu_grid_wait();
     __shared__ float weight[SPLIT_MAX], range_sum[SPLIT_MAX], total_all;
     __shared__ bool has_keys[SPLIT_MAX];
     const int h = blockIdx.x, i = blockIdx.y;
@@ -1116,29 +1176,41 @@ __global__ void attend_merge_kernel(const float *part, float *att, int64_t as, i
 }
 
 template <typename KV, int GM>
-static void launch_split_g(gpuStream_t st, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
+static void launch_split_g(const gpu_stream *s, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
                            int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int splits,
                            float *part) {
     const int threads = SPLIT_WARPS * GPU_WARP;
     switch (dl) {
-    case 1: attend_split_kernel<KV, 1, GM><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
-    case 2: attend_split_kernel<KV, 2, GM><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
-    case 4: attend_split_kernel<KV, 4, GM><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
-    default: attend_split_kernel<KV, 8, GM><<<grid, threads, 0, st>>>(q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part); break;
+    case 1:
+        gpu_launch(s->pdl, attend_split_kernel<KV, 1, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head, n_head_kv,
+                   head_dim, scale, layer, rows, splits, part);
+        break;
+    case 2:
+        gpu_launch(s->pdl, attend_split_kernel<KV, 2, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head, n_head_kv,
+                   head_dim, scale, layer, rows, splits, part);
+        break;
+    case 4:
+        gpu_launch(s->pdl, attend_split_kernel<KV, 4, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head, n_head_kv,
+                   head_dim, scale, layer, rows, splits, part);
+        break;
+    default:
+        gpu_launch(s->pdl, attend_split_kernel<KV, 8, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head, n_head_kv,
+                   head_dim, scale, layer, rows, splits, part);
+        break;
     }
 }
 
 /* GM: the smallest compiled bound on the query heads per KV head (registers
  * hold GM heads' queries and sums). */
 template <typename KV>
-static void launch_split(gpuStream_t st, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
+static void launch_split(const gpu_stream *s, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
                          int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int splits,
                          float *part) {
     const int g = n_head / n_head_kv;
-    if (g <= 1) launch_split_g<KV, 1>(st, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
-    else if (g <= 2) launch_split_g<KV, 2>(st, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
-    else if (g <= 4) launch_split_g<KV, 4>(st, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
-    else launch_split_g<KV, 8>(st, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
+    if (g <= 1) launch_split_g<KV, 1>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
+    else if (g <= 2) launch_split_g<KV, 2>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
+    else if (g <= 4) launch_split_g<KV, 4>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
+    else launch_split_g<KV, 8>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
 }
 
 static int attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
@@ -1153,8 +1225,8 @@ static int attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t
         return -1;
     }
     if (f32 == GPU_KV_Q8_0) {
-        attend_q8_0_kernel<<<dim3((unsigned)n_head, (unsigned)n), ATT_WARPS * GPU_WARP, 0, s->stream>>>(
-            q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows);
+        gpu_launch(s->pdl, attend_q8_0_kernel, dim3((unsigned)n_head, (unsigned)n), ATT_WARPS * GPU_WARP, s->stream,
+                   q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows);
         return launched(err, err_size, "attention (q8_0 cache)");
     }
     const int dl = head_dim / GPU_WARP;
@@ -1162,22 +1234,22 @@ static int attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t
                        n_head / n_head_kv <= SPLIT_GMAX && scratch != NULL && splits >= 1 && splits <= SPLIT_MAX;
     if (split) {
         dim3 grid((unsigned)n_head_kv, (unsigned)splits, (unsigned)n);
-        if (f32) launch_split<float>(s->stream, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
-        else launch_split<unsigned short>(s->stream, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
+        if (f32) launch_split<float>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
+        else launch_split<unsigned short>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
         if (launched(err, err_size, "attention") != 0) return -1;
         const bool q8 = xq != NULL && head_dim % 32 == 0;
-        attend_merge_kernel<<<dim3((unsigned)n_head, (unsigned)n), 128, 0, s->stream>>>(
-            scratch, att, as, n_head, head_dim, splits, q8 ? xq : NULL, (float2 *)xds, xqs);
+        gpu_launch(s->pdl, attend_merge_kernel, dim3((unsigned)n_head, (unsigned)n), 128, s->stream,
+                   scratch, att, as, n_head, head_dim, splits, q8 ? xq : NULL, (float2 *)xds, xqs);
         *quantized = q8;
         return launched(err, err_size, "attention merge");
     }
     dim3 grid((unsigned)n_head, (unsigned)n);
     if (f32)
-        attend_kernel<float><<<grid, ATT_WARPS * GPU_WARP, 0, s->stream>>>(q, qs, att, as, kv_dim, n_head, n_head_kv,
-                                                                         head_dim, scale, layer, rows);
+        gpu_launch(s->pdl, attend_kernel<float>, grid, ATT_WARPS * GPU_WARP, s->stream, q, qs, att, as, kv_dim, n_head,
+                   n_head_kv, head_dim, scale, layer, rows);
     else
-        attend_kernel<unsigned short><<<grid, ATT_WARPS * GPU_WARP, 0, s->stream>>>(
-            q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows);
+        gpu_launch(s->pdl, attend_kernel<unsigned short>, grid, ATT_WARPS * GPU_WARP, s->stream, q, qs, att, as, kv_dim,
+                   n_head, n_head_kv, head_dim, scale, layer, rows);
     return launched(err, err_size, "attention");
 }
 
@@ -1205,6 +1277,8 @@ extern "C" int gpu_attend_q8(gpu_stream *s, const float *q, int64_t qs, float *a
 template <int TYPE>
 __global__ void dequant_f16_kernel(const uint8_t *W, size_t row_bytes, int64_t n_in, int64_t n_rows,
                                    unsigned short *out) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int64_t n_units = (n_in + 31) / 32;
     const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= n_rows * n_units) return;
@@ -1239,7 +1313,8 @@ extern "C" int gpu_dequant_f16(gpu_stream *s, uint32_t type, const void *w, size
     const int64_t units = n_rows * ((n_in + 31) / 32);
     const unsigned blocks = (unsigned)((units + 255) / 256);
 #define DEQUANT(T) \
-    dequant_f16_kernel<T><<<blocks, 256, 0, s->stream>>>((const uint8_t *)w, row_bytes, n_in, n_rows, (unsigned short *)out)
+    gpu_launch(s->pdl, dequant_f16_kernel<T>, blocks, 256, s->stream, (const uint8_t *)w, row_bytes, n_in, n_rows, \
+               (unsigned short *)out)
     FOR_TYPE(type, DEQUANT)
 #undef DEQUANT
     return launched(err, err_size, "dequantization to f16");

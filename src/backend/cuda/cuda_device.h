@@ -41,7 +41,9 @@ int gpu_upload(void *dst, const void *src, size_t bytes, char *err, size_t err_s
 /* Synchronous device -> host copy of bytes (tests). */
 int gpu_download(void *dst, const void *src, size_t bytes, char *err, size_t err_size);
 
-int gpu_stream_new(gpu_stream **out, char *err, size_t err_size);
+/* A stream whose kernels are launched with programmatic dependent launch
+ * when pdl is nonzero (gpu_compat.h; docs/cuda.md). */
+int gpu_stream_new(gpu_stream **out, int pdl, char *err, size_t err_size);
 void gpu_stream_free(gpu_stream *s);
 int gpu_stream_sync(gpu_stream *s, char *err, size_t err_size);
 /* Host -> device copy ordered on the stream (from pageable memory: the

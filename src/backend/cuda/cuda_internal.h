@@ -8,6 +8,7 @@
 
 struct gpu_stream {
     gpuStream_t stream;
+    int pdl; /* launch the kernels that take it with programmatic dependent launch (gpu_compat.h) */
 };
 
 #endif

@@ -35,6 +35,7 @@
 #include <stdio.h>
 
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_matvec.h"
 #include "backend/cuda/gpu_compat.h"
 
@@ -402,6 +403,7 @@ __device__ __forceinline__ void row_dots(const uint8_t *const *wr, int64_t n_in,
 #pragma unroll
         for (int k = 0; k < NR; k++) acc[m][k] = 0.0f;
     const int64_t n_full = n_in / 256;
+    bool waited = false; /* the first weight loads go out before gpu_grid_wait() (gpu_compat.h) */
     int64_t s = 0;
     for (; s + M::PIPE <= n_full; s += M::PIPE) {
         typename M::raw r[NM][M::PIPE];
@@ -409,6 +411,10 @@ __device__ __forceinline__ void row_dots(const uint8_t *const *wr, int64_t n_in,
         for (int m = 0; m < NM; m++)
 #pragma unroll
             for (int u = 0; u < M::PIPE; u++) M::load(wr[m], s + u, lane, &r[m][u]);
+        if (!waited) {
+            gpu_grid_wait();
+            waited = true;
+        }
 #pragma unroll
         for (int m = 0; m < NM; m++)
 #pragma unroll
@@ -418,6 +424,10 @@ __device__ __forceinline__ void row_dots(const uint8_t *const *wr, int64_t n_in,
         typename M::raw r[NM];
 #pragma unroll
         for (int m = 0; m < NM; m++) M::load(wr[m], s, lane, &r[m]);
+        if (!waited) {
+            gpu_grid_wait();
+            waited = true;
+        }
 #pragma unroll
         for (int m = 0; m < NM; m++) step_dots<TYPE, NR>(r[m], s, lane, x0, xs, nr, acc[m]);
     }
@@ -425,9 +435,14 @@ __device__ __forceinline__ void row_dots(const uint8_t *const *wr, int64_t n_in,
         typename M::raw r[NM];
 #pragma unroll
         for (int m = 0; m < NM; m++) M::load(wr[m], n_full, lane, &r[m]);
+        if (!waited) {
+            gpu_grid_wait();
+            waited = true;
+        }
 #pragma unroll
         for (int m = 0; m < NM; m++) step_dots<TYPE, NR>(r[m], n_full, lane, x0, xs, nr, acc[m]);
     }
+    if (!waited) gpu_grid_wait();
 #pragma unroll
     for (int m = 0; m < NM; m++)
 #pragma unroll
@@ -442,6 +457,7 @@ __device__ __forceinline__ void row_dots(const uint8_t *const *wr, int64_t n_in,
 /* Plain and MV_ADD: warp r of the launch is row r - first[m] of matrix m. */
 template <int TYPE, int NR, int EPI>
 __global__ void __launch_bounds__(MV_WARPS * GPU_WARP) mv_kernel(gpu_mv_args a) {
+    gpu_grid_release();
     const int lane = threadIdx.x % GPU_WARP;
     int64_t r = (int64_t)blockIdx.x * MV_WARPS + threadIdx.x / GPU_WARP;
     int m = 0;
@@ -468,6 +484,7 @@ __global__ void __launch_bounds__(MV_WARPS * GPU_WARP) mv_kernel(gpu_mv_args a) 
  * loading both rows' steps together. */
 template <int TYPE, int NR>
 __global__ void __launch_bounds__(MV_WARPS * GPU_WARP) mv_swiglu_kernel(gpu_mv_args a) {
+    gpu_grid_release();
     const int lane = threadIdx.x % GPU_WARP;
     const int64_t r = (int64_t)blockIdx.x * MV_WARPS + threadIdx.x / GPU_WARP;
     if (r >= a.n_out[0]) return;
@@ -499,41 +516,42 @@ extern "C" int gpu_matvec_supported(uint32_t type, int64_t n_in) {
 }
 
 template <int TYPE, int NR>
-static void launch_nr(gpu_stream_t_ stream, const gpu_mv_args *a, int epi) {
+static gpuError_t launch_nr(const gpu_stream *s, const gpu_mv_args *a, int epi) {
     int64_t rows = 0;
     if (epi == MV_SWIGLU) rows = a->n_out[0];
     else
         for (int m = 0; m < a->count; m++) rows += a->n_out[m];
     dim3 grid((unsigned)((rows + MV_WARPS - 1) / MV_WARPS), (unsigned)((a->n + NR - 1) / NR));
-    if (epi == MV_SWIGLU) mv_swiglu_kernel<TYPE, NR><<<grid, MV_WARPS * GPU_WARP, 0, stream>>>(*a);
-    else if (epi == MV_ADD) mv_kernel<TYPE, NR, MV_ADD><<<grid, MV_WARPS * GPU_WARP, 0, stream>>>(*a);
-    else mv_kernel<TYPE, NR, MV_PLAIN><<<grid, MV_WARPS * GPU_WARP, 0, stream>>>(*a);
+    dim3 block(MV_WARPS * GPU_WARP);
+    if (epi == MV_SWIGLU) return gpu_launch(s->pdl, mv_swiglu_kernel<TYPE, NR>, grid, block, s->stream, *a);
+    if (epi == MV_ADD) return gpu_launch(s->pdl, mv_kernel<TYPE, NR, MV_ADD>, grid, block, s->stream, *a);
+    return gpu_launch(s->pdl, mv_kernel<TYPE, NR, MV_PLAIN>, grid, block, s->stream, *a);
 }
 
 /* One activation row: NR = 1 (decode); more: NR = 8 rows per pass. Both
  * give the same bits per row (see the top of the file). */
 template <int TYPE>
-static void launch_type(gpu_stream_t_ stream, const gpu_mv_args *a, int epi) {
-    if (a->n == 1) launch_nr<TYPE, 1>(stream, a, epi);
-    else launch_nr<TYPE, 8>(stream, a, epi);
+static gpuError_t launch_type(const gpu_stream *s, const gpu_mv_args *a, int epi) {
+    if (a->n == 1) return launch_nr<TYPE, 1>(s, a, epi);
+    return launch_nr<TYPE, 8>(s, a, epi);
 }
 
-int matvec_launch(gpu_stream_t_ stream, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size) {
+int matvec_launch(const gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size) {
     if (a->n <= 0) return 0;
-    if (a->xq) return matvec_q8_launch(stream, type, a, epi, err, err_size);
+    if (a->xq) return matvec_q8_launch(s, type, a, epi, err, err_size);
+    gpuError_t e;
     switch (type) {
-    case T_F32: launch_type<T_F32>(stream, a, epi); break;
-    case T_F16: launch_type<T_F16>(stream, a, epi); break;
-    case T_BF16: launch_type<T_BF16>(stream, a, epi); break;
-    case T_Q8_0: launch_type<T_Q8_0>(stream, a, epi); break;
-    case T_Q4_0: launch_type<T_Q4_0>(stream, a, epi); break;
-    case T_Q4_1: launch_type<T_Q4_1>(stream, a, epi); break;
-    case T_Q4_K: launch_type<T_Q4_K>(stream, a, epi); break;
-    case T_Q5_K: launch_type<T_Q5_K>(stream, a, epi); break;
-    case T_Q6_K: launch_type<T_Q6_K>(stream, a, epi); break;
+    case T_F32: e = launch_type<T_F32>(s, a, epi); break;
+    case T_F16: e = launch_type<T_F16>(s, a, epi); break;
+    case T_BF16: e = launch_type<T_BF16>(s, a, epi); break;
+    case T_Q8_0: e = launch_type<T_Q8_0>(s, a, epi); break;
+    case T_Q4_0: e = launch_type<T_Q4_0>(s, a, epi); break;
+    case T_Q4_1: e = launch_type<T_Q4_1>(s, a, epi); break;
+    case T_Q4_K: e = launch_type<T_Q4_K>(s, a, epi); break;
+    case T_Q5_K: e = launch_type<T_Q5_K>(s, a, epi); break;
+    case T_Q6_K: e = launch_type<T_Q6_K>(s, a, epi); break;
     default: snprintf(err, err_size, "cuda: no matrix-vector kernel for type %u", (unsigned)type); return -1;
     }
-    gpuError_t e = gpuGetLastError();
     if (e != gpuSuccess) {
         snprintf(err, err_size, "cuda: matvec: %s", gpuGetErrorString(e));
         return -1;

@@ -10,13 +10,11 @@
 #include "backend/cuda/cuda_device.h"
 #include "backend/cuda/gpu_compat.h"
 
-typedef gpuStream_t gpu_stream_t_;
-
 /* Launches the product of a's matrices (all of type) with a's rows and the
  * epilogue epi (MV_PLAIN, MV_ADD, MV_SWIGLU); 0 or -1 with the launch error. */
-int matvec_launch(gpu_stream_t_ stream, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);
+int matvec_launch(const gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);
 
 /* The same with a's 8-bit input (a->xq; cuda_matvec_q8.cu). */
-int matvec_q8_launch(gpu_stream_t_ stream, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);
+int matvec_q8_launch(const gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);
 
 #endif

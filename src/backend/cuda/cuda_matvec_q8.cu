@@ -310,6 +310,7 @@ __device__ __forceinline__ void rowq_dots(const uint8_t *const *wr, int64_t n_in
 #pragma unroll
         for (int k = 0; k < NR; k++) acc[m][k] = 0.0f;
     const int64_t n_full = n_in / M::STEP;
+    bool waited = false; /* the first weight loads go out before gpu_grid_wait() (gpu_compat.h) */
     int64_t s = 0;
     for (; s + M::PIPE <= n_full; s += M::PIPE) {
         typename M::raw r[NM][M::PIPE];
@@ -317,6 +318,10 @@ __device__ __forceinline__ void rowq_dots(const uint8_t *const *wr, int64_t n_in
         for (int m = 0; m < NM; m++)
 #pragma unroll
             for (int u = 0; u < M::PIPE; u++) M::load(wr[m], s + u, lane, &r[m][u]);
+        if (!waited) {
+            gpu_grid_wait();
+            waited = true;
+        }
 #pragma unroll
         for (int m = 0; m < NM; m++)
 #pragma unroll
@@ -333,6 +338,10 @@ __device__ __forceinline__ void rowq_dots(const uint8_t *const *wr, int64_t n_in
         typename M::raw r[NM];
 #pragma unroll
         for (int m = 0; m < NM; m++) M::load(wr[m], s, lane, &r[m]);
+        if (!waited) {
+            gpu_grid_wait();
+            waited = true;
+        }
 #pragma unroll
         for (int m = 0; m < NM; m++)
 #pragma unroll
@@ -342,6 +351,7 @@ __device__ __forceinline__ void rowq_dots(const uint8_t *const *wr, int64_t n_in
                     acc[m][k] = M::dot(r[m], s, lane, xk, acc[m][k]);
                 }
     }
+    if (!waited) gpu_grid_wait();
 #pragma unroll
     for (int m = 0; m < NM; m++)
 #pragma unroll
@@ -361,6 +371,7 @@ __device__ __forceinline__ q8_in q8_rows(const gpu_mv_args &a, int i0) {
 /* Plain and MV_ADD: warp r of the launch is row r - first[m] of matrix m. */
 template <int TYPE, int NR, int EPI>
 __global__ void __launch_bounds__(MVQ_WARPS * GPU_WARP) mvq_kernel(gpu_mv_args a) {
+    gpu_grid_release();
     const int lane = threadIdx.x % GPU_WARP;
     int64_t r = (int64_t)blockIdx.x * MVQ_WARPS + threadIdx.x / GPU_WARP;
     int m = 0;
@@ -387,6 +398,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * GPU_WARP) mvq_kernel(gpu_mv_args a
  * loading both rows' pieces together. */
 template <int TYPE, int NR>
 __global__ void __launch_bounds__(MVQ_WARPS * GPU_WARP) mvq_swiglu_kernel(gpu_mv_args a) {
+    gpu_grid_release();
     const int lane = threadIdx.x % GPU_WARP;
     const int64_t r = (int64_t)blockIdx.x * MVQ_WARPS + threadIdx.x / GPU_WARP;
     if (r >= a.n_out[0]) return;
@@ -409,6 +421,8 @@ __global__ void __launch_bounds__(MVQ_WARPS * GPU_WARP) mvq_swiglu_kernel(gpu_mv
 /* Block c (32 values) of row i: one warp. */
 __global__ void quantize_q8_kernel(const float *x, int64_t xs, int64_t width, int n, int8_t *q, float2 *ds,
                                    int64_t qs) {
+    gpu_grid_release();
+    gpu_grid_wait();
     const int64_t blocks = width / 32;
     const int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / GPU_WARP;
     const int lane = threadIdx.x % GPU_WARP;
@@ -419,16 +433,33 @@ __global__ void quantize_q8_kernel(const float *x, int64_t xs, int64_t width, in
 
 /* RMSNorm (cuda_device.cu's rmsnorm_kernel: the same threads, order and
  * float operations, so the same bits) that also writes its output rows
- * quantized as quantize_q8_kernel does: in the last loop, warp w of pass
- * j holds values 1024 j + 32 w .. + 31, one whole block (d % 32 == 0). */
+ * quantized as quantize_q8_kernel does: in the output loops, warp w of
+ * pass j holds values 1024 j + 32 w .. + 31, one whole block (d % 32 == 0,
+ * so every pass's bound is the same for a whole warp). */
 #define NORM_Q8_THREADS 1024 /* cuda_device.cu's NORM_THREADS */
+#define NORM_Q8_HELD 8       /* cuda_device.cu's NORM_HELD */
 __global__ void rmsnorm_q8_kernel(float *dst, int64_t dst_s, const float *src, int64_t ss, const float *w, int64_t d,
                                   float eps, int8_t *q, float2 *ds, int64_t qs) {
+    gpu_grid_release();
     __shared__ float partial[NORM_Q8_THREADS / GPU_WARP];
+    float wv[NORM_Q8_HELD], xv[NORM_Q8_HELD];
+#pragma unroll
+    for (int j = 0; j < NORM_Q8_HELD; j++) {
+        const int64_t k = threadIdx.x + (int64_t)j * NORM_Q8_THREADS;
+        wv[j] = k < d ? w[k] : 0.0f;
+    }
+    gpu_grid_wait();
     const float *x = src + (int64_t)blockIdx.x * ss;
     float *y = dst + (int64_t)blockIdx.x * dst_s;
     float sum = 0.0f;
-    for (int64_t k = threadIdx.x; k < d; k += NORM_Q8_THREADS) sum = fmaf(x[k], x[k], sum);
+#pragma unroll
+    for (int j = 0; j < NORM_Q8_HELD; j++) {
+        const int64_t k = threadIdx.x + (int64_t)j * NORM_Q8_THREADS;
+        xv[j] = k < d ? x[k] : 0.0f;
+        if (k < d) sum = fmaf(xv[j], xv[j], sum);
+    }
+    for (int64_t k = threadIdx.x + NORM_Q8_HELD * NORM_Q8_THREADS; k < d; k += NORM_Q8_THREADS)
+        sum = fmaf(x[k], x[k], sum);
     for (int off = GPU_WARP / 2; off > 0; off >>= 1) sum += GPU_SHFL_XOR(sum, off);
     if (threadIdx.x % GPU_WARP == 0) partial[threadIdx.x / GPU_WARP] = sum;
     __syncthreads();
@@ -438,7 +469,15 @@ __global__ void rmsnorm_q8_kernel(float *dst, int64_t dst_s, const float *src, i
     const int lane = threadIdx.x % GPU_WARP;
     int8_t *qrow = q + (int64_t)blockIdx.x * qs;
     float2 *dsrow = ds + (int64_t)blockIdx.x * (qs / 32);
-    for (int64_t k = threadIdx.x; k < d; k += NORM_Q8_THREADS) { /* the same trip count for a whole warp */
+#pragma unroll
+    for (int j = 0; j < NORM_Q8_HELD; j++) {
+        const int64_t k = threadIdx.x + (int64_t)j * NORM_Q8_THREADS;
+        if (k >= d) break; /* the same for a whole warp */
+        const float v = (xv[j] * scale) * wv[j];
+        y[k] = v;
+        q8_block(v, lane, qrow + (k - lane), dsrow + (k - lane) / 32);
+    }
+    for (int64_t k = threadIdx.x + NORM_Q8_HELD * NORM_Q8_THREADS; k < d; k += NORM_Q8_THREADS) {
         const float v = (x[k] * scale) * w[k];
         y[k] = v;
         q8_block(v, lane, qrow + (k - lane), dsrow + (k - lane) / 32);
@@ -464,8 +503,8 @@ extern "C" int gpu_quantize_q8(gpu_stream *s, const float *x, int64_t xs, int64_
         return -1;
     }
     const int64_t threads = width / 32 * n * GPU_WARP;
-    quantize_q8_kernel<<<(unsigned)((threads + 255) / 256), 256, 0, s->stream>>>(x, xs, width, n, q, (float2 *)ds, qs);
-    gpuError_t e = gpuGetLastError();
+    gpuError_t e = gpu_launch(s->pdl, quantize_q8_kernel, (unsigned)((threads + 255) / 256), 256, s->stream, x, xs,
+                              width, n, q, (float2 *)ds, qs);
     if (e != gpuSuccess) {
         snprintf(err, err_size, "cuda: quantize_q8: %s", gpuGetErrorString(e));
         return -1;
@@ -482,8 +521,8 @@ extern "C" int gpu_rmsnorm_q8(gpu_stream *s, float *dst, int64_t dst_s, const fl
                  (long long)qs);
         return -1;
     }
-    rmsnorm_q8_kernel<<<n, NORM_Q8_THREADS, 0, s->stream>>>(dst, dst_s, src, ss, w, d, eps, q, (float2 *)ds, qs);
-    gpuError_t e = gpuGetLastError();
+    gpuError_t e = gpu_launch(s->pdl, rmsnorm_q8_kernel, n, NORM_Q8_THREADS, s->stream, dst, dst_s, src, ss, w, d,
+                              eps, q, (float2 *)ds, qs);
     if (e != gpuSuccess) {
         snprintf(err, err_size, "cuda: rmsnorm_q8: %s", gpuGetErrorString(e));
         return -1;
@@ -492,37 +531,38 @@ extern "C" int gpu_rmsnorm_q8(gpu_stream *s, float *dst, int64_t dst_s, const fl
 }
 
 template <int TYPE, int NR>
-static void launch_q8_nr(gpu_stream_t_ stream, const gpu_mv_args *a, int epi) {
+static gpuError_t launch_q8_nr(const gpu_stream *s, const gpu_mv_args *a, int epi) {
     int64_t rows = 0;
     if (epi == MV_SWIGLU) rows = a->n_out[0];
     else
         for (int m = 0; m < a->count; m++) rows += a->n_out[m];
     dim3 grid((unsigned)((rows + MVQ_WARPS - 1) / MVQ_WARPS), (unsigned)((a->n + NR - 1) / NR));
-    if (epi == MV_SWIGLU) mvq_swiglu_kernel<TYPE, NR><<<grid, MVQ_WARPS * GPU_WARP, 0, stream>>>(*a);
-    else if (epi == MV_ADD) mvq_kernel<TYPE, NR, MV_ADD><<<grid, MVQ_WARPS * GPU_WARP, 0, stream>>>(*a);
-    else mvq_kernel<TYPE, NR, MV_PLAIN><<<grid, MVQ_WARPS * GPU_WARP, 0, stream>>>(*a);
+    dim3 block(MVQ_WARPS * GPU_WARP);
+    if (epi == MV_SWIGLU) return gpu_launch(s->pdl, mvq_swiglu_kernel<TYPE, NR>, grid, block, s->stream, *a);
+    if (epi == MV_ADD) return gpu_launch(s->pdl, mvq_kernel<TYPE, NR, MV_ADD>, grid, block, s->stream, *a);
+    return gpu_launch(s->pdl, mvq_kernel<TYPE, NR, MV_PLAIN>, grid, block, s->stream, *a);
 }
 
 /* One activation row: NR = 1 (decode); more: NR = 8 rows per pass. Both
- * give the same bits per row. */
+ * give the same bits per row (see the top of the file). */
 template <int TYPE>
-static void launch_q8_type(gpu_stream_t_ stream, const gpu_mv_args *a, int epi) {
-    if (a->n == 1) launch_q8_nr<TYPE, 1>(stream, a, epi);
-    else launch_q8_nr<TYPE, 8>(stream, a, epi);
+static gpuError_t launch_q8_type(const gpu_stream *s, const gpu_mv_args *a, int epi) {
+    if (a->n == 1) return launch_q8_nr<TYPE, 1>(s, a, epi);
+    return launch_q8_nr<TYPE, 8>(s, a, epi);
 }
 
-int matvec_q8_launch(gpu_stream_t_ stream, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size) {
+int matvec_q8_launch(const gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size) {
     if (a->n <= 0) return 0;
+    gpuError_t e;
     switch (type) {
-    case T_Q8_0: launch_q8_type<T_Q8_0>(stream, a, epi); break;
-    case T_Q4_0: launch_q8_type<T_Q4_0>(stream, a, epi); break;
-    case T_Q4_1: launch_q8_type<T_Q4_1>(stream, a, epi); break;
-    case T_Q4_K: launch_q8_type<T_Q4_K>(stream, a, epi); break;
-    case T_Q5_K: launch_q8_type<T_Q5_K>(stream, a, epi); break;
-    case T_Q6_K: launch_q8_type<T_Q6_K>(stream, a, epi); break;
+    case T_Q8_0: e = launch_q8_type<T_Q8_0>(s, a, epi); break;
+    case T_Q4_0: e = launch_q8_type<T_Q4_0>(s, a, epi); break;
+    case T_Q4_1: e = launch_q8_type<T_Q4_1>(s, a, epi); break;
+    case T_Q4_K: e = launch_q8_type<T_Q4_K>(s, a, epi); break;
+    case T_Q5_K: e = launch_q8_type<T_Q5_K>(s, a, epi); break;
+    case T_Q6_K: e = launch_q8_type<T_Q6_K>(s, a, epi); break;
     default: snprintf(err, err_size, "cuda: no 8-bit matrix-vector kernel for type %u", (unsigned)type); return -1;
     }
-    gpuError_t e = gpuGetLastError();
     if (e != gpuSuccess) {
         snprintf(err, err_size, "cuda: matvec q8: %s", gpuGetErrorString(e));
         return -1;

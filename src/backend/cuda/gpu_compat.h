@@ -86,4 +86,54 @@ typedef cudaError_t gpuError_t;
 
 #define GPU_WARP 32
 
+/* ---- programmatic dependent launch (sm_90; docs/cuda.md "Programmatic
+ * dependent launch") ----
+ * A kernel launched by gpu_launch(pdl = 1, ...) may start while the kernel
+ * before it in the stream is still running. It must call gpu_grid_wait()
+ * before its first access to memory that earlier work writes or reads
+ * (activations, the KV cache, scratch): only the weights, which nothing
+ * writes, may be read before it. gpu_grid_wait() returns when the grids
+ * this one depends on have finished and their writes are visible. Every
+ * thread that touches memory calls it, so a kernel ends only after the one
+ * before it has: the stream's order holds transitively.
+ * gpu_grid_release() tells the runtime that the next kernel of the stream
+ * may start launching (its blocks then run up to their own gpu_grid_wait).
+ * Both are no-ops in a kernel launched without the attribute, and in a HIP
+ * build. */
+__device__ __forceinline__ void gpu_grid_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(GRETA_HIP)
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void gpu_grid_release(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(GRETA_HIP)
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* Launches kernel<<<grid, block, 0, stream>>>(args...), with programmatic
+ * stream serialization when pdl is nonzero. Returns the launch's error. */
+template <typename... Params, typename... Args>
+static inline gpuError_t gpu_launch(int pdl, void (*kernel)(Params...), dim3 grid, dim3 block, gpuStream_t stream,
+                                    Args... args) {
+#ifdef GRETA_HIP
+    (void)pdl;
+    hipLaunchKernelGGL(kernel, grid, block, 0, stream, (Params)args...);
+    return hipGetLastError();
+#else
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config;
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = 0;
+    config.stream = stream;
+    config.attrs = &attr;
+    config.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&config, kernel, (Params)args...);
+#endif
+}
+
 #endif
