@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# cuda_launch.sh: the launch contract of the cuda backend's kernels, checked on the source (CI has
+# no GPU; docs/cuda.md "Programmatic dependent launch"). A kernel launched with programmatic
+# dependent launch may start while the kernel before it still runs, so one that touches the
+# activations before gpu_grid_wait() would read stale values, on a GPU, sometimes. Checked here:
+#  - cuda_device.cu, cuda_matvec.cu and cuda_matvec_q8.cu launch only through gpu_launch() (no <<<);
+#  - every __global__ function of those files calls gpu_grid_release() and gpu_grid_wait(), the
+#    matrix products through row_dots / rowq_dots, which wait after their first weight loads;
+#  - the checker catches a planted kernel without the wait and a planted <<< launch.
+source "$(dirname "$0")/lib.sh"
+cd "$GRETA_REPO"
+FILES="src/backend/cuda/cuda_device.cu src/backend/cuda/cuda_matvec.cu src/backend/cuda/cuda_matvec_q8.cu"
+
+# kernels FILE...: "FILE NAME WAITS RELEASES" for every __global__ function (WAITS: the body calls
+# gpu_grid_wait() or a *row*_dots helper; RELEASES: it calls gpu_grid_release()).
+kernels() {
+    awk '
+        /__global__/ { sig = 1; name = ""; depth = 0; opened = 0; waits = 0; rel = 0 }
+        sig && name == "" && match($0, /[A-Za-z_0-9]+\(/) && $0 !~ /__launch_bounds__\([^)]*\)[[:space:]]*$/ {
+            s = $0; sub(/__launch_bounds__\([^)]*\)/, "", s)
+            if (match(s, /[A-Za-z_0-9]+\(/)) name = substr(s, RSTART, RLENGTH - 1)
+        }
+        sig {
+            if ($0 ~ /gpu_grid_wait\(\)|rowq?_dots</) waits = 1
+            if ($0 ~ /gpu_grid_release\(\)/) rel = 1
+            n_open = gsub(/\{/, "{"); n_close = gsub(/\}/, "}")
+            depth += n_open - n_close
+            if (n_open > 0) opened = 1
+            if (opened && depth == 0) { print FILENAME, name, waits, rel; sig = 0 }
+        }' "$@"
+}
+
+# helper_waits FILE: the *row*_dots helper of FILE (if any) calls gpu_grid_wait()
+helper_waits() {
+    awk '/__device__ __forceinline__ void rowq?_dots\(/ { h = 1 } h && /gpu_grid_wait\(\)/ { found = 1 } h && /^}/ { h = 0 }
+         END { exit found ? 0 : 1 }' "$1"
+}
+
+check() {  # files...: prints one line per violation
+    local f name waits rel
+    for f in "$@"; do
+        grep -n '<<<' "$f" | sed "s|^|$f: a <<< launch (use gpu_launch): |"
+        if grep -q 'rowq\?_dots<' "$f" && ! helper_waits "$f"; then echo "$f: row_dots/rowq_dots never call gpu_grid_wait()"; fi
+    done
+    while read -r f name waits rel; do
+        [[ $waits == 1 ]] || echo "$f: kernel $name never calls gpu_grid_wait()"
+        [[ $rel == 1 ]] || echo "$f: kernel $name never calls gpu_grid_release()"
+    done < <(kernels "$@")
+}
+
+n=$(kernels $FILES | wc -l)
+if [[ $n -ge 20 ]]; then pass "found $n kernels in the three files"; else fail "found only $n kernels: the checker lost them"; fi
+out=$(check $FILES)
+if [[ -z $out ]]; then pass "every kernel waits and releases, every launch goes through gpu_launch"
+else fail "launch contract broken:"$'\n'"$out"; fi
+
+# planted violations: a kernel without the wait, a <<< launch
+cp src/backend/cuda/cuda_device.cu "$TMP/planted.cu"
+cat >>"$TMP/planted.cu" <<'CU'
+__global__ void planted_kernel(float *x) {
+    gpu_grid_release();
+    x[threadIdx.x] = 0.0f;
+}
+static void planted_launch(gpuStream_t st, float *x) { planted_kernel<<<1, 32, 0, st>>>(x); }
+CU
+out=$(check "$TMP/planted.cu")
+[[ $out == *"kernel planted_kernel never calls gpu_grid_wait()"* ]] && pass "a planted kernel without the wait is caught" \
+    || fail "planted kernel not caught: $out"
+[[ $out == *"a <<< launch"* ]] && pass "a planted <<< launch is caught" || fail "planted <<< not caught: $out"
+finish
