@@ -560,13 +560,18 @@ extern "C" int gpu_embed(gpu_stream *s, uint32_t type, const void *table, size_t
  * held in registers, the weights loaded before gpu_grid_wait() (nothing
  * writes them), so the only memory wait after it is the input's. The sum
  * of squares runs over a thread's values in order, then the warps'
- * butterflies, then the 32 warp sums in order. */
+ * butterflies, then the 32 warp sums in order. With Q8 the kernel also
+ * writes its output rows quantized as quantize_q8_kernel does
+ * (cuda_q8_block.h): warp w of pass j holds values 1024 j + 32 w .. + 31,
+ * one whole block (d % 32 == 0, so every pass's bound is the same for a
+ * whole warp); the float output is the same bits either way. */
 
-#define NORM_THREADS 1024 /* cuda_matvec_q8.cu's rmsnorm_q8_kernel has the same */
-#define NORM_HELD 8       /* values per thread in registers: rows up to 8192 wide (wider: the rest read twice) */
+#define NORM_THREADS 1024
+#define NORM_HELD 8 /* values per thread in registers: rows up to 8192 wide (wider: the rest read twice) */
 
+template <bool Q8>
 __global__ void rmsnorm_kernel(float *dst, int64_t ds, const float *src, int64_t ss, const float *w, int64_t d,
-                               float eps) {
+                               float eps, int8_t *q, float2 *qds, int64_t qs) {
     gpu_grid_release();
     __shared__ float partial[NORM_THREADS / GPU_WARP];
     float wv[NORM_HELD], xv[NORM_HELD];
@@ -592,19 +597,44 @@ __global__ void rmsnorm_kernel(float *dst, int64_t ds, const float *src, int64_t
     float total = 0.0f;
     for (int k = 0; k < NORM_THREADS / GPU_WARP; k++) total += partial[k];
     const float scale = 1.0f / sqrtf(total / (float)d + eps);
+    const int lane = threadIdx.x % GPU_WARP;
+    int8_t *qrow = Q8 ? q + (int64_t)blockIdx.x * qs : NULL;
+    float2 *dsrow = Q8 ? qds + (int64_t)blockIdx.x * (qs / 32) : NULL;
 #pragma unroll
     for (int j = 0; j < NORM_HELD; j++) {
         const int64_t k = threadIdx.x + (int64_t)j * NORM_THREADS;
-        if (k < d) y[k] = (xv[j] * scale) * wv[j];
+        if (k >= d) break; /* with Q8: the same for a whole warp */
+        const float v = (xv[j] * scale) * wv[j];
+        y[k] = v;
+        if (Q8) q8_block(v, lane, qrow + (k - lane), dsrow + (k - lane) / 32);
     }
-    for (int64_t k = threadIdx.x + NORM_HELD * NORM_THREADS; k < d; k += NORM_THREADS) y[k] = (x[k] * scale) * w[k];
+    for (int64_t k = threadIdx.x + NORM_HELD * NORM_THREADS; k < d; k += NORM_THREADS) {
+        const float v = (x[k] * scale) * w[k];
+        y[k] = v;
+        if (Q8) q8_block(v, lane, qrow + (k - lane), dsrow + (k - lane) / 32);
+    }
 }
 
 extern "C" int gpu_rmsnorm(gpu_stream *s, float *dst, int64_t ds, const float *src, int64_t ss, const float *w,
                            int64_t d, float eps, int n, char *err, size_t err_size) {
     if (n <= 0) return 0;
-    gpu_launch(s->pdl, rmsnorm_kernel, n, NORM_THREADS, s->stream, dst, ds, src, ss, w, d, eps);
+    gpu_launch(s->pdl, rmsnorm_kernel<false>, n, NORM_THREADS, s->stream, dst, ds, src, ss, w, d, eps,
+               (int8_t *)NULL, (float2 *)NULL, (int64_t)0);
     return launched(err, err_size, "rmsnorm");
+}
+
+extern "C" int gpu_rmsnorm_q8(gpu_stream *s, float *dst, int64_t dst_s, const float *src, int64_t ss, const float *w,
+                              int64_t d, float eps, int n, int8_t *q, float *ds, int64_t qs, char *err,
+                              size_t err_size) {
+    if (n <= 0) return 0;
+    if (d % 32 != 0 || qs % 32 != 0 || qs < d) {
+        snprintf(err, err_size, "cuda: rmsnorm_q8: width %lld, stride %lld (multiples of 32 needed)", (long long)d,
+                 (long long)qs);
+        return -1;
+    }
+    gpu_launch(s->pdl, rmsnorm_kernel<true>, n, NORM_THREADS, s->stream, dst, dst_s, src, ss, w, d, eps, q,
+               (float2 *)ds, qs);
+    return launched(err, err_size, "rmsnorm_q8");
 }
 
 /* ---- RoPE (adjacent pairs), add, SwiGLU ---- */

@@ -515,14 +515,17 @@ extern "C" int gpu_matvec_supported(uint32_t type, int64_t n_in) {
     }
 }
 
-template <int TYPE, int NR>
-static gpuError_t launch_nr(const gpu_stream *s, const gpu_mv_args *a, int epi) {
+dim3 matvec_grid(const gpu_mv_args *a, int epi, int warps, int nr) {
     int64_t rows = 0;
     if (epi == MV_SWIGLU) rows = a->n_out[0];
     else
         for (int m = 0; m < a->count; m++) rows += a->n_out[m];
-    dim3 grid((unsigned)((rows + MV_WARPS - 1) / MV_WARPS), (unsigned)((a->n + NR - 1) / NR));
-    dim3 block(MV_WARPS * GPU_WARP);
+    return dim3((unsigned)((rows + warps - 1) / warps), (unsigned)((a->n + nr - 1) / nr));
+}
+
+template <int TYPE, int NR>
+static gpuError_t launch_nr(const gpu_stream *s, const gpu_mv_args *a, int epi) {
+    const dim3 grid = matvec_grid(a, epi, MV_WARPS, NR), block(MV_WARPS * GPU_WARP);
     if (epi == MV_SWIGLU) return gpu_launch(s->pdl, mv_swiglu_kernel<TYPE, NR>, grid, block, s->stream, *a);
     if (epi == MV_ADD) return gpu_launch(s->pdl, mv_kernel<TYPE, NR, MV_ADD>, grid, block, s->stream, *a);
     return gpu_launch(s->pdl, mv_kernel<TYPE, NR, MV_PLAIN>, grid, block, s->stream, *a);

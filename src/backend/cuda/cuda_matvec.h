@@ -10,6 +10,11 @@
 #include "backend/cuda/cuda_device.h"
 #include "backend/cuda/gpu_compat.h"
 
+/* The grid of a's product: one warp per output row (of all a's matrices;
+ * of gate alone for MV_SWIGLU), `warps` rows per block, NR activation rows
+ * per block row (cuda_matvec.cu). */
+dim3 matvec_grid(const gpu_mv_args *a, int epi, int warps, int nr);
+
 /* Launches the product of a's matrices (all of type) with a's rows and the
  * epilogue epi (MV_PLAIN, MV_ADD, MV_SWIGLU); 0 or -1 with the launch error. */
 int matvec_launch(const gpu_stream *s, uint32_t type, const gpu_mv_args *a, int epi, char *err, size_t err_size);

@@ -431,59 +431,6 @@ __global__ void quantize_q8_kernel(const float *x, int64_t xs, int64_t width, in
     q8_block(x[i * xs + 32 * c + lane], lane, q + i * qs + 32 * c, ds + i * (qs / 32) + c);
 }
 
-/* RMSNorm (cuda_device.cu's rmsnorm_kernel: the same threads, order and
- * float operations, so the same bits) that also writes its output rows
- * quantized as quantize_q8_kernel does: in the output loops, warp w of
- * pass j holds values 1024 j + 32 w .. + 31, one whole block (d % 32 == 0,
- * so every pass's bound is the same for a whole warp). */
-#define NORM_Q8_THREADS 1024 /* cuda_device.cu's NORM_THREADS */
-#define NORM_Q8_HELD 8       /* cuda_device.cu's NORM_HELD */
-__global__ void rmsnorm_q8_kernel(float *dst, int64_t dst_s, const float *src, int64_t ss, const float *w, int64_t d,
-                                  float eps, int8_t *q, float2 *ds, int64_t qs) {
-    gpu_grid_release();
-    __shared__ float partial[NORM_Q8_THREADS / GPU_WARP];
-    float wv[NORM_Q8_HELD], xv[NORM_Q8_HELD];
-#pragma unroll
-    for (int j = 0; j < NORM_Q8_HELD; j++) {
-        const int64_t k = threadIdx.x + (int64_t)j * NORM_Q8_THREADS;
-        wv[j] = k < d ? w[k] : 0.0f;
-    }
-    gpu_grid_wait();
-    const float *x = src + (int64_t)blockIdx.x * ss;
-    float *y = dst + (int64_t)blockIdx.x * dst_s;
-    float sum = 0.0f;
-#pragma unroll
-    for (int j = 0; j < NORM_Q8_HELD; j++) {
-        const int64_t k = threadIdx.x + (int64_t)j * NORM_Q8_THREADS;
-        xv[j] = k < d ? x[k] : 0.0f;
-        if (k < d) sum = fmaf(xv[j], xv[j], sum);
-    }
-    for (int64_t k = threadIdx.x + NORM_Q8_HELD * NORM_Q8_THREADS; k < d; k += NORM_Q8_THREADS)
-        sum = fmaf(x[k], x[k], sum);
-    for (int off = GPU_WARP / 2; off > 0; off >>= 1) sum += GPU_SHFL_XOR(sum, off);
-    if (threadIdx.x % GPU_WARP == 0) partial[threadIdx.x / GPU_WARP] = sum;
-    __syncthreads();
-    float total = 0.0f;
-    for (int k = 0; k < NORM_Q8_THREADS / GPU_WARP; k++) total += partial[k];
-    const float scale = 1.0f / sqrtf(total / (float)d + eps);
-    const int lane = threadIdx.x % GPU_WARP;
-    int8_t *qrow = q + (int64_t)blockIdx.x * qs;
-    float2 *dsrow = ds + (int64_t)blockIdx.x * (qs / 32);
-#pragma unroll
-    for (int j = 0; j < NORM_Q8_HELD; j++) {
-        const int64_t k = threadIdx.x + (int64_t)j * NORM_Q8_THREADS;
-        if (k >= d) break; /* the same for a whole warp */
-        const float v = (xv[j] * scale) * wv[j];
-        y[k] = v;
-        q8_block(v, lane, qrow + (k - lane), dsrow + (k - lane) / 32);
-    }
-    for (int64_t k = threadIdx.x + NORM_Q8_HELD * NORM_Q8_THREADS; k < d; k += NORM_Q8_THREADS) {
-        const float v = (x[k] * scale) * w[k];
-        y[k] = v;
-        q8_block(v, lane, qrow + (k - lane), dsrow + (k - lane) / 32);
-    }
-}
-
 /* ---- launch ---- */
 
 extern "C" int gpu_matvec_q8_supported(uint32_t type, int64_t n_in) {
@@ -512,32 +459,9 @@ extern "C" int gpu_quantize_q8(gpu_stream *s, const float *x, int64_t xs, int64_
     return 0;
 }
 
-extern "C" int gpu_rmsnorm_q8(gpu_stream *s, float *dst, int64_t dst_s, const float *src, int64_t ss, const float *w,
-                              int64_t d, float eps, int n, int8_t *q, float *ds, int64_t qs, char *err,
-                              size_t err_size) {
-    if (n <= 0) return 0;
-    if (d % 32 != 0 || qs % 32 != 0 || qs < d) {
-        snprintf(err, err_size, "cuda: rmsnorm_q8: width %lld, stride %lld (multiples of 32 needed)", (long long)d,
-                 (long long)qs);
-        return -1;
-    }
-    gpuError_t e = gpu_launch(s->pdl, rmsnorm_q8_kernel, n, NORM_Q8_THREADS, s->stream, dst, dst_s, src, ss, w, d,
-                              eps, q, (float2 *)ds, qs);
-    if (e != gpuSuccess) {
-        snprintf(err, err_size, "cuda: rmsnorm_q8: %s", gpuGetErrorString(e));
-        return -1;
-    }
-    return 0;
-}
-
 template <int TYPE, int NR>
 static gpuError_t launch_q8_nr(const gpu_stream *s, const gpu_mv_args *a, int epi) {
-    int64_t rows = 0;
-    if (epi == MV_SWIGLU) rows = a->n_out[0];
-    else
-        for (int m = 0; m < a->count; m++) rows += a->n_out[m];
-    dim3 grid((unsigned)((rows + MVQ_WARPS - 1) / MVQ_WARPS), (unsigned)((a->n + NR - 1) / NR));
-    dim3 block(MVQ_WARPS * GPU_WARP);
+    const dim3 grid = matvec_grid(a, epi, MVQ_WARPS, NR), block(MVQ_WARPS * GPU_WARP);
     if (epi == MV_SWIGLU) return gpu_launch(s->pdl, mvq_swiglu_kernel<TYPE, NR>, grid, block, s->stream, *a);
     if (epi == MV_ADD) return gpu_launch(s->pdl, mvq_kernel<TYPE, NR, MV_ADD>, grid, block, s->stream, *a);
     return gpu_launch(s->pdl, mvq_kernel<TYPE, NR, MV_PLAIN>, grid, block, s->stream, *a);
