@@ -2,9 +2,9 @@
  * and the attention of several queries at once (cpu_kernels.h
  * attend_q8_group):
  *   - every F16 build (AVX-512, AVX2, portable) against this file's own
- *     scalar statement of cpu_f16.h's order and against cpu_q8's 16-lane
- *     kernel (the path F16 took before), bit for bit: decode (one activation
- *     row: odd row counts, row ranges that start anywhere) and prefill tiles
+ *     scalar statement of cpu_f16.h's order, bit for bit: decode (one
+ *     activation row: odd row counts, row ranges that start anywhere) and
+ *     prefill tiles
  *     (1..50 activation rows x 1..17 weight rows), rows of 16 to 2064 values;
  *   - the order on a hand-made row where 8 lanes or a sequential sum give
  *     another float;
@@ -20,7 +20,6 @@
 
 #include "backend/cpu/cpu_f16.h"
 #include "backend/cpu/cpu_kernels.h"
-#include "backend/cpu/cpu_q8.h"
 #include "format/quant.h"
 #include "support/check.h"
 
@@ -84,8 +83,8 @@ static void test_order(void) {
     for (int i = 0; i < 32; i++) sequential = fmaf(quant_f16_to_f32(w[i]), x[i], sequential);
     CHECK(want == 1.0f + ldexpf(1.0f, -23) && sequential == 1.0f,
           "hand-made row: the 16-lane order gives 1 + 2^-23 (%.9g), a sequential sum 1 (%.9g)", want, sequential);
-    const cpu_f16_kernels *ks[3] = {cpu_f16_portable(), cpu_f16_best(), cpu_f16_avx512()};
-    for (int b = 0; b < 3; b++) {
+    const cpu_f16_kernels *ks[4] = {cpu_f16_portable(), cpu_f16_best(), cpu_f16_avx512(), cpu_f16_avx2()};
+    for (int b = 0; b < 4; b++) {
         if (!ks[b]) continue;
         float y = -1.0f;
         ks[b]->tile(&mw, 0, 1, x, 32, 1, &y, 1);
@@ -95,7 +94,7 @@ static void test_order(void) {
 
 static void test_builds(void) {
     const int64_t widths[] = {16, 48, 576, 2064};
-    const cpu_f16_kernels *ks[3] = {cpu_f16_portable(), cpu_f16_best(), cpu_f16_avx512()};
+    const cpu_f16_kernels *ks[4] = {cpu_f16_portable(), cpu_f16_best(), cpu_f16_avx512(), cpu_f16_avx2()};
     printf("# f16 kernels in use: %s\n", cpu_f16_best()->name);
     for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
         int64_t n = widths[wi];
@@ -122,14 +121,8 @@ static void test_builds(void) {
             }
         CHECK(worst < 1e-6, "n=%lld: the order within float32 error of a double dot product (%.2g of sum|w*x|)",
               (long long)n, worst);
-        /* cpu_q8's 16-lane kernel, which F16 took before cpu_f16 */
-        float *old = malloc((size_t)rows * acts * sizeof(float));
-        cpu_q8_portable()->tile(&mw, 0, rows, (const uint8_t *)x, (size_t)n * sizeof(float), acts, old, rows);
-        CHECK(memcmp(old, want, (size_t)rows * acts * sizeof(float)) == 0,
-              "n=%lld: cpu_q8's 16-lane F16 kernel == the order, bit for bit", (long long)n);
-        free(old);
         float *y = malloc((size_t)rows * acts * sizeof(float));
-        for (int b = 0; b < 3; b++) {
+        for (int b = 0; b < 4; b++) {
             if (!ks[b]) continue;
             /* every (first row, row count, activation count) tile, and decode */
             int bad = 0, total = 0;

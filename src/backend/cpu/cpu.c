@@ -421,7 +421,7 @@ static void cpu_matmul_quantize(backend_ctx *be, matmul_job *job, backend_buf sr
             job->f16[k] = true;
             continue;
         }
-        if (cpu_q8_float_rows(job->w[k])) { /* F16 / BF16: float rows, 16 lanes */
+        if (cpu_q8_float_rows(job->w[k])) { /* BF16 of other widths: float rows, 16 lanes */
             job->xq[k] = (const uint8_t *)(const void *)row_of(be, src, src_row0);
             job->xq_stride[k] = (size_t)be->stride[src] * sizeof(float);
             continue;

@@ -68,6 +68,10 @@ const cpu_f16_kernels *cpu_f16_avx512(void) {
                                                                                                   : NULL;
 }
 
+const cpu_f16_kernels *cpu_f16_avx2(void) {
+    return has_avx2() ? &kernels_avx2 : NULL;
+}
+
 const cpu_f16_kernels *cpu_f16_best(void) {
     if (cpu_f16_avx512()) return &kernels_avx512;
     return has_avx2() ? &kernels_avx2 : &kernels_portable;
@@ -78,6 +82,10 @@ const cpu_f16_kernels *cpu_f16_best(void) {
 }
 
 const cpu_f16_kernels *cpu_f16_avx512(void) {
+    return NULL;
+}
+
+const cpu_f16_kernels *cpu_f16_avx2(void) {
     return NULL;
 }
 #endif

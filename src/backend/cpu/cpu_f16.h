@@ -36,7 +36,8 @@ typedef struct {
  * (+FMA, F16C: cpu_q8's 16-lane kernels), else portable C. All give the same bits. */
 const cpu_f16_kernels *cpu_f16_best(void);
 const cpu_f16_kernels *cpu_f16_portable(void);
-/* The AVX-512 kernels, or NULL if the CPU lacks them (tests). */
+/* The AVX-512 or AVX2 kernels, or NULL if the CPU lacks them (tests). */
 const cpu_f16_kernels *cpu_f16_avx512(void);
+const cpu_f16_kernels *cpu_f16_avx2(void);
 
 #endif

@@ -12,7 +12,7 @@ bool cpu_q8_supported(uint32_t type) {
 }
 
 bool cpu_q8_float_rows(const model_weight *w) {
-    return (w->type == QT_F16 || w->type == QT_BF16) && w->n_in % 16 == 0;
+    return w->type == QT_BF16 && w->n_in % 16 == 0;
 }
 
 int cpu_q8_act_block(uint32_t type) {
@@ -263,16 +263,15 @@ static float dot_portable(const model_weight *w, const uint8_t *row, const uint8
     return w->type == QT_Q6_K ? acc : acc - summ;
 }
 
-/* F16 / BF16 row r against float row x: 16 lanes (cpu_q8_float_rows). */
-static float dot_half_portable(const model_weight *w, const uint8_t *row, const float *x) {
+/* BF16 row r against float row x: 16 lanes (cpu_q8_float_rows). */
+static float dot_bf16_portable(const model_weight *w, const uint8_t *row, const float *x) {
     float lane[16] = {0};
     for (int64_t c = 0; c < w->n_in / 8; c++) {
         float *l = lane + 8 * (c % 2);
         for (int k = 0; k < 8; k++) {
             uint16_t h;
             memcpy(&h, row + 2 * (8 * c + k), 2);
-            float v = w->type == QT_F16 ? quant_f16_to_f32(h) : quant_bf16_to_f32(h);
-            l[k] = fmaf(v, x[8 * c + k], l[k]);
+            l[k] = fmaf(quant_bf16_to_f32(h), x[8 * c + k], l[k]);
         }
     }
     for (int k = 0; k < 8; k++) lane[k] = lane[k] + lane[k + 8];
@@ -281,10 +280,10 @@ static float dot_half_portable(const model_weight *w, const uint8_t *row, const 
 
 static void tile_portable(const model_weight *w, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride,
                           int n_x, float *y, int64_t ys) {
-    if (w->type == QT_F16 || w->type == QT_BF16) {
+    if (w->type == QT_BF16) {
         for (int t = 0; t < n_x; t++)
             for (int r = 0; r < n_rows; r++)
-                y[t * ys + r] = dot_half_portable(w, w->data + (size_t)(r0 + r) * w->row_bytes,
+                y[t * ys + r] = dot_bf16_portable(w, w->data + (size_t)(r0 + r) * w->row_bytes,
                                                   (const float *)(const void *)(xq + (size_t)t * xq_stride));
         return;
     }

@@ -60,13 +60,16 @@ typedef struct {
 /* True for weight types with an integer kernel (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K). */
 bool cpu_q8_supported(uint32_t type);
 
-/* F16 and BF16 weights at precision q8 (n_in a multiple of 16): the
- * activations stay float32 rows (xq = the float rows, xq_stride their byte
- * stride) and each dot product keeps 16 float lanes instead of 8: chunk c of
- * 8 values feeds lanes 8 (c % 2) .. 8 (c % 2) + 7 with fmaf(w, x, lane) in
- * chunk order; then v[k] = lane[k] + lane[k + 8] and the fixed 8-lane tree.
- * Two chunks per 512-bit FMA; the weights are converted exactly (F16 by
- * F16C, BF16 by a shift). */
+/* BF16 weights at precision q8 (n_in a multiple of 16) that cpu_bf16 does
+ * not take (rows not a multiple of 32 values, cpu.c): the activations stay
+ * float32 rows (xq = the float rows, xq_stride their byte stride) and each
+ * dot product keeps 16 float lanes instead of 8: chunk c of 8 values feeds
+ * lanes 8 (c % 2) .. 8 (c % 2) + 7 with fmaf(w, x, lane) in chunk order;
+ * then v[k] = lane[k] + lane[k + 8] and the fixed 8-lane tree. Two chunks
+ * per 512-bit FMA; the weights are converted exactly (a shift). F16 rows
+ * take cpu_f16 (cpu_f16.h), whose AVX2 build is this module's AVX2 tile
+ * (cpu_q8_avx2()->tile takes F16 rows too, in the same order; the portable
+ * and AVX-512 tiles do not). */
 bool cpu_q8_float_rows(const model_weight *w);
 
 /* Values per activation block a weight type needs (32 or 256; 0 if unsupported),

@@ -211,7 +211,8 @@ TILE_FNS(q5_k, tilek, QT_Q5_K)
 TILE_FNS(q6_k, tilek, QT_Q6_K)
 
 /* F16 / BF16 rows against float rows, 16 lanes as two 8-lane accumulators
- * (even and odd chunks): NR rows x 1 activation row, prefetched ahead. */
+ * (even and odd chunks): NR rows x 1 activation row, prefetched ahead.
+ * (F16: cpu_f16's AVX2 build, cpu_f16.c; BF16: cpu_q8_float_rows.) */
 INLINE __m256 half8(const uint8_t *p, const bool bf16) {
     __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
     return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);

@@ -1,5 +1,5 @@
 /* cpu_q8_vnni.c: AVX-512 prefill tiles on the file's blocks: 1 weight row x
- * 4 activation rows of the K quants, 4 x 4 of F16 / BF16 rows. The 32-value
+ * 4 activation rows of the K quants, 4 x 4 of BF16 rows. The 32-value
  * block types take the AVX2 tile here (their fast kernel reads the repacked
  * groups, cpu_repack_vnni.c; the file-layout kernels serve
  * GRETA_CPU_REPACK=0 and the tests). The same lanes and the same float
@@ -109,15 +109,14 @@ static void q6_k_1x4(const model_weight *w, int64_t row, const uint8_t *xq, size
     tilek_1x4(w, row, xq, xs, y, ys, QT_Q6_K);
 }
 
-/* ---- F16 / BF16 (cpu_q8_float_rows): 4 weight rows x 4 activation rows,
- * 16 values per 512-bit FMA (lanes 0..7 the even chunk, 8..15 the odd). */
-INLINE __m512 half16(const uint8_t *p, const bool bf16) {
+/* ---- BF16 (cpu_q8_float_rows): 4 weight rows x 4 activation rows, 16
+ * values per 512-bit FMA (lanes 0..7 the even chunk, 8..15 the odd). */
+INLINE __m512 bf16_16(const uint8_t *p) {
     __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)p);
-    return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-INLINE void tile_half_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xq_stride, float *y, int64_t ys,
-                          const bool bf16) {
+static void bf16_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xq_stride, float *y, int64_t ys) {
     const uint8_t *rows[4];
     const float *x[4];
     __m512 acc[4][4];
@@ -134,7 +133,7 @@ INLINE void tile_half_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, 
         for (int t = 0; t < 4; t++) xv[t] = _mm512_loadu_ps(x[t] + c);
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
-            __m512 wv = half16(rows[r] + 2 * c, bf16);
+            __m512 wv = bf16_16(rows[r] + 2 * c);
 #pragma GCC unroll 4
             for (int t = 0; t < 4; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
         }
@@ -148,19 +147,10 @@ INLINE void tile_half_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, 
         }
 }
 
-static void f16_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
-    tile_half_4x4(w, r0, xq, xs, y, ys, false);
-}
-static void bf16_4x4(const model_weight *w, int64_t r0, const uint8_t *xq, size_t xs, float *y, int64_t ys) {
-    tile_half_4x4(w, r0, xq, xs, y, ys, true);
-}
-
 void cpu_q8_tile_vnni(const model_weight *w, int64_t r0, int n_rows, const uint8_t *xq, size_t xq_stride, int n_x,
                       float *y, int64_t ys) {
-    void (*f)(const model_weight *, int64_t, const uint8_t *, size_t, float *, int64_t);
     switch (w->type) {
-    case QT_F16: f = f16_4x4; break;
-    case QT_BF16: f = bf16_4x4; break;
+    case QT_BF16: break;
     case QT_Q4_K:
     case QT_Q5_K:
     case QT_Q6_K: {
@@ -177,7 +167,7 @@ void cpu_q8_tile_vnni(const model_weight *w, int64_t r0, int n_rows, const uint8
     }
     int t4 = n_x / 4 * 4, r4 = n_rows / 4 * 4;
     for (int t = 0; t < t4; t += 4)
-        for (int r = 0; r < r4; r += 4) f(w, r0 + r, xq + (size_t)t * xq_stride, xq_stride, y + t * ys + r, ys);
+        for (int r = 0; r < r4; r += 4) bf16_4x4(w, r0 + r, xq + (size_t)t * xq_stride, xq_stride, y + t * ys + r, ys);
     if (r4 < n_rows && t4 > 0) cpu_q8_tile_avx2(w, r0 + r4, n_rows - r4, xq, xq_stride, t4, y + r4, ys);
     if (t4 < n_x)
         cpu_q8_tile_avx2(w, r0, n_rows, xq + (size_t)t4 * xq_stride, xq_stride, n_x - t4, y + t4 * ys, ys);
