@@ -810,6 +810,81 @@ done:
     free(x), free(w), free(y), free(y2), free(q), free(q2), free(ds), free(ds2);
 }
 
+/* Fills `bytes` of device memory with 0xff (NaN as floats). */
+static void poison_bytes(void *dev, size_t bytes) {
+    uint8_t *host = malloc(bytes);
+    if (!host) return;
+    memset(host, 0xff, bytes);
+    gpu_upload(dev, host, bytes, err, sizeof err);
+    free(host);
+}
+
+/* Programmatic dependent launch (docs/cuda.md): a chain of kernels on the
+ * PDL stream right after a slow producer (gpu_test_delayed_copy: it lets
+ * them start at once and writes their input about 1 ms later) gives the
+ * bits of the same chain run on an input already in place; a kernel that
+ * read its input before gpu_grid_wait() would see the NaN the buffers held.
+ * Chains: the float product (copy, matvec), the 8-bit one (copy,
+ * quantize_q8, matvec) and RMSNorm's (copy, rmsnorm_q8, matvec). */
+enum { PDL_FLOAT, PDL_QUANTIZE, PDL_RMSNORM };
+
+static bool pdl_chain(gpu_stream *s, uint32_t type, int chain, gpu_mv_args *a, float *xd, float *normd,
+                      const float *wn, int64_t n_in, int8_t *qd, float *dsd) {
+    if (chain == PDL_QUANTIZE && gpu_quantize_q8(s, xd, n_in, n_in, 1, qd, dsd, n_in, err, sizeof err) != 0) return false;
+    if (chain == PDL_RMSNORM &&
+        gpu_rmsnorm_q8(s, normd, n_in, xd, n_in, wn, n_in, 1e-5f, 1, qd, dsd, n_in, err, sizeof err) != 0)
+        return false;
+    return gpu_matvec(s, type, a, MV_PLAIN, err, sizeof err) == 0;
+}
+
+static void test_pdl_order(gpu_stream *s, uint32_t type, int chain) {
+    static const char *const chain_names[] = {"copy, matvec", "copy, quantize_q8, matvec (8-bit)",
+                                              "copy, rmsnorm_q8, matvec (8-bit)"};
+    const int64_t n_in = 4096, n_out = 256;
+    const size_t rb = quant_row_bytes(type, n_in);
+    float *src = malloc((size_t)n_in * sizeof(float)), *w = malloc((size_t)n_in * sizeof(float));
+    float *y_ref = malloc((size_t)n_out * sizeof(float)), *y = malloc((size_t)n_out * sizeof(float));
+    uint8_t *wq = malloc((size_t)n_out * rb);
+    void *wd = NULL;
+    float *x_src = NULL, *xd = NULL, *normd = NULL, *wn = NULL, *yd = NULL, *dsd = NULL;
+    int8_t *qd = NULL;
+    if (!src || !w || !y_ref || !y || !wq) goto done;
+    for (int64_t r = 0; r < n_out; r++) {
+        for (int64_t k = 0; k < n_in; k++) src[k] = gaussian() * 0.1f;
+        quantize_row(type, src, wq + r * rb, n_in);
+    }
+    for (int64_t k = 0; k < n_in; k++) src[k] = gaussian(), w[k] = 1.0f + 0.1f * gaussian();
+    wd = to_device(wq, (size_t)n_out * rb), x_src = to_device(src, (size_t)n_in * sizeof(float));
+    wn = to_device(w, (size_t)n_in * sizeof(float));
+    xd = poisoned((size_t)n_in * sizeof(float)), normd = poisoned((size_t)n_in * sizeof(float));
+    yd = poisoned((size_t)n_out * sizeof(float));
+    qd = poisoned((size_t)n_in), dsd = poisoned((size_t)n_in / 16 * sizeof(float));
+    if (!wd || !x_src || !wn || !xd || !normd || !yd || !qd || !dsd) goto done;
+    gpu_mv_args a;
+    memset(&a, 0, sizeof a);
+    a.w[0] = wd, a.row_bytes[0] = rb, a.n_out[0] = n_out, a.y[0] = yd, a.ys[0] = n_out;
+    a.count = 1, a.n = 1, a.n_in = n_in, a.x = chain == PDL_RMSNORM ? normd : xd, a.xs = n_in;
+    if (chain != PDL_FLOAT) a.xq = qd, a.xds = dsd, a.xqs = n_in;
+    /* the reference: the input in place before the chain starts */
+    bool ok = gpu_upload(xd, src, (size_t)n_in * sizeof(float), err, sizeof err) == 0 &&
+              pdl_chain(s, type, chain, &a, xd, normd, wn, n_in, qd, dsd) && to_host(s, y_ref, yd, n_out, n_out, 1);
+    /* the same chain behind the slow producer, every buffer poisoned again */
+    poison_bytes(xd, (size_t)n_in * sizeof(float)), poison_bytes(normd, (size_t)n_in * sizeof(float));
+    poison_bytes(yd, (size_t)n_out * sizeof(float));
+    poison_bytes(qd, (size_t)n_in), poison_bytes(dsd, (size_t)n_in / 16 * sizeof(float));
+    ok = ok && gpu_test_delayed_copy(s, xd, x_src, n_in, 2000000, err, sizeof err) == 0 &&
+         pdl_chain(s, type, chain, &a, xd, normd, wn, n_in, qd, dsd) && to_host(s, y, yd, n_out, n_out, 1);
+    CHECK(ok, "PDL chain %s, %s: %s", chain_names[chain], quant_type_name(type), err);
+    if (ok)
+        CHECK(count_nan(y_ref, (size_t)n_out) == 0 && same_bits(y, y_ref, (size_t)n_out),
+              "PDL: %s of %s behind a slow producer == the same with its input in place, bit for bit (%d NaN)",
+              chain_names[chain], quant_type_name(type), count_nan(y, (size_t)n_out));
+done:
+    gpu_free(wd), gpu_free(x_src), gpu_free(xd), gpu_free(normd), gpu_free(wn), gpu_free(yd), gpu_free(qd),
+        gpu_free(dsd);
+    free(src), free(w), free(y_ref), free(y), free(wq);
+}
+
 static float f16_round(float f) { return from_f16(to_f16(f)); }
 
 /* gpu_to_f16 and gpu_dequant_f16 bit-exact; gpu_gemm against float64 over
@@ -1032,6 +1107,13 @@ int main(int argc, char **argv) {
     test_q8(s, QT_Q6_K, 1280); /* of Q6_K (1024) */
     test_rmsnorm_q8(s, 4096);
     test_rmsnorm_q8(s, 576); /* not a multiple of the 1024 threads */
+    /* programmatic dependent launch: every chain's input is read after its wait */
+    test_pdl_order(s, QT_F16, PDL_FLOAT);
+    test_pdl_order(s, QT_Q6_K, PDL_FLOAT);
+    test_pdl_order(s, QT_Q6_K, PDL_QUANTIZE);
+    test_pdl_order(s, QT_Q8_0, PDL_QUANTIZE);
+    test_pdl_order(s, QT_Q4_K, PDL_RMSNORM);
+    test_pdl_order(s, QT_Q4_0, PDL_RMSNORM);
     gpu_blas *blas = NULL;
     CHECK(gpu_blas_new(s, &blas, err, sizeof err) == 0, "cuBLAS handle: %s", err);
     if (blas) {

@@ -9,7 +9,7 @@
  * setting, starts with gpu_grid_release() and calls gpu_grid_wait() before
  * its first access to memory that other kernels write (gpu_compat.h:
  * programmatic dependent launch; RMSNorm loads its weights before the
- * wait). launched() then reads the launch's error. */
+ * wait). launched() turns the launch's error into greta's. */
 #include <stdio.h>
 #include <string.h>
 
@@ -30,10 +30,9 @@ static int fail(char *err, size_t err_size, const char *what, gpuError_t e) {
     return -1;
 }
 
-/* After a launch: the launch's own error (cudaLaunchKernelEx sets the
- * last error too), without waiting for the stream. */
-static int launched(char *err, size_t err_size, const char *what) {
-    gpuError_t e = gpuGetLastError();
+/* After a launch: its own error (gpu_launch's return value), without
+ * waiting for the stream. */
+static int launched(gpuError_t e, char *err, size_t err_size, const char *what) {
     return e == gpuSuccess ? 0 : fail(err, err_size, what, e);
 }
 
@@ -100,6 +99,23 @@ extern "C" int gpu_stream_new(gpu_stream **out, int pdl, char *err, size_t err_s
         return fail(err, err_size, "creating a stream", e);
     }
     return 0;
+}
+
+/* tests/test_cuda.c's slow producer (cuda_device.h): one block, so that
+ * the next kernel's blocks find room beside it while it spins. */
+__global__ void delayed_copy_kernel(float *dst, const float *src, int64_t n, long long cycles) {
+    gpu_grid_release();
+    gpu_grid_wait();
+    const long long t0 = clock64();
+    while (clock64() - t0 < cycles) {
+    }
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) dst[k] = src[k];
+}
+
+extern "C" int gpu_test_delayed_copy(gpu_stream *s, float *dst, const float *src, int64_t n, long long cycles,
+                                     char *err, size_t err_size) {
+    gpuError_t e = gpu_launch(s->pdl, delayed_copy_kernel, 1, 256, s->stream, dst, src, n, cycles);
+    return e == gpuSuccess ? 0 : fail(err, err_size, "delayed copy", e);
 }
 
 extern "C" void gpu_stream_free(gpu_stream *s) {
@@ -532,12 +548,13 @@ extern "C" int gpu_matmul(gpu_stream *s, uint32_t type, const void *w, size_t ro
         return matvec_launch(s, type, &a, MV_PLAIN, err, err_size);
     }
     dim3 grid((unsigned)((n_out + MM_WARPS - 1) / MM_WARPS), (unsigned)((n + MM_ROWS - 1) / MM_ROWS));
+    gpuError_t e = gpuSuccess;
 #define MATMUL(T) \
-    gpu_launch(s->pdl, matmul_kernel<T>, grid, MM_WARPS * GPU_WARP, s->stream, (const uint8_t *)w, row_bytes, n_in, \
+    e = gpu_launch(s->pdl, matmul_kernel<T>, grid, MM_WARPS * GPU_WARP, s->stream, (const uint8_t *)w, row_bytes, n_in, \
                n_out, x, xs, y, ys, n)
     FOR_TYPE(type, MATMUL)
 #undef MATMUL
-    return launched(err, err_size, "matmul");
+    return launched(e, err, err_size, "matmul");
 }
 
 /* The fast kernels of cuda_matvec.cu with an epilogue (cuda.c's fused steps). */
@@ -548,11 +565,12 @@ extern "C" int gpu_matvec(gpu_stream *s, uint32_t type, const gpu_mv_args *a, in
 extern "C" int gpu_embed(gpu_stream *s, uint32_t type, const void *table, size_t row_bytes, int64_t n_embd,
                          const int32_t *tokens, int n, float *x, int64_t xs, char *err, size_t err_size) {
     if (n <= 0) return 0;
+    gpuError_t e = gpuSuccess;
 #define EMBED(T) \
-    gpu_launch(s->pdl, embed_kernel<T>, n, 128, s->stream, (const uint8_t *)table, row_bytes, n_embd, tokens, x, xs)
+    e = gpu_launch(s->pdl, embed_kernel<T>, n, 128, s->stream, (const uint8_t *)table, row_bytes, n_embd, tokens, x, xs)
     FOR_TYPE(type, EMBED)
 #undef EMBED
-    return launched(err, err_size, "embedding");
+    return launched(e, err, err_size, "embedding");
 }
 
 /* ---- RMSNorm: one block of 1024 threads per row ----
@@ -570,7 +588,7 @@ extern "C" int gpu_embed(gpu_stream *s, uint32_t type, const void *table, size_t
 #define NORM_HELD 8 /* values per thread in registers: rows up to 8192 wide (wider: the rest read twice) */
 
 template <bool Q8>
-__global__ void rmsnorm_kernel(float *dst, int64_t ds, const float *src, int64_t ss, const float *w, int64_t d,
+__global__ void __launch_bounds__(NORM_THREADS) rmsnorm_kernel(float *dst, int64_t ds, const float *src, int64_t ss, const float *w, int64_t d,
                                float eps, int8_t *q, float2 *qds, int64_t qs) {
     gpu_grid_release();
     __shared__ float partial[NORM_THREADS / GPU_WARP];
@@ -618,9 +636,9 @@ __global__ void rmsnorm_kernel(float *dst, int64_t ds, const float *src, int64_t
 extern "C" int gpu_rmsnorm(gpu_stream *s, float *dst, int64_t ds, const float *src, int64_t ss, const float *w,
                            int64_t d, float eps, int n, char *err, size_t err_size) {
     if (n <= 0) return 0;
-    gpu_launch(s->pdl, rmsnorm_kernel<false>, n, NORM_THREADS, s->stream, dst, ds, src, ss, w, d, eps,
-               (int8_t *)NULL, (float2 *)NULL, (int64_t)0);
-    return launched(err, err_size, "rmsnorm");
+    return launched(gpu_launch(s->pdl, rmsnorm_kernel<false>, n, NORM_THREADS, s->stream, dst, ds, src, ss, w, d, eps,
+                               (int8_t *)NULL, (float2 *)NULL, (int64_t)0),
+                    err, err_size, "rmsnorm");
 }
 
 extern "C" int gpu_rmsnorm_q8(gpu_stream *s, float *dst, int64_t dst_s, const float *src, int64_t ss, const float *w,
@@ -632,9 +650,9 @@ extern "C" int gpu_rmsnorm_q8(gpu_stream *s, float *dst, int64_t dst_s, const fl
                  (long long)qs);
         return -1;
     }
-    gpu_launch(s->pdl, rmsnorm_kernel<true>, n, NORM_THREADS, s->stream, dst, dst_s, src, ss, w, d, eps, q,
-               (float2 *)ds, qs);
-    return launched(err, err_size, "rmsnorm_q8");
+    return launched(gpu_launch(s->pdl, rmsnorm_kernel<true>, n, NORM_THREADS, s->stream, dst, dst_s, src, ss, w, d,
+                               eps, q, (float2 *)ds, qs),
+                    err, err_size, "rmsnorm_q8");
 }
 
 /* ---- RoPE (adjacent pairs), add, SwiGLU ---- */
@@ -661,8 +679,9 @@ __global__ void rope_kernel(float *buf, int64_t stride, int64_t width, int head_
 extern "C" int gpu_rope(gpu_stream *s, float *buf, int64_t stride, int64_t width, int head_dim, int rope_dim,
                         const float *cos_table, const float *sin_table, int n, char *err, size_t err_size) {
     if (n <= 0 || rope_dim < 2) return 0;
-    gpu_launch(s->pdl, rope_kernel, n, 128, s->stream, buf, stride, width, head_dim, rope_dim, cos_table, sin_table);
-    return launched(err, err_size, "rope");
+    return launched(gpu_launch(s->pdl, rope_kernel, n, 128, s->stream, buf, stride, width, head_dim, rope_dim,
+                               cos_table, sin_table),
+                    err, err_size, "rope");
 }
 
 __global__ void add_kernel(float *dst, int64_t ds, const float *src, int64_t ss, int64_t width) {
@@ -676,8 +695,7 @@ extern "C" int gpu_add(gpu_stream *s, float *dst, int64_t ds, const float *src, 
                        char *err, size_t err_size) {
     if (n <= 0) return 0;
     dim3 grid((unsigned)((width + 255) / 256), (unsigned)n);
-    gpu_launch(s->pdl, add_kernel, grid, 256, s->stream, dst, ds, src, ss, width);
-    return launched(err, err_size, "add");
+    return launched(gpu_launch(s->pdl, add_kernel, grid, 256, s->stream, dst, ds, src, ss, width), err, err_size, "add");
 }
 
 __global__ void swiglu_kernel(float *g, int64_t gs, const float *u, int64_t us, int64_t width) {
@@ -694,8 +712,8 @@ extern "C" int gpu_swiglu(gpu_stream *s, float *g, int64_t gs, const float *u, i
                           char *err, size_t err_size) {
     if (n <= 0) return 0;
     dim3 grid((unsigned)((width + 255) / 256), (unsigned)n);
-    gpu_launch(s->pdl, swiglu_kernel, grid, 256, s->stream, g, gs, u, us, width);
-    return launched(err, err_size, "swiglu");
+    return launched(gpu_launch(s->pdl, swiglu_kernel, grid, 256, s->stream, g, gs, u, us, width), err, err_size,
+                    "swiglu");
 }
 
 /* ---- KV cache and attention ---- */
@@ -771,11 +789,12 @@ __global__ void kv_store_q8_0_kernel(const float *k, const float *v, int64_t str
 extern "C" int gpu_kv_store(gpu_stream *s, const float *k, const float *v, int64_t stride, int64_t kv_dim, int layer,
                             const gpu_kv_row *rows, int n, int f32, char *err, size_t err_size) {
     if (n <= 0) return 0;
+    gpuError_t e;
     if (f32 == GPU_KV_Q8_0)
-        gpu_launch(s->pdl, kv_store_q8_0_kernel, n, 128, s->stream, k, v, stride, kv_dim, layer, rows);
-    else if (f32) gpu_launch(s->pdl, kv_store_kernel<float>, n, 128, s->stream, k, v, stride, kv_dim, layer, rows);
-    else gpu_launch(s->pdl, kv_store_kernel<unsigned short>, n, 128, s->stream, k, v, stride, kv_dim, layer, rows);
-    return launched(err, err_size, "kv_store");
+        e = gpu_launch(s->pdl, kv_store_q8_0_kernel, n, 128, s->stream, k, v, stride, kv_dim, layer, rows);
+    else if (f32) e = gpu_launch(s->pdl, kv_store_kernel<float>, n, 128, s->stream, k, v, stride, kv_dim, layer, rows);
+    else e = gpu_launch(s->pdl, kv_store_kernel<unsigned short>, n, 128, s->stream, k, v, stride, kv_dim, layer, rows);
+    return launched(e, err, err_size, "kv_store");
 }
 
 /* RoPE of one pair, the same operations as rope_kernel. */
@@ -840,13 +859,14 @@ extern "C" int gpu_rope_store(gpu_stream *s, float *q, int64_t qs, int64_t q_wid
     }
     const int64_t q_pairs = q_width / head_dim * (rope_dim / 2), pairs = q_pairs > kv_dim / 2 ? q_pairs : kv_dim / 2;
     const dim3 grid((unsigned)n, (unsigned)((pairs + ROPE_STORE_THREADS - 1) / ROPE_STORE_THREADS));
+    gpuError_t e;
     if (f32)
-        gpu_launch(s->pdl, rope_store_kernel<float>, grid, ROPE_STORE_THREADS, s->stream, q, qs, q_width, k, v, kvs,
-                   kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
+        e = gpu_launch(s->pdl, rope_store_kernel<float>, grid, ROPE_STORE_THREADS, s->stream, q, qs, q_width, k, v,
+                       kvs, kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
     else
-        gpu_launch(s->pdl, rope_store_kernel<unsigned short>, grid, ROPE_STORE_THREADS, s->stream, q, qs, q_width, k,
-                   v, kvs, kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
-    return launched(err, err_size, "rope_store");
+        e = gpu_launch(s->pdl, rope_store_kernel<unsigned short>, grid, ROPE_STORE_THREADS, s->stream, q, qs, q_width,
+                       k, v, kvs, kv_dim, head_dim, rope_dim, cos_table, sin_table, layer, rows);
+    return launched(e, err, err_size, "rope_store");
 }
 
 /* The simple attention (fallback for shapes the split kernel does not
@@ -1206,41 +1226,44 @@ __global__ void attend_merge_kernel(const float *part, float *att, int64_t as, i
 }
 
 template <typename KV, int GM>
-static void launch_split_g(const gpu_stream *s, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
-                           int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int splits,
-                           float *part) {
+static gpuError_t launch_split_g(const gpu_stream *s, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
+                                 int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows,
+                                 int splits, float *part) {
     const int threads = SPLIT_WARPS * GPU_WARP;
     switch (dl) {
     case 1:
-        gpu_launch(s->pdl, attend_split_kernel<KV, 1, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head, n_head_kv,
-                   head_dim, scale, layer, rows, splits, part);
-        break;
+        return gpu_launch(s->pdl, attend_split_kernel<KV, 1, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head,
+                          n_head_kv, head_dim, scale, layer, rows, splits, part);
     case 2:
-        gpu_launch(s->pdl, attend_split_kernel<KV, 2, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head, n_head_kv,
-                   head_dim, scale, layer, rows, splits, part);
-        break;
+        return gpu_launch(s->pdl, attend_split_kernel<KV, 2, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head,
+                          n_head_kv, head_dim, scale, layer, rows, splits, part);
     case 4:
-        gpu_launch(s->pdl, attend_split_kernel<KV, 4, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head, n_head_kv,
-                   head_dim, scale, layer, rows, splits, part);
-        break;
+        return gpu_launch(s->pdl, attend_split_kernel<KV, 4, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head,
+                          n_head_kv, head_dim, scale, layer, rows, splits, part);
     default:
-        gpu_launch(s->pdl, attend_split_kernel<KV, 8, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head, n_head_kv,
-                   head_dim, scale, layer, rows, splits, part);
-        break;
+        return gpu_launch(s->pdl, attend_split_kernel<KV, 8, GM>, grid, threads, s->stream, q, qs, kv_dim, n_head,
+                          n_head_kv, head_dim, scale, layer, rows, splits, part);
     }
 }
 
 /* GM: the smallest compiled bound on the query heads per KV head (registers
  * hold GM heads' queries and sums). */
 template <typename KV>
-static void launch_split(const gpu_stream *s, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim, int n_head,
-                         int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows, int splits,
-                         float *part) {
+static gpuError_t launch_split(const gpu_stream *s, int dl, dim3 grid, const float *q, int64_t qs, int64_t kv_dim,
+                               int n_head, int n_head_kv, int head_dim, float scale, int layer, const gpu_kv_row *rows,
+                               int splits, float *part) {
     const int g = n_head / n_head_kv;
-    if (g <= 1) launch_split_g<KV, 1>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
-    else if (g <= 2) launch_split_g<KV, 2>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
-    else if (g <= 4) launch_split_g<KV, 4>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
-    else launch_split_g<KV, 8>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, part);
+    if (g <= 1)
+        return launch_split_g<KV, 1>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits,
+                                     part);
+    if (g <= 2)
+        return launch_split_g<KV, 2>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits,
+                                     part);
+    if (g <= 4)
+        return launch_split_g<KV, 4>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits,
+                                     part);
+    return launch_split_g<KV, 8>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits,
+                                 part);
 }
 
 static int attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim, int n_head,
@@ -1255,32 +1278,35 @@ static int attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t
         return -1;
     }
     if (f32 == GPU_KV_Q8_0) {
-        gpu_launch(s->pdl, attend_q8_0_kernel, dim3((unsigned)n_head, (unsigned)n), ATT_WARPS * GPU_WARP, s->stream,
-                   q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows);
-        return launched(err, err_size, "attention (q8_0 cache)");
+        return launched(gpu_launch(s->pdl, attend_q8_0_kernel, dim3((unsigned)n_head, (unsigned)n), ATT_WARPS * GPU_WARP,
+                                   s->stream, q, qs, att, as, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows),
+                        err, err_size, "attention (q8_0 cache)");
     }
     const int dl = head_dim / GPU_WARP;
     const bool split = head_dim % GPU_WARP == 0 && (dl == 1 || dl == 2 || dl == 4 || dl == 8) &&
                        n_head / n_head_kv <= SPLIT_GMAX && scratch != NULL && splits >= 1 && splits <= SPLIT_MAX;
     if (split) {
         dim3 grid((unsigned)n_head_kv, (unsigned)splits, (unsigned)n);
-        if (f32) launch_split<float>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
-        else launch_split<unsigned short>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows, splits, scratch);
-        if (launched(err, err_size, "attention") != 0) return -1;
+        const gpuError_t e = f32 ? launch_split<float>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim, scale,
+                                                       layer, rows, splits, scratch)
+                                 : launch_split<unsigned short>(s, dl, grid, q, qs, kv_dim, n_head, n_head_kv, head_dim,
+                                                                scale, layer, rows, splits, scratch);
+        if (launched(e, err, err_size, "attention") != 0) return -1;
         const bool q8 = xq != NULL && head_dim % 32 == 0;
-        gpu_launch(s->pdl, attend_merge_kernel, dim3((unsigned)n_head, (unsigned)n), 128, s->stream,
-                   scratch, att, as, n_head, head_dim, splits, q8 ? xq : NULL, (float2 *)xds, xqs);
         *quantized = q8;
-        return launched(err, err_size, "attention merge");
+        return launched(gpu_launch(s->pdl, attend_merge_kernel, dim3((unsigned)n_head, (unsigned)n), 128, s->stream,
+                                   scratch, att, as, n_head, head_dim, splits, q8 ? xq : NULL, (float2 *)xds, xqs),
+                        err, err_size, "attention merge");
     }
     dim3 grid((unsigned)n_head, (unsigned)n);
+    gpuError_t e;
     if (f32)
-        gpu_launch(s->pdl, attend_kernel<float>, grid, ATT_WARPS * GPU_WARP, s->stream, q, qs, att, as, kv_dim, n_head,
-                   n_head_kv, head_dim, scale, layer, rows);
+        e = gpu_launch(s->pdl, attend_kernel<float>, grid, ATT_WARPS * GPU_WARP, s->stream, q, qs, att, as, kv_dim,
+                       n_head, n_head_kv, head_dim, scale, layer, rows);
     else
-        gpu_launch(s->pdl, attend_kernel<unsigned short>, grid, ATT_WARPS * GPU_WARP, s->stream, q, qs, att, as, kv_dim,
-                   n_head, n_head_kv, head_dim, scale, layer, rows);
-    return launched(err, err_size, "attention");
+        e = gpu_launch(s->pdl, attend_kernel<unsigned short>, grid, ATT_WARPS * GPU_WARP, s->stream, q, qs, att, as,
+                       kv_dim, n_head, n_head_kv, head_dim, scale, layer, rows);
+    return launched(e, err, err_size, "attention");
 }
 
 extern "C" int gpu_attend(gpu_stream *s, const float *q, int64_t qs, float *att, int64_t as, int64_t kv_dim,
@@ -1342,10 +1368,11 @@ extern "C" int gpu_dequant_f16(gpu_stream *s, uint32_t type, const void *w, size
     if (n_rows <= 0) return 0;
     const int64_t units = n_rows * ((n_in + 31) / 32);
     const unsigned blocks = (unsigned)((units + 255) / 256);
+    gpuError_t e = gpuSuccess;
 #define DEQUANT(T) \
-    gpu_launch(s->pdl, dequant_f16_kernel<T>, blocks, 256, s->stream, (const uint8_t *)w, row_bytes, n_in, n_rows, \
+    e = gpu_launch(s->pdl, dequant_f16_kernel<T>, blocks, 256, s->stream, (const uint8_t *)w, row_bytes, n_in, n_rows, \
                (unsigned short *)out)
     FOR_TYPE(type, DEQUANT)
 #undef DEQUANT
-    return launched(err, err_size, "dequantization to f16");
+    return launched(e, err, err_size, "dequantization to f16");
 }

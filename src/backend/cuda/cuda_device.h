@@ -44,6 +44,12 @@ int gpu_download(void *dst, const void *src, size_t bytes, char *err, size_t err
 /* A stream whose kernels are launched with programmatic dependent launch
  * when pdl is nonzero (gpu_compat.h; docs/cuda.md). */
 int gpu_stream_new(gpu_stream **out, int pdl, char *err, size_t err_size);
+/* For tests/test_cuda.c only: a slow producer. Copies n floats from src to
+ * dst after spinning about `cycles` clock cycles; it lets the next kernel of
+ * the stream start at once (gpu_grid_release), so one launched with PDL
+ * runs while it spins and must wait for dst's new values. */
+int gpu_test_delayed_copy(gpu_stream *s, float *dst, const float *src, int64_t n, long long cycles, char *err,
+                          size_t err_size);
 void gpu_stream_free(gpu_stream *s);
 int gpu_stream_sync(gpu_stream *s, char *err, size_t err_size);
 /* Host -> device copy ordered on the stream (from pageable memory: the

@@ -42,6 +42,16 @@ enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14
 __device__ __forceinline__ uint4 ldq16(const void *p) { return __ldg((const uint4 *)p); }
 __device__ __forceinline__ uint32_t ldq4(const uint8_t *p) { return __ldg((const unsigned int *)p); }
 __device__ __forceinline__ uint32_t ldq2(const uint8_t *p) { return __ldg((const unsigned short *)p); }
+
+/* Activations, written by the kernel before this one: plain (coherent)
+ * loads, never __ldg. Under programmatic dependent launch that kernel may
+ * still run when this one starts, and ptxas moves non-coherent (.nc)
+ * loads above griddepcontrol.wait (seen in the SASS, 2026-12-01); the
+ * weights, which nothing writes, keep __ldg. */
+__device__ __forceinline__ uint4 act16(const void *p) { return *(const uint4 *)p; }
+__device__ __forceinline__ float4 act_f4(const void *p) { return *(const float4 *)p; }
+__device__ __forceinline__ float2 act_f2(const float2 *p) { return *p; }
+__device__ __forceinline__ float act_f(const float *p) { return *p; }
 __device__ __forceinline__ float f16_lo(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w & 0xffff))); }
 __device__ __forceinline__ float f16_hi(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w >> 16))); }
 
@@ -112,8 +122,8 @@ __device__ __forceinline__ void k4_scales(uint4 h, int k, float *dsc, float *dmn
 __device__ __forceinline__ float k_pair_dot(const uint32_t *lo, const uint32_t *hi, const float *dsc, const float *dmn,
                                             const int8_t *xq, const float2 *xds, int64_t o, float acc) {
     const uint4 *xv = (const uint4 *)(xq + o);
-    const uint4 x0 = __ldg(xv), x1 = __ldg(xv + 1), x2 = __ldg(xv + 2), x3 = __ldg(xv + 3);
-    const float4 ds = __ldg((const float4 *)(xds + o / 32)); /* d, s of the two 32-value blocks */
+    const uint4 x0 = act16(xv), x1 = act16(xv + 1), x2 = act16(xv + 2), x3 = act16(xv + 3);
+    const float4 ds = act_f4(xds + o / 32); /* d, s of the two 32-value blocks */
     const int si_lo = dot16(lo + 4, x1) + dot16(lo, x0);
     const int si_hi = dot16(hi + 4, x3) + dot16(hi, x2);
     acc = fmaf(__fmul_rn(dsc[0], ds.x), (float)si_lo, acc);
@@ -215,8 +225,8 @@ template <> struct mq<T_Q6_K> {
             hi[i] = __vsub4(((ql >> 4) & 0x0f0f0f0fu) | (((qh >> (sh + 4u)) & 0x03030303u) << 4), 0x20202020u);
         }
         const int64_t o = first(s, lane) + 128 * h + 32 * (p / 2) + 16 * (p % 2);
-        const uint4 xl = __ldg((const uint4 *)(x.q + o)), xh = __ldg((const uint4 *)(x.q + o + 64));
-        const float dx_lo = __ldg(&x.ds[o / 32].x), dx_hi = __ldg(&x.ds[o / 32 + 2].x);
+        const uint4 xl = act16(x.q + o), xh = act16(x.q + o + 64);
+        const float dx_lo = act_f(&x.ds[o / 32].x), dx_hi = act_f(&x.ds[o / 32 + 2].x);
         acc = fmaf(__fmul_rn(dsc_lo, dx_lo), (float)dot16(lo, xl), acc);
         acc = fmaf(__fmul_rn(dsc_hi, dx_hi), (float)dot16(hi, xh), acc);
         return acc;
@@ -239,8 +249,8 @@ template <> struct mq<T_Q8_0> {
         uint32_t w[4];
 #pragma unroll
         for (int i = 0; i < 4; i++) w[i] = qword(r.qs, i);
-        const uint4 xv = __ldg((const uint4 *)(x.q + o));
-        const float dx = __ldg(&x.ds[o / 32].x);
+        const uint4 xv = act16(x.q + o);
+        const float dx = act_f(&x.ds[o / 32].x);
         return fmaf(__fmul_rn(f16_lo(r.d), dx), (float)dot16(w, xv), acc);
     }
 };
@@ -265,8 +275,8 @@ template <> struct mq<T_Q4_0> {
             lo[i] = __vsub4(q & 0x0f0f0f0fu, 0x08080808u), hi[i] = __vsub4((q >> 4) & 0x0f0f0f0fu, 0x08080808u);
         }
         const uint4 *xv = (const uint4 *)(x.q + o);
-        const int si = dot16(hi, __ldg(xv + 1)) + dot16(lo, __ldg(xv));
-        const float dx = __ldg(&x.ds[o / 32].x);
+        const int si = dot16(hi, act16(xv + 1)) + dot16(lo, act16(xv));
+        const float dx = act_f(&x.ds[o / 32].x);
         return fmaf(__fmul_rn(f16_lo(r.d), dx), (float)si, acc);
     }
 };
@@ -288,8 +298,8 @@ template <> struct mq<T_Q4_1> {
 #pragma unroll
         for (int i = 0; i < 4; i++) lo[i] = r.q[i] & 0x0f0f0f0fu, hi[i] = (r.q[i] >> 4) & 0x0f0f0f0fu;
         const uint4 *xv = (const uint4 *)(x.q + o);
-        const int si = dot16(hi, __ldg(xv + 1)) + dot16(lo, __ldg(xv));
-        const float2 ds = __ldg(&x.ds[o / 32]);
+        const int si = dot16(hi, act16(xv + 1)) + dot16(lo, act16(xv));
+        const float2 ds = act_f2(&x.ds[o / 32]);
         acc = fmaf(__fmul_rn(f16_lo(r.dm), ds.x), (float)si, acc);
         return fmaf(f16_hi(r.dm), ds.y, acc);
     }

@@ -113,26 +113,31 @@ __device__ __forceinline__ void gpu_grid_release(void) {
 }
 
 /* Launches kernel<<<grid, block, 0, stream>>>(args...), with programmatic
- * stream serialization when pdl is nonzero. Returns the launch's error. */
+ * stream serialization when pdl is nonzero. Returns the launch's error and
+ * leaves none behind for a later gpuGetLastError(). The arguments convert
+ * to the kernel's parameter types implicitly, as in <<<>>> (a const pointer
+ * for a non-const parameter does not compile). */
 template <typename... Params, typename... Args>
 static inline gpuError_t gpu_launch(int pdl, void (*kernel)(Params...), dim3 grid, dim3 block, gpuStream_t stream,
                                     Args... args) {
 #ifdef GRETA_HIP
     (void)pdl;
-    hipLaunchKernelGGL(kernel, grid, block, 0, stream, (Params)args...);
+    hipLaunchKernelGGL(kernel, grid, block, 0, stream, static_cast<Params>(args)...);
     return hipGetLastError();
 #else
-    cudaLaunchAttribute attr;
+    cudaLaunchAttribute attr = {};
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr.val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t config;
+    cudaLaunchConfig_t config = {};
     config.gridDim = grid;
     config.blockDim = block;
     config.dynamicSmemBytes = 0;
     config.stream = stream;
     config.attrs = &attr;
     config.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&config, kernel, (Params)args...);
+    const cudaError_t e = cudaLaunchKernelEx(&config, kernel, args...);
+    if (e != cudaSuccess) cudaGetLastError(); /* returned here, not left for the next check */
+    return e;
 #endif
 }
 
