@@ -17,15 +17,9 @@
 #include "backend/cpu/cpu_bf16.h"
 #include "format/quant.h"
 #include "support/check.h"
+#include "support/xorshift.h"
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float uniform(void) { return (float)(next_u32() % 2000001) / 1e6f - 1.0f; }
+static xorshift rng = {0x2545f4914f6cdd1dull};
 
 static float bits_f(uint32_t u) {
     float f;
@@ -67,7 +61,7 @@ static void test_rounding(void) {
     float *x = malloc(N * sizeof(float));
     uint16_t *want = malloc(N * 2), *have = malloc(N * 2);
     for (int i = 0; i < N; i++) {
-        uint32_t u = next_u32() << 16 ^ next_u32();
+        uint32_t u = xorshift_u32(&rng) << 16 ^ xorshift_u32(&rng);
         if (i < (int)(sizeof cases / sizeof cases[0])) u = cases[i].in;
         if (i % 7 == 0) u = (u & 0x80000000u) | (0x3f800000u + (u & 0x1ffffu)); /* near 1, ties likely */
         x[i] = bits_f(u);
@@ -151,8 +145,8 @@ static void test_builds(void) {
     const cpu_bf16_kernels *best = cpu_bf16_best(), *port = cpu_bf16_portable(), *avx2 = cpu_bf16_avx2();
     printf("# bf16 kernels in use: %s\n", best->name);
     float *x = malloc(sizeof(float) * (size_t)(nx * n)), *wf = malloc(sizeof(float) * (size_t)(rows * n));
-    for (int i = 0; i < nx * n; i++) x[i] = uniform() * (i % 97 == 0 ? 300.0f : 1.0f);
-    for (int i = 0; i < rows * n; i++) wf[i] = uniform() * 0.1f;
+    for (int i = 0; i < nx * n; i++) x[i] = xorshift_uniform(&rng) * (i % 97 == 0 ? 300.0f : 1.0f);
+    for (int i = 0; i < rows * n; i++) wf[i] = xorshift_uniform(&rng) * 0.1f;
     size_t rb = (size_t)n * 2;
     uint8_t *w = malloc(rb * (size_t)rows);
     for (int r = 0; r < rows; r++) quant_quantize(QT_BF16, wf + (size_t)r * n, w + (size_t)r * rb, n);

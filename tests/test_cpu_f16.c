@@ -22,15 +22,9 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "format/quant.h"
 #include "support/check.h"
+#include "support/xorshift.h"
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float uniform(void) { return (float)(next_u32() % 2000001) / 1e6f - 1.0f; }
+static xorshift rng = {0x9e3779b97f4a7c15ull};
 
 /* cpu_f16.h's order, written out: 16 lanes, chunk c of 8 values into lanes
  * 8 (c % 2) .., then v[k] = lane[k] + lane[k + 8] and the 8-lane tree. */
@@ -101,9 +95,9 @@ static void test_builds(void) {
         const int rows = 21, acts = 50;
         uint16_t *w = malloc((size_t)rows * (size_t)n * 2);
         float *x = malloc((size_t)acts * (size_t)n * sizeof(float));
-        for (int64_t i = 0; i < rows * n; i++) w[i] = quant_f32_to_f16(uniform());
+        for (int64_t i = 0; i < rows * n; i++) w[i] = quant_f32_to_f16(xorshift_uniform(&rng));
         w[3] = 0x0001; /* a subnormal F16 weight: exact in float */
-        for (int64_t i = 0; i < acts * n; i++) x[i] = uniform();
+        for (int64_t i = 0; i < acts * n; i++) x[i] = xorshift_uniform(&rng);
         model_weight mw = weight_of(w, n, rows);
         float *want = malloc((size_t)rows * acts * sizeof(float));
         double worst = 0.0;
@@ -131,7 +125,7 @@ static void test_builds(void) {
             for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++)
                 for (size_t ai = 0; ai < sizeof act_counts / sizeof act_counts[0]; ai++) {
                     int nr = row_counts[ri], na = act_counts[ai];
-                    int r0 = (int)(next_u32() % (unsigned)(rows - nr + 1));
+                    int r0 = (int)(xorshift_u32(&rng) % (unsigned)(rows - nr + 1));
                     for (int i = 0; i < rows * acts; i++) y[i] = NAN;
                     ks[b]->tile(&mw, r0, nr, x, n, na, y + r0, rows);
                     for (int t = 0; t < na; t++)
@@ -183,10 +177,10 @@ static void test_attend_group(void) {
         float *v = malloc((size_t)MAX_KEYS * stride * sizeof(float));
         float *q = malloc((size_t)CPU_ATTEND_GROUP * (size_t)hd * sizeof(float));
         for (size_t i = 0; i < (size_t)MAX_KEYS * stride; i++) {
-            k[i] = 2.0f * uniform();
-            v[i] = uniform();
+            k[i] = 2.0f * xorshift_uniform(&rng);
+            v[i] = xorshift_uniform(&rng);
         }
-        for (int i = 0; i < CPU_ATTEND_GROUP * hd; i++) q[i] = 2.0f * uniform();
+        for (int i = 0; i < CPU_ATTEND_GROUP * hd; i++) q[i] = 2.0f * xorshift_uniform(&rng);
         float *scores = malloc((size_t)CPU_ATTEND_GROUP * MAX_KEYS * sizeof(float));
         float *single = malloc((size_t)hd * sizeof(float));
         float *outs = malloc((size_t)CPU_ATTEND_GROUP * (size_t)hd * sizeof(float));

@@ -23,16 +23,10 @@
 
 #include "backend/cpu/cpu_q8.h"
 #include "support/check.h"
+#include "support/xorshift.h"
 #include "format/quant.h"
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float uniform(void) { return (float)(next_u32() % 2000001) / 1e6f - 1.0f; }
+static xorshift rng = {0x9e3779b97f4a7c15ull};
 
 static void put_f16(uint8_t *p, float v) {
     uint16_t h = quant_f32_to_f16(v);
@@ -42,11 +36,11 @@ static void put_f16(uint8_t *p, float v) {
 /* Random bytes with each block's f16 scale fields set to values in [0.001, 0.02). */
 static void random_row(uint32_t type, uint8_t *row, int64_t n) {
     size_t bytes = quant_row_bytes(type, n);
-    for (size_t i = 0; i < bytes; i++) row[i] = (uint8_t)next_u32();
+    for (size_t i = 0; i < bytes; i++) row[i] = (uint8_t)xorshift_u32(&rng);
     int64_t bs = quant_type_size(type), nb = n / quant_block_size(type);
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = row + b * bs;
-        float d = 0.001f + 0.019f * (float)(next_u32() % 1000) / 1000.0f;
+        float d = 0.001f + 0.019f * (float)(xorshift_u32(&rng) % 1000) / 1000.0f;
         switch (type) {
         case QT_Q6_K: put_f16(blk + 208, d); break;
         case QT_Q4_1:
@@ -54,7 +48,7 @@ static void random_row(uint32_t type, uint8_t *row, int64_t n) {
         case QT_Q4_K:
         case QT_Q5_K:
             put_f16(blk, d);
-            put_f16(blk + 2, d * uniform());
+            put_f16(blk + 2, d * xorshift_uniform(&rng));
             break;
         default: put_f16(blk, d); break;
         }
@@ -94,7 +88,7 @@ static void test_quantizer_builds(void) {
     int differ = 0;
     for (int row = 0; row < 40; row++) {
         float scale = row < 20 ? 1.0f + (float)row * 3.0f : 1e-3f * (float)(row - 19);
-        for (int64_t i = 0; i < n; i++) x[i] = uniform() * scale;
+        for (int64_t i = 0; i < n; i++) x[i] = xorshift_uniform(&rng) * scale;
         if (row == 0) { /* ties: max 127 in every 32 values, others k + 0.5 */
             for (int64_t i = 0; i < n; i++) x[i] = i % 32 == 0 ? 127.0f : (float)(i % 50) - 24.5f;
         }
@@ -140,7 +134,7 @@ static void test_kernels(void) {
         uint8_t *wdata = malloc(rb * (size_t)rows);
         uint8_t *xq = malloc(xs * (size_t)nx);
         for (int r = 0; r < rows; r++) random_row(type, wdata + (size_t)r * rb, n);
-        for (int i = 0; i < nx * n; i++) x[i] = uniform() * (1.0f + (float)(i % 7));
+        for (int i = 0; i < nx * n; i++) x[i] = xorshift_uniform(&rng) * (1.0f + (float)(i % 7));
         for (int i = 0; i < nx; i++) cpu_q8_quantize_row(act, x + (size_t)i * n, n, xq + (size_t)i * xs);
         model_weight w = {.type = type, .n_in = n, .n_out = rows, .row_bytes = rb, .data = wdata};
         float yb[9 * 7], yp[9 * 7];
@@ -208,8 +202,8 @@ static void test_bf16_kernels(void) {
     const int rows = 7, nx = 9;
     const cpu_q8_kernels *best = cpu_q8_best(), *port = cpu_q8_portable(), *avx2 = cpu_q8_avx2();
     float *x = malloc(sizeof(float) * (size_t)(nx * n)), *wf = malloc(sizeof(float) * (size_t)(rows * n));
-    for (int i = 0; i < nx * n; i++) x[i] = uniform();
-    for (int i = 0; i < rows * n; i++) wf[i] = uniform() * 0.1f;
+    for (int i = 0; i < nx * n; i++) x[i] = xorshift_uniform(&rng);
+    for (int i = 0; i < rows * n; i++) wf[i] = xorshift_uniform(&rng) * 0.1f;
     const uint32_t type = QT_BF16;
     const char *name = quant_type_name(type);
     size_t rb = quant_row_bytes(type, n);
@@ -321,7 +315,7 @@ static void check_order(const uint32_t types[3], int64_t n, int act, order_ref r
         uint8_t *wdata = malloc(rb * (size_t)rows), *xq = malloc(xs * (size_t)nx);
         for (int r = 0; r < rows; r++) random_row(type, wdata + (size_t)r * rb, n);
         for (int t = 0; t < nx; t++) {
-            for (int64_t i = 0; i < n; i++) x[i] = uniform() * (1.0f + (float)(i % 3));
+            for (int64_t i = 0; i < n; i++) x[i] = xorshift_uniform(&rng) * (1.0f + (float)(i % 3));
             cpu_q8_quantize_row(act, x, n, xq + (size_t)t * xs);
         }
         float want[9 * 7];

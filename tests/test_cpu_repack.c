@@ -22,15 +22,9 @@
 #include "backend/cpu/cpu_repack.h"
 #include "format/quant.h"
 #include "support/check.h"
+#include "support/xorshift.h"
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float uniform(void) { return (float)(next_u32() % 2000001) / 1e6f - 1.0f; }
+static xorshift rng = {0x2545f4914f6cdd1dull};
 
 static void put_f16(uint8_t *p, float v) {
     uint16_t h = quant_f32_to_f16(v);
@@ -41,16 +35,17 @@ static void put_f16(uint8_t *p, float v) {
  * f16 scales set to sane values: d in [0.001, 0.02), dmin within d. */
 static void random_rows(uint32_t type, uint8_t *data, int64_t n, int rows) {
     size_t rb = quant_row_bytes(type, n);
-    for (size_t i = 0; i < rb * (size_t)rows; i++) data[i] = (uint8_t)next_u32();
+    for (size_t i = 0; i < rb * (size_t)rows; i++) data[i] = (uint8_t)xorshift_u32(&rng);
     size_t bs = (size_t)quant_type_size(type);
     for (size_t b = 0; b < rb * (size_t)rows / bs; b++) {
-        float d = 0.001f + 0.019f * (float)(next_u32() % 1000) / 1000.0f;
+        float d = 0.001f + 0.019f * (float)(xorshift_u32(&rng) % 1000) / 1000.0f;
         uint8_t *blk = data + b * bs;
         if (type == QT_Q6_K) {
             put_f16(blk + 208, d);
         } else {
             put_f16(blk, d);
-            if (type == QT_Q4_K || type == QT_Q5_K || type == QT_Q4_1 || type == QT_Q5_1) put_f16(blk + 2, d * uniform());
+            if (type == QT_Q4_K || type == QT_Q5_K || type == QT_Q4_1 || type == QT_Q5_1)
+                put_f16(blk + 2, d * xorshift_uniform(&rng));
         }
     }
 }
@@ -96,7 +91,7 @@ static void test_kernels_shape(uint32_t type, int64_t n, int rows) {
     float *x = malloc(sizeof(float) * (size_t)n);
     random_rows(type, wdata, n, rows);
     for (int t = 0; t < nx; t++) {
-        for (int64_t i = 0; i < n; i++) x[i] = uniform() * (1.0f + (float)(i % 5));
+        for (int64_t i = 0; i < n; i++) x[i] = xorshift_uniform(&rng) * (1.0f + (float)(i % 5));
         cpu_q8_quantize_row(act, x, n, xq + (size_t)t * xs);
     }
     model_weight w = {.name = "w", .type = type, .n_in = n, .n_out = rows, .row_bytes = rb, .data = wdata};
