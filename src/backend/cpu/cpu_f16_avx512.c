@@ -11,24 +11,11 @@
  * the order whatever the blocking. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512dq")
-#include <immintrin.h>
-#include <stdint.h>
-
+#include "backend/cpu/cpu_avx512.h"
 #include "backend/cpu/cpu_f16.h"
 
-#define INLINE static inline __attribute__((always_inline))
 #define TILE_X 6              /* prefill: activation rows per tile */
 #define NT_MAX 6
-
-INLINE float lanes_sum(__m512 acc) {
-    /* v[k] = lane[k] + lane[k + 8], then ((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7)) */
-    __m256 v = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 t = _mm_movehl_ps(s, s);
-    __m128 u = _mm_add_ps(s, t);
-    __m128 z = _mm_shuffle_ps(u, u, 0x55);
-    return _mm_cvtss_f32(_mm_add_ss(u, z));
-}
 
 INLINE __m512 load_f16(const uint8_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
