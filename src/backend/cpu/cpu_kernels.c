@@ -45,25 +45,6 @@ static void axpy_portable(float *y, float a, const float *x, int64_t n) {
     for (int64_t k = 0; k < n; k++) y[k] = fmaf(a, x[k], y[k]);
 }
 
-
-static void attend_portable(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
-                            float scale, float *scores, float *out) {
-    float max = -INFINITY;
-    for (int t = 0; t < n_keys; t++) {
-        float s = dot_portable(q, k + (size_t)t * kv_stride, hd) * scale;
-        scores[t] = s;
-        if (s > max) max = s;
-    }
-    float sum = 0.0f;
-    for (int t = 0; t < n_keys; t++) {
-        scores[t] = expf(scores[t] - max);
-        sum += scores[t];
-    }
-    float inv = 1.0f / sum;
-    for (int d = 0; d < hd; d++) out[d] = 0.0f;
-    for (int t = 0; t < n_keys; t++) axpy_portable(out, scores[t] * inv, v + (size_t)t * kv_stride, hd);
-}
-
 /* exp for precision q8 (cpu_kernels.h: cpu_exp_q8). */
 static const float EXP_LOG2E = 1.44269504088896341f, EXP_SHIFT = 12582912.0f; /* 1.5 * 2^23 */
 static const float EXP_LN2_HI = -0.693145751953125f, EXP_LN2_LO = -1.428606765330187e-06f;
@@ -90,8 +71,12 @@ float cpu_exp_q8(float x) {
     return p * scale;
 }
 
-static void attend_q8_portable(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
-                               float scale, float *scores, float *out) {
+/* Attention for one (row, head): softmax(q . k_t * scale) . v, the
+ * exponential expf (precision f32) or cpu_exp_q8 (q8: a constant in each
+ * caller, so each gets its own copy). */
+static inline __attribute__((always_inline)) void attend_body_portable(const float *q, const float *k, const float *v,
+                                                                       size_t kv_stride, int hd, int n_keys, float scale,
+                                                                       float *scores, float *out, const bool q8) {
     float max = -INFINITY;
     for (int t = 0; t < n_keys; t++) {
         float s = dot_portable(q, k + (size_t)t * kv_stride, hd) * scale;
@@ -100,12 +85,22 @@ static void attend_q8_portable(const float *q, const float *k, const float *v, s
     }
     float sum = 0.0f;
     for (int t = 0; t < n_keys; t++) {
-        scores[t] = cpu_exp_q8(scores[t] - max);
+        scores[t] = q8 ? cpu_exp_q8(scores[t] - max) : expf(scores[t] - max);
         sum += scores[t];
     }
     float inv = 1.0f / sum;
     for (int d = 0; d < hd; d++) out[d] = 0.0f;
     for (int t = 0; t < n_keys; t++) axpy_portable(out, scores[t] * inv, v + (size_t)t * kv_stride, hd);
+}
+
+static void attend_portable(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                            float scale, float *scores, float *out) {
+    attend_body_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out, false);
+}
+
+static void attend_q8_portable(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                               float scale, float *scores, float *out) {
+    attend_body_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out, true);
 }
 
 static void attend_q8_group_portable(const float *const *q, float *const *out, int n_q, const float *k,
@@ -531,72 +526,6 @@ static AVX2 bool dot_rows_avx2(const model_weight *w, int64_t r0, int n_rows, co
 }
 
 
-/* Attention for one (row, head), head_dim a multiple of 8: the score dots
- * and the output accumulators stay in registers, 64 output columns at a
- * time; per element the operations are those of attend_portable. */
-static AVX2 void attend_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
-                             float scale, float *scores, float *out) {
-    if (hd % 8 != 0) {
-        attend_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
-        return;
-    }
-    float max = -INFINITY;
-    int t = 0;
-    /* four keys at a time: four independent chains (each key's own sequence of
-     * operations is the one-key loop's below, so the same bits) */
-    for (; t + 4 <= n_keys; t += 4) {
-        const float *k0 = k + (size_t)t * kv_stride;
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        for (int c = 0; c < hd; c += 8) {
-            __m256 qc = _mm256_loadu_ps(q + c);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++)
-                acc[j] = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + (size_t)j * kv_stride + c), acc[j]);
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            float s = hsum_avx2(acc[j]) * scale;
-            scores[t + j] = s;
-            if (s > max) max = s;
-        }
-    }
-    for (; t < n_keys; t++) {
-        const float *kt = k + (size_t)t * kv_stride;
-        __m256 acc = _mm256_setzero_ps();
-        for (int c = 0; c < hd; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kt + c), acc);
-        float s = hsum_avx2(acc) * scale;
-        scores[t] = s;
-        if (s > max) max = s;
-    }
-    float sum = 0.0f;
-    for (t = 0; t < n_keys; t++) {
-        scores[t] = expf(scores[t] - max);
-        sum += scores[t];
-    }
-    float inv = 1.0f / sum;
-    for (int c0 = 0; c0 < hd; c0 += 64) {
-        int width = hd - c0 < 64 ? hd - c0 : 64;
-        __m256 acc[8];
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
-        if (width == 64) {
-            for (int t = 0; t < n_keys; t++) {
-                const float *vt = v + (size_t)t * kv_stride + c0;
-                __m256 p = _mm256_set1_ps(scores[t] * inv);
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j), acc[j]);
-            }
-        } else {
-            for (int t = 0; t < n_keys; t++) {
-                const float *vt = v + (size_t)t * kv_stride + c0;
-                __m256 p = _mm256_set1_ps(scores[t] * inv);
-                for (int j = 0; j < width / 8; j++) acc[j] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * j), acc[j]);
-            }
-        }
-        for (int j = 0; j < width / 8; j++) _mm256_storeu_ps(out + c0 + 8 * j, acc[j]);
-    }
-}
-
 /* cpu_exp_q8 on 8 lanes: the same operations, so the same bits. */
 static inline AVX2 __m256 exp_q8_avx2(__m256 x) {
     __m256 below = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_MIN), _CMP_LT_OQ); /* false for NaN */
@@ -626,12 +555,15 @@ static AVX2 void swiglu_q8_avx2(float *g, const float *u, int64_t n) {
     for (; k < n; k++) g[k] = g[k] / (1.0f + cpu_exp_q8(-g[k])) * u[k];
 }
 
-static AVX2 void attend_q8_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
-                                float scale, float *scores, float *out) {
-    if (hd % 8 != 0) {
-        attend_q8_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
-        return;
-    }
+/* Attention for one (row, head), head_dim a multiple of 8: the score dots
+ * and the output accumulators stay in registers, 64 output columns at a
+ * time; per element the operations are those of attend_body_portable (q8
+ * is a constant in each caller: cpu_exp_q8, 8 keys at a time, in place of
+ * expf). */
+static inline __attribute__((always_inline)) AVX2 void attend_body_avx2(const float *q, const float *k, const float *v,
+                                                                        size_t kv_stride, int hd, int n_keys,
+                                                                        float scale, float *scores, float *out,
+                                                                        const bool q8) {
     float max = -INFINITY;
     int t = 0;
     /* four keys at a time: four independent chains (each key's own sequence of
@@ -661,11 +593,18 @@ static AVX2 void attend_q8_avx2(const float *q, const float *k, const float *v, 
         if (s > max) max = s;
     }
     float sum = 0.0f;
-    __m256 mx = _mm256_set1_ps(max);
-    for (t = 0; t + 8 <= n_keys; t += 8)
-        _mm256_storeu_ps(scores + t, exp_q8_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + t), mx)));
-    for (; t < n_keys; t++) scores[t] = cpu_exp_q8(scores[t] - max);
-    for (t = 0; t < n_keys; t++) sum += scores[t];
+    if (q8) {
+        __m256 mx = _mm256_set1_ps(max);
+        for (t = 0; t + 8 <= n_keys; t += 8)
+            _mm256_storeu_ps(scores + t, exp_q8_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + t), mx)));
+        for (; t < n_keys; t++) scores[t] = cpu_exp_q8(scores[t] - max);
+        for (t = 0; t < n_keys; t++) sum += scores[t];
+    } else {
+        for (t = 0; t < n_keys; t++) {
+            scores[t] = expf(scores[t] - max);
+            sum += scores[t];
+        }
+    }
     float inv = 1.0f / sum;
     for (int c0 = 0; c0 < hd; c0 += 64) {
         int width = hd - c0 < 64 ? hd - c0 : 64;
@@ -688,6 +627,24 @@ static AVX2 void attend_q8_avx2(const float *q, const float *k, const float *v, 
         }
         for (int j = 0; j < width / 8; j++) _mm256_storeu_ps(out + c0 + 8 * j, acc[j]);
     }
+}
+
+static AVX2 void attend_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                             float scale, float *scores, float *out) {
+    if (hd % 8 != 0) {
+        attend_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
+        return;
+    }
+    attend_body_avx2(q, k, v, kv_stride, hd, n_keys, scale, scores, out, false);
+}
+
+static AVX2 void attend_q8_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
+                                float scale, float *scores, float *out) {
+    if (hd % 8 != 0) {
+        attend_q8_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
+        return;
+    }
+    attend_body_avx2(q, k, v, kv_stride, hd, n_keys, scale, scores, out, true);
 }
 
 static AVX2 void attend_q8_group_avx2(const float *const *q, float *const *out, int n_q, const float *k,
