@@ -247,7 +247,7 @@ typedef struct greta_session greta_session;
 
 typedef enum {
     GRETA_BACKEND_CPU = 0,  /* float32 / 8-bit activations (precision), multi-threaded, the default */
-    GRETA_BACKEND_REF = 1,  /* float64 reference (the oracle), single-threaded */
+    GRETA_BACKEND_REF = 1,  /* float64 reference (the oracle); threads split its matrix products by output row (no bit changes) */
     GRETA_BACKEND_CUDA = 2, /* reserved: "not built with CUDA" in CPU builds */
 } greta_backend;
 

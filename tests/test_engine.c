@@ -556,8 +556,8 @@ static void test_errors(void) {
               bi.unavailable[0] == 0,
           "registry: cpu is f32, 4-byte values, available, threaded");
     CHECK(greta_backend_get_info(GRETA_BACKEND_REF, &bi) == GRETA_OK && strcmp(bi.name, "ref") == 0 &&
-              strcmp(bi.precision, "f64") == 0 && bi.value_bytes == 8 && bi.available && !bi.threaded,
-          "registry: ref is f64, 8-byte values, available, one thread");
+              strcmp(bi.precision, "f64") == 0 && bi.value_bytes == 8 && bi.available && bi.threaded,
+          "registry: ref is f64, 8-byte values, available, threaded (its matrix products)");
     CHECK(greta_backend_get_info(GRETA_BACKEND_CUDA, &bi) == GRETA_OK && strcmp(bi.name, "cuda") == 0 &&
               !bi.available && strstr(bi.unavailable, "not built with CUDA"),
           "registry: cuda is not available in this build, and says why");
@@ -575,8 +575,8 @@ static void test_errors(void) {
     p.backend = GRETA_BACKEND_REF;
     p.n_threads = 4;
     greta_status made = greta_session_new(m, &p, &x, err, sizeof err);
-    CHECK(made == GRETA_OK && greta_session_n_threads(x) == 1,
-          "a backend the registry marks single-threaded runs one thread (%d)", x ? greta_session_n_threads(x) : -1);
+    CHECK(made == GRETA_OK && greta_session_n_threads(x) == 4,
+          "ref runs the session's thread count (%d)", x ? greta_session_n_threads(x) : -1);
     greta_session_free(x);
     x = NULL;
 

@@ -5,7 +5,7 @@
 
 static const backend_entry entries[] = {
     {GRETA_BACKEND_CPU, "cpu", "f32", 4, true, true, "", &backend_cpu_ops},
-    {GRETA_BACKEND_REF, "ref", "f64", 8, true, false, "", &backend_ref_ops},
+    {GRETA_BACKEND_REF, "ref", "f64", 8, true, true, "", &backend_ref_ops}, /* threads: its matrix products */
 #ifdef GRETA_CUDA
     /* activations f32; the KV cache is f16 (docs/cuda.md) */
     {GRETA_BACKEND_CUDA, "cuda", "f32", 4, true, false, "", &backend_cuda_ops},

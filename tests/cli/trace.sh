@@ -97,6 +97,8 @@ nl=$("$GRETA" inspect "$M" --json | python3 -c 'import json,sys; print(json.load
 grep -qE "^  layer +$nl  max rel .*  logits rel " "$TMP/out" && pass "error growth: the row after the last layer is labelled logits" \
     || fail "error growth final row: $(tail -n 3 "$TMP/out")"
 expect_code "audit determinism passes" 0 "verdict: PASS: determinism" "$GRETA" audit determinism -m "$M" --ids $IDS -t 2 --threads-alt 1
+# ref splits its matrix products over threads by output row: no bit may change (float64 rows)
+expect_code "audit determinism on ref, 3 threads vs 1" 0 "verdict: PASS: determinism" "$GRETA" audit determinism -m "$M" --ids $IDS --backend ref -t 3 --threads-alt 1
 expect_code "audit neutrality passes" 0 "verdict: PASS: neutrality" "$GRETA" audit neutrality -m "$M" --ids $IDS
 expect_code "audit backends exact fails and names the first divergence" 1 "FAIL: backends: cpu \\(q8\\) vs ref \\(f64\\): first divergence: layer 0" \
     "$GRETA" audit backends -m "$M" --ids $IDS --atol 0

@@ -2,8 +2,11 @@
  *
  * Weights are dequantized exactly (quant_dequantize, bit-exact with ggml)
  * and promoted to double; every activation, accumulation, the KV cache and
- * the logits are double. Single-threaded, plain loops in the textbook order:
- * this backend is meant to be obviously right, not fast. */
+ * the logits are double. Plain loops in the textbook order: this backend is
+ * meant to be obviously right, not fast. The one concession to speed: the
+ * matrix products split their output rows over the session's threads (each
+ * output is still one thread's loop over k in order, so the thread count
+ * changes no bit); everything else runs on the calling thread. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 
 #include "backend/backend.h"
 #include "backend/backend_common.h"
+#include "backend/cpu/cpu_pool.h"
 #include "base/errors.h"
 #include "format/quant.h"
 
@@ -27,8 +31,9 @@ struct backend_ctx {
     double *rope_cos;     /* [max_rows][rope_dim / 2] */
     double *rope_sin;
     double *scores;       /* [max_keys] */
-    float *row_f32;       /* [max(n_in of any matrix)] one dequantized weight row */
-    double *row_f64;
+    cpu_pool *pool;       /* config.n_threads threads, for ref_matmul */
+    float *row_f32;       /* [n_threads][max(n_in of any matrix)] each thread's dequantized weight row */
+    double *row_f64;      /* [n_threads][max n_in] the same in double */
 };
 
 static greta_status ref_kv_new(backend_model *bm, int32_t n_ctx, greta_kv_type kv_type, backend_kv **out, char *err,
@@ -48,6 +53,7 @@ static void ref_ctx_free(backend_ctx *be) {
     free(be->rope_cos);
     free(be->rope_sin);
     free(be->scores);
+    cpu_pool_free(be->pool);
     free(be->row_f32);
     free(be->row_f64);
     free(be);
@@ -67,9 +73,17 @@ static greta_status ref_ctx_new(backend_model *bm, const backend_ctx_config *con
     be->rope_cos = calloc((size_t)config->max_rows * half + 1, sizeof(double));
     be->rope_sin = calloc((size_t)config->max_rows * half + 1, sizeof(double));
     be->scores = calloc((size_t)config->max_keys, sizeof(double));
-    be->row_f32 = calloc((size_t)backend_max_in(hp), sizeof(float));
-    be->row_f64 = calloc((size_t)backend_max_in(hp), sizeof(double));
+    size_t scratch = (size_t)config->n_threads * (size_t)backend_max_in(hp);
+    be->row_f32 = calloc(scratch, sizeof(float));
+    be->row_f64 = calloc(scratch, sizeof(double));
     if (!be->rope_cos || !be->rope_sin || !be->scores || !be->row_f32 || !be->row_f64) goto oom;
+    char perr[200] = "";
+    be->pool = cpu_pool_new(config->n_threads, perr, sizeof perr);
+    if (!be->pool) {
+        format_error(err, err_size, "%s", perr);
+        ref_ctx_free(be);
+        return GRETA_ERR_INTERNAL;
+    }
     *out = be;
     return GRETA_OK;
 oom:
@@ -114,21 +128,42 @@ static greta_status ref_rmsnorm(backend_ctx *be, backend_buf dst, backend_buf sr
     return GRETA_OK;
 }
 
+/* One matrix product: dst[i][r] = sum over k in order of W[r][k] * src[src_row0 + i][k]. */
+typedef struct {
+    backend_ctx *be;
+    const model_weight *W;
+    backend_buf dst, src;
+    int src_row0, n;
+} matmul_job;
+
+/* Thread t of T computes the output rows [t * n_out / T, (t + 1) * n_out / T). */
+static void matmul_rows(void *arg, int t) {
+    const matmul_job *job = arg;
+    backend_ctx *be = job->be;
+    const model_weight *W = job->W;
+    int64_t n_threads = cpu_pool_threads(be->pool);
+    int64_t r0 = W->n_out * t / n_threads, r1 = W->n_out * (t + 1) / n_threads;
+    size_t max_in = (size_t)backend_max_in(&be->m->hp);
+    float *row_f32 = be->row_f32 + (size_t)t * max_in;
+    double *row_f64 = be->row_f64 + (size_t)t * max_in;
+    for (int64_t r = r0; r < r1; r++) {
+        quant_dequantize(W->type, W->data + (size_t)r * W->row_bytes, row_f32, W->n_in);
+        for (int64_t k = 0; k < W->n_in; k++) row_f64[k] = (double)row_f32[k];
+        for (int i = 0; i < job->n; i++) {
+            const double *x = row_of(be, job->src, job->src_row0 + i);
+            double acc = 0;
+            for (int64_t k = 0; k < W->n_in; k++) acc += row_f64[k] * x[k];
+            row_of(be, job->dst, i)[r] = acc;
+        }
+    }
+}
+
 static greta_status ref_matmul(backend_ctx *be, int n_mats, const backend_weight *ids, const backend_buf *dst,
                                backend_buf src, int src_row0, int n, char *err, size_t err_size) {
     (void)err, (void)err_size;
     for (int w = 0; w < n_mats; w++) {
-        const model_weight *W = be->hm->w.matrix[ids[w]];
-        for (int64_t r = 0; r < W->n_out; r++) {
-            quant_dequantize(W->type, W->data + (size_t)r * W->row_bytes, be->row_f32, W->n_in);
-            for (int64_t k = 0; k < W->n_in; k++) be->row_f64[k] = (double)be->row_f32[k];
-            for (int i = 0; i < n; i++) {
-                const double *x = row_of(be, src, src_row0 + i);
-                double acc = 0;
-                for (int64_t k = 0; k < W->n_in; k++) acc += be->row_f64[k] * x[k];
-                row_of(be, dst[w], i)[r] = acc;
-            }
-        }
+        matmul_job job = {be, be->hm->w.matrix[ids[w]], dst[w], src, src_row0, n};
+        cpu_pool_run(be->pool, matmul_rows, &job);
     }
     return GRETA_OK;
 }
