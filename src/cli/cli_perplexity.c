@@ -24,7 +24,7 @@ static void usage(FILE *out) {
             "  -b, --batch N               tokens per evaluation, at most ctx (default: ctx)\n"
             "  --chunks N                  score only the first N chunks (default: all)\n"
             "  -t, --threads N             CPU threads (default: all)\n"
-            "  --backend cpu|ref           (default cpu; ref = float64, single-threaded)\n"
+            "  --backend cpu|ref           (default cpu; ref = float64, slow)\n"
             "  --precision q8|f32          cpu/cuda arithmetic: 8-bit activations (default) or float32\n"
             "  --kl-divergence-base FILE   without --kl-divergence: write the log-probs of this\n"
             "                              model for the text to FILE (llama.cpp's format);\n"
