@@ -555,15 +555,20 @@ static AVX2 void swiglu_q8_avx2(float *g, const float *u, int64_t n) {
     for (; k < n; k++) g[k] = g[k] / (1.0f + cpu_exp_q8(-g[k])) * u[k];
 }
 
-/* Attention for one (row, head), head_dim a multiple of 8: the score dots
- * and the output accumulators stay in registers, 64 output columns at a
- * time; per element the operations are those of attend_body_portable (q8
- * is a constant in each caller: cpu_exp_q8, 8 keys at a time, in place of
- * expf). */
+/* Attention for one (row, head): the score dots and the output
+ * accumulators stay in registers, 64 output columns at a time; per element
+ * the operations are those of attend_body_portable (q8 is a constant in
+ * each caller: cpu_exp_q8, 8 keys at a time, in place of expf). A head_dim
+ * that is not a multiple of 8 takes the portable code. */
 static inline __attribute__((always_inline)) AVX2 void attend_body_avx2(const float *q, const float *k, const float *v,
                                                                         size_t kv_stride, int hd, int n_keys,
                                                                         float scale, float *scores, float *out,
                                                                         const bool q8) {
+    if (hd % 8 != 0) {
+        if (q8) attend_q8_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
+        else attend_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
+        return;
+    }
     float max = -INFINITY;
     int t = 0;
     /* four keys at a time: four independent chains (each key's own sequence of
@@ -631,19 +636,11 @@ static inline __attribute__((always_inline)) AVX2 void attend_body_avx2(const fl
 
 static AVX2 void attend_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
                              float scale, float *scores, float *out) {
-    if (hd % 8 != 0) {
-        attend_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
-        return;
-    }
     attend_body_avx2(q, k, v, kv_stride, hd, n_keys, scale, scores, out, false);
 }
 
 static AVX2 void attend_q8_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int hd, int n_keys,
                                 float scale, float *scores, float *out) {
-    if (hd % 8 != 0) {
-        attend_q8_portable(q, k, v, kv_stride, hd, n_keys, scale, scores, out);
-        return;
-    }
     attend_body_avx2(q, k, v, kv_stride, hd, n_keys, scale, scores, out, true);
 }
 
