@@ -219,10 +219,8 @@ static greta_status cpu_ctx_new(backend_model *bm, const backend_ctx_config *con
             be->rpk = cpu_repack_best();
         }
     }
-    char perr[200] = "";
-    be->pool = cpu_pool_new(be->n_threads, perr, sizeof perr);
+    be->pool = cpu_pool_new(be->n_threads, err, err_size);
     if (!be->pool) {
-        format_error(err, err_size, "%s", perr);
         cpu_ctx_free(be);
         return GRETA_ERR_INTERNAL;
     }

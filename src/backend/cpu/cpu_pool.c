@@ -1,11 +1,11 @@
 /* backend_cpu_pool.c: worker threads of the CPU backend (see backend_cpu_pool.h). */
 #include "backend/cpu/cpu_pool.h"
+#include "base/errors.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,7 +74,7 @@ cpu_pool *cpu_pool_new(int n_threads, char *err, size_t err_size) {
     if (n_threads < 1) n_threads = 1;
     cpu_pool *pool = calloc(1, sizeof *pool);
     if (!pool) {
-        snprintf(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         return NULL;
     }
     pool->n_threads = n_threads;
@@ -87,7 +87,7 @@ cpu_pool *cpu_pool_new(int n_threads, char *err, size_t err_size) {
     pool->threads = calloc((size_t)n_threads - 1, sizeof(pthread_t));
     pool->args = calloc((size_t)n_threads - 1, sizeof(worker_arg));
     if (!pool->threads || !pool->args) {
-        snprintf(err, err_size, "out of memory");
+        format_error(err, err_size, "out of memory");
         cpu_pool_free(pool);
         return NULL;
     }
@@ -95,7 +95,7 @@ cpu_pool *cpu_pool_new(int n_threads, char *err, size_t err_size) {
         pool->args[i] = (worker_arg){pool, i + 1};
         int rc = pthread_create(&pool->threads[i], NULL, worker_main, &pool->args[i]);
         if (rc != 0) {
-            snprintf(err, err_size, "cannot start worker thread %d of %d: %s", i + 1, n_threads, strerror(rc));
+            format_error(err, err_size, "cannot start worker thread %d of %d: %s", i + 1, n_threads, strerror(rc));
             cpu_pool_free(pool);
             return NULL;
         }

@@ -77,10 +77,8 @@ static greta_status ref_ctx_new(backend_model *bm, const backend_ctx_config *con
     be->row_f32 = calloc(scratch, sizeof(float));
     be->row_f64 = calloc(scratch, sizeof(double));
     if (!be->rope_cos || !be->rope_sin || !be->scores || !be->row_f32 || !be->row_f64) goto oom;
-    char perr[200] = "";
-    be->pool = cpu_pool_new(config->n_threads, perr, sizeof perr);
+    be->pool = cpu_pool_new(config->n_threads, err, err_size);
     if (!be->pool) {
-        format_error(err, err_size, "%s", perr);
         ref_ctx_free(be);
         return GRETA_ERR_INTERNAL;
     }
