@@ -5,8 +5,8 @@
 # cuda_device.cu, cuda_matvec.cu and cuda_matvec_q8.cu; and the check catches planted violations:
 #  - tests/fixtures/cuda/sass_planted.cu: a store before the wait, an input read before it, a
 #    kernel without the wait (each FAILs), weights read before the wait (passes);
-#  - cuda_matvec.cu with act_f4 back on __ldg (the first PDL version: ptxas moves those loads
-#    above the wait) FAILs, the loads named as coming from a.x.
+#  - cuda_matvec.cu with its activation load back on __ldg (the first PDL version: ptxas moves
+#    those loads above the wait) FAILs, the loads named as coming from a.x.
 # Needs nvcc and nvdisasm, no GPU (.ci/run installs the pip package nvidia-cuda-nvdisasm where nvcc
 # is). Without them, and in the sanitizer run (it runs none of greta's C), it says it skipped and
 # counts 0 passed, 0 failed.
@@ -45,16 +45,16 @@ flagged planted_no_wait 'no ACQBULK' && pass "a kernel without the wait is caugh
 grep -q '^ok   sass_planted.cu allowed_weights(' "$TMP/planted.txt" && pass "weights read before the wait pass" \
     || fail "the allowed weight reads were flagged: $out"
 
-# cuda_matvec.cu with its activation loader back on __ldg
-sed 's|act_f4(const float \*p) { return \*(const float4 \*)p; }|act_f4(const float *p) { return __ldg((const float4 *)p); }|' \
+# cuda_matvec.cu with its activation load back on __ldg (act_f4, gpu_compat.h, replaced at its call)
+sed 's|const float4 xv = act_f4(x + xo\[h\]);|const float4 xv = __ldg((const float4 *)(x + xo[h]));|' \
     src/backend/cuda/cuda_matvec.cu >"$TMP/cuda_matvec.cu"
 if cmp -s src/backend/cuda/cuda_matvec.cu "$TMP/cuda_matvec.cu"; then
-    fail "could not plant __ldg in act_f4 (its line changed?)"
+    fail "could not plant __ldg in place of act_f4 (its line changed?)"
 else
     python3 "$CHECK" "$TMP/cuda_matvec.cu" >"$TMP/ldg.txt" 2>&1; rc=$?
     n_fail=$(grep -c '^FAIL cuda_matvec.cu ' "$TMP/ldg.txt")
     if [[ $rc -eq 1 && $n_fail -gt 0 ]] && grep -q 'non-coherent load before the wait, from a\.x' "$TMP/ldg.txt"; then
-        pass "act_f4 on __ldg is caught: $n_fail kernels load a.x before the wait"
+        pass "the activation load on __ldg is caught: $n_fail kernels load a.x before the wait"
     else
         fail "planted __ldg not caught (exit $rc): $(tail -n 5 "$TMP/ldg.txt")"
     fi

@@ -51,13 +51,6 @@ __device__ __forceinline__ uint4 ld16(const uint8_t *p) { return __ldg((const ui
 __device__ __forceinline__ uint32_t ld4(const uint8_t *p) { return __ldg((const unsigned int *)p); }
 __device__ __forceinline__ uint32_t ld2(const uint8_t *p) { return __ldg((const unsigned short *)p); }
 
-/* Activations, written by the kernel before this one: plain (coherent)
- * loads, never __ldg. Under programmatic dependent launch that kernel may
- * still run when this one starts, and ptxas moves non-coherent (.nc)
- * loads above griddepcontrol.wait (seen in the SASS, 2026-12-01); the
- * weights, which nothing writes, keep __ldg. */
-__device__ __forceinline__ float4 act_f4(const float *p) { return *(const float4 *)p; }
-
 __device__ __forceinline__ float half_lo(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w & 0xffff))); }
 __device__ __forceinline__ float half_hi(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w >> 16))); }
 

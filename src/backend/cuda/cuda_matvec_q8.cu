@@ -42,16 +42,6 @@ enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14
 __device__ __forceinline__ uint4 ldq16(const void *p) { return __ldg((const uint4 *)p); }
 __device__ __forceinline__ uint32_t ldq4(const uint8_t *p) { return __ldg((const unsigned int *)p); }
 __device__ __forceinline__ uint32_t ldq2(const uint8_t *p) { return __ldg((const unsigned short *)p); }
-
-/* Activations, written by the kernel before this one: plain (coherent)
- * loads, never __ldg. Under programmatic dependent launch that kernel may
- * still run when this one starts, and ptxas moves non-coherent (.nc)
- * loads above griddepcontrol.wait (seen in the SASS, 2026-12-01); the
- * weights, which nothing writes, keep __ldg. */
-__device__ __forceinline__ uint4 act16(const void *p) { return *(const uint4 *)p; }
-__device__ __forceinline__ float4 act_f4(const void *p) { return *(const float4 *)p; }
-__device__ __forceinline__ float2 act_f2(const float2 *p) { return *p; }
-__device__ __forceinline__ float act_f(const float *p) { return *p; }
 __device__ __forceinline__ float f16_lo(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w & 0xffff))); }
 __device__ __forceinline__ float f16_hi(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w >> 16))); }
 

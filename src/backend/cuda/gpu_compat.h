@@ -112,6 +112,17 @@ __device__ __forceinline__ void gpu_grid_release(void) {
 #endif
 }
 
+/* Activations, written by the kernel before this one: plain (coherent)
+ * loads, never __ldg. Under programmatic dependent launch that kernel may
+ * still run when this one starts, and ptxas moves non-coherent (.nc)
+ * loads above griddepcontrol.wait (seen in the SASS, 2026-12-01); the
+ * weights, which nothing writes, keep __ldg (the matrix-vector files'
+ * ld16 / ldq16 loaders). */
+__device__ __forceinline__ uint4 act16(const void *p) { return *(const uint4 *)p; }
+__device__ __forceinline__ float4 act_f4(const void *p) { return *(const float4 *)p; }
+__device__ __forceinline__ float2 act_f2(const float2 *p) { return *p; }
+__device__ __forceinline__ float act_f(const float *p) { return *p; }
+
 /* Launches kernel<<<grid, block, 0, stream>>>(args...), with programmatic
  * stream serialization when pdl is nonzero. Returns the launch's error and
  * leaves none behind for a later gpuGetLastError(). The arguments convert
