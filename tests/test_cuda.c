@@ -498,12 +498,24 @@ static void test_rope_store(gpu_stream *s) {
 
 /* A device buffer of `bytes` filled with NaN (0xff bytes), so that a value
  * no kernel wrote shows. */
-static void *poisoned(size_t bytes) {
+/* Fills `bytes` of device memory with 0xff (NaN as floats). */
+static bool poison_bytes(void *dev, size_t bytes) {
     uint8_t *host = malloc(bytes);
-    if (!host) return NULL;
+    if (!host) return false;
     memset(host, 0xff, bytes);
-    void *d = to_device(host, bytes);
+    bool ok = gpu_upload(dev, host, bytes, err, sizeof err) == 0;
     free(host);
+    return ok;
+}
+
+/* A new device buffer of `bytes`, poisoned. */
+static void *poisoned(size_t bytes) {
+    void *d = NULL;
+    if (gpu_alloc(&d, bytes, "test data", err, sizeof err) != 0 || !poison_bytes(d, bytes)) {
+        CHECK(false, "poisoned device buffer: %s", err);
+        gpu_free(d);
+        return NULL;
+    }
     return d;
 }
 
@@ -810,15 +822,6 @@ done:
     free(x), free(w), free(y), free(y2), free(q), free(q2), free(ds), free(ds2);
 }
 
-/* Fills `bytes` of device memory with 0xff (NaN as floats). */
-static void poison_bytes(void *dev, size_t bytes) {
-    uint8_t *host = malloc(bytes);
-    if (!host) return;
-    memset(host, 0xff, bytes);
-    gpu_upload(dev, host, bytes, err, sizeof err);
-    free(host);
-}
-
 /* Programmatic dependent launch (docs/cuda.md): a chain of kernels on the
  * PDL stream right after a slow producer (gpu_test_delayed_copy: it lets
  * them start at once and writes their input about 1 ms later) gives the
@@ -869,9 +872,9 @@ static void test_pdl_order(gpu_stream *s, uint32_t type, int chain) {
     bool ok = gpu_upload(xd, src, (size_t)n_in * sizeof(float), err, sizeof err) == 0 &&
               pdl_chain(s, type, chain, &a, xd, normd, wn, n_in, qd, dsd) && to_host(s, y_ref, yd, n_out, n_out, 1);
     /* the same chain behind the slow producer, every buffer poisoned again */
-    poison_bytes(xd, (size_t)n_in * sizeof(float)), poison_bytes(normd, (size_t)n_in * sizeof(float));
-    poison_bytes(yd, (size_t)n_out * sizeof(float));
-    poison_bytes(qd, (size_t)n_in), poison_bytes(dsd, (size_t)n_in / 16 * sizeof(float));
+    ok = ok && poison_bytes(xd, (size_t)n_in * sizeof(float)) && poison_bytes(normd, (size_t)n_in * sizeof(float)) &&
+         poison_bytes(yd, (size_t)n_out * sizeof(float)) && poison_bytes(qd, (size_t)n_in) &&
+         poison_bytes(dsd, (size_t)n_in / 16 * sizeof(float));
     ok = ok && gpu_test_delayed_copy(s, xd, x_src, n_in, 2000000, err, sizeof err) == 0 &&
          pdl_chain(s, type, chain, &a, xd, normd, wn, n_in, qd, dsd) && to_host(s, y, yd, n_out, n_out, 1);
     CHECK(ok, "PDL chain %s, %s: %s", chain_names[chain], quant_type_name(type), err);
