@@ -389,33 +389,45 @@ static int audit_backends(greta_model *m, const char *path, const int32_t *ids, 
     trace_diff_result d;
     int status = compare(name, &a, &b, &tol, o, r, &d);
     if (status == 0 && o->report) {
-        /* error growth: the largest cell relative error of each layer */
+        /* error growth: the largest cell relative error of each layer, and
+         * the largest row relative error (the metric the tolerance bounds) */
         fprintf(o->report, "error growth per layer (largest rel over its points; x_after_mlp rel, logits rel "
-                           "after the last layer):\n");
+                           "after the last layer; largest row rel):\n");
         int layer = -1;
-        double worst = 0, resid = NAN;
+        double worst = 0, resid = NAN, worst_row = 0, all_row = -1;
         const char *worst_point = "", *resid_point = "x_after_mlp";
+        const trace_diff_cell *all_row_cell = NULL;
         for (size_t k = 0; k <= d.n_cells; k++) {
             if (k == d.n_cells || d.cells[k].layer != layer) {
                 if (layer >= 0)
-                    fprintf(o->report, "  layer %3d  max rel %9.3g (%s)  %s rel %9.3g\n", layer, worst,
-                            worst_point, resid_point, resid);
+                    fprintf(o->report, "  layer %3d  max rel %9.3g (%s)  %s rel %9.3g  row rel %9.3g\n", layer, worst,
+                            worst_point, resid_point, resid, worst_row);
                 if (k == d.n_cells) break;
                 layer = d.cells[k].layer;
                 worst = 0;
+                worst_row = 0;
                 resid = NAN;
                 worst_point = "";
                 resid_point = "x_after_mlp";
             }
-            if (d.cells[k].rel >= worst) {
-                worst = d.cells[k].rel;
-                worst_point = trace_point_name(d.cells[k].point);
+            const trace_diff_cell *c = &d.cells[k];
+            if (c->rel >= worst) {
+                worst = c->rel;
+                worst_point = trace_point_name(c->point);
             }
-            if (d.cells[k].point == TP_X_AFTER_MLP || d.cells[k].point == TP_LOGITS) {
-                resid = d.cells[k].rel;
-                resid_point = trace_point_name(d.cells[k].point);
+            if (c->max_row_rel > worst_row) worst_row = c->max_row_rel;
+            if (c->max_row_rel > all_row) {
+                all_row = c->max_row_rel;
+                all_row_cell = c;
+            }
+            if (c->point == TP_X_AFTER_MLP || c->point == TP_LOGITS) {
+                resid = c->rel;
+                resid_point = trace_point_name(c->point);
             }
         }
+        if (all_row_cell)
+            fprintf(o->report, "largest row rel %.3g (layer %d, %s): what --rel bounds\n", all_row,
+                    all_row_cell->layer, trace_point_name(all_row_cell->point));
     }
     if (status == 0) trace_diff_result_free(&d);
     else format_error(err, err_size, "out of memory comparing traces");

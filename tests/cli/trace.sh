@@ -96,6 +96,21 @@ expect_code "audit backends passes" 0 "verdict: PASS: backends" "$GRETA" audit b
 nl=$("$GRETA" inspect "$M" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["hyperparameters"]["block_count"])')
 grep -qE "^  layer +$nl  max rel .*  logits rel " "$TMP/out" && pass "error growth: the row after the last layer is labelled logits" \
     || fail "error growth final row: $(tail -n 3 "$TMP/out")"
+# "largest row rel" is the metric --rel bounds: the audit passes just above it and fails just below
+# (the f32 cpu session, whose rows all differ from ref by a little)
+"$GRETA" audit backends -m "$M" --ids $IDS --a cpu --b ref --precision f32 >"$TMP/rowrel" 2>&1
+row_rel=$(sed -n 's/^largest row rel \([0-9.e+-]*\) (layer .*): what --rel bounds$/\1/p' "$TMP/rowrel")
+if [[ -n $row_rel ]] && python3 -c "import sys; assert 0 < float(sys.argv[1]) < 1e-4" "$row_rel"; then
+    pass "audit backends names its largest row rel ($row_rel)"
+    above=$(python3 -c "import sys; print(float(sys.argv[1]) * 1.02)" "$row_rel")
+    below=$(python3 -c "import sys; print(float(sys.argv[1]) * 0.98)" "$row_rel")
+    expect_code "audit backends passes at 1.02x its largest row rel" 0 "verdict: PASS: backends" \
+        "$GRETA" audit backends -m "$M" --ids $IDS --a cpu --b ref --precision f32 --rel "$above"
+    expect_code "audit backends fails at 0.98x its largest row rel" 1 "verdict: FAIL: backends" \
+        "$GRETA" audit backends -m "$M" --ids $IDS --a cpu --b ref --precision f32 --rel "$below"
+else
+    fail "audit backends largest row rel: '$row_rel' from $(grep -c . "$TMP/rowrel") lines: $(tail -n 2 "$TMP/rowrel")"
+fi
 expect_code "audit determinism passes" 0 "verdict: PASS: determinism" "$GRETA" audit determinism -m "$M" --ids $IDS -t 2 --threads-alt 1
 # ref splits its matrix products over threads by output row: no bit may change (float64 rows)
 expect_code "audit determinism on ref, 3 threads vs 1" 0 "verdict: PASS: determinism" "$GRETA" audit determinism -m "$M" --ids $IDS --backend ref -t 3 --threads-alt 1
