@@ -426,7 +426,7 @@ static int audit_backends(greta_model *m, const char *path, const int32_t *ids, 
             }
         }
         if (all_row_cell)
-            fprintf(o->report, "largest row rel %.3g (layer %d, %s): what --rel bounds\n", all_row,
+            fprintf(o->report, "largest row rel %.3g (layer %d, %s): the metric the tolerance bounds\n", all_row,
                     all_row_cell->layer, trace_point_name(all_row_cell->point));
     }
     if (status == 0) trace_diff_result_free(&d);

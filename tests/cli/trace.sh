@@ -99,7 +99,7 @@ grep -qE "^  layer +$nl  max rel .*  logits rel " "$TMP/out" && pass "error grow
 # "largest row rel" is the metric --rel bounds: the audit passes just above it and fails just below
 # (the f32 cpu session, whose rows all differ from ref by a little)
 "$GRETA" audit backends -m "$M" --ids $IDS --a cpu --b ref --precision f32 >"$TMP/rowrel" 2>&1
-row_rel=$(sed -n 's/^largest row rel \([0-9.e+-]*\) (layer .*): what --rel bounds$/\1/p' "$TMP/rowrel")
+row_rel=$(sed -n 's/^largest row rel \([0-9.e+-]*\) (layer .*): the metric the tolerance bounds$/\1/p' "$TMP/rowrel")
 if [[ -n $row_rel ]] && python3 -c "import sys; assert 0 < float(sys.argv[1]) < 1e-4" "$row_rel"; then
     pass "audit backends names its largest row rel ($row_rel)"
     above=$(python3 -c "import sys; print(float(sys.argv[1]) * 1.02)" "$row_rel")
